@@ -1,0 +1,64 @@
+# Shared set-up for the project scripts: a virtualenv with otahub installed,
+# and the Debian packages the tests and benchmarks drive.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${OTAHUB_VENV:-$ROOT/.venv}"
+
+_as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# ensure_debs PKG...: install the Debian packages that are missing, without
+# letting their maintainer scripts start system services (a system-wide
+# mosquitto on port 1883 would collide with `otahub serve`).
+ensure_debs() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "installing Debian packages: ${missing[*]}"
+    local policy=/usr/sbin/policy-rc.d created=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | _as_root tee "$policy" >/dev/null
+        _as_root chmod +x "$policy"
+        created=1
+    fi
+    _as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive _as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    [ "$created" -eq 1 ] && _as_root rm -f "$policy"
+    return 0
+}
+
+pick_python() {
+    for candidate in python3.13 python3.12 python3.11 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    echo "otahub needs Python >= 3.11" >&2
+    return 1
+}
+
+# ensure_venv EXTRAS: create the virtualenv and install otahub (editable)
+# with the given extras; re-installs only when pyproject.toml changed.
+ensure_venv() {
+    local extras="$1"
+    local py
+    py="$(pick_python)"
+    if [ ! -x "$VENV/bin/python" ]; then
+        "$py" -m venv "$VENV" 2>/dev/null || {
+            ensure_debs python3-venv
+            "$py" -m venv "$VENV"
+        }
+    fi
+    local stamp="$VENV/.otahub-installed-$extras"
+    if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+        "$VENV/bin/python" -m pip install -q --upgrade pip
+        "$VENV/bin/python" -m pip install -q -e "$ROOT[$extras]"
+        touch "$stamp"
+    fi
+}

@@ -1,0 +1,3 @@
+from otahub.cli import main
+
+main()
