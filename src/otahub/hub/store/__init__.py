@@ -1,0 +1,1 @@
+"""Persistence: the database (SQLAlchemy models, migrations) and the blob store."""

@@ -1,0 +1,228 @@
+"""Content-addressed blob store: firmware files keyed by their SHA-256.
+
+The interface is what the hub needs from any backend (a directory here, an
+S3-compatible bucket later): stream bytes in while every checksum is computed
+once, stream ranges out, and tell whether a local file exists for zero-copy
+sending.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from otahub.protocols.checksums import Algorithm, MultiHasher
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# Chunks are gathered to this size before one trip to a worker thread, so that
+# hashing and disk writes do not stall the event loop and thread hops stay rare.
+_FLUSH_SIZE = 1024 * 1024
+READ_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    size: int
+    checksums: dict[Algorithm, str]
+
+    @property
+    def sha256(self) -> str:
+        return self.checksums[Algorithm.SHA256]
+
+
+class BlobUpload(abc.ABC):
+    """One blob being written. Use as an async context manager; ``commit`` keeps it."""
+
+    @abc.abstractmethod
+    async def write(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    @property
+    @abc.abstractmethod
+    def size(self) -> int:
+        """Bytes written so far."""
+
+    @abc.abstractmethod
+    async def reset(self) -> None:
+        """Forget everything written (a resumed download that must start over)."""
+
+    @abc.abstractmethod
+    async def commit(self) -> BlobInfo: ...
+
+    @abc.abstractmethod
+    async def abort(self) -> None: ...
+
+    async def __aenter__(self) -> BlobUpload:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.abort()
+
+
+class BlobStore(abc.ABC):
+    @abc.abstractmethod
+    def begin(self) -> BlobUpload: ...
+
+    @abc.abstractmethod
+    async def exists(self, sha256: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def delete(self, sha256: str) -> None: ...
+
+    @abc.abstractmethod
+    def read(self, sha256: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Bytes ``[start, end)`` of a blob, in chunks."""
+
+    def local_path(self, sha256: str) -> Path | None:
+        """A file on this machine holding the blob, if the backend has one."""
+        return None
+
+
+class FileBlobStore(BlobStore):
+    """Blobs as files ``<root>/sha256/<aa>/<sha256>``, written atomically."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._tmp = root / "tmp"
+        (root / "sha256").mkdir(parents=True, exist_ok=True)
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        # Partial files of a previous run that died mid-upload are garbage.
+        for stale in self._tmp.iterdir():
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+    def path_for(self, sha256: str) -> Path:
+        if not _SHA256.fullmatch(sha256):
+            raise ValueError(f"not a lowercase SHA-256 hex digest: {sha256!r}")
+        return self.root / "sha256" / sha256[:2] / sha256
+
+    def begin(self) -> BlobUpload:
+        return _FileUpload(self)
+
+    async def exists(self, sha256: str) -> bool:
+        return await asyncio.to_thread(self.path_for(sha256).is_file)
+
+    async def delete(self, sha256: str) -> None:
+        path = self.path_for(sha256)
+
+        def _delete() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+        await asyncio.to_thread(_delete)
+
+    def local_path(self, sha256: str) -> Path | None:
+        path = self.path_for(sha256)
+        return path if path.is_file() else None
+
+    async def read(
+        self, sha256: str, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        path = self.path_for(sha256)
+        f = await asyncio.to_thread(path.open, "rb")
+        try:
+            await asyncio.to_thread(f.seek, start)
+            remaining = None if end is None else max(0, end - start)
+            while remaining is None or remaining > 0:
+                want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
+                chunk = await asyncio.to_thread(f.read, want)
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+        finally:
+            f.close()
+
+
+class _FileUpload(BlobUpload):
+    def __init__(self, store: FileBlobStore) -> None:
+        self._store = store
+        self._tmp_path = store._tmp / f"upload-{secrets.token_hex(8)}"
+        self._file = self._tmp_path.open("wb")
+        self._hasher = MultiHasher()
+        self._buffer = bytearray()
+        self._size = 0
+        self._done = False
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._done:
+            raise RuntimeError("blob upload already finished")
+        self._buffer += data
+        self._size += len(data)
+        if len(self._buffer) >= _FLUSH_SIZE:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._buffer:
+            return
+        chunk = bytes(self._buffer)
+        self._buffer.clear()
+
+        def _work() -> None:
+            self._hasher.update(chunk)
+            self._file.write(chunk)
+
+        await asyncio.to_thread(_work)
+
+    async def reset(self) -> None:
+        self._buffer.clear()
+        self._size = 0
+        self._hasher = MultiHasher()
+
+        def _truncate() -> None:
+            self._file.seek(0)
+            self._file.truncate()
+
+        await asyncio.to_thread(_truncate)
+
+    async def commit(self) -> BlobInfo:
+        await self._flush()
+        info = BlobInfo(size=self._hasher.size, checksums=self._hasher.hexdigests())
+        final = self._store.path_for(info.sha256)
+
+        def _finish() -> None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            final.parent.mkdir(parents=True, exist_ok=True)
+            # rename is atomic: readers see no file or the whole file. The same
+            # content uploaded twice simply replaces identical bytes.
+            os.replace(self._tmp_path, final)
+            dir_fd = os.open(final.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+        await asyncio.to_thread(_finish)
+        self._done = True
+        return info
+
+    async def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+
+        def _discard() -> None:
+            self._file.close()
+            with contextlib.suppress(FileNotFoundError):
+                self._tmp_path.unlink()
+
+        await asyncio.to_thread(_discard)

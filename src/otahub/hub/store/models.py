@@ -1,0 +1,164 @@
+"""The hub's tables. Schema changes go through the Alembic migrations beside this module."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Update states that end an update; every other state counts as active.
+TERMINAL_STATES = ("succeeded", "failed", "canceled")
+_ACTIVE_WHERE = text("state NOT IN ('succeeded', 'failed', 'canceled')")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    # Stable constraint names, so migrations can refer to them on every backend.
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class FirmwarePackage(Base):
+    __tablename__ = "firmware_packages"
+    __table_args__ = (UniqueConstraint("title", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(255))
+    version: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # "firmware" or "software"
+    device_type: Mapped[str | None] = mapped_column(String(255))
+    filename: Mapped[str | None] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    source_url: Mapped[str | None] = mapped_column(Text)  # set when registered by URL
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)  # also the blob key
+    md5: Mapped[str] = mapped_column(String(32))
+    sha384: Mapped[str] = mapped_column(String(96))
+    sha512: Mapped[str] = mapped_column(String(128))
+    crc32: Mapped[str] = mapped_column(String(8))
+    murmur3_32: Mapped[str] = mapped_column(String(8))
+    murmur3_128: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    __table_args__ = (UniqueConstraint("enos_product_key", "enos_device_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    dialect: Mapped[str] = mapped_column(String(32))
+    device_type: Mapped[str | None] = mapped_column(String(255))
+    tb_token: Mapped[str | None] = mapped_column(String(255), unique=True)
+    enos_product_key: Mapped[str | None] = mapped_column(String(255))
+    enos_device_key: Mapped[str | None] = mapped_column(String(255))
+    enos_device_secret: Mapped[str | None] = mapped_column(String(255))
+    current_fw_title: Mapped[str | None] = mapped_column(String(255))
+    current_fw_version: Mapped[str | None] = mapped_column(String(255))
+    current_sw_title: Mapped[str | None] = mapped_column(String(255))
+    current_sw_version: Mapped[str | None] = mapped_column(String(255))
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Update(Base):
+    __tablename__ = "updates"
+    __table_args__ = (
+        # At most one active update per device and kind, enforced by the database
+        # itself so that two concurrent requests cannot both win.
+        Index(
+            "uq_updates_active_device_kind",
+            "device_id",
+            "kind",
+            unique=True,
+            sqlite_where=_ACTIVE_WHERE,
+            postgresql_where=_ACTIVE_WHERE,
+        ),
+        Index("ix_updates_state_deadline", "state", "deadline_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    package_id: Mapped[int] = mapped_column(
+        ForeignKey("firmware_packages.id", ondelete="RESTRICT"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # copied from the package for the index
+    state: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(Text)
+    code: Mapped[str | None] = mapped_column(String(64))
+    timeout_s: Mapped[float] = mapped_column()
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    device: Mapped[Device] = relationship(lazy="raise")
+    package: Mapped[FirmwarePackage] = relationship(lazy="raise")
+    transitions: Mapped[list[UpdateTransition]] = relationship(
+        lazy="raise", order_by="UpdateTransition.id", cascade="all, delete-orphan"
+    )
+
+
+class UpdateTransition(Base):
+    """The audit trail: one row per state change (or progress report) of an update."""
+
+    __tablename__ = "update_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    update_id: Mapped[int] = mapped_column(ForeignKey("updates.id", ondelete="CASCADE"), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(Text)
+    code: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(64))  # "api", "timeout", "driver:<dialect>", ...
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
