@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
+from otahub.cli.serve import serve
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app.command()(serve)
+
+
+@app.callback()
+def _root() -> None:
+    """otahub: over-the-air updates for MQTT-connected devices."""
 
 
 def main() -> None:

@@ -1,0 +1,86 @@
+"""The composition root: builds every part of the hub and runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+from collections.abc import Iterator
+
+import uvicorn
+
+from otahub.hub.http.app import create_http_app
+from otahub.hub.settings import HubSettings
+from otahub.mqtt.server import MQTTServer, ServerConfig
+
+log = logging.getLogger("otahub.hub")
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the hub owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def tls_context(settings: HubSettings) -> ssl.SSLContext:
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise ValueError("the MQTT TLS listener needs --tls-cert and --tls-key")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
+    if settings.tls_ca is not None:
+        ctx.load_verify_locations(settings.tls_ca)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx
+
+
+async def run_hub(settings: HubSettings, stop: asyncio.Event | None = None) -> None:
+    """Run the hub until ``stop`` is set or the process gets SIGINT/SIGTERM."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    mqtt = MQTTServer(ServerConfig(max_packet_size=settings.max_packet_size))
+    await mqtt.listen(settings.host, settings.mqtt_port)
+    if settings.mqtt_tls_port is not None:
+        await mqtt.listen(settings.host, settings.mqtt_tls_port, ssl=tls_context(settings))
+
+    http = _EmbeddedUvicorn(
+        uvicorn.Config(
+            create_http_app(),
+            host=settings.host,
+            port=settings.http_port,
+            log_level="warning",
+            lifespan="on",
+        )
+    )
+    http_task = asyncio.create_task(http.serve(), name="http")
+    try:
+        while not http.started:
+            if http_task.done():
+                await http_task
+                raise RuntimeError(f"HTTP server could not start on port {settings.http_port}")
+            await asyncio.sleep(0.02)
+        log.info(
+            "otahub ready: mqtt://%s:%d http://%s:%d data in %s",
+            settings.host,
+            settings.mqtt_port,
+            settings.host,
+            settings.http_port,
+            settings.data_dir,
+        )
+        stop_task = asyncio.create_task(stop.wait())
+        await asyncio.wait({stop_task, http_task}, return_when=asyncio.FIRST_COMPLETED)
+        stop_task.cancel()
+    finally:
+        http.should_exit = True
+        with contextlib.suppress(Exception):
+            await http_task
+        await mqtt.close()
+        log.info("otahub stopped")

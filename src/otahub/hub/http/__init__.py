@@ -1,0 +1,1 @@
+"""The hub's HTTP side: REST API, downloads, dashboard."""
