@@ -11,7 +11,9 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from otahub.hub.core import CoreConfig, HubCore
 from otahub.hub.http.app import create_http_app
+from otahub.hub.http.auth import load_or_create_token
 from otahub.hub.settings import HubSettings
 from otahub.mqtt.server import MQTTServer, ServerConfig
 
@@ -46,6 +48,32 @@ async def run_hub(settings: HubSettings, stop: asyncio.Event | None = None) -> N
             loop.add_signal_handler(sig, stop.set)
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    core = await _start_core(settings)
+    admin_token = None if settings.no_auth else load_or_create_token(settings.data_dir)
+    try:
+        await _serve(settings, core, admin_token, stop)
+    finally:
+        await core.close()
+
+
+async def _start_core(settings: HubSettings) -> HubCore:
+    """Open the database (migrating it) and the blob store; start the timeout sweeper."""
+    try:
+        core = HubCore(CoreConfig.from_env(settings.data_dir))
+    except ValueError as exc:
+        # Reported like the other start-up failures: one line, no traceback.
+        raise OSError(f"cannot start the hub: {exc}") from exc
+    try:
+        await core.start()
+    except BaseException:
+        await core.close()
+        raise
+    return core
+
+
+async def _serve(
+    settings: HubSettings, core: HubCore, admin_token: str | None, stop: asyncio.Event
+) -> None:
     mqtt = MQTTServer(ServerConfig(max_packet_size=settings.max_packet_size))
     await mqtt.listen(settings.host, settings.mqtt_port)
     if settings.mqtt_tls_port is not None:
@@ -53,7 +81,7 @@ async def run_hub(settings: HubSettings, stop: asyncio.Event | None = None) -> N
 
     http = _EmbeddedUvicorn(
         uvicorn.Config(
-            create_http_app(),
+            create_http_app(core, admin_token=admin_token),
             host=settings.host,
             port=settings.http_port,
             log_level="warning",

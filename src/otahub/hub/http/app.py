@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from otahub import __version__
+from otahub.hub.core import HubCore
+from otahub.hub.http import devices, firmware, problems, updates
+from otahub.hub.http.auth import AdminAuth
+
+API_PREFIX = "/api/v1"
 
 
-def create_http_app() -> FastAPI:
-    app = FastAPI(title="otahub", version=__version__)
+def create_http_app(core: HubCore, *, admin_token: str | None) -> FastAPI:
+    """The REST API under ``/api/v1``; ``admin_token=None`` turns auth off (loopback only)."""
+    app = FastAPI(
+        title="otahub",
+        version=__version__,
+        description="Over-the-air firmware and software updates for MQTT-connected devices.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.core = core
+    problems.install(app)
+
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(AdminAuth(admin_token))])
+    api.include_router(firmware.router)
+    api.include_router(devices.router)
+    api.include_router(updates.router)
+    app.include_router(api)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

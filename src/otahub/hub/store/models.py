@@ -127,9 +127,12 @@ class Update(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
-    package_id: Mapped[int] = mapped_column(
-        ForeignKey("firmware_packages.id", ondelete="RESTRICT"), index=True
+    # Finished updates outlive their package; title and version stay for the history.
+    package_id: Mapped[int | None] = mapped_column(
+        ForeignKey("firmware_packages.id", ondelete="SET NULL"), index=True
     )
+    title: Mapped[str] = mapped_column(String(255))
+    version: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(16))  # copied from the package for the index
     state: Mapped[str] = mapped_column(String(16))
     progress: Mapped[int | None] = mapped_column(Integer)
@@ -142,7 +145,7 @@ class Update(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     device: Mapped[Device] = relationship(lazy="raise")
-    package: Mapped[FirmwarePackage] = relationship(lazy="raise")
+    package: Mapped[FirmwarePackage | None] = relationship(lazy="raise")
     transitions: Mapped[list[UpdateTransition]] = relationship(
         lazy="raise", order_by="UpdateTransition.id", cascade="all, delete-orphan"
     )

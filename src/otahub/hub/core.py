@@ -1,0 +1,82 @@
+"""The dialect-independent heart of the hub: store, blobs, bus and services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from otahub.hub.services.devices import DeviceService
+from otahub.hub.services.events import EventBus
+from otahub.hub.services.firmware import FirmwareService
+from otahub.hub.services.updates import UpdateService, check_timeout
+from otahub.hub.store.blobs import BlobStore, FileBlobStore
+from otahub.hub.store.database import Database, sqlite_url
+
+log = logging.getLogger("otahub.hub")
+
+DATABASE_URL_ENV = "OTAHUB_DATABASE_URL"
+UPDATE_TIMEOUT_ENV = "OTAHUB_UPDATE_TIMEOUT"
+DEFAULT_UPDATE_TIMEOUT_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    data_dir: Path
+    database_url: str | None = None  # None: SQLite file in the data dir
+    update_timeout_s: float = DEFAULT_UPDATE_TIMEOUT_S
+
+    @classmethod
+    def from_env(
+        cls,
+        data_dir: Path,
+        *,
+        database_url: str | None = None,
+        update_timeout_s: float | None = None,
+    ) -> CoreConfig:
+        """Explicit values first, then ``OTAHUB_DATABASE_URL`` / ``OTAHUB_UPDATE_TIMEOUT``."""
+        url = database_url or os.environ.get(DATABASE_URL_ENV) or None
+        if update_timeout_s is None:
+            raw = os.environ.get(UPDATE_TIMEOUT_ENV, "").strip()
+            try:
+                update_timeout_s = float(raw) if raw else DEFAULT_UPDATE_TIMEOUT_S
+            except ValueError:
+                raise ValueError(f"{UPDATE_TIMEOUT_ENV} must be seconds, not {raw!r}") from None
+        return cls(data_dir=data_dir, database_url=url, update_timeout_s=update_timeout_s)
+
+
+class HubCore:
+    def __init__(self, config: CoreConfig, *, blobs: BlobStore | None = None) -> None:
+        self.config = config
+        check_timeout(config.update_timeout_s)
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(config.database_url or sqlite_url(config.data_dir))
+        self.blobs = blobs or FileBlobStore(config.data_dir / "blobs")
+        self.bus = EventBus()
+        self.firmware = FirmwareService(self.db, self.blobs, self.bus)
+        self.devices = DeviceService(self.db, self.bus)
+        self.updates = UpdateService(self.db, self.bus, default_timeout_s=config.update_timeout_s)
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def sweep_interval_s(self) -> float:
+        # Often enough that a timeout fires within a tenth of its length,
+        # rarely enough to cost nothing: between 0.2 s and 30 s.
+        return min(30.0, max(0.2, self.config.update_timeout_s / 10))
+
+    async def start(self) -> None:
+        """Migrate the database and start the timeout sweeper."""
+        await self.db.migrate()
+        self._sweeper = asyncio.create_task(
+            self.updates.run_sweeper(self.sweep_interval_s), name="update-timeouts"
+        )
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self.db.close()

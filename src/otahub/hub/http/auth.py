@@ -1,0 +1,62 @@
+"""Admin authentication: one bearer token, kept in the data dir or given by env."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+from fastapi import Request
+from starlette.exceptions import HTTPException
+
+TOKEN_FILE = "admin.token"
+TOKEN_ENV = "OTAHUB_ADMIN_TOKEN"
+
+
+def load_or_create_token(data_dir: Path) -> str:
+    """``OTAHUB_ADMIN_TOKEN`` if set, else the token file (written on first start, 0600)."""
+    from_env = os.environ.get(TOKEN_ENV, "").strip()
+    if from_env:
+        return from_env
+    path = data_dir / TOKEN_FILE
+    with contextlib.suppress(FileNotFoundError):
+        existing = path.read_text().strip()
+        if existing:
+            return existing
+    token = secrets.token_urlsafe(32)
+    tmp = path.with_name(f".{TOKEN_FILE}.{secrets.token_hex(4)}")
+    # Created with 0600 from the start, so the token is never readable by others.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, f"{token}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return token
+
+
+class AdminAuth:
+    """FastAPI dependency; ``token=None`` disables the check (``--no-auth``)."""
+
+    def __init__(self, token: str | None) -> None:
+        self._token = token.encode() if token else None
+
+    async def __call__(self, request: Request) -> None:
+        if self._token is None:
+            return
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise HTTPException(
+                401,
+                "missing admin token: send 'Authorization: Bearer <token>' "
+                f"(the token is in <data-dir>/{TOKEN_FILE})",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not secrets.compare_digest(credentials.strip().encode(), self._token):
+            raise HTTPException(
+                401,
+                "invalid admin token",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )

@@ -1,0 +1,17 @@
+"""Access to the hub's services from request handlers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from otahub.hub.core import HubCore
+
+
+def _core(request: Request) -> HubCore:
+    core: HubCore = request.app.state.core
+    return core
+
+
+Core = Annotated[HubCore, Depends(_core)]

@@ -1,0 +1,108 @@
+"""``/api/v1/devices``: the device registry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
+
+from otahub.hub.http.deps import Core
+from otahub.hub.http.updates import UpdateOut
+from otahub.hub.services.devices import DeviceSpec
+from otahub.hub.services.views import DeviceView
+
+router = APIRouter(prefix="/devices", tags=["devices"])
+
+Dialect = Literal["thin-edge", "tedge-legacy", "thingsboard", "enos"]
+
+
+class DeviceCreate(BaseModel):
+    name: str
+    dialect: Dialect
+    device_type: str | None = Field(None, description="ThingsBoard profile / EnOS product")
+    token: str | None = Field(None, description="ThingsBoard access token (thingsboard)")
+    product_key: str | None = Field(None, description="EnOS product key (enos)")
+    device_key: str | None = Field(None, description="EnOS device key (enos)")
+    secret: str | None = Field(None, description="EnOS device secret (enos)")
+
+
+class Reported(BaseModel):
+    title: str | None
+    version: str | None
+
+
+class DeviceOut(BaseModel):
+    id: int
+    name: str
+    dialect: str
+    device_type: str | None
+    token: str | None
+    product_key: str | None
+    device_key: str | None
+    has_secret: bool = Field(description="secrets are stored, never returned")
+    firmware: Reported
+    software: Reported
+    last_seen_at: datetime | None
+    online: bool
+    created_at: datetime
+    updates: list[UpdateOut] | None = None
+
+    @classmethod
+    def of(cls, view: DeviceView, updates: list[UpdateOut] | None = None) -> DeviceOut:
+        return cls(
+            id=view.id,
+            name=view.name,
+            dialect=view.dialect,
+            device_type=view.device_type,
+            token=view.tb_token,
+            product_key=view.enos_product_key,
+            device_key=view.enos_device_key,
+            has_secret=view.enos_device_secret is not None,
+            firmware=Reported(title=view.current_fw_title, version=view.current_fw_version),
+            software=Reported(title=view.current_sw_title, version=view.current_sw_version),
+            last_seen_at=view.last_seen_at,
+            online=view.online,
+            created_at=view.created_at,
+            updates=updates,
+        )
+
+
+@router.post("", status_code=201)
+async def create_device(body: DeviceCreate, core: Core) -> DeviceOut:
+    """Register a device with its dialect's credentials; names and credentials are unique."""
+    view = await core.devices.create(
+        DeviceSpec(
+            name=body.name,
+            dialect=body.dialect,
+            device_type=body.device_type,
+            token=body.token,
+            product_key=body.product_key,
+            device_key=body.device_key,
+            secret=body.secret,
+        )
+    )
+    return DeviceOut.of(view)
+
+
+@router.get("")
+async def list_devices(
+    core: Core, dialect: Annotated[Dialect | None, Query()] = None
+) -> list[DeviceOut]:
+    return [DeviceOut.of(v) for v in await core.devices.list(dialect=dialect)]
+
+
+@router.get("/{name}")
+async def get_device(name: str, core: Core) -> DeviceOut:
+    """A device with its update history, newest first."""
+    view = await core.devices.get(name)
+    history = await core.updates.list(device=name, limit=1000)
+    return DeviceOut.of(view, [UpdateOut.of(u) for u in history])
+
+
+@router.delete("/{name}", status_code=204)
+async def delete_device(name: str, core: Core) -> Response:
+    """Delete a device together with its updates and their history."""
+    await core.devices.delete(name)
+    return Response(status_code=204)

@@ -1,0 +1,159 @@
+"""``/api/v1/updates``: requesting updates and following them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from otahub.hub.http.deps import Core
+from otahub.hub.services.updates import UpdateRequest
+from otahub.hub.services.views import TransitionView, UpdateView
+from otahub.protocols.states import UpdateState
+
+router = APIRouter(prefix="/updates", tags=["updates"])
+
+
+class Transition(BaseModel):
+    from_state: UpdateState | None
+    to_state: UpdateState
+    progress: int | None
+    reason: str | None
+    code: str | None
+    source: str
+    at: datetime
+
+    @classmethod
+    def of(cls, view: TransitionView) -> Transition:
+        return cls(
+            from_state=None if view.from_state is None else UpdateState(view.from_state),
+            to_state=UpdateState(view.to_state),
+            progress=view.progress,
+            reason=view.reason,
+            code=view.code,
+            source=view.source,
+            at=view.at,
+        )
+
+
+class UpdateOut(BaseModel):
+    id: int
+    device: str
+    dialect: str
+    package_id: int | None
+    title: str
+    version: str
+    kind: str
+    state: UpdateState
+    progress: int | None
+    reason: str | None
+    code: str | None
+    timeout: float = Field(description="seconds without progress before the update fails")
+    deadline_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    transitions: list[Transition] | None = None
+
+    @classmethod
+    def of(cls, view: UpdateView) -> UpdateOut:
+        return cls(
+            id=view.id,
+            device=view.device,
+            dialect=view.dialect,
+            package_id=view.package_id,
+            title=view.title,
+            version=view.version,
+            kind=view.kind,
+            state=UpdateState(view.state),
+            progress=view.progress,
+            reason=view.reason,
+            code=view.code,
+            timeout=view.timeout_s,
+            deadline_at=view.deadline_at,
+            created_at=view.created_at,
+            updated_at=view.updated_at,
+            finished_at=view.finished_at,
+            transitions=None
+            if view.transitions is None
+            else [Transition.of(t) for t in view.transitions],
+        )
+
+
+class UpdateCreate(BaseModel):
+    device: str
+    title: str
+    version: str
+    replace: bool = Field(False, description="cancel the device's active update of this kind")
+    timeout: float | None = Field(
+        None, gt=0, description="seconds without progress before failing; hub default if unset"
+    )
+
+
+class StateReport(BaseModel):
+    state: UpdateState
+    progress: int | None = Field(None, ge=0, le=100)
+    reason: str | None = Field(None, max_length=2000)
+    code: str | None = Field(None, max_length=64)
+
+
+class CancelRequest(BaseModel):
+    reason: str | None = Field(None, max_length=2000)
+
+
+@router.post("", status_code=201)
+async def create_update(body: UpdateCreate, core: Core) -> UpdateOut:
+    """Request an update; 409 if the device already has an active one of that kind."""
+    view = await core.updates.create(
+        UpdateRequest(
+            device=body.device,
+            title=body.title,
+            version=body.version,
+            replace=body.replace,
+            timeout_s=body.timeout,
+        )
+    )
+    return UpdateOut.of(view)
+
+
+@router.get("")
+async def list_updates(
+    core: Core,
+    device: Annotated[str | None, Query()] = None,
+    state: Annotated[UpdateState | None, Query()] = None,
+    active: Annotated[bool | None, Query(description="only unfinished (true) or finished")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[UpdateOut]:
+    """Newest first."""
+    views = await core.updates.list(
+        device=device, state=None if state is None else state.value, active=active, limit=limit
+    )
+    return [UpdateOut.of(v) for v in views]
+
+
+@router.get("/{update_id}")
+async def get_update(update_id: int, core: Core) -> UpdateOut:
+    """One update with its transitions (the audit trail)."""
+    return UpdateOut.of(await core.updates.get(update_id))
+
+
+@router.post("/{update_id}/cancel")
+async def cancel_update(update_id: int, core: Core, body: CancelRequest | None = None) -> UpdateOut:
+    """Cancel an unfinished update; 409 when it has already finished."""
+    await core.updates.cancel(update_id, reason=body.reason if body else None)
+    return UpdateOut.of(await core.updates.get(update_id))
+
+
+@router.post("/{update_id}/state")
+async def report_state(update_id: int, body: StateReport, core: Core) -> UpdateOut:
+    """Record a state reported outside the MQTT dialects (scripts, manual installs).
+
+    Only forward moves and failed/canceled are accepted; the same state again
+    records progress.
+    """
+    await core.updates.transition(
+        update_id, body.state, progress=body.progress, reason=body.reason, code=body.code
+    )
+    return UpdateOut.of(await core.updates.get(update_id))

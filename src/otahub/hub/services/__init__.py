@@ -1,0 +1,1 @@
+"""The hub's domain logic: firmware packages, devices, updates and the event bus."""

@@ -1,0 +1,195 @@
+"""The device registry: names, dialects and each dialect's credentials."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from otahub.hub.services.errors import Conflict, Invalid, NotFound
+from otahub.hub.services.events import DeviceCreated, DeviceDeleted, EventBus
+from otahub.hub.services.views import DeviceView
+from otahub.hub.store.database import Database
+from otahub.hub.store.models import Device, utcnow
+
+DIALECTS = ("thin-edge", "tedge-legacy", "thingsboard", "enos")
+_MAX_TEXT = 255
+# Names end up in MQTT topics (thin-edge child ids) and URLs: no separators,
+# wildcards, whitespace or control characters.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]*")
+_CREDENTIAL = re.compile(r"[\x21-\x7e]+")  # printable ASCII without spaces
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSpec:
+    name: str
+    dialect: str
+    device_type: str | None = None
+    token: str | None = None  # ThingsBoard access token
+    product_key: str | None = None  # EnOS
+    device_key: str | None = None  # EnOS
+    secret: str | None = None  # EnOS device secret
+
+    def validated(self) -> DeviceSpec:
+        if not _NAME.fullmatch(self.name) or len(self.name) > _MAX_TEXT:
+            raise Invalid(
+                f"device name {self.name!r} must be 1 to {_MAX_TEXT} characters of letters, "
+                "digits and . _ : @ -, starting with a letter or digit"
+            )
+        if self.dialect not in DIALECTS:
+            raise Invalid(f"dialect must be one of {', '.join(DIALECTS)}, not {self.dialect!r}")
+        if self.device_type is not None and (
+            not self.device_type.strip() or len(self.device_type) > _MAX_TEXT
+        ):
+            raise Invalid(f"device_type must be 1 to {_MAX_TEXT} characters")
+        credentials = {
+            "token": self.token,
+            "product_key": self.product_key,
+            "device_key": self.device_key,
+            "secret": self.secret,
+        }
+        given = {k for k, v in credentials.items() if v is not None}
+        if self.dialect == "thingsboard":
+            needed = {"token"}
+        elif self.dialect == "enos":
+            needed = {"product_key", "device_key", "secret"}
+        else:
+            needed = set()
+        if missing := sorted(needed - given):
+            raise Invalid(f"a {self.dialect} device needs {', '.join(missing)}")
+        if extra := sorted(given - needed):
+            raise Invalid(f"{', '.join(extra)} do not apply to a {self.dialect} device")
+        for field in sorted(given):
+            value = getattr(self, field)
+            if not _CREDENTIAL.fullmatch(value) or len(value) > _MAX_TEXT:
+                raise Invalid(
+                    f"{field} must be 1 to {_MAX_TEXT} printable characters without spaces"
+                )
+        return self
+
+
+class DeviceService:
+    def __init__(self, db: Database, bus: EventBus) -> None:
+        self.db = db
+        self.bus = bus
+
+    async def create(self, spec: DeviceSpec) -> DeviceView:
+        spec = spec.validated()
+        async with self.db.session() as s:
+            await self._check_unique(s, spec)
+            row = Device(
+                name=spec.name,
+                dialect=spec.dialect,
+                device_type=spec.device_type,
+                tb_token=spec.token,
+                enos_product_key=spec.product_key,
+                enos_device_key=spec.device_key,
+                enos_device_secret=spec.secret,
+            )
+            s.add(row)
+            try:
+                await s.commit()
+            except IntegrityError:
+                raise Conflict(f"device {spec.name!r} or its credentials already exist") from None
+        view = DeviceView.of(row)
+        await self.bus.publish(DeviceCreated(view))
+        return view
+
+    @staticmethod
+    async def _check_unique(s: AsyncSession, spec: DeviceSpec) -> None:
+        # Checked one by one before the insert so the 409 says which one clashes;
+        # the unique constraints still decide a race.
+        scalar = s.scalar
+        if await scalar(select(Device.id).where(Device.name == spec.name)) is not None:
+            raise Conflict(f"device {spec.name!r} already exists")
+        if (
+            spec.token is not None
+            and (await scalar(select(Device.name).where(Device.tb_token == spec.token))) is not None
+        ):
+            raise Conflict("another device already uses this ThingsBoard access token")
+        if (
+            spec.product_key is not None
+            and (
+                await scalar(
+                    select(Device.name).where(
+                        Device.enos_product_key == spec.product_key,
+                        Device.enos_device_key == spec.device_key,
+                    )
+                )
+            )
+            is not None
+        ):
+            raise Conflict(
+                f"another device already has EnOS product key {spec.product_key!r} "
+                f"and device key {spec.device_key!r}"
+            )
+
+    async def list(self, *, dialect: str | None = None) -> list[DeviceView]:
+        query = select(Device).order_by(Device.name)
+        if dialect is not None:
+            query = query.where(Device.dialect == dialect)
+        async with self.db.session() as s:
+            return [DeviceView.of(row) for row in (await s.scalars(query)).all()]
+
+    async def get(self, name: str) -> DeviceView:
+        async with self.db.session() as s:
+            row = await s.scalar(select(Device).where(Device.name == name))
+            if row is None:
+                raise NotFound(f"device {name!r} does not exist")
+            return DeviceView.of(row)
+
+    async def by_token(self, token: str) -> DeviceView | None:
+        """The ThingsBoard device whose access token this is."""
+        async with self.db.session() as s:
+            row = await s.scalar(select(Device).where(Device.tb_token == token))
+            return None if row is None else DeviceView.of(row)
+
+    async def by_enos_keys(self, product_key: str, device_key: str) -> DeviceView | None:
+        async with self.db.session() as s:
+            row = await s.scalar(
+                select(Device).where(
+                    Device.enos_product_key == product_key, Device.enos_device_key == device_key
+                )
+            )
+            return None if row is None else DeviceView.of(row)
+
+    async def delete(self, name: str) -> DeviceView:
+        """Remove a device; its updates and their history go with it."""
+        async with self.db.session() as s, s.begin():
+            row = await s.scalar(select(Device).where(Device.name == name))
+            if row is None:
+                raise NotFound(f"device {name!r} does not exist")
+            view = DeviceView.of(row)
+            await s.delete(row)
+        await self.bus.publish(DeviceDeleted(view))
+        return view
+
+    async def report(
+        self,
+        name: str,
+        *,
+        kind: str = "firmware",
+        title: str | None = None,
+        version: str | None = None,
+        online: bool | None = None,
+        seen_at: datetime | None = None,
+    ) -> DeviceView:
+        """Record what a device said about itself (drivers call this)."""
+        async with self.db.session() as s, s.begin():
+            row = await s.scalar(select(Device).where(Device.name == name))
+            if row is None:
+                raise NotFound(f"device {name!r} does not exist")
+            if kind == "software":
+                row.current_sw_title = title if title is not None else row.current_sw_title
+                row.current_sw_version = version if version is not None else row.current_sw_version
+            else:
+                row.current_fw_title = title if title is not None else row.current_fw_title
+                row.current_fw_version = version if version is not None else row.current_fw_version
+            if online is not None:
+                row.online = online
+            row.last_seen_at = seen_at or utcnow()
+            return DeviceView.of(row)

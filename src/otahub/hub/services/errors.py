@@ -1,0 +1,36 @@
+"""Errors the services raise; the HTTP layer maps each to one status code."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """A request the hub refuses, with a message meant for the person who sent it."""
+
+    status = 400
+    title = "Bad request"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(ServiceError):
+    status = 404
+    title = "Not found"
+
+
+class Conflict(ServiceError):
+    status = 409
+    title = "Conflict"
+
+
+class Invalid(ServiceError):
+    status = 422
+    title = "Invalid request"
+
+
+class UpstreamFailed(ServiceError):
+    """A URL the hub was asked to fetch could not be downloaded."""
+
+    status = 502
+    title = "Download failed"

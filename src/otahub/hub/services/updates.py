@@ -1,0 +1,360 @@
+"""Updates: one package for one device, driven through the canonical states.
+
+Every state change is stored as a transition row (the audit trail) and
+published on the event bus after it is committed. Each update has a deadline
+that activity pushes forward; the sweeper fails updates that pass it, so an
+update never hangs in ``downloading`` forever because a device went silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from otahub.hub.services.errors import Conflict, Invalid, NotFound
+from otahub.hub.services.events import Event, EventBus, UpdateCreated, UpdateTransitioned
+from otahub.hub.services.views import TransitionView, UpdateView
+from otahub.hub.store.database import Database
+from otahub.hub.store.models import (
+    TERMINAL_STATES,
+    Device,
+    FirmwarePackage,
+    Update,
+    UpdateTransition,
+    utcnow,
+)
+from otahub.protocols.states import InvalidTransition, UpdateState, check_transition, is_terminal
+
+log = logging.getLogger("otahub.hub.updates")
+
+MAX_TIMEOUT_S = 30 * 24 * 3600.0
+TIMEOUT_CODE = "timeout"
+
+
+def parse_state(value: str) -> UpdateState:
+    try:
+        return UpdateState(value)
+    except ValueError:
+        known = ", ".join(s.value for s in UpdateState)
+        raise Invalid(f"unknown update state {value!r} (known: {known})") from None
+
+
+def check_timeout(timeout_s: float) -> float:
+    if not 0 < timeout_s <= MAX_TIMEOUT_S:
+        raise Invalid(f"timeout must be between 0 and {MAX_TIMEOUT_S:.0f} seconds")
+    return float(timeout_s)
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateRequest:
+    device: str
+    title: str
+    version: str
+    replace: bool = False
+    timeout_s: float | None = None
+
+
+class UpdateService:
+    def __init__(self, db: Database, bus: EventBus, *, default_timeout_s: float = 3600.0) -> None:
+        self.db = db
+        self.bus = bus
+        self.default_timeout_s = check_timeout(default_timeout_s)
+        # One writer at a time within this hub: state checks and the writes that
+        # follow them must not interleave (SQLite has no SELECT ... FOR UPDATE).
+        self._write = asyncio.Lock()
+
+    # -- queries --------------------------------------------------------------
+
+    async def get(self, update_id: int, *, with_transitions: bool = True) -> UpdateView:
+        async with self.db.session() as s:
+            found = (
+                await s.execute(select(Update, Device).join(Device).where(Update.id == update_id))
+            ).first()
+            if found is None:
+                raise NotFound(f"update {update_id} does not exist")
+            row, device = found
+            transitions = await _transitions(s, row.id) if with_transitions else None
+            return UpdateView.of(row, device, transitions)
+
+    async def list(
+        self,
+        *,
+        device: str | None = None,
+        state: str | None = None,
+        active: bool | None = None,
+        limit: int = 100,
+    ) -> list[UpdateView]:
+        if not 1 <= limit <= 1000:
+            raise Invalid("limit must be between 1 and 1000")
+        query = select(Update, Device).join(Device).order_by(Update.id.desc()).limit(limit)
+        if device is not None:
+            query = query.where(Device.name == device)
+        if state is not None:
+            query = query.where(Update.state == parse_state(state).value)
+        if active is True:
+            query = query.where(Update.state.not_in(TERMINAL_STATES))
+        elif active is False:
+            query = query.where(Update.state.in_(TERMINAL_STATES))
+        async with self.db.session() as s:
+            if device is not None and (
+                await s.scalar(select(Device.id).where(Device.name == device)) is None
+            ):
+                raise NotFound(f"device {device!r} does not exist")
+            return [UpdateView.of(row, dev) for row, dev in (await s.execute(query)).all()]
+
+    async def active_for(self, device: str, kind: str = "firmware") -> UpdateView | None:
+        """The device's unfinished update of ``kind`` (what a driver must deliver)."""
+        async with self.db.session() as s:
+            found = (
+                await s.execute(
+                    select(Update, Device)
+                    .join(Device)
+                    .where(
+                        Device.name == device,
+                        Update.kind == kind,
+                        Update.state.not_in(TERMINAL_STATES),
+                    )
+                )
+            ).first()
+            return None if found is None else UpdateView.of(found[0], found[1])
+
+    # -- changes --------------------------------------------------------------
+
+    async def create(self, request: UpdateRequest, *, source: str = "api") -> UpdateView:
+        timeout_s = check_timeout(
+            self.default_timeout_s if request.timeout_s is None else request.timeout_s
+        )
+        events: list[Event] = []
+        async with self._write, self.db.session() as s:
+            device = await s.scalar(select(Device).where(Device.name == request.device))
+            if device is None:
+                raise NotFound(f"device {request.device!r} does not exist")
+            package = await s.scalar(
+                select(FirmwarePackage).where(
+                    FirmwarePackage.title == request.title,
+                    FirmwarePackage.version == request.version,
+                )
+            )
+            if package is None:
+                raise NotFound(f"no firmware package {request.title!r} version {request.version!r}")
+            if package.device_type and device.device_type not in (None, package.device_type):
+                raise Invalid(
+                    f"package {package.title} {package.version} is for device type "
+                    f"{package.device_type!r}, device {device.name!r} is "
+                    f"{device.device_type!r}"
+                )
+            now = utcnow()
+            current = await s.scalar(
+                select(Update).where(
+                    Update.device_id == device.id,
+                    Update.kind == package.kind,
+                    Update.state.not_in(TERMINAL_STATES),
+                )
+            )
+            if current is not None:
+                if not request.replace:
+                    raise Conflict(
+                        f"device {device.name!r} already has active {package.kind} update "
+                        f"{current.id} ({current.title} {current.version}, {current.state}); "
+                        "cancel it or ask to replace it"
+                    )
+                step = _apply(
+                    current,
+                    UpdateState.CANCELED,
+                    now=now,
+                    reason="replaced by a newer update",
+                    source=source,
+                )
+                s.add(step)
+                await s.flush()  # the partial unique index must see it finished
+                events.append(
+                    UpdateTransitioned(UpdateView.of(current, device), TransitionView.of(step))
+                )
+            row = Update(
+                device_id=device.id,
+                package_id=package.id,
+                title=package.title,
+                version=package.version,
+                kind=package.kind,
+                state=UpdateState.PENDING.value,
+                timeout_s=timeout_s,
+                deadline_at=now + timedelta(seconds=timeout_s),
+                created_at=now,
+                updated_at=now,
+            )
+            try:
+                s.add(row)
+                await s.flush()
+                s.add(
+                    UpdateTransition(
+                        update_id=row.id,
+                        from_state=None,
+                        to_state=row.state,
+                        source=source,
+                        at=now,
+                    )
+                )
+                await s.commit()
+            except IntegrityError:
+                raise Conflict(
+                    f"device {device.name!r} got another {package.kind} update meanwhile"
+                ) from None
+            events.append(UpdateCreated(UpdateView.of(row, device)))
+        for event in events:
+            await self.bus.publish(event)
+        return UpdateView.of(row, device)
+
+    async def transition(
+        self,
+        update_id: int,
+        state: UpdateState | str,
+        *,
+        progress: int | None = None,
+        reason: str | None = None,
+        code: str | None = None,
+        source: str = "api",
+    ) -> UpdateView:
+        """Move an update to ``state``; the same state again records progress only."""
+        target = state if isinstance(state, UpdateState) else parse_state(state)
+        if progress is not None and not 0 <= progress <= 100:
+            raise Invalid("progress must be between 0 and 100")
+        async with self._write, self.db.session() as s:
+            found = (
+                await s.execute(
+                    select(Update, Device)
+                    .join(Device)
+                    .where(Update.id == update_id)
+                    .with_for_update(of=Update)
+                )
+            ).first()
+            if found is None:
+                raise NotFound(f"update {update_id} does not exist")
+            row, device = found
+            now = utcnow()
+            current = UpdateState(row.state)
+            if target == current and not is_terminal(current):
+                row.progress = progress if progress is not None else row.progress
+                row.updated_at = now
+                row.deadline_at = now + timedelta(seconds=row.timeout_s)
+                step_view = TransitionView(
+                    from_state=current.value,
+                    to_state=current.value,
+                    progress=row.progress,
+                    reason=None,
+                    code=None,
+                    source=source,
+                    at=now,
+                )
+            else:
+                try:
+                    check_transition(current, target)
+                except InvalidTransition as exc:
+                    raise Conflict(f"update {update_id}: {exc}") from None
+                step = _apply(
+                    row, target, now=now, progress=progress, reason=reason, code=code, source=source
+                )
+                s.add(step)
+                await s.flush()
+                step_view = TransitionView.of(step)
+            await s.commit()
+            view = UpdateView.of(row, device)
+        await self.bus.publish(UpdateTransitioned(view, step_view))
+        return view
+
+    async def cancel(
+        self, update_id: int, *, reason: str | None = None, source: str = "api"
+    ) -> UpdateView:
+        return await self.transition(
+            update_id, UpdateState.CANCELED, reason=reason or "canceled", source=source
+        )
+
+    async def expire_overdue(self, now: datetime | None = None) -> builtins.list[UpdateView]:
+        """Fail every unfinished update whose deadline has passed."""
+        now = now or utcnow()
+        async with self.db.session() as s:
+            overdue = (
+                await s.execute(
+                    select(Update.id, Update.state, Update.timeout_s).where(
+                        Update.state.not_in(TERMINAL_STATES), Update.deadline_at < now
+                    )
+                )
+            ).all()
+        expired = []
+        for update_id, state, timeout_s in overdue:
+            try:
+                expired.append(
+                    await self.transition(
+                        update_id,
+                        UpdateState.FAILED,
+                        reason=f"timed out: no progress for {timeout_s:g} s while {state}",
+                        code=TIMEOUT_CODE,
+                        source="timeout",
+                    )
+                )
+            except (Conflict, NotFound):
+                continue  # finished or deleted since the query: nothing to expire
+            log.warning("update %d timed out in state %s", update_id, state)
+        return expired
+
+    async def run_sweeper(self, interval_s: float) -> None:
+        """Expire overdue updates every ``interval_s`` seconds, until cancelled."""
+        while True:
+            try:
+                await self.expire_overdue()
+            except Exception:
+                log.exception("timeout sweep failed; retrying")
+            await asyncio.sleep(interval_s)
+
+
+def _apply(
+    row: Update,
+    target: UpdateState,
+    *,
+    now: datetime,
+    progress: int | None = None,
+    reason: str | None = None,
+    code: str | None = None,
+    source: str,
+) -> UpdateTransition:
+    """Change ``row`` to ``target`` and return the audit row for it."""
+    step = UpdateTransition(
+        update_id=row.id,
+        from_state=row.state,
+        to_state=target.value,
+        progress=progress,
+        reason=reason,
+        code=code,
+        source=source,
+        at=now,
+    )
+    row.state = target.value
+    row.updated_at = now
+    if progress is not None:
+        row.progress = progress
+    if target is UpdateState.SUCCEEDED:
+        row.progress = 100
+    if target in (UpdateState.FAILED, UpdateState.CANCELED):
+        row.reason = reason
+        row.code = code
+    if is_terminal(target):
+        row.finished_at = now
+        row.deadline_at = None
+    else:
+        row.deadline_at = now + timedelta(seconds=row.timeout_s)
+    return step
+
+
+async def _transitions(s: AsyncSession, update_id: int) -> list[UpdateTransition]:
+    query = (
+        select(UpdateTransition)
+        .where(UpdateTransition.update_id == update_id)
+        .order_by(UpdateTransition.id)
+    )
+    return list((await s.scalars(query)).all())
