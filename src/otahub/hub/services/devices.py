@@ -60,9 +60,9 @@ class DeviceSpec:
         else:
             needed = set()
         if missing := sorted(needed - given):
-            raise Invalid(f"a {self.dialect} device needs {', '.join(missing)}")
+            raise Invalid(f"{self.dialect} devices need {', '.join(missing)}")
         if extra := sorted(given - needed):
-            raise Invalid(f"{', '.join(extra)} do not apply to a {self.dialect} device")
+            raise Invalid(f"{', '.join(extra)}: not used by {self.dialect} devices")
         for field in sorted(given):
             value = getattr(self, field)
             if not _CREDENTIAL.fullmatch(value) or len(value) > _MAX_TEXT:

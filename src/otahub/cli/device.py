@@ -1,0 +1,96 @@
+"""``otahub device``: register and list devices."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from otahub.cli.client import (
+    DEFAULT_SERVER,
+    AdminToken,
+    Json,
+    Server,
+    Token,
+    connect,
+    dash,
+    out,
+    print_json,
+    when,
+)
+
+app = typer.Typer(no_args_is_help=True, help="The device registry.")
+
+DIALECTS = ("thin-edge", "tedge-legacy", "thingsboard", "enos")
+
+
+@app.command()
+def add(
+    name: Annotated[str, typer.Argument(help="Unique device name.", show_default=False)],
+    dialect: Annotated[str, typer.Option(help=", ".join(DIALECTS), show_default=False)],
+    token: Annotated[
+        str | None, typer.Option("--token", help="ThingsBoard access token (thingsboard).")
+    ] = None,
+    product_key: Annotated[str | None, typer.Option(help="EnOS product key (enos).")] = None,
+    device_key: Annotated[str | None, typer.Option(help="EnOS device key (enos).")] = None,
+    secret: Annotated[str | None, typer.Option(help="EnOS device secret (enos).")] = None,
+    device_type: Annotated[
+        str | None, typer.Option(help="Device type (ThingsBoard profile / EnOS product).")
+    ] = None,
+    server: Server = DEFAULT_SERVER,
+    admin_token: AdminToken = None,
+    json: Json = False,
+) -> None:
+    """Register a device. Here --token is the device's ThingsBoard token; see --admin-token."""
+    body: dict[str, Any] = {
+        "name": name,
+        "dialect": dialect,
+        "device_type": device_type,
+        "token": token,
+        "product_key": product_key,
+        "device_key": device_key,
+        "secret": secret,
+    }
+    with connect(server, admin_token) as client:
+        device = client.post("/devices", {k: v for k, v in body.items() if v is not None})
+    if json:
+        print_json(device)
+        return
+    out.print(f"added {device['dialect']} device {device['name']} (id {device['id']})")
+
+
+@app.command("list")
+def list_(
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+    json: Json = False,
+) -> None:
+    """List the devices."""
+    with connect(server, token) as client:
+        devices = client.get("/devices")
+    if json:
+        print_json(devices)
+        return
+    if not devices:
+        out.print("no devices")
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("NAME", "DIALECT", "DEVICE TYPE", "FIRMWARE", "SOFTWARE", "ONLINE", "LAST SEEN"):
+        table.add_column(column)
+    for d in devices:
+        table.add_row(
+            d["name"],
+            d["dialect"],
+            dash(d["device_type"]),
+            _reported(d["firmware"]),
+            _reported(d["software"]),
+            "yes" if d["online"] else "no",
+            when(d["last_seen_at"]),
+        )
+    out.print(table)
+
+
+def _reported(value: dict[str, Any]) -> str:
+    parts = [p for p in (value.get("title"), value.get("version")) if p]
+    return " ".join(parts) or "-"

@@ -1,0 +1,110 @@
+"""``otahub firmware``: upload and list firmware packages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from otahub.cli.client import (
+    DEFAULT_SERVER,
+    Json,
+    Server,
+    Token,
+    connect,
+    dash,
+    err,
+    fail,
+    human_size,
+    out,
+    print_json,
+    when,
+)
+
+app = typer.Typer(no_args_is_help=True, help="Firmware and software packages.")
+
+
+@app.command()
+def upload(
+    file: Annotated[Path, typer.Argument(help="The firmware file.", show_default=False)],
+    title: Annotated[str, typer.Option(help="Package title.", show_default=False)],
+    version: Annotated[str, typer.Option(help="Package version.", show_default=False)],
+    kind: Annotated[str, typer.Option(help="firmware or software.")] = "firmware",
+    device_type: Annotated[
+        str | None, typer.Option(help="Device type (ThingsBoard profile / EnOS product).")
+    ] = None,
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+    json: Json = False,
+) -> None:
+    """Upload FILE as a package, with a progress bar."""
+    if kind not in ("firmware", "software"):
+        fail(f"--kind must be firmware or software, not {kind!r}")
+    if not file.is_file():
+        fail(f"{file}: no such file")
+    size = file.stat().st_size
+    params = {"title": title, "version": version, "kind": kind, "filename": file.name}
+    if device_type:
+        params["device_type"] = device_type
+    with connect(server, token) as client:
+        progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        )
+        with progress:
+            task = progress.add_task(f"uploading {file.name}", total=size)
+            package = client.upload(file, params, lambda n: progress.advance(task, n))
+    if json:
+        print_json(package)
+        return
+    out.print(
+        f"uploaded {package['title']} {package['version']} as firmware package "
+        f"{package['id']} ({human_size(package['size'])}, sha256 {package['sha256']})"
+    )
+
+
+@app.command("list")
+def list_(
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+    json: Json = False,
+) -> None:
+    """List the packages."""
+    with connect(server, token) as client:
+        packages = client.get("/firmware")
+    if json:
+        print_json(packages)
+        return
+    if not packages:
+        out.print("no firmware packages")
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("ID", "TITLE", "VERSION", "KIND", "DEVICE TYPE", "SIZE", "SHA256", "CREATED"):
+        table.add_column(column, justify="right" if column in ("ID", "SIZE") else "left")
+    for p in packages:
+        table.add_row(
+            str(p["id"]),
+            p["title"],
+            p["version"],
+            p["kind"],
+            dash(p["device_type"]),
+            human_size(p["size"]),
+            p["sha256"][:12],
+            when(p["created_at"]),
+        )
+    out.print(table)

@@ -1,0 +1,164 @@
+"""``otahub update``: start, follow and cancel updates."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from otahub.cli.client import (
+    DEFAULT_SERVER,
+    Json,
+    Server,
+    Token,
+    connect,
+    dash,
+    out,
+    print_json,
+    when,
+)
+
+app = typer.Typer(no_args_is_help=True, help="Updates of devices.")
+
+STATES = (
+    "pending",
+    "sent",
+    "downloading",
+    "downloaded",
+    "verified",
+    "installing",
+    "succeeded",
+    "failed",
+    "canceled",
+)
+
+
+@app.command()
+def start(
+    device: Annotated[str, typer.Option(help="Device name.", show_default=False)],
+    title: Annotated[str, typer.Option(help="Package title.", show_default=False)],
+    version: Annotated[str, typer.Option(help="Package version.", show_default=False)],
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Cancel the device's active update first.")
+    ] = False,
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+    json: Json = False,
+) -> None:
+    """Update DEVICE to the package TITLE VERSION."""
+    body = {"device": device, "title": title, "version": version, "replace": replace}
+    with connect(server, token) as client:
+        update = client.post("/updates", body)
+    if json:
+        print_json(update)
+        return
+    out.print(
+        f"update {update['id']} started: {update['device']} -> "
+        f"{update['title']} {update['version']} ({update['state']})"
+    )
+
+
+@app.command("list")
+def list_(
+    device: Annotated[str | None, typer.Option(help="Only this device.")] = None,
+    state: Annotated[str | None, typer.Option(help=", ".join(STATES))] = None,
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+    json: Json = False,
+) -> None:
+    """List updates, newest first."""
+    with connect(server, token) as client:
+        updates = client.get("/updates", device=device, state=state)
+    if json:
+        print_json(updates)
+        return
+    if not updates:
+        out.print("no updates")
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("ID", "DEVICE", "TITLE", "VERSION", "STATE", "PROGRESS", "REASON", "UPDATED"):
+        table.add_column(column, justify="right" if column in ("ID", "PROGRESS") else "left")
+    for u in updates:
+        table.add_row(
+            str(u["id"]),
+            u["device"],
+            u["title"],
+            u["version"],
+            u["state"],
+            _percent(u["progress"]),
+            dash(u["reason"]),
+            when(u["updated_at"]),
+        )
+    out.print(table)
+
+
+@app.command()
+def show(
+    update_id: Annotated[int, typer.Argument(metavar="ID", help="Update id.", show_default=False)],
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+    json: Json = False,
+) -> None:
+    """One update with its transitions."""
+    with connect(server, token) as client:
+        update = client.get(f"/updates/{update_id}")
+    if json:
+        print_json(update)
+        return
+    _print_update(update)
+
+
+@app.command()
+def cancel(
+    update_id: Annotated[int, typer.Argument(metavar="ID", help="Update id.", show_default=False)],
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+    json: Json = False,
+) -> None:
+    """Cancel an unfinished update."""
+    with connect(server, token) as client:
+        update = client.post(f"/updates/{update_id}/cancel")
+    if json:
+        print_json(update)
+        return
+    out.print(f"update {update['id']} canceled")
+
+
+def _percent(value: int | None) -> str:
+    return "-" if value is None else f"{value}%"
+
+
+def _print_update(u: dict[str, Any]) -> None:
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    for label, value in (
+        ("update", str(u["id"])),
+        ("device", f"{u['device']} ({u['dialect']})"),
+        ("package", f"{u['title']} {u['version']} ({u['kind']})"),
+        ("state", u["state"]),
+        ("progress", _percent(u["progress"])),
+        ("reason", dash(u["reason"])),
+        ("code", dash(u["code"])),
+        ("created", when(u["created_at"])),
+        ("finished", when(u["finished_at"])),
+    ):
+        facts.add_row(label, value)
+    out.print(facts)
+    transitions = u.get("transitions") or []
+    if transitions:
+        table = Table(show_edge=False, header_style="bold", title_justify="left")
+        for column in ("AT", "FROM", "TO", "PROGRESS", "SOURCE", "REASON"):
+            table.add_column(column)
+        for t in transitions:
+            table.add_row(
+                when(t["at"]),
+                dash(t["from_state"]),
+                t["to_state"],
+                _percent(t["progress"]),
+                t["source"],
+                dash(t["reason"]),
+            )
+        out.print()
+        out.print(table)
