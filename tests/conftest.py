@@ -13,8 +13,9 @@ def hub_factory(tmp_path: Path) -> Iterator[Callable[..., HubProcess]]:
     """Start ``otahub serve`` subprocesses; all are stopped after the test."""
     started: list[HubProcess] = []
 
-    def start(*extra_args: str, env: dict[str, str] | None = None,
-              data_dir: Path | None = None) -> HubProcess:
+    def start(
+        *extra_args: str, env: dict[str, str] | None = None, data_dir: Path | None = None
+    ) -> HubProcess:
         hub = HubProcess(
             data_dir=data_dir or tmp_path / f"data{len(started)}",
             extra_args=list(extra_args),

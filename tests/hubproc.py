@@ -38,10 +38,16 @@ class HubProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir.parent / f"hub-{self.mqtt_port}.log"
         args = [
-            sys.executable, "-m", "otahub", "serve",
-            "--mqtt-port", str(self.mqtt_port),
-            "--http-port", str(self.http_port),
-            "--data-dir", str(self.data_dir),
+            sys.executable,
+            "-m",
+            "otahub",
+            "serve",
+            "--mqtt-port",
+            str(self.mqtt_port),
+            "--http-port",
+            str(self.http_port),
+            "--data-dir",
+            str(self.data_dir),
             *self.extra_args,
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}

@@ -67,7 +67,9 @@ def serve(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if no_auth and not _is_loopback(host):
-        raise typer.BadParameter("--no-auth is only allowed when bound to loopback", param_hint="--no-auth")
+        raise typer.BadParameter(
+            "--no-auth is only allowed when bound to loopback", param_hint="--no-auth"
+        )
     if mqtt_tls_port is not None and (tls_cert is None or tls_key is None):
         raise typer.BadParameter("needs --tls-cert and --tls-key", param_hint="--mqtt-tls-port")
     settings = HubSettings(

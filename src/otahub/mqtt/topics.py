@@ -213,13 +213,11 @@ class TopicStore(Generic[V]):
                     continue
                 yield from self._walk(child, levels, i + 1, [*prefix, name])
             return
-        child = node.children.get(level)
-        if child is not None:
-            yield from self._walk(child, levels, i + 1, [*prefix, level])
+        exact = node.children.get(level)
+        if exact is not None:
+            yield from self._walk(exact, levels, i + 1, [*prefix, level])
 
-    def _all(
-        self, node: _Node[V], prefix: list[str], skip_dollar: bool
-    ) -> Iterator[tuple[str, V]]:
+    def _all(self, node: _Node[V], prefix: list[str], skip_dollar: bool) -> Iterator[tuple[str, V]]:
         for name, child in node.children.items():
             if skip_dollar and name.startswith("$"):
                 continue

@@ -1,0 +1,531 @@
+"""One client's network connection: bytes in, packets handled, bytes out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from otahub.mqtt.codec import Decoder, encode
+from otahub.mqtt.errors import MQTTError
+from otahub.mqtt.hooks import ConnectInfo, Identity, Refusal
+from otahub.mqtt.message import Message
+from otahub.mqtt.packets import (
+    MQTT_3_1,
+    MQTT_5,
+    Auth,
+    Connack,
+    Connect,
+    Disconnect,
+    Packet,
+    Pingreq,
+    Pingresp,
+    Properties,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Suback,
+    Subscribe,
+    Unsuback,
+    Unsubscribe,
+)
+from otahub.mqtt.reason_codes import ReasonCode, connack_code_for
+from otahub.mqtt.session import Outgoing, Session, SubscriptionOptions
+from otahub.mqtt.topics import is_shared_filter, is_valid_topic_filter
+
+if TYPE_CHECKING:
+    from otahub.mqtt.server import MQTTServer
+
+log = logging.getLogger("otahub.mqtt")
+
+# CONNACK for a protocol level we do not speak, in the 3.1.1 layout every
+# MQTT version can read: return code 1 "unacceptable protocol version".
+_CONNACK_BAD_VERSION = b"\x20\x02\x00\x01"
+
+# shared by every outgoing PUBLISH without properties; never mutated
+_NO_PROPERTIES = Properties()
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, server: MQTTServer, listener: str) -> None:
+        self.server = server
+        self.listener = listener
+        self.transport: asyncio.Transport | None = None
+        self.decoder = Decoder(None, max_packet_size=server.config.max_packet_size, role="server")
+        self.version = 0
+        self.peer = "?"
+        self.session: Session | None = None
+        self.connect: Connect | None = None
+        self.state = "await-connect"  # authenticating, connected, closed
+        self.backlog: list[Packet] = []
+        self.paused = False
+        self.graceful = False  # a DISCONNECT (not "with will") was received
+        self.last_rx = time.monotonic()
+        self.keep_alive = 0
+        self.topic_aliases: dict[int, str] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol ----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a stream transport
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.peer = f"{peer[0]}:{peer[1]}"
+        self.server.connections.add(self)
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.server.config.connect_timeout, self._connect_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_rx = time.monotonic()
+        error: MQTTError | None = None
+        try:
+            packets = self.decoder.feed(data)
+        except MQTTError as exc:
+            # what arrived intact before the bad packet is still handled
+            packets, error = exc.packets, exc
+        for packet in packets:
+            if self.state == "connected":
+                try:
+                    self.handle(packet)
+                except MQTTError as exc:
+                    self.protocol_error(exc)
+                    return
+            elif self.state == "await-connect":
+                if not isinstance(packet, Connect):
+                    self.protocol_error(
+                        MQTTError("first packet is not CONNECT", ReasonCode.PROTOCOL_ERROR)
+                    )
+                    return
+                self.state = "authenticating"
+                self.server.spawn(self._authenticate(packet))
+            elif self.state == "authenticating":
+                self.backlog.append(packet)
+            else:
+                return
+        if error is not None:
+            self.protocol_error(error)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state = "closed"
+        if self._timer is not None:
+            self._timer.cancel()
+        self.server.connections.discard(self)
+        session = self.session
+        self.session = None
+        if session is not None:
+            self.server.connection_ended(session, self, publish_will=not self.graceful)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.session is not None:
+            self.session.drain()
+
+    # -- output --------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and self.state != "closed":
+            self.transport.write(data)
+
+    def send(self, packet: Packet) -> None:
+        self.write(encode(packet, self.version or 4))
+
+    def send_message(self, out: Outgoing, pid: int | None, dup: bool) -> None:
+        session = self.session
+        message = out.message
+        props: Properties | None = None
+        if self.version >= MQTT_5:
+            now = time.monotonic()
+            if message.expired(now):
+                if pid is not None and session is not None:
+                    session.inflight.pop(pid, None)
+                return
+            props = message.outgoing_properties(out.sub_ids, now)
+        if (
+            out.qos == 0
+            and self.transport is not None
+            and self.transport.get_write_buffer_size() > self.server.config.write_buffer_limit
+        ):
+            # a QoS 0 message may be lost; a stalled reader must not grow us without bound
+            if session is not None:
+                session.dropped_messages += 1
+            return
+        data = encode(
+            Publish(
+                message.topic,
+                message.payload,
+                out.qos,
+                out.retain,
+                dup,
+                pid,
+                props if props is not None else _NO_PROPERTIES,
+            ),
+            self.version,
+        )
+        if session is not None and session.max_packet_size and len(data) > session.max_packet_size:
+            # MQTT 5: never send a packet larger than the client's Maximum Packet Size
+            log.debug(
+                "dropping %d-byte message for %r: over its maximum packet size",
+                len(data),
+                session.client_id,
+            )
+            if pid is not None:
+                session.inflight.pop(pid, None)
+            return
+        self.write(data)
+
+    def send_pubrel(self, pid: int) -> None:
+        self.send(Pubrel(pid))
+
+    def close(self, reason_code: int = 0, reason: str | None = None) -> None:
+        """Server-side disconnect: DISCONNECT with a reason for 5.0, then close."""
+        if self.state == "closed":
+            return
+        if self.version >= MQTT_5 and self.state == "connected":
+            props = Properties(reason_string=reason) if reason else Properties()
+            self.send(Disconnect(reason_code, props))
+        self.state = "closed"
+        if self.transport is not None:
+            self.transport.close()
+
+    def protocol_error(self, exc: MQTTError) -> None:
+        client = self.connect.client_id if self.connect else None
+        log.warning(
+            "protocol error from %s (client id %r): %s [reason 0x%02X]; disconnecting",
+            self.peer,
+            client,
+            exc.message,
+            exc.reason_code,
+        )
+        if self.state == "await-connect":
+            if exc.reason_code == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION:
+                self.write(_CONNACK_BAD_VERSION)
+            self.state = "closed"
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self.close(exc.reason_code, exc.message)
+
+    # -- timers --------------------------------------------------------------
+
+    def _connect_timeout(self) -> None:
+        self._timer = None
+        if self.state in ("await-connect", "authenticating"):
+            log.warning(
+                "no CONNECT from %s within %.0fs; closing",
+                self.peer,
+                self.server.config.connect_timeout,
+            )
+            self.close()
+
+    def _start_keepalive(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.keep_alive > 0:
+            self._timer = asyncio.get_running_loop().call_later(
+                self.keep_alive * 1.5, self._check_keepalive
+            )
+
+    def _check_keepalive(self) -> None:
+        limit = self.keep_alive * 1.5
+        idle = time.monotonic() - self.last_rx
+        if idle >= limit:
+            self._timer = None
+            client = self.session.client_id if self.session else "?"
+            log.info(
+                "client %r (%s) silent for %.1fs (keep alive %ds); disconnecting",
+                client,
+                self.peer,
+                idle,
+                self.keep_alive,
+            )
+            self.close(ReasonCode.KEEP_ALIVE_TIMEOUT, "keep alive timeout")
+            return
+        self._timer = asyncio.get_running_loop().call_later(limit - idle, self._check_keepalive)
+
+    # -- CONNECT -------------------------------------------------------------
+
+    async def _authenticate(self, connect: Connect) -> None:
+        self.connect = connect
+        self.version = connect.protocol_level
+        server = self.server
+        client_id = connect.client_id
+        assigned: str | None = None
+        if not client_id:
+            if connect.protocol_level == MQTT_5:
+                assigned = client_id = server.new_client_id()
+            elif connect.clean_start and connect.protocol_level > MQTT_3_1:
+                client_id = server.new_client_id()
+            else:
+                self._refuse(
+                    ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "empty client id needs a clean session"
+                )
+                return
+        if connect.properties.authentication_method is not None:
+            self._refuse(
+                ReasonCode.BAD_AUTHENTICATION_METHOD,
+                f"authentication method {connect.properties.authentication_method!r} "
+                "is not supported",
+            )
+            return
+        info = ConnectInfo(
+            client_id=client_id,
+            username=connect.username,
+            password=connect.password,
+            protocol_level=connect.protocol_level,
+            listener=self.listener,
+            peer=self.peer,
+            peer_cert=self._peer_cert(),
+            properties=connect.properties,
+        )
+        try:
+            verdict = await server.authenticate(info)
+        except Exception:
+            log.exception("authenticator failed for client id %r from %s", client_id, self.peer)
+            verdict = Refusal(ReasonCode.SERVER_UNAVAILABLE, "authentication failed")
+        if self.state != "authenticating":
+            return  # the client went away meanwhile
+        if isinstance(verdict, Refusal):
+            self._refuse(verdict.reason_code, verdict.message)
+            return
+        self._accept(connect, client_id, assigned, verdict)
+
+    def _peer_cert(self) -> dict[str, Any] | None:
+        if self.transport is None:
+            return None
+        cert = self.transport.get_extra_info("peercert")
+        return cert if cert else None
+
+    def _refuse(self, reason: int, message: str) -> None:
+        client = self.connect.client_id if self.connect else ""
+        log.warning(
+            "refused CONNECT from %s (client id %r, user %r): %s [reason 0x%02X]",
+            self.peer,
+            client,
+            self.connect.username if self.connect else None,
+            message,
+            reason,
+        )
+        self.send(Connack(False, connack_code_for(self.version, reason)))
+        self.state = "closed"
+        if self.transport is not None:
+            self.transport.close()
+
+    def _accept(
+        self, connect: Connect, client_id: str, assigned: str | None, identity: Identity
+    ) -> None:
+        server = self.server
+        config = server.config
+        v5 = self.version >= MQTT_5
+        if v5:
+            expiry = connect.properties.session_expiry_interval or 0
+        else:
+            expiry = 0 if connect.clean_start else config.max_session_expiry
+        expiry = min(expiry, config.max_session_expiry)
+        session, present = server.attach(self, client_id, identity, connect, expiry)
+        self.session = session
+        self.keep_alive = connect.keep_alive
+        props = Properties()
+        if v5:
+            props.assigned_client_identifier = assigned
+            props.maximum_packet_size = config.max_packet_size
+            props.topic_alias_maximum = config.topic_alias_maximum
+            props.retain_available = 1
+            props.wildcard_subscription_available = 1
+            props.subscription_identifier_available = 1
+            props.shared_subscription_available = 0
+            if (connect.properties.session_expiry_interval or 0) > config.max_session_expiry:
+                props.session_expiry_interval = config.max_session_expiry
+        self.send(Connack(present, 0, props))
+        self.state = "connected"
+        self._start_keepalive()
+        server.session_connected(session)
+        if present:
+            session.resend_inflight()
+            session.drain()
+        backlog, self.backlog = self.backlog, []
+        for packet in backlog:
+            if self.state != "connected":
+                break
+            try:
+                self.handle(packet)
+            except MQTTError as exc:
+                self.protocol_error(exc)
+                break
+
+    # -- packets after CONNECT ---------------------------------------------
+
+    def handle(self, packet: Packet) -> None:
+        session = self.session
+        assert session is not None
+        if isinstance(packet, Publish):
+            self._on_publish(session, packet)
+        elif isinstance(packet, Puback):
+            session.acknowledge(packet.packet_id)
+        elif isinstance(packet, Pubrec):
+            if packet.reason_code >= 0x80:
+                session.acknowledge(packet.packet_id)
+            elif session.received(packet.packet_id):
+                self.send(Pubrel(packet.packet_id))
+            else:
+                self.send(Pubrel(packet.packet_id, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
+        elif isinstance(packet, Pubcomp):
+            session.acknowledge(packet.packet_id)
+        elif isinstance(packet, Pubrel):
+            if packet.packet_id in session.incoming_qos2:
+                session.incoming_qos2.discard(packet.packet_id)
+                self.send(Pubcomp(packet.packet_id))
+            else:
+                self.send(Pubcomp(packet.packet_id, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
+        elif isinstance(packet, Subscribe):
+            self._on_subscribe(session, packet)
+        elif isinstance(packet, Unsubscribe):
+            self._on_unsubscribe(session, packet)
+        elif isinstance(packet, Pingreq):
+            self.send(Pingresp())
+        elif isinstance(packet, Disconnect):
+            self._on_disconnect(session, packet)
+        elif isinstance(packet, Connect):
+            raise MQTTError("second CONNECT on one connection", ReasonCode.PROTOCOL_ERROR)
+        elif isinstance(packet, Auth):
+            raise MQTTError("AUTH without an authentication method", ReasonCode.PROTOCOL_ERROR)
+        else:
+            raise MQTTError(f"unexpected {type(packet).__name__}", ReasonCode.PROTOCOL_ERROR)
+
+    def _resolve_alias(self, packet: Publish) -> str:
+        alias = packet.properties.topic_alias
+        if alias is None:
+            return packet.topic
+        if alias == 0 or alias > self.server.config.topic_alias_maximum:
+            raise MQTTError(f"topic alias {alias} out of range", ReasonCode.TOPIC_ALIAS_INVALID)
+        if packet.topic:
+            self.topic_aliases[alias] = packet.topic
+            return packet.topic
+        topic = self.topic_aliases.get(alias)
+        if topic is None:
+            raise MQTTError(f"unknown topic alias {alias}", ReasonCode.PROTOCOL_ERROR)
+        return topic
+
+    def _on_publish(self, session: Session, packet: Publish) -> None:
+        topic = self._resolve_alias(packet) if self.version >= MQTT_5 else packet.topic
+        qos = packet.qos
+        pid = packet.packet_id
+        if qos == 2 and pid in session.incoming_qos2:
+            self.send(Pubrec(pid))  # a re-sent QoS 2 message: acknowledged, not routed again
+            return
+        acl = session.identity.acl
+        if acl is not None and not acl.can_publish(topic):
+            log.warning(
+                "client %r (%s) may not publish to %r; dropped",
+                session.client_id,
+                session.identity.name,
+                topic,
+            )
+            self._ack_publish(qos, pid, ReasonCode.NOT_AUTHORIZED)
+            return
+        server = self.server
+        handler = server.interceptor_for(topic)
+        if handler is not None:
+            if topic != packet.topic:
+                packet.topic = topic
+            self._ack_publish(qos, pid, 0)
+            server.call(handler, session, packet)
+            return
+        message = Message.from_publish(
+            topic,
+            packet.payload,
+            qos,
+            packet.retain,
+            packet.properties if self.version >= MQTT_5 else None,
+        )
+        matched = server.route(message, sender=session)
+        reason = 0
+        if self.version >= MQTT_5 and not matched:
+            reason = ReasonCode.NO_MATCHING_SUBSCRIBERS
+        self._ack_publish(qos, pid, reason)
+
+    def _ack_publish(self, qos: int, pid: int | None, reason: int) -> None:
+        if pid is None or qos == 0:
+            return
+        if self.version < MQTT_5:
+            reason = 0  # 3.1.1 acknowledgements carry no reason
+        if qos == 1:
+            self.send(Puback(pid, reason))
+        else:
+            if reason < 0x80:
+                assert self.session is not None
+                self.session.incoming_qos2.add(pid)
+            self.send(Pubrec(pid, reason))
+
+    def _on_subscribe(self, session: Session, packet: Subscribe) -> None:
+        v5 = self.version >= MQTT_5
+        failure = 0x80
+        sub_id = (
+            packet.properties.subscription_identifiers[0]
+            if packet.properties.subscription_identifiers
+            else None
+        )
+        codes: list[int] = []
+        retained: list[tuple[str, SubscriptionOptions, bool]] = []
+        acl = session.identity.acl
+        for sub in packet.subscriptions:
+            topic_filter = sub.topic_filter
+            if not is_valid_topic_filter(topic_filter):
+                log.warning("client %r: invalid topic filter %r", session.client_id, topic_filter)
+                codes.append(ReasonCode.TOPIC_FILTER_INVALID if v5 else failure)
+                continue
+            if is_shared_filter(topic_filter):
+                codes.append(ReasonCode.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else failure)
+                continue
+            if acl is not None and not acl.can_subscribe(topic_filter):
+                log.warning(
+                    "client %r (%s) may not subscribe to %r",
+                    session.client_id,
+                    session.identity.name,
+                    topic_filter,
+                )
+                codes.append(ReasonCode.NOT_AUTHORIZED if v5 else failure)
+                continue
+            options = SubscriptionOptions(
+                qos=min(sub.qos, 2),
+                no_local=sub.no_local if v5 else False,
+                retain_as_published=sub.retain_as_published if v5 else False,
+                retain_handling=sub.retain_handling if v5 else 0,
+                identifier=sub_id,
+            )
+            existed = self.server.subscribe_session(session, topic_filter, options)
+            codes.append(options.qos)
+            if options.retain_handling == 0 or (options.retain_handling == 1 and not existed):
+                retained.append((topic_filter, options, existed))
+        self.send(Suback(packet.packet_id, codes))
+        for topic_filter, options, _ in retained:
+            self.server.send_retained(session, topic_filter, options)
+
+    def _on_unsubscribe(self, session: Session, packet: Unsubscribe) -> None:
+        codes = []
+        for topic_filter in packet.topic_filters:
+            removed = self.server.unsubscribe_session(session, topic_filter)
+            codes.append(0 if removed else ReasonCode.NO_SUBSCRIPTION_EXISTED)
+        self.send(Unsuback(packet.packet_id, codes if self.version >= MQTT_5 else []))
+
+    def _on_disconnect(self, session: Session, packet: Disconnect) -> None:
+        if self.version >= MQTT_5:
+            new_expiry = packet.properties.session_expiry_interval
+            if new_expiry is not None:
+                if session.expiry_interval == 0 and new_expiry > 0:
+                    raise MQTTError(
+                        "session expiry set at DISCONNECT after 0 at CONNECT",
+                        ReasonCode.PROTOCOL_ERROR,
+                    )
+                session.expiry_interval = min(new_expiry, self.server.config.max_session_expiry)
+        self.graceful = packet.reason_code != ReasonCode.DISCONNECT_WITH_WILL
+        self.state = "closed"
+        if self.transport is not None:
+            self.transport.close()

@@ -1,0 +1,75 @@
+"""What dialect drivers plug into the MQTT endpoint.
+
+- an *authenticator* sees every CONNECT and accepts it with an identity,
+  refuses it with a reason code, or passes (returns ``None``) so the next
+  authenticator decides;
+- the identity may carry an *ACL* consulted for every PUBLISH and SUBSCRIBE
+  of that session;
+- a driver may *intercept* topic patterns: PUBLISHes on them are handed to
+  the driver with the sending session instead of being routed;
+- a driver may *deliver* a PUBLISH straight to one session (see
+  ``MQTTServer.deliver`` and ``Session.send``), subscribed or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from otahub.mqtt.packets import Properties
+from otahub.mqtt.reason_codes import ReasonCode
+
+if TYPE_CHECKING:
+    from otahub.mqtt.packets import Publish
+    from otahub.mqtt.session import Session
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectInfo:
+    """What an authenticator gets to decide on."""
+
+    client_id: str
+    username: str | None
+    password: bytes | None
+    protocol_level: int
+    listener: str  # "mqtt" or "mqtts" (or a name given to MQTTServer.listen)
+    peer: str  # "host:port"
+    peer_cert: Mapping[str, Any] | None = None  # TLS client certificate, as ssl.getpeercert()
+    properties: Properties = field(default_factory=Properties)
+
+
+class Acl(Protocol):
+    def can_publish(self, topic: str) -> bool: ...
+
+    def can_subscribe(self, topic_filter: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a session is, as the accepting authenticator saw it."""
+
+    name: str
+    dialect: str | None = None
+    acl: Acl | None = None
+    # anything the driver wants back with every intercepted message
+    data: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    reason_code: int = ReasonCode.NOT_AUTHORIZED
+    message: str = "not authorized"
+
+
+Authenticator = Callable[[ConnectInfo], Awaitable["Identity | Refusal | None"]]
+
+# An interception handler may be a plain function or a coroutine function;
+# a coroutine is run as a task so the connection keeps reading.
+InterceptHandler = Callable[["Session", "Publish"], "Awaitable[None] | None"]
+
+# Called when a session connects (after CONNACK) or its connection ends.
+SessionObserver = Callable[["Session"], "Awaitable[None] | None"]
+
+# An in-process subscriber: gets every routed message matching its filter.
+MessageCallback = Callable[["Publish"], "Awaitable[None] | None"]

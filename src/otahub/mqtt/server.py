@@ -1,0 +1,439 @@
+"""The hub's MQTT 3.1.1 + 5.0 endpoint.
+
+A plain broker (sessions, QoS 0/1/2, retained messages, wildcard routing)
+with the hooks dialect drivers need: authenticators, per-session ACLs,
+interception of topic patterns and direct delivery to one session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import secrets
+import ssl as ssl_module
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from otahub.mqtt.connection import Connection
+from otahub.mqtt.hooks import (
+    Authenticator,
+    ConnectInfo,
+    Identity,
+    InterceptHandler,
+    MessageCallback,
+    Refusal,
+    SessionObserver,
+)
+from otahub.mqtt.message import Message
+from otahub.mqtt.packets import MQTT_5, Connect, Properties, Publish
+from otahub.mqtt.reason_codes import ReasonCode
+from otahub.mqtt.session import Outgoing, Session, SubscriptionOptions
+from otahub.mqtt.topics import FilterTree, TopicStore, is_valid_topic_filter, is_valid_topic_name
+
+log = logging.getLogger("otahub.mqtt")
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    max_packet_size: int = 1024 * 1024
+    connect_timeout: float = 10.0
+    # upper bound for any session expiry; also what a 3.1.1 persistent session gets
+    max_session_expiry: int = 7 * 24 * 3600
+    max_queued_messages: int = 1000
+    topic_alias_maximum: int = 16
+    # a QoS 0 message is dropped rather than buffered past this many bytes
+    write_buffer_limit: int = 8 * 1024 * 1024
+    allow_anonymous: bool = True
+
+
+class _InternalSubscriber:
+    """An in-process subscriber (a driver on the hub's own endpoint)."""
+
+    __slots__ = ("callback", "topic_filter")
+
+    def __init__(self, topic_filter: str, callback: MessageCallback) -> None:
+        self.topic_filter = topic_filter
+        self.callback = callback
+
+
+class MQTTServer:
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.sessions: dict[str, Session] = {}
+        self.connections: set[Connection] = set()
+        self.retained: TopicStore[Message] = TopicStore()
+        self._subscriptions: FilterTree[SubscriptionOptions] = FilterTree()
+        self._internal: FilterTree[_InternalSubscriber] = FilterTree()
+        self._intercepts: FilterTree[InterceptHandler] = FilterTree()
+        self._authenticators: list[tuple[Authenticator, frozenset[str] | None]] = []
+        self._on_connected: list[SessionObserver] = []
+        self._on_disconnected: list[SessionObserver] = []
+        self._servers: list[asyncio.Server] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- listening -------------------------------------------------------------
+
+    async def listen(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        name: str | None = None,
+    ) -> int:
+        """Start a listener; returns the bound port (useful with port 0)."""
+        listener = name or ("mqtts" if ssl is not None else "mqtt")
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: Connection(self, listener), host, port, ssl=ssl, reuse_address=True
+        )
+        self._servers.append(server)
+        bound: int = server.sockets[0].getsockname()[1]
+        log.info("MQTT%s listening on %s:%d", " over TLS" if ssl else "", host, bound)
+        return bound
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.close(ReasonCode.SERVER_SHUTTING_DOWN, "server shutting down")
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        for session in self.sessions.values():
+            session.cancel_timers()
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- hooks -------------------------------------------------------------------
+
+    def add_authenticator(
+        self, authenticator: Authenticator, listeners: set[str] | None = None
+    ) -> None:
+        """Consulted in order; the first that does not pass (None) decides."""
+        self._authenticators.append(
+            (authenticator, frozenset(listeners) if listeners is not None else None)
+        )
+
+    def intercept(self, pattern: str, handler: InterceptHandler) -> Callable[[], None]:
+        """Claim a topic pattern; returns a function that releases the claim."""
+        if not is_valid_topic_filter(pattern):
+            raise ValueError(f"invalid topic pattern {pattern!r}")
+        self._intercepts.add(pattern, handler, handler)
+
+        def release() -> None:
+            self._intercepts.remove(pattern, handler)
+
+        return release
+
+    def interceptor_for(self, topic: str) -> InterceptHandler | None:
+        if not len(self._intercepts):
+            return None
+        for _, handler in self._intercepts.match(topic):
+            return handler
+        return None
+
+    def on_session_connected(self, observer: SessionObserver) -> None:
+        self._on_connected.append(observer)
+
+    def on_session_disconnected(self, observer: SessionObserver) -> None:
+        self._on_disconnected.append(observer)
+
+    async def authenticate(self, info: ConnectInfo) -> Identity | Refusal:
+        for authenticator, listeners in self._authenticators:
+            if listeners is not None and info.listener not in listeners:
+                continue
+            verdict = await authenticator(info)
+            if verdict is not None:
+                return verdict
+        if self.config.allow_anonymous:
+            return Identity(name=info.client_id)
+        return Refusal(ReasonCode.NOT_AUTHORIZED, "no authenticator accepted the credentials")
+
+    # -- the in-process API for drivers ------------------------------------------
+
+    def session(self, client_id: str) -> Session | None:
+        return self.sessions.get(client_id)
+
+    def deliver(
+        self,
+        client_id: str,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> bool:
+        """Send to one session, subscribed or not; False if there is no such session."""
+        session = self.sessions.get(client_id)
+        if session is None:
+            return False
+        session.send(topic, payload, qos, retain, properties)
+        return True
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> int:
+        """Publish as the hub itself: routed to subscribers and retained like any message."""
+        if not is_valid_topic_name(topic):
+            raise ValueError(f"invalid topic name {topic!r}")
+        return self.route(Message.from_publish(topic, payload, qos, retain, properties), None)
+
+    def subscribe(
+        self, topic_filter: str, callback: MessageCallback, *, retained: bool = True
+    ) -> Callable[[], None]:
+        """An in-process subscription; returns a function that ends it."""
+        if not is_valid_topic_filter(topic_filter):
+            raise ValueError(f"invalid topic filter {topic_filter!r}")
+        sub = _InternalSubscriber(topic_filter, callback)
+        self._internal.add(topic_filter, sub, sub)
+        if retained:
+            for topic, message in list(self.retained.match(topic_filter)):
+                self.call(callback, self._as_publish(message, topic))
+
+        def unsubscribe() -> None:
+            self._internal.remove(topic_filter, sub)
+
+        return unsubscribe
+
+    # -- routing -----------------------------------------------------------------
+
+    def route(self, message: Message, sender: Session | None) -> int:
+        """Deliver to every matching subscriber; returns how many got it."""
+        if message.retain:
+            if message.payload:
+                self.retained.set(message.topic, message)
+            else:
+                self.retained.delete(message.topic)
+        topic = message.topic
+        # one delivery per session even with overlapping subscriptions (5.0 3.3.4)
+        targets: dict[Session, Outgoing] | None = None
+        first: tuple[Session, Outgoing] | None = None
+        for owner, options in self._subscriptions.match(topic):
+            assert isinstance(owner, Session)
+            if options.no_local and owner is sender:
+                continue
+            qos = message.qos if message.qos < options.qos else options.qos
+            if first is None:
+                first = (owner, self._outgoing(message, qos, options))
+                continue
+            if targets is None:
+                targets = {first[0]: first[1]}
+            existing = targets.get(owner)
+            if existing is None:
+                targets[owner] = self._outgoing(message, qos, options)
+            else:
+                existing.qos = max(existing.qos, qos)
+                existing.retain = existing.retain or (
+                    options.retain_as_published and message.retain
+                )
+                if options.identifier is not None:
+                    existing.sub_ids.append(options.identifier)
+        count = 0
+        if targets is not None:
+            for session, out in targets.items():
+                session.deliver(out)
+            count = len(targets)
+        elif first is not None:
+            first[0].deliver(first[1])
+            count = 1
+        if len(self._internal):
+            publish: Publish | None = None
+            for owner, _ in self._internal.match(topic):
+                assert isinstance(owner, _InternalSubscriber)
+                publish = publish or self._as_publish(message, topic)
+                self.call(owner.callback, publish)
+                count += 1
+        return count
+
+    @staticmethod
+    def _outgoing(message: Message, qos: int, options: SubscriptionOptions) -> Outgoing:
+        sub_ids = [options.identifier] if options.identifier is not None else []
+        return Outgoing(message, qos, message.retain and options.retain_as_published, sub_ids)
+
+    @staticmethod
+    def _as_publish(message: Message, topic: str) -> Publish:
+        return Publish(
+            topic,
+            message.payload,
+            message.qos,
+            message.retain,
+            properties=message.properties or Properties(),
+        )
+
+    def send_retained(
+        self, session: Session, topic_filter: str, options: SubscriptionOptions
+    ) -> None:
+        now = time.monotonic()
+        sub_ids = [options.identifier] if options.identifier is not None else []
+        for _, message in list(self.retained.match(topic_filter)):
+            if message.expired(now):
+                self.retained.delete(message.topic)
+                continue
+            qos = min(message.qos, options.qos)
+            session.deliver(Outgoing(message, qos, True, list(sub_ids)))
+
+    def subscribe_session(
+        self, session: Session, topic_filter: str, options: SubscriptionOptions
+    ) -> bool:
+        """Add or replace a session's subscription; True if it already existed."""
+        existed = topic_filter in session.subscriptions
+        session.subscriptions[topic_filter] = options
+        self._subscriptions.add(topic_filter, session, options)
+        return existed
+
+    def unsubscribe_session(self, session: Session, topic_filter: str) -> bool:
+        if session.subscriptions.pop(topic_filter, None) is None:
+            return False
+        self._subscriptions.remove(topic_filter, session)
+        return True
+
+    # -- session lifecycle -------------------------------------------------------
+
+    def new_client_id(self) -> str:
+        while True:
+            candidate = "otahub-" + secrets.token_hex(8)
+            if candidate not in self.sessions:
+                return candidate
+
+    def attach(
+        self,
+        conn: Connection,
+        client_id: str,
+        identity: Identity,
+        connect: Connect,
+        expiry: int,
+    ) -> tuple[Session, bool]:
+        """Bind a new connection to its session (taking it over if need be)."""
+        session = self.sessions.get(client_id)
+        if session is not None and session.connection is not None:
+            old = session.connection
+            log.info("client id %r taken over by %s (was %s)", client_id, conn.peer, old.peer)
+            old.session = None
+            will_delay = (session.will.properties.will_delay_interval or 0) if session.will else 0
+            if session.will is not None and (will_delay == 0 or connect.clean_start):
+                self._publish_will(session)
+            session.will = None
+            old.close(ReasonCode.SESSION_TAKEN_OVER, "session taken over")
+            session.connection = None
+        present = False
+        if session is not None and not connect.clean_start:
+            session.cancel_timers()
+            session.will = None  # a resumed session cancels a delayed will
+            present = True
+            session.identity = identity
+            session.protocol_level = connect.protocol_level
+        else:
+            if session is not None:
+                self._drop_session(session)
+            session = Session(self, client_id, identity, connect.protocol_level, expiry)
+            self.sessions[client_id] = session
+        session.expiry_interval = expiry
+        session.connection = conn
+        session.will = connect.will
+        session.incoming_qos2 = session.incoming_qos2 if present else set()
+        if connect.protocol_level >= MQTT_5:
+            session.receive_maximum = connect.properties.receive_maximum or 65535
+            session.max_packet_size = connect.properties.maximum_packet_size
+        else:
+            session.receive_maximum = 65535
+            session.max_packet_size = None
+        return session, present
+
+    def session_connected(self, session: Session) -> None:
+        for observer in self._on_connected:
+            self.call(observer, session)
+
+    def connection_ended(self, session: Session, conn: Connection, publish_will: bool) -> None:
+        if session.connection is not conn:
+            return
+        session.connection = None
+        will = session.will
+        session.will = None
+        loop = asyncio.get_running_loop()
+        if will is not None and publish_will:
+            delay = will.properties.will_delay_interval or 0
+            delay = min(delay, session.expiry_interval)
+            if delay > 0:
+                session.will = will
+                session.will_timer = loop.call_later(delay, self._delayed_will, session)
+            else:
+                session.will = will
+                self._publish_will(session)
+        if session.expiry_interval == 0:
+            if session.will_timer is None:
+                self._drop_session(session)
+        else:
+            session.expiry_timer = loop.call_later(
+                session.expiry_interval, self._expire_session, session
+            )
+        for observer in self._on_disconnected:
+            self.call(observer, session)
+
+    def _delayed_will(self, session: Session) -> None:
+        session.will_timer = None
+        self._publish_will(session)
+        if session.expiry_interval == 0 and session.connection is None:
+            self._drop_session(session)
+
+    def _publish_will(self, session: Session) -> None:
+        will = session.will
+        session.will = None
+        if will is None:
+            return
+        log.info("publishing will of %r to %r", session.client_id, will.topic)
+        props = will.properties if session.is_v5 else None
+        self.route(
+            Message.from_publish(will.topic, will.payload, will.qos, will.retain, props), None
+        )
+
+    def _expire_session(self, session: Session) -> None:
+        session.expiry_timer = None
+        if session.connection is None:
+            if session.will is not None:
+                self._publish_will(session)
+            self._drop_session(session)
+
+    def _drop_session(self, session: Session) -> None:
+        session.cancel_timers()
+        for topic_filter in list(session.subscriptions):
+            self._subscriptions.remove(topic_filter, session)
+        session.subscriptions.clear()
+        session.inflight.clear()
+        session.queue.clear()
+        if self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
+
+    # -- running driver code -------------------------------------------------------
+
+    def call(self, fn: Callable[..., Awaitable[None] | None], *args: Any) -> None:
+        """Run a hook; a coroutine becomes a task, and no error reaches the connection."""
+        try:
+            result = fn(*args)
+        except Exception:
+            log.exception("hook %r failed", fn)
+            return
+        if inspect.isawaitable(result):
+            self.spawn(result)
+
+    def spawn(self, awaitable: Awaitable[Any]) -> None:
+        async def run() -> None:
+            try:
+                await awaitable
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task failed")
+
+        coro: Coroutine[Any, Any, None] = run()
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,206 @@
+"""Per-client session state: subscriptions, in-flight and queued messages.
+
+A session outlives its network connection when the client asked for it
+(3.1.1 clean session 0, or a 5.0 session expiry interval); unacknowledged
+QoS 1/2 messages are then sent again when the client resumes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from otahub.mqtt.hooks import Identity
+from otahub.mqtt.message import Message
+from otahub.mqtt.packets import MQTT_5, Properties, Will
+
+if TYPE_CHECKING:
+    from otahub.mqtt.connection import Connection
+    from otahub.mqtt.server import MQTTServer
+
+log = logging.getLogger("otahub.mqtt")
+
+_MAX_PACKET_ID = 65535
+
+
+@dataclass(slots=True)
+class SubscriptionOptions:
+    qos: int = 0
+    no_local: bool = False
+    retain_as_published: bool = False
+    retain_handling: int = 0
+    identifier: int | None = None
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """One message on its way to this session."""
+
+    message: Message
+    qos: int
+    retain: bool
+    sub_ids: list[int] = field(default_factory=list)
+    # "publish": waiting for PUBACK/PUBREC; "pubrel": waiting for PUBCOMP
+    state: str = "publish"
+
+
+class Session:
+    """What the server keeps for one client id.
+
+    Drivers get a session with every intercepted message; ``client_id``,
+    ``identity``, ``protocol_level`` and ``connected`` describe it, ``send``
+    delivers straight to it and ``disconnect`` ends its connection.
+    """
+
+    def __init__(
+        self,
+        server: MQTTServer,
+        client_id: str,
+        identity: Identity,
+        protocol_level: int,
+        expiry_interval: int,
+    ) -> None:
+        self.server = server
+        self.client_id = client_id
+        self.identity = identity
+        self.protocol_level = protocol_level
+        self.expiry_interval = expiry_interval
+        self.subscriptions: dict[str, SubscriptionOptions] = {}
+        self.inflight: dict[int, Outgoing] = {}
+        self.queue: deque[Outgoing] = deque()
+        self.incoming_qos2: set[int] = set()
+        self.connection: Connection | None = None
+        self.will: Will | None = None
+        self.receive_maximum = _MAX_PACKET_ID
+        self.max_packet_size: int | None = None
+        self._next_pid = 1
+        self.expiry_timer: asyncio.TimerHandle | None = None
+        self.will_timer: asyncio.TimerHandle | None = None
+        self.dropped_messages = 0
+
+    def __repr__(self) -> str:
+        return f"<Session {self.client_id!r} {self.identity.name!r}>"
+
+    @property
+    def connected(self) -> bool:
+        return self.connection is not None
+
+    # -- the driver-facing API -------------------------------------------
+
+    def send(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> None:
+        """Deliver one message to this session, whether or not it subscribed."""
+        message = Message.from_publish(topic, payload, qos, retain, properties)
+        self.deliver(Outgoing(message, qos, retain))
+
+    def disconnect(self, reason_code: int = 0, reason: str | None = None) -> None:
+        """End the session's network connection (DISCONNECT first for 5.0)."""
+        if self.connection is not None:
+            self.connection.close(reason_code, reason)
+
+    # -- delivery ----------------------------------------------------------
+
+    def deliver(self, out: Outgoing) -> None:
+        conn = self.connection
+        if conn is None:
+            if out.qos > 0 and self.expiry_interval > 0:
+                self._enqueue(out)
+            return
+        if out.qos == 0:
+            conn.send_message(out, None, dup=False)
+            return
+        if self.queue or len(self.inflight) >= self.receive_maximum or conn.paused:
+            self._enqueue(out)
+            return
+        self._send_inflight(conn, out)
+
+    def _enqueue(self, out: Outgoing) -> None:
+        limit = self.server.config.max_queued_messages
+        if len(self.queue) >= limit:
+            self.queue.popleft()
+            self.dropped_messages += 1
+            if self.dropped_messages in (1, 10, 100) or self.dropped_messages % 1000 == 0:
+                log.warning(
+                    "session %r: queue full (%d), dropped %d oldest message(s) so far",
+                    self.client_id,
+                    limit,
+                    self.dropped_messages,
+                )
+        self.queue.append(out)
+
+    def _allocate_packet_id(self) -> int:
+        pid = self._next_pid
+        while pid in self.inflight:
+            pid = pid % _MAX_PACKET_ID + 1
+        self._next_pid = pid % _MAX_PACKET_ID + 1
+        return pid
+
+    def _send_inflight(self, conn: Connection, out: Outgoing) -> None:
+        pid = self._allocate_packet_id()
+        self.inflight[pid] = out
+        conn.send_message(out, pid, dup=False)
+
+    def drain(self) -> None:
+        """Send queued messages while the client's receive window allows."""
+        conn = self.connection
+        if conn is None:
+            return
+        now = time.monotonic()
+        while self.queue and len(self.inflight) < self.receive_maximum and not conn.paused:
+            out = self.queue.popleft()
+            if out.message.expired(now):
+                continue
+            if out.qos == 0:
+                conn.send_message(out, None, dup=False)
+            else:
+                self._send_inflight(conn, out)
+
+    def resend_inflight(self) -> None:
+        """After a session is resumed: everything unacknowledged goes again."""
+        conn = self.connection
+        if conn is None:
+            return
+        for pid, out in list(self.inflight.items()):
+            if out.state == "pubrel":
+                conn.send_pubrel(pid)
+            else:
+                conn.send_message(out, pid, dup=True)
+
+    def acknowledge(self, pid: int) -> bool:
+        """PUBACK or PUBCOMP: the message is done."""
+        if self.inflight.pop(pid, None) is None:
+            return False
+        if self.queue:
+            self.drain()
+        return True
+
+    def received(self, pid: int) -> bool:
+        """PUBREC: the QoS 2 message moves to the release step."""
+        out = self.inflight.get(pid)
+        if out is None:
+            return False
+        out.state = "pubrel"
+        return True
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def cancel_timers(self) -> None:
+        for timer in (self.expiry_timer, self.will_timer):
+            if timer is not None:
+                timer.cancel()
+        self.expiry_timer = None
+        self.will_timer = None
+
+    @property
+    def is_v5(self) -> bool:
+        return self.protocol_level >= MQTT_5
