@@ -61,18 +61,10 @@ class HubCore:
         self.updates = UpdateService(self.db, self.bus, default_timeout_s=config.update_timeout_s)
         self._sweeper: asyncio.Task[None] | None = None
 
-    @property
-    def sweep_interval_s(self) -> float:
-        # Often enough that a timeout fires within a tenth of its length,
-        # rarely enough to cost nothing: between 0.2 s and 30 s.
-        return min(30.0, max(0.2, self.config.update_timeout_s / 10))
-
     async def start(self) -> None:
         """Migrate the database and start the timeout sweeper."""
         await self.db.migrate()
-        self._sweeper = asyncio.create_task(
-            self.updates.run_sweeper(self.sweep_interval_s), name="update-timeouts"
-        )
+        self._sweeper = asyncio.create_task(self.updates.run_sweeper(), name="update-timeouts")
 
     async def close(self) -> None:
         if self._sweeper is not None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -69,6 +70,7 @@ class UpdateService:
         # One writer at a time within this hub: state checks and the writes that
         # follow them must not interleave (SQLite has no SELECT ... FOR UPDATE).
         self._write = asyncio.Lock()
+        self._changed = asyncio.Event()  # wakes the sweeper when a deadline moves
 
     # -- queries --------------------------------------------------------------
 
@@ -207,6 +209,7 @@ class UpdateService:
                     f"device {device.name!r} got another {package.kind} update meanwhile"
                 ) from None
             events.append(UpdateCreated(UpdateView.of(row, device)))
+        self._changed.set()
         for event in events:
             await self.bus.publish(event)
         return UpdateView.of(row, device)
@@ -265,6 +268,7 @@ class UpdateService:
                 step_view = TransitionView.of(step)
             await s.commit()
             view = UpdateView.of(row, device)
+        self._changed.set()
         await self.bus.publish(UpdateTransitioned(view, step_view))
         return view
 
@@ -303,14 +307,31 @@ class UpdateService:
             log.warning("update %d timed out in state %s", update_id, state)
         return expired
 
-    async def run_sweeper(self, interval_s: float) -> None:
-        """Expire overdue updates every ``interval_s`` seconds, until cancelled."""
+    async def next_deadline(self) -> datetime | None:
+        async with self.db.session() as s:
+            return await s.scalar(
+                select(func.min(Update.deadline_at)).where(Update.state.not_in(TERMINAL_STATES))
+            )
+
+    async def run_sweeper(self, max_interval_s: float = 30.0) -> None:
+        """Fail overdue updates as their deadlines pass, until cancelled.
+
+        Sleeps until the earliest deadline (at most ``max_interval_s``, in case
+        another hub instance wrote it); any change here wakes it to re-plan.
+        """
         while True:
+            self._changed.clear()
             try:
                 await self.expire_overdue()
+                deadline = await self.next_deadline()
             except Exception:
                 log.exception("timeout sweep failed; retrying")
-            await asyncio.sleep(interval_s)
+                deadline = None
+            delay = max_interval_s
+            if deadline is not None:
+                delay = min(delay, max(0.0, (deadline - utcnow()).total_seconds()) + 0.01)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), delay)
 
 
 def _apply(
