@@ -25,8 +25,10 @@ log = logging.getLogger("otahub.hub.firmware")
 KINDS = ("firmware", "software")
 _MAX_TEXT = 255
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# A URL import retries this many times, resuming with a Range request each time.
+# A URL import retries this many times, resuming with a Range request each time,
+# after a pause that doubles from URL_RETRY_DELAY_S.
 URL_ATTEMPTS = 5
+URL_RETRY_DELAY_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +257,10 @@ async def _download(client: httpx.AsyncClient, url: str, upload: BlobUpload) -> 
     content_type: str | None = None
     last_error = "no attempt made"
     for attempt in range(URL_ATTEMPTS):
-        headers = {"Range": f"bytes={upload.size}-"} if upload.size else {}
+        # Identity encoding: Range offsets must count the file's own bytes.
+        headers = {"Accept-Encoding": "identity"}
+        if upload.size:
+            headers["Range"] = f"bytes={upload.size}-"
         try:
             async with client.stream("GET", url, headers=headers) as response:
                 if response.status_code == 416 and upload.size:
@@ -275,7 +280,8 @@ async def _download(client: httpx.AsyncClient, url: str, upload: BlobUpload) -> 
                     )
                 content_type = response.headers.get("content-type", content_type)
                 expected = _expected_total(response, upload.size)
-                async for chunk in response.aiter_bytes(256 * 1024):
+                # Unsized: whatever arrived is written before an error can lose it.
+                async for chunk in response.aiter_bytes():
                     await upload.write(chunk)
                 if expected is not None and upload.size < expected:
                     last_error = f"connection closed at {upload.size} of {expected} bytes"
@@ -284,7 +290,8 @@ async def _download(client: httpx.AsyncClient, url: str, upload: BlobUpload) -> 
         except httpx.HTTPError as exc:
             last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             log.warning("download of %s interrupted (attempt %d): %s", url, attempt + 1, last_error)
-            await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+            if attempt + 1 < URL_ATTEMPTS:
+                await asyncio.sleep(min(URL_RETRY_DELAY_S * 2**attempt, 5.0))
     raise UpstreamFailed(f"could not download {url} after {URL_ATTEMPTS} attempts: {last_error}")
 
 

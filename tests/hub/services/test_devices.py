@@ -1,0 +1,68 @@
+"""The device registry: dialects and their credentials."""
+
+from __future__ import annotations
+
+import pytest
+
+from otahub.hub.core import HubCore
+from otahub.hub.services.devices import DeviceSpec
+from otahub.hub.services.errors import Conflict, Invalid, NotFound
+
+
+async def test_create_list_get_delete(core: HubCore) -> None:
+    tb = await core.devices.create(DeviceSpec(name="tb-1", dialect="thingsboard", token="A1"))
+    enos = await core.devices.create(
+        DeviceSpec(name="inv-7", dialect="enos", product_key="pk", device_key="dk", secret="s3")
+    )
+    await core.devices.create(DeviceSpec(name="child-1", dialect="thin-edge"))
+    await core.devices.create(DeviceSpec(name="legacy-1", dialect="tedge-legacy"))
+    assert [d.name for d in await core.devices.list()] == ["child-1", "inv-7", "legacy-1", "tb-1"]
+    assert (await core.devices.get("tb-1")) == tb
+    assert (await core.devices.by_token("A1")) == tb
+    assert (await core.devices.by_enos_keys("pk", "dk")) == enos
+    await core.devices.delete("tb-1")
+    with pytest.raises(NotFound):
+        await core.devices.get("tb-1")
+
+
+async def test_credentials_are_unique(core: HubCore) -> None:
+    await core.devices.create(DeviceSpec(name="a", dialect="thingsboard", token="T"))
+    with pytest.raises(Conflict, match="access token"):
+        await core.devices.create(DeviceSpec(name="b", dialect="thingsboard", token="T"))
+    with pytest.raises(Conflict, match="'a' already exists"):
+        await core.devices.create(DeviceSpec(name="a", dialect="thin-edge"))
+    await core.devices.create(
+        DeviceSpec(name="e1", dialect="enos", product_key="p", device_key="d", secret="s")
+    )
+    with pytest.raises(Conflict, match="EnOS"):
+        await core.devices.create(
+            DeviceSpec(name="e2", dialect="enos", product_key="p", device_key="d", secret="x")
+        )
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (DeviceSpec(name="x", dialect="thingsboard"), "need token"),
+        (DeviceSpec(name="x", dialect="enos", product_key="p"), "need device_key, secret"),
+        (DeviceSpec(name="x", dialect="thin-edge", token="t"), "token: not used"),
+        (DeviceSpec(name="x", dialect="mqtt"), "dialect must be one of"),
+        (DeviceSpec(name="a/b", dialect="thin-edge"), "device name"),
+        (DeviceSpec(name="", dialect="thin-edge"), "device name"),
+        (DeviceSpec(name="x", dialect="thingsboard", token="has space"), "printable"),
+    ],
+)
+async def test_invalid_specs(core: HubCore, spec: DeviceSpec, message: str) -> None:
+    with pytest.raises(Invalid, match=message):
+        await core.devices.create(spec)
+
+
+async def test_report_updates_what_the_device_runs(core: HubCore) -> None:
+    await core.devices.create(DeviceSpec(name="a", dialect="thingsboard", token="T"))
+    view = await core.devices.report("a", title="CIM-168", version="1.0.0", online=True)
+    assert (view.current_fw_title, view.current_fw_version, view.online) == (
+        "CIM-168",
+        "1.0.0",
+        True,
+    )
+    assert view.last_seen_at is not None
