@@ -221,3 +221,15 @@ async def test_dollar_topics_not_matched_by_leading_wildcards(running: RunningSe
     await client.subscribe("$SYS/#")
     got = await client.recv()
     assert isinstance(got, Publish) and got.topic == "$SYS/info"
+
+
+async def test_v311_empty_client_id_without_clean_session_refused(running: RunningServer) -> None:
+    client = await RawClient.open(running.port, 4)
+    connack = await client.connect("", clean_start=False)
+    assert connack.reason_code == 2  # identifier rejected
+
+
+async def test_v311_empty_client_id_with_clean_session_accepted(running: RunningServer) -> None:
+    client = await RawClient.open(running.port, 4)
+    connack = await client.connect("", clean_start=True)
+    assert connack.reason_code == 0
