@@ -1,0 +1,334 @@
+"""The REST API through a real ``otahub serve`` process, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import time
+from itertools import count
+from typing import Any
+
+import httpx
+
+from otahub.protocols import checksums
+from otahub.protocols.checksums import Algorithm
+from tests.hub.http.conftest import Api
+
+DATA = os.urandom(1_000_003)
+_seq = count(1)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{next(_seq)}-{os.getpid()}"
+
+
+def upload(api: Api, title: str, version: str = "1.0", data: bytes = DATA, **params: str) -> Any:
+    r = api.client.post(
+        "/firmware", params={"title": title, "version": version, **params}, content=data
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def problem(r: httpx.Response, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = r.json()
+    assert body["status"] == status
+    assert body["detail"]
+    return body
+
+
+# -- auth -------------------------------------------------------------------
+
+
+def test_auth_refused_without_or_with_a_wrong_token(api: Api) -> None:
+    bare = httpx.Client(base_url=f"{api.hub.http_url}/api/v1")
+    for path in ("/firmware", "/devices", "/updates"):
+        r = bare.get(path)
+        problem(r, 401)
+        assert r.headers["www-authenticate"].startswith("Bearer")
+    problem(bare.get("/firmware", headers={"Authorization": "Bearer wrong"}), 401)
+    problem(bare.post("/firmware", params={"title": "x", "version": "1"}, content=b"x"), 401)
+    mode = stat.S_IMODE((api.hub.data_dir / "admin.token").stat().st_mode)
+    assert mode == 0o600
+    assert bare.get(f"{api.hub.http_url}/healthz").status_code == 200
+
+
+def test_openapi_document_lists_the_api(api: Api) -> None:
+    doc = httpx.get(f"{api.hub.http_url}/api/v1/openapi.json").json()
+    paths = set(doc["paths"])
+    assert {
+        "/api/v1/firmware",
+        "/api/v1/firmware/import",
+        "/api/v1/firmware/{package_id}",
+        "/api/v1/firmware/{package_id}/content",
+        "/api/v1/devices",
+        "/api/v1/devices/{name}",
+        "/api/v1/updates",
+        "/api/v1/updates/{update_id}",
+        "/api/v1/updates/{update_id}/cancel",
+    } <= paths
+
+
+# -- firmware ---------------------------------------------------------------
+
+
+def test_upload_raw_and_list(api: Api) -> None:
+    title = unique("raw")
+    package = upload(api, title, device_type="gw", kind="software", filename="a.bin")
+    assert package["size"] == len(DATA)
+    assert package["kind"] == "software"
+    assert package["device_type"] == "gw"
+    assert package["sha256"] == hashlib.sha256(DATA).hexdigest()
+    assert package["checksums"] == {a.value: checksums.checksum(a, DATA) for a in Algorithm}
+    listed = api.client.get("/firmware", params={"title": title}).json()
+    assert [p["id"] for p in listed] == [package["id"]]
+    assert api.client.get(f"/firmware/{package['id']}").json() == package
+
+
+def test_upload_multipart(api: Api) -> None:
+    title = unique("multi")
+    r = api.client.post(
+        "/firmware",
+        data={"title": title, "version": "2.0", "kind": "firmware"},
+        files={"file": ("image.swu", DATA[:5000], "application/x-swupdate")},
+    )
+    assert r.status_code == 201, r.text
+    package = r.json()
+    assert (package["title"], package["version"]) == (title, "2.0")
+    assert package["filename"] == "image.swu"
+    assert package["content_type"] == "application/x-swupdate"
+    assert package["sha256"] == hashlib.sha256(DATA[:5000]).hexdigest()
+    content = api.client.get(f"/firmware/{package['id']}/content")
+    assert content.content == DATA[:5000]
+    assert content.headers["content-type"].startswith("application/x-swupdate")
+
+
+def test_duplicate_title_and_version_is_409(api: Api) -> None:
+    title = unique("dup")
+    upload(api, title)
+    body = problem(
+        api.client.post("/firmware", params={"title": title, "version": "1.0"}, content=b"x"),
+        409,
+    )
+    assert "already exists" in body["detail"]
+    r = api.client.post(
+        "/firmware",
+        data={"title": title, "version": "1.0"},
+        files={"file": ("f", b"x")},
+    )
+    problem(r, 409)
+
+
+def test_upload_errors_are_problems(api: Api) -> None:
+    problem(api.client.post("/firmware", content=b"x"), 422)  # no title/version
+    problem(api.client.post("/firmware", params={"title": "t", "version": "1", "kind": "x"}), 422)
+    r = api.client.post(
+        "/firmware",
+        content=b"--b\r\nbroken",
+        headers={"content-type": "multipart/form-data; boundary=b"},
+        params={"title": unique("bad"), "version": "1"},
+    )
+    assert r.status_code == 422
+    problem(api.client.get("/firmware/999999"), 404)
+    problem(api.client.get("/firmware/not-a-number"), 422)
+
+
+def test_download_whole_and_head(api: Api) -> None:
+    package = upload(api, unique("dl"))
+    url = f"/firmware/{package['id']}/content"
+    r = api.client.get(url)
+    assert r.status_code == 200
+    assert r.content == DATA
+    assert r.headers["content-length"] == str(len(DATA))
+    assert r.headers["etag"] == f'"{package["sha256"]}"'
+    assert r.headers["accept-ranges"] == "bytes"
+    head = api.client.head(url)
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == str(len(DATA))
+    assert head.headers["etag"] == r.headers["etag"]
+
+
+def test_download_ranges(api: Api) -> None:
+    package = upload(api, unique("range"))
+    url = f"/firmware/{package['id']}/content"
+    size = len(DATA)
+    cases = {
+        "bytes=0-99": (0, 99),  # first
+        "bytes=500000-500999": (500000, 500999),  # middle
+        "bytes=-100": (size - 100, size - 1),  # suffix
+        f"bytes={size - 10}-": (size - 10, size - 1),  # open-ended
+        f"bytes=0-{size + 1000}": (0, size - 1),  # clipped to the end
+    }
+    for header, (first, last) in cases.items():
+        r = api.client.get(url, headers={"Range": header})
+        assert r.status_code == 206, header
+        assert r.headers["content-range"] == f"bytes {first}-{last}/{size}"
+        assert r.headers["content-length"] == str(last - first + 1)
+        assert r.content == DATA[first : last + 1]
+    r = api.client.get(url, headers={"Range": f"bytes={size}-"})
+    assert r.status_code == 416
+    assert r.headers["content-range"] == f"bytes */{size}"
+
+
+def test_etag_revalidation(api: Api) -> None:
+    package = upload(api, unique("etag"))
+    url = f"/firmware/{package['id']}/content"
+    etag = api.client.head(url).headers["etag"]
+    assert etag == f'"{package["sha256"]}"'
+    r = api.client.get(url, headers={"If-None-Match": etag})
+    assert r.status_code == 304
+    assert r.content == b""
+    assert r.headers["etag"] == etag
+    assert api.client.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+    # If-Range: the range only while the entity is unchanged, else the whole file.
+    same = api.client.get(url, headers={"Range": "bytes=10-19", "If-Range": etag})
+    assert (same.status_code, same.content) == (206, DATA[10:20])
+    changed = api.client.get(url, headers={"Range": "bytes=10-19", "If-Range": '"stale"'})
+    assert (changed.status_code, len(changed.content)) == (200, len(DATA))
+
+
+def test_delete_firmware(api: Api) -> None:
+    package = upload(api, unique("del"))
+    assert api.client.delete(f"/firmware/{package['id']}").status_code == 204
+    problem(api.client.get(f"/firmware/{package['id']}"), 404)
+    problem(api.client.get(f"/firmware/{package['id']}/content"), 404)
+
+
+# -- devices and updates ----------------------------------------------------
+
+
+def add_device(api: Api, **body: Any) -> Any:
+    body.setdefault("name", unique("dev"))
+    body.setdefault("dialect", "thin-edge")
+    r = api.client.post("/devices", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def start_update(api: Api, device: str, title: str, **extra: Any) -> Any:
+    r = api.client.post(
+        "/updates", json={"device": device, "title": title, "version": "1.0", **extra}
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_devices(api: Api) -> None:
+    token = unique("tok")
+    tb = add_device(api, dialect="thingsboard", token=token, device_type="CIM")
+    assert tb["token"] == token
+    enos = add_device(api, dialect="enos", product_key="pk", device_key=unique("dk"), secret="s")
+    assert enos["has_secret"] is True
+    assert "secret" not in enos
+    names = {d["name"] for d in api.client.get("/devices").json()}
+    assert {tb["name"], enos["name"]} <= names
+    problem(
+        api.client.post("/devices", json={"name": "x1", "dialect": "thingsboard", "token": token}),
+        409,
+    )
+    problem(api.client.post("/devices", json={"name": tb["name"], "dialect": "thin-edge"}), 409)
+    body = problem(api.client.post("/devices", json={"name": "x2", "dialect": "enos"}), 422)
+    assert "product_key" in body["detail"]
+    problem(api.client.post("/devices", json={"name": "x3", "dialect": "zigbee"}), 422)
+    assert api.client.delete(f"/devices/{enos['name']}").status_code == 204
+    problem(api.client.get(f"/devices/{enos['name']}"), 404)
+
+
+def test_update_lifecycle_with_transitions(api: Api) -> None:
+    title = unique("life")
+    upload(api, title)
+    device = add_device(api)["name"]
+    update = start_update(api, device, title)
+    assert {"id", "device", "title", "version", "state", "progress", "reason"} <= set(update)
+    assert update["state"] == "pending"
+    steps = [
+        {"state": "sent"},
+        {"state": "downloading", "progress": 10},
+        {"state": "downloading", "progress": 80},
+        {"state": "downloaded"},
+        {"state": "verified"},
+        {"state": "installing"},
+        {"state": "succeeded"},
+    ]
+    for step in steps:
+        r = api.client.post(f"/updates/{update['id']}/state", json=step)
+        assert r.status_code == 200, r.text
+    done = api.client.get(f"/updates/{update['id']}").json()
+    assert (done["state"], done["progress"]) == ("succeeded", 100)
+    assert [(t["from_state"], t["to_state"]) for t in done["transitions"]] == [
+        (None, "pending"),
+        ("pending", "sent"),
+        ("sent", "downloading"),
+        ("downloading", "downloaded"),
+        ("downloaded", "verified"),
+        ("verified", "installing"),
+        ("installing", "succeeded"),
+    ]
+    assert all(t["at"] for t in done["transitions"])
+    # Backwards is refused, and finished is final.
+    problem(api.client.post(f"/updates/{update['id']}/state", json={"state": "sent"}), 409)
+    history = api.client.get(f"/devices/{device}").json()["updates"]
+    assert [u["id"] for u in history] == [update["id"]]
+    listed = api.client.get("/updates", params={"device": device, "state": "succeeded"}).json()
+    assert [u["id"] for u in listed] == [update["id"]]
+    assert api.client.get("/updates", params={"device": device, "state": "failed"}).json() == []
+
+
+def test_second_update_is_409_unless_replace(api: Api) -> None:
+    title = unique("two")
+    upload(api, title)
+    device = add_device(api)["name"]
+    first = start_update(api, device, title)
+    body = problem(
+        api.client.post("/updates", json={"device": device, "title": title, "version": "1.0"}),
+        409,
+    )
+    assert str(first["id"]) in body["detail"]
+    second = start_update(api, device, title, replace=True)
+    assert api.client.get(f"/updates/{first['id']}").json()["state"] == "canceled"
+    assert second["state"] == "pending"
+    problem(
+        api.client.post("/updates", json={"device": "ghost", "title": title, "version": "1.0"}), 404
+    )
+
+
+def test_cancel(api: Api) -> None:
+    title = unique("cancel")
+    package = upload(api, title)
+    device = add_device(api)["name"]
+    update = start_update(api, device, title)
+    api.client.post(f"/updates/{update['id']}/state", json={"state": "downloading"})
+    # The package of an active update cannot be deleted.
+    problem(api.client.delete(f"/firmware/{package['id']}"), 409)
+    r = api.client.post(f"/updates/{update['id']}/cancel", json={"reason": "operator"})
+    assert r.status_code == 200
+    canceled = r.json()
+    assert (canceled["state"], canceled["reason"]) == ("canceled", "operator")
+    assert canceled["transitions"][-1]["from_state"] == "downloading"
+    problem(api.client.post(f"/updates/{update['id']}/cancel"), 409)
+    assert api.client.delete(f"/firmware/{package['id']}").status_code == 204
+    kept = api.client.get(f"/updates/{update['id']}").json()
+    assert (kept["package_id"], kept["title"]) == (None, title)
+
+
+def test_timeout_fails_a_stuck_update(api: Api) -> None:
+    title = unique("stuck")
+    upload(api, title)
+    device = add_device(api)["name"]
+    update = start_update(api, device, title, timeout=0.5)
+    api.client.post(f"/updates/{update['id']}/state", json={"state": "downloading"})
+    deadline = time.monotonic() + 10
+    state = update
+    while time.monotonic() < deadline:
+        state = api.client.get(f"/updates/{update['id']}").json()
+        if state["state"] == "failed":
+            break
+        time.sleep(0.1)
+    assert state["state"] == "failed"
+    assert state["code"] == "timeout"
+    assert "downloading" in state["reason"]
+    assert state["transitions"][-1]["source"] == "timeout"
