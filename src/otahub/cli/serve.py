@@ -55,6 +55,10 @@ def serve(
     max_packet_size: Annotated[
         int, typer.Option(help="Largest MQTT packet accepted, in bytes.")
     ] = DEFAULT_MAX_PACKET_SIZE,
+    public_url: Annotated[
+        str | None,
+        typer.Option(help="Base URL devices download from (default: http://HOST:HTTP_PORT)."),
+    ] = None,
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="Disable admin auth (loopback only).")
     ] = False,
@@ -83,6 +87,7 @@ def serve(
         tls_ca=tls_ca,
         max_packet_size=max_packet_size,
         no_auth=no_auth,
+        public_url=public_url,
     )
     try:
         run_async(run_hub(settings))

@@ -10,11 +10,15 @@ import ssl
 from collections.abc import Iterator
 
 import uvicorn
+from fastapi import FastAPI
 
 from otahub.hub.core import CoreConfig, HubCore
+from otahub.hub.drivers.base import Driver, DriverContext
+from otahub.hub.drivers.registry import DRIVERS
 from otahub.hub.http.app import create_http_app
 from otahub.hub.http.auth import load_or_create_token
 from otahub.hub.settings import HubSettings
+from otahub.hub.transport import LocalTransport
 from otahub.mqtt.server import MQTTServer, ServerConfig
 
 log = logging.getLogger("otahub.hub")
@@ -75,13 +79,36 @@ async def _serve(
     settings: HubSettings, core: HubCore, admin_token: str | None, stop: asyncio.Event
 ) -> None:
     mqtt = MQTTServer(ServerConfig(max_packet_size=settings.max_packet_size))
-    await mqtt.listen(settings.host, settings.mqtt_port)
-    if settings.mqtt_tls_port is not None:
-        await mqtt.listen(settings.host, settings.mqtt_tls_port, ssl=tls_context(settings))
+    transport = LocalTransport(mqtt)
+    ctx = DriverContext(core=core, mqtt=mqtt, transport=transport, settings=settings)
+    drivers = [driver_class(ctx) for driver_class in DRIVERS]
+    app = create_http_app(core, admin_token=admin_token)
+    for driver in drivers:
+        driver.mount(app)
+    started: list[Driver] = []
+    try:
+        for driver in drivers:
+            await driver.start()
+            started.append(driver)
+        await mqtt.listen(settings.host, settings.mqtt_port)
+        if settings.mqtt_tls_port is not None:
+            await mqtt.listen(settings.host, settings.mqtt_tls_port, ssl=tls_context(settings))
+        await _run_http(settings, app, stop)
+    finally:
+        await mqtt.close()
+        for driver in reversed(started):
+            try:
+                await driver.stop()
+            except Exception:
+                log.exception("driver %s failed to stop", driver.dialect)
+        await transport.close()
+        log.info("otahub stopped")
 
+
+async def _run_http(settings: HubSettings, app: FastAPI, stop: asyncio.Event) -> None:
     http = _EmbeddedUvicorn(
         uvicorn.Config(
-            create_http_app(core, admin_token=admin_token),
+            app,
             host=settings.host,
             port=settings.http_port,
             log_level="warning",
@@ -110,5 +137,3 @@ async def _serve(
         http.should_exit = True
         with contextlib.suppress(Exception):
             await http_task
-        await mqtt.close()
-        log.info("otahub stopped")

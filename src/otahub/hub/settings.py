@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,3 +21,15 @@ class HubSettings:
     tls_ca: Path | None = None  # when set, TLS clients must present a certificate it signed
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
     no_auth: bool = False
+    # base URL devices download from; None: derived from host and HTTP port
+    public_url: str | None = None
+
+    def public_base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.getfqdn()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.http_port}"

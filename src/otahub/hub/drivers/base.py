@@ -1,0 +1,52 @@
+"""What every dialect driver is given and what it must provide."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+from fastapi import FastAPI
+
+from otahub.hub.core import HubCore
+from otahub.hub.settings import HubSettings
+from otahub.hub.transport import MessageTransport
+from otahub.mqtt.server import MQTTServer
+
+
+@dataclass(slots=True)
+class DriverContext:
+    core: HubCore
+    # the hub's own MQTT endpoint (ThingsBoard and EnOS devices always connect here)
+    mqtt: MQTTServer
+    # where the thin-edge dialects publish and subscribe: the hub's own endpoint,
+    # or an external broker with --broker
+    transport: MessageTransport
+    settings: HubSettings
+
+    @property
+    def public_url(self) -> str:
+        """Base URL devices use to download from the hub (no trailing slash)."""
+        return self.settings.public_base_url()
+
+
+class Driver(ABC):
+    """One dialect on the hub.
+
+    ``start`` installs the driver's MQTT hooks and event-bus subscriptions,
+    ``mount`` adds its HTTP routes (if any), ``stop`` undoes what ``start`` did.
+    """
+
+    dialect: ClassVar[str]
+
+    def __init__(self, ctx: DriverContext) -> None:
+        self.ctx = ctx
+
+    def mount(self, app: FastAPI) -> None:  # noqa: B027  (optional hook)
+        """Add the driver's HTTP routes; most drivers have none."""
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None:  # noqa: B027  (optional hook)
+        """Release what start() acquired; nothing by default."""

@@ -1,0 +1,7 @@
+"""The drivers a hub runs, in start order."""
+
+from __future__ import annotations
+
+from otahub.hub.drivers.base import Driver
+
+DRIVERS: list[type[Driver]] = []
