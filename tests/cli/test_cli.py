@@ -1,0 +1,182 @@
+"""The ``otahub`` admin commands, run as subprocesses against a running hub."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.hubproc import HubProcess
+
+
+class Cli:
+    def __init__(self, hub: HubProcess, cwd: Path) -> None:
+        self.hub = hub
+        self.cwd = cwd
+
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, server: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("OTAHUB_")}
+        argv = [sys.executable, "-m", "otahub", *args]
+        if server:
+            argv += ["--server", self.hub.http_url]
+        return subprocess.run(
+            argv,
+            cwd=self.cwd,
+            env={**base, "COLUMNS": "200", **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def ok(self, *args: str, **kw: Any) -> str:
+        result = self.run(*args, **kw)
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        return result.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.ok(*args, "--json"))
+
+    def fails(self, *args: str, **kw: Any) -> str:
+        result = self.run(*args, **kw)
+        assert result.returncode != 0
+        assert "Traceback" not in result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        return lines[0]
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    """A hub whose data dir is ./otahub-data of the CLI's working directory."""
+    cwd = tmp_path_factory.mktemp("cli")
+    hub = HubProcess(data_dir=cwd / "otahub-data").start()
+    try:
+        yield Cli(hub, cwd)
+    finally:
+        hub.stop()
+
+
+def test_firmware_upload_and_list(cli: Cli) -> None:
+    image = cli.cwd / "image.bin"
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    image.write_bytes(data)
+    package = cli.json(
+        "firmware",
+        "upload",
+        str(image),
+        "--title",
+        "CIM-168",
+        "--version",
+        "1.0.1",
+        "--device-type",
+        "CIM",
+    )
+    assert package["sha256"] == hashlib.sha256(data).hexdigest()
+    assert (package["title"], package["version"], package["size"]) == (
+        "CIM-168",
+        "1.0.1",
+        len(data),
+    )
+    human = cli.ok(
+        "firmware",
+        "upload",
+        str(image),
+        "--title",
+        "CIM-168",
+        "--version",
+        "1.0.2",
+        "--kind",
+        "software",
+    )
+    assert "uploaded CIM-168 1.0.2" in human
+    line = cli.fails("firmware", "upload", str(image), "--title", "CIM-168", "--version", "1.0.1")
+    assert line.startswith("error: 409")
+    assert "already exists" in line
+    table = cli.ok("firmware", "list")
+    assert "CIM-168" in table and "1.0.2" in table and "software" in table
+    listed = cli.json("firmware", "list")
+    assert [p["version"] for p in listed] == ["1.0.1", "1.0.2"]
+    assert "no such file" in cli.fails(
+        "firmware", "upload", "missing.bin", "--title", "x", "--version", "1"
+    )
+
+
+def test_devices_and_updates(cli: Cli) -> None:
+    image = cli.cwd / "small.bin"
+    image.write_bytes(b"firmware")
+    cli.ok("firmware", "upload", str(image), "--title", "APP", "--version", "2.0")
+    tb = cli.json("device", "add", "tb-01", "--dialect", "thingsboard", "--token", "TBTOKEN1")
+    assert (tb["name"], tb["token"]) == ("tb-01", "TBTOKEN1")
+    out = cli.ok(
+        "device",
+        "add",
+        "inv-01",
+        "--dialect",
+        "enos",
+        "--product-key",
+        "pk",
+        "--device-key",
+        "dk",
+        "--secret",
+        "sec",
+        "--device-type",
+        "inverter",
+    )
+    assert "added enos device inv-01" in out
+    assert "enos devices need" in cli.fails("device", "add", "x", "--dialect", "enos")
+    assert "error: 409" in cli.fails(
+        "device", "add", "tb-02", "--dialect", "thingsboard", "--token", "TBTOKEN1"
+    )
+    table = cli.ok("device", "list")
+    assert "tb-01" in table and "inv-01" in table and "thingsboard" in table
+    assert {d["name"] for d in cli.json("device", "list")} >= {"tb-01", "inv-01"}
+
+    update = cli.json("update", "start", "--device", "tb-01", "--title", "APP", "--version", "2.0")
+    assert {"id", "device", "title", "version", "state", "progress", "reason"} <= set(update)
+    assert (update["device"], update["state"]) == ("tb-01", "pending")
+    assert "error: 409" in cli.fails(
+        "update", "start", "--device", "tb-01", "--title", "APP", "--version", "2.0"
+    )
+    listed = cli.json("update", "list", "--device", "tb-01", "--state", "pending")
+    assert [u["id"] for u in listed] == [update["id"]]
+    assert "tb-01" in cli.ok("update", "list")
+    shown = cli.json("update", "show", str(update["id"]))
+    assert [t["to_state"] for t in shown["transitions"]] == ["pending"]
+    human = cli.ok("update", "show", str(update["id"]))
+    assert "pending" in human and "APP 2.0" in human
+    canceled = cli.json("update", "cancel", str(update["id"]))
+    assert canceled["state"] == "canceled"
+    assert "error: 409" in cli.fails("update", "cancel", str(update["id"]))
+    assert "error: 404" in cli.fails("update", "show", "999999")
+    assert cli.json("update", "list", "--state", "pending") == []
+    assert "error: 422" in cli.fails("update", "list", "--state", "bogus")
+
+
+def test_token_sources(cli: Cli, tmp_path: Path) -> None:
+    token = (cli.cwd / "otahub-data" / "admin.token").read_text().strip()
+    # ./otahub-data/admin.token is found from the working directory (the fixture's).
+    cli.ok("device", "list")
+    elsewhere = Cli(cli.hub, tmp_path)
+    line = elsewhere.fails("device", "list")
+    assert line.startswith("error: 401") and "--token" in line
+    elsewhere.ok("device", "list", "--token", token)
+    elsewhere.ok("device", "list", env={"OTAHUB_TOKEN": token})
+    elsewhere.ok("device", "add", "te-9", "--dialect", "thin-edge", "--admin-token", token)
+    assert "error: 401" in elsewhere.fails("device", "list", "--token", "nope")
+
+
+def test_unreachable_hub(cli: Cli) -> None:
+    line = cli.fails("firmware", "list", "--server", "http://127.0.0.1:9", server=False)
+    assert "cannot reach the hub" in line
+    assert "error:" in cli.fails("firmware", "list", "--server", "nonsense", server=False)
