@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from otahub.hub.services.errors import ServiceError
 
@@ -62,6 +63,12 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status_code, detail, headers=dict(exc.headers or {}))
 
 
+async def _disconnected(request: Request, exc: Exception) -> JSONResponse:
+    # The client went away mid-upload; the partial blob is already discarded.
+    log.info("client disconnected during %s %s", request.method, request.url.path)
+    return problem(400, "the request body ended early (client disconnected)")
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(500, "internal error; the hub log has the details")
@@ -71,4 +78,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _disconnected)
     app.add_exception_handler(Exception, _unexpected)
