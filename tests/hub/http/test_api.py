@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import os
+import socket
 import stat
+import threading
 import time
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -332,3 +337,55 @@ def test_timeout_fails_a_stuck_update(api: Api) -> None:
     assert state["code"] == "timeout"
     assert "downloading" in state["reason"]
     assert state["transitions"][-1]["source"] == "timeout"
+
+
+def test_broken_upload_leaves_nothing_behind(api: Api) -> None:
+    title = unique("broken")
+    host, port = "127.0.0.1", api.hub.http_port
+    with socket.create_connection((host, port)) as sock:
+        sock.sendall(
+            (
+                f"POST /api/v1/firmware?title={title}&version=1 HTTP/1.1\r\n"
+                f"Host: {host}\r\nAuthorization: Bearer {api.token}\r\n"
+                "Content-Type: application/octet-stream\r\nContent-Length: 10000000\r\n\r\n"
+            ).encode()
+            + DATA[:300_000]
+        )
+    tmp = api.hub.data_dir / "blobs" / "tmp"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and list(tmp.iterdir()):
+        time.sleep(0.05)
+    assert list(tmp.iterdir()) == []
+    assert api.client.get("/firmware", params={"title": title}).json() == []
+    # The same title and version can be uploaded properly afterwards.
+    upload(api, title, version="1")
+
+
+def test_register_by_url(api: Api, tmp_path: Path) -> None:
+    (tmp_path / "fw.bin").write_bytes(DATA[:70_000])
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/fw.bin"
+        title = unique("url")
+        r = api.client.post("/firmware/import", json={"url": url, "title": title, "version": "1"})
+        assert r.status_code == 201, r.text
+        package = r.json()
+        assert (package["source_url"], package["filename"]) == (url, "fw.bin")
+        assert package["sha256"] == hashlib.sha256(DATA[:70_000]).hexdigest()
+    finally:
+        server.shutdown()
+        server.server_close()
+    # Served from the hub's own copy once the origin is gone.
+    content = api.client.get(f"/firmware/{package['id']}/content")
+    assert content.content == DATA[:70_000]
+    missing = api.client.post(
+        "/firmware/import", json={"url": url, "title": unique("url"), "version": "1"}
+    )
+    assert missing.status_code == 502
+    bad = api.client.post(
+        "/firmware/import", json={"url": "file:///etc/passwd", "title": "t", "version": "1"}
+    )
+    problem(bad, 422)
