@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import NoReturn, TypeAlias, cast
+from typing import NoReturn, TypeAlias, TypeGuard, cast
 
 JSONValue: TypeAlias = "bool | int | float | str | list[JSONValue] | dict[str, JSONValue] | None"
 JSONObject: TypeAlias = "dict[str, JSONValue]"
@@ -86,6 +86,6 @@ def type_name(value: object) -> str:
     return type(value).__name__
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     """True for JSON integers; ``bool`` is an ``int`` subclass in Python but not in JSON."""
     return isinstance(value, int) and not isinstance(value, bool)
