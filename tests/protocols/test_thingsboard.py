@@ -701,6 +701,19 @@ class TestFirmwareAttributes:
         }
         assert change.deleted == ()
 
+    @pytest.mark.parametrize(
+        ("typed", "sent"),
+        [("0xD87F7E0C", "d87f7e0c"), ("AbC", "abc"), (" 0Xab ", "ab"), ("ef52", "ef52")],
+    )
+    def test_checksum_sent_in_canonical_form(self, typed: str, sent: str) -> None:
+        change = tb.assignment_attributes(
+            FW,
+            PackageAttributes(
+                title="t", version="v", size=1, checksum=typed, checksum_algorithm="CRC32"
+            ),
+        )
+        assert change.saved["fw_checksum"] == sent
+
     def test_messages_delete_first_then_save(self) -> None:
         change = tb.assignment_attributes(
             FW,

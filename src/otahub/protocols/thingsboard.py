@@ -662,8 +662,19 @@ class AttributeChange:
         return tuple(out)
 
 
+def canonical_checksum(checksum: str) -> str:
+    """Lowercase hex without a ``0x`` prefix: devices compare checksums as exact strings."""
+    text = checksum.strip()
+    if text[:2] in ("0x", "0X"):
+        text = text[2:]
+    return text.lower()
+
+
 def assignment_attributes(package: PackageType, attrs: PackageAttributes) -> AttributeChange:
-    """The shared attributes written on assignment (section 6 table)."""
+    """The shared attributes written on assignment (section 6 table).
+
+    The checksum is sent in its canonical form (:func:`canonical_checksum`).
+    """
     if not attrs.title or not attrs.version:
         raise ThingsBoardError("a package needs a non-empty title and version")
     if attrs.size is not None and attrs.size < 0:
@@ -689,7 +700,7 @@ def assignment_attributes(package: PackageType, attrs: PackageAttributes) -> Att
     put(OtaKey.TAG, attrs.tag)
     put(OtaKey.SIZE, attrs.size)
     put(OtaKey.CHECKSUM_ALGORITHM, attrs.checksum_algorithm)
-    put(OtaKey.CHECKSUM, attrs.checksum)
+    put(OtaKey.CHECKSUM, None if attrs.checksum is None else canonical_checksum(attrs.checksum))
     put(OtaKey.URL, attrs.url)
     return AttributeChange(saved, tuple(deleted))
 
