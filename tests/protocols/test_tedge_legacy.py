@@ -37,6 +37,10 @@ SEED_REQUEST = FirmwareRequest(
 
 
 class TestTopics:
+    def test_request_flags(self) -> None:
+        assert lg.REQUEST_RETAIN is False
+        assert lg.REQUEST_QOS == 1
+
     def test_builders(self) -> None:
         assert lg.request_topic("tedge-child") == "tedge/tedge-child/commands/req/firmware_update"
         assert lg.response_topic("tedge-child") == "tedge/tedge-child/commands/res/firmware_update"

@@ -34,6 +34,10 @@ SEED_TOPIC = "te/device/child03///cmd/firmware_update/c8y-mapper-210293"
 
 
 class TestTopicScheme:
+    def test_every_message_is_retained_qos_1(self) -> None:
+        assert te.RETAIN is True
+        assert te.QOS == 1
+
     def test_entity_topics(self) -> None:
         assert str(te.MAIN_DEVICE) == "device/main//"
         assert te.MAIN_DEVICE.is_main

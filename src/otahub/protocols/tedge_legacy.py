@@ -48,6 +48,9 @@ class Ignored:
 
 
 OPERATION: Final = "firmware_update"
+#: Requests are not retained and go out at QoS 1; responses use the child's choice.
+REQUEST_RETAIN: Final = False
+REQUEST_QOS: Final = 1
 #: ``firmware.child.update.timeout`` default, in seconds.
 DEFAULT_TIMEOUT_SECONDS: Final = 3600
 

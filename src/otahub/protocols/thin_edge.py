@@ -55,6 +55,10 @@ def _error(message: str) -> ThinEdgeError:
     return ThinEdgeError(message)
 
 
+#: Every message of this dialect is retained and sent at QoS 1.
+RETAIN: Final = True
+QOS: Final = 1
+
 TOPIC_ROOT: Final = "te"
 OPERATION: Final = "firmware_update"
 CHANNEL_CATEGORIES: Final = frozenset({"m", "e", "a", "cmd", "twin", "config", "status", "signal"})
