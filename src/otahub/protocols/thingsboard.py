@@ -350,6 +350,17 @@ def parse_chunk_topic(topic: str) -> ChunkTopic | None:
     return ChunkTopic(PackageType(match[1]), match[2], int(match[3]))
 
 
+_CHUNK_RESPONSE_RE: Final = re.compile(r"v2/(fw|sw)/response/([0-9]+)/chunk/([0-9]+)")
+
+
+def parse_chunk_response_topic(topic: str) -> ChunkTopic | None:
+    """Match ``v2/{fw|sw}/response/{rid}/chunk/{n}`` (the agent's side); else ``None``."""
+    match = _CHUNK_RESPONSE_RE.fullmatch(topic)
+    if match is None:
+        return None
+    return ChunkTopic(PackageType(match[1]), match[2], int(match[3]))
+
+
 # Prefix checks in upstream order: the ``j/``/``p/`` prefixes before the bare one.
 _REQUEST_ID_PREFIXES: Final[tuple[tuple[str, PublishKind, TopicFamily], ...]] = (
     (ATTRIBUTES_REQUEST_PREFIX, PublishKind.ATTRIBUTE_REQUEST, TopicFamily.V1),
