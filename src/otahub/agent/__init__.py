@@ -1,0 +1,1 @@
+"""The otahub agent: the device side of an update, for every dialect."""

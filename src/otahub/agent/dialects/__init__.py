@@ -1,0 +1,1 @@
+"""One client per device dialect, each built on :mod:`otahub.protocols`."""

@@ -1,0 +1,284 @@
+"""The ``thingsboard`` dialect: a ThingsBoard / ServicePleX device, firmware (``fw_*``).
+
+On every connect: telemetry ``current_fw_title``/``current_fw_version``,
+subscriptions (attribute responses, attribute pushes, chunk responses,
+``v2/fw/error``; exact strings the server accepts), then an attribute
+request for the OTA keys. An update starts when the shared attributes name a
+title or version other than the running one.
+
+The image comes over MQTT in chunks (``v2/fw/request/{rid}/chunk/{n}``, a new
+``rid`` per update), or over HTTP when the package has an external
+``fw_url``. Chunks are written at their offsets; after a reconnect or a
+restart the download continues with the first chunk not completely on disk.
+
+=============  ==============================================================
+step           ``fw_state`` telemetry
+=============  ==============================================================
+downloading    ``DOWNLOADING`` (once, when the download starts)
+downloaded     ``DOWNLOADED``
+verified       ``VERIFIED``
+installing     ``UPDATING``
+succeeded      ``UPDATED`` with the new ``current_fw_title``/``current_fw_version``
+failed         ``FAILED`` with ``fw_error``
+=============  ==============================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from otahub.agent.dialects.base import DialectClient, Step
+from otahub.agent.download import DownloadError, ProgressCallback
+from otahub.agent.link import ClientOptions
+from otahub.agent.state import Outcome, UpdateRecord
+from otahub.protocols import thingsboard as tb
+from otahub.protocols._json import JSONValue
+
+if TYPE_CHECKING:
+    from otahub.agent.app import Agent
+
+log = logging.getLogger(__name__)
+
+PACKAGE = tb.PackageType.FIRMWARE
+
+_FW_STATE: dict[Step, tb.FwState] = {
+    Step.DOWNLOADED: tb.FwState.DOWNLOADED,
+    Step.VERIFIED: tb.FwState.VERIFIED,
+    Step.INSTALLING: tb.FwState.UPDATING,
+    Step.SUCCEEDED: tb.FwState.UPDATED,
+    Step.FAILED: tb.FwState.FAILED,
+}
+
+
+class ThingsBoardClient(DialectClient):
+    def __init__(self, agent: Agent) -> None:
+        super().__init__(agent)
+        self._shared: dict[str, JSONValue] = {}
+        self._request_id = 0
+        #: (rid, chunk) -> the future its response resolves.
+        self._waiting: dict[tuple[str, int], asyncio.Future[bytes]] = {}
+        self._server_error: asyncio.Future[str] | None = None
+        self._reconnected = asyncio.Event()
+
+    def client_options(self) -> ClientOptions:
+        cfg = self.agent.config
+        return ClientOptions(identifier=cfg.mqtt.client_id, username=cfg.thingsboard.token)
+
+    async def on_connect(self) -> None:
+        link = self.agent.link
+        name, version = await self.agent.runner.installed()
+        await link.publish(
+            tb.TELEMETRY_TOPIC,
+            tb.build_telemetry(
+                {
+                    f"current_{PACKAGE.prefix}_title": name,
+                    f"current_{PACKAGE.prefix}_version": version,
+                }
+            ),
+        )
+        for topic_filter in (
+            tb.ATTRIBUTES_RESPONSE_FILTER,
+            tb.ATTRIBUTES_TOPIC,
+            tb.chunk_response_filter(PACKAGE),
+            tb.FW_ERROR_TOPIC,
+        ):
+            await link.subscribe(topic_filter, qos=1)
+        self._reconnected.set()
+        await self._request_attributes()
+
+    async def _request_attributes(self) -> None:
+        self._request_id += 1
+        keys = [tb.attribute_key(PACKAGE, key) for key in tb.REQUESTED_KEYS]
+        await self.agent.link.publish(
+            tb.attributes_request_topic(self._request_id),
+            tb.build_attribute_request(shared_keys=keys),
+        )
+
+    # -- incoming ---------------------------------------------------------
+
+    async def on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        chunk = tb.parse_chunk_response_topic(topic)
+        if chunk is not None:
+            future = self._waiting.pop((chunk.request_id, chunk.chunk), None)
+            if future is not None and not future.done():
+                future.set_result(payload)
+            return
+        if topic == tb.FW_ERROR_TOPIC:
+            text = payload.decode("utf-8", errors="replace")
+            log.warning("server reports an OTA error: %s", text)
+            if self._server_error is not None and not self._server_error.done():
+                self._server_error.set_result(text)
+            return
+        try:
+            if topic.startswith(tb.ATTRIBUTES_RESPONSE_PREFIX):
+                response = tb.parse_attributes_response(payload)
+                self._shared.update(response.shared)
+                await self._consider(explicit=False)
+            elif topic == tb.ATTRIBUTES_TOPIC:
+                push = tb.parse_attribute_push(payload)
+                for key in push.deleted:
+                    self._shared.pop(key, None)
+                self._shared.update(push.updated)
+                await self._consider(explicit=True)
+        except tb.ThingsBoardError as exc:
+            log.warning("ignoring malformed message on %s: %s", topic, exc)
+
+    async def _consider(self, *, explicit: bool) -> None:
+        """Start an update when the shared attributes name another package."""
+        try:
+            package = tb.package_from_attributes(PACKAGE, self._shared)
+        except tb.ThingsBoardError as exc:
+            log.warning("unusable firmware attributes: %s", exc)
+            return
+        if package is None or not package.title or not package.version:
+            return
+        runner = self.agent.runner
+        name, version = await runner.installed()
+        if (package.title, package.version) == (name, version):
+            return
+        key = f"{PACKAGE.prefix}:{package.title}:{package.version}"
+        if runner.busy:
+            if runner.current is not None and runner.current.key != key:
+                log.info("firmware %s assigned; starts after the current update", key)
+            return
+        done = self.agent.state.finished(key)
+        if done is not None and (done.outcome is Outcome.SUCCEEDED or not explicit):
+            # Retried only when the server pushes the assignment again; a failed
+            # image is not fetched again on every reconnect.
+            return
+        checksums: dict[str, str] = {}
+        if package.checksum and package.checksum_algorithm:
+            checksums[package.checksum_algorithm] = package.checksum
+        record = UpdateRecord(
+            key=key,
+            name=package.title,
+            version=package.version,
+            urls=[package.url] if package.url else [],
+            checksums=checksums,
+            size=package.size,
+            extra={"rid": self._next_rid(), "chunk_size": self.agent.config.thingsboard.chunk_size},
+        )
+        log.info("starting firmware %s %s", record.name, record.version)
+        runner.accept(record)
+
+    def _next_rid(self) -> int:
+        # A new request id for every update: the server caches rid -> package per session.
+        rids = [int(h.extra.get("rid", 0)) for h in self.agent.state.history]
+        return max(rids, default=0) + 1
+
+    async def on_idle(self) -> None:
+        await self._consider(explicit=False)
+
+    # -- reports ----------------------------------------------------------
+
+    async def report(self, record: UpdateRecord, step: Step, percent: int | None = None) -> None:
+        if step is Step.DOWNLOADING:
+            if percent:
+                return
+            state = tb.FwState.DOWNLOADING
+        elif step in _FW_STATE:
+            state = _FW_STATE[step]
+        else:
+            return
+        if step is Step.SUCCEEDED:
+            name, version = record.name, record.version
+        else:
+            name, version = await self.agent.runner.installed()
+        error = record.reason if step is Step.FAILED else None
+        await self.agent.link.publish(
+            tb.TELEMETRY_TOPIC,
+            tb.build_state_telemetry(
+                PACKAGE, state, current_title=name, current_version=version, error=error
+            ),
+        )
+
+    # -- chunked download ---------------------------------------------------
+
+    async def fetch(self, record: UpdateRecord, dest: Path, on_progress: ProgressCallback) -> int:
+        if record.urls:
+            return await super().fetch(record, dest, on_progress)
+        if record.size is None:
+            raise DownloadError("fw_size is missing, so the end of the image is unknown")
+        size = record.size
+        chunk_size = int(record.extra.get("chunk_size", self.agent.config.thingsboard.chunk_size))
+        rid = str(record.extra["rid"])
+        # Only whole chunks count: a partly written one is fetched again.
+        index = await asyncio.to_thread(_truncate_to_chunks, dest, chunk_size)
+        received = 0
+        loop = asyncio.get_running_loop()
+        self._server_error = loop.create_future()
+        try:
+            with _open_rw(dest) as f:
+                while index * chunk_size < size:
+                    data = await self._chunk(rid, index, chunk_size)
+                    expected = min(chunk_size, size - index * chunk_size)
+                    if len(data) != expected:
+                        raise DownloadError(
+                            f"chunk {index} has {len(data)} bytes, expected {expected}"
+                        )
+                    f.seek(index * chunk_size)
+                    f.write(data)
+                    received += len(data)
+                    record.bytes_received += len(data)
+                    index += 1
+                    on_progress(min(index * chunk_size, size), size)
+                f.flush()
+                await asyncio.to_thread(os.fsync, f.fileno())
+        finally:
+            self._server_error = None
+        return received
+
+    async def _chunk(self, rid: str, index: int, chunk_size: int) -> bytes:
+        """Request one chunk until it arrives; re-requested after a reconnect or a timeout."""
+        cfg = self.agent.config
+        timeouts = 0
+        while True:
+            await self.agent.link.connected.wait()
+            self._reconnected.clear()
+            future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            self._waiting[(rid, index)] = future
+            published = await self.agent.link.publish(
+                tb.chunk_request_topic(PACKAGE, rid, index), str(chunk_size).encode(), qos=1
+            )
+            assert published
+            waiters: list[asyncio.Future[Any]] = [
+                future,
+                asyncio.ensure_future(self._reconnected.wait()),
+            ]
+            if self._server_error is not None:
+                waiters.append(self._server_error)
+            done, _ = await asyncio.wait(
+                waiters, timeout=cfg.thingsboard.chunk_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            waiters[1].cancel()
+            self._waiting.pop((rid, index), None)
+            if future in done:
+                return future.result()
+            if self._server_error is not None and self._server_error.done():
+                raise DownloadError(f"server error: {self._server_error.result()}")
+            if not done:
+                timeouts += 1
+                if timeouts > cfg.download.retries:
+                    raise DownloadError(f"no answer for chunk {index} after {timeouts} requests")
+                log.info("chunk %d timed out; asking again", index)
+
+
+def _truncate_to_chunks(path: Path, chunk_size: int) -> int:
+    """Cut ``path`` back to whole chunks; returns the number of whole chunks."""
+    try:
+        have = path.stat().st_size
+    except FileNotFoundError:
+        path.touch()
+        return 0
+    whole = have // chunk_size
+    if have != whole * chunk_size:
+        os.truncate(path, whole * chunk_size)
+    return whole
+
+
+def _open_rw(path: Path) -> Any:
+    return open(path, "r+b")

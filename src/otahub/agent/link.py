@@ -1,0 +1,143 @@
+"""The agent's MQTT connection: reconnects forever, publishes across reconnects.
+
+The update runner keeps going while the link is down (an HTTP download does
+not need MQTT); its reports wait for the next connection, except progress
+reports, which are dropped rather than delayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiomqtt
+
+from otahub.agent.config import MqttConfig
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for a PUBACK before assuming the connection is dead.
+PUBLISH_TIMEOUT = 30.0
+
+
+@dataclass
+class ClientOptions:
+    """What a dialect decides about the connection."""
+
+    identifier: str | None
+    username: str | None = None
+    password: str | None = None
+    protocol: aiomqtt.ProtocolVersion = aiomqtt.ProtocolVersion.V311
+    clean_session: bool | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+OnConnect = Callable[[], Awaitable[None]]
+OnMessage = Callable[[str, bytes, bool], Awaitable[None]]
+
+
+class MqttLink:
+    def __init__(self, config: MqttConfig, options: ClientOptions) -> None:
+        self.config = config
+        self.options = options
+        self.connected = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self.connections = 0
+
+    def _tls(self) -> ssl.SSLContext | None:
+        if not self.config.tls:
+            return None
+        ca = str(self.config.ca_file) if self.config.ca_file else None
+        context = ssl.create_default_context(cafile=ca)
+        if self.config.cert_file is not None:
+            key = str(self.config.key_file) if self.config.key_file else None
+            context.load_cert_chain(str(self.config.cert_file), key)
+        return context
+
+    def _make_client(self) -> aiomqtt.Client:
+        opts = self.options
+        return aiomqtt.Client(
+            self.config.host,
+            self.config.port,
+            username=opts.username if opts.username is not None else self.config.username,
+            password=opts.password if opts.password is not None else self.config.password,
+            identifier=opts.identifier,
+            protocol=opts.protocol,
+            clean_session=opts.clean_session,
+            keepalive=self.config.keepalive,
+            tls_context=self._tls(),
+            timeout=PUBLISH_TIMEOUT,
+        )
+
+    async def run(self, on_connect: OnConnect, on_message: OnMessage) -> None:
+        """Connect, call ``on_connect``, feed messages to ``on_message``; forever."""
+        delay = self.config.reconnect_initial
+        while True:
+            client = self._make_client()
+            try:
+                async with client:
+                    self._client = client
+                    self.connections += 1
+                    log.info("connected to %s:%s", self.config.host, self.config.port)
+                    delay = self.config.reconnect_initial
+                    self.connected.set()
+                    await on_connect()
+                    async for message in client.messages:
+                        await on_message(
+                            str(message.topic), _as_bytes(message.payload), bool(message.retain)
+                        )
+            except aiomqtt.MqttError as exc:
+                log.warning("MQTT connection lost: %s; reconnecting in %.1fs", exc, delay)
+            finally:
+                self.connected.clear()
+                self._client = None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.config.reconnect_max)
+
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        best_effort: bool = False,
+    ) -> bool:
+        """Publish, waiting for a connection (and the PUBACK) unless ``best_effort``.
+
+        Returns whether the message was handed to the broker.
+        """
+        while True:
+            if best_effort and not self.connected.is_set():
+                return False
+            await self.connected.wait()
+            client = self._client
+            if client is None:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                await client.publish(topic, payload, qos=qos, retain=retain)
+                return True
+            except aiomqtt.MqttError as exc:
+                if best_effort:
+                    return False
+                log.info("publish to %s failed (%s); waiting for the connection", topic, exc)
+                # The run loop notices the dead connection and clears the event.
+                await asyncio.sleep(0.2)
+
+    async def subscribe(self, topic_filter: str, qos: int = 1) -> None:
+        client = self._client
+        if client is None:
+            raise aiomqtt.MqttError("not connected")
+        await client.subscribe(topic_filter, qos=qos)
+
+
+def _as_bytes(payload: object) -> bytes:
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    if payload is None:
+        return b""
+    return str(payload).encode()
