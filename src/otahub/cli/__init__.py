@@ -5,10 +5,12 @@ from __future__ import annotations
 import typer
 
 from otahub.cli import device, firmware, update
+from otahub.cli.agent import agent
 from otahub.cli.serve import serve
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 app.command()(serve)
+app.command()(agent)
 app.add_typer(firmware.app, name="firmware")
 app.add_typer(device.app, name="device")
 app.add_typer(update.app, name="update")
