@@ -21,8 +21,14 @@ async def test_migrations_create_every_table_and_are_idempotent(database_url: st
         async with db.engine.connect() as conn:
             tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
             version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-        assert {"firmware_packages", "devices", "updates", "update_transitions"} <= tables
-        assert version == "0001"
+        assert {
+            "firmware_packages",
+            "devices",
+            "updates",
+            "update_transitions",
+            "type_assignments",
+        } <= tables
+        assert version == "0002"
     finally:
         await db.close()
 

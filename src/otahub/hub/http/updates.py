@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
@@ -51,6 +51,8 @@ class UpdateOut(BaseModel):
     reason: str | None
     code: str | None
     timeout: float = Field(description="seconds without progress before the update fails")
+    mode: Literal["push", "on-request"] = "push"
+    force: bool = False
     deadline_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -72,6 +74,8 @@ class UpdateOut(BaseModel):
             reason=view.reason,
             code=view.code,
             timeout=view.timeout_s,
+            mode="on-request" if view.mode == "on-request" else "push",
+            force=view.force,
             deadline_at=view.deadline_at,
             created_at=view.created_at,
             updated_at=view.updated_at,
@@ -89,6 +93,12 @@ class UpdateCreate(BaseModel):
     replace: bool = Field(False, description="cancel the device's active update of this kind")
     timeout: float | None = Field(
         None, gt=0, description="seconds without progress before failing; hub default if unset"
+    )
+    mode: Literal["push", "on-request"] = Field(
+        "push", description="push: the hub sends it; on-request: offered when the device asks"
+    )
+    force: bool = Field(
+        False, description="start even if the device has not announced it can take updates"
     )
 
 
@@ -113,6 +123,8 @@ async def create_update(body: UpdateCreate, core: Core) -> UpdateOut:
             version=body.version,
             replace=body.replace,
             timeout_s=body.timeout,
+            mode=body.mode,
+            force=body.force,
         )
     )
     return UpdateOut.of(view)

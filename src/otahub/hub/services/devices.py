@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -167,6 +168,15 @@ class DeviceService:
             await s.delete(row)
         await self.bus.publish(DeviceDeleted(view))
         return view
+
+    async def set_dialect_state(self, name: str, state: dict[str, Any]) -> DeviceView:
+        """Replace what the device's driver remembers about it."""
+        async with self.db.session() as s, s.begin():
+            row = await s.scalar(select(Device).where(Device.name == name))
+            if row is None:
+                raise NotFound(f"device {name!r} does not exist")
+            row.dialect_state = dict(state)
+            return DeviceView.of(row)
 
     async def report(
         self,

@@ -14,6 +14,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -36,6 +37,7 @@ from otahub.protocols.states import InvalidTransition, UpdateState, check_transi
 log = logging.getLogger("otahub.hub.updates")
 
 MAX_TIMEOUT_S = 30 * 24 * 3600.0
+UPDATE_MODES = ("push", "on-request")
 TIMEOUT_CODE = "timeout"
 
 
@@ -60,6 +62,8 @@ class UpdateRequest:
     version: str
     replace: bool = False
     timeout_s: float | None = None
+    mode: str = "push"  # or "on-request": the device asks for it (EnOS getversion)
+    force: bool = False  # skip the driver's check that the device can take updates
 
 
 class UpdateService:
@@ -133,6 +137,9 @@ class UpdateService:
         timeout_s = check_timeout(
             self.default_timeout_s if request.timeout_s is None else request.timeout_s
         )
+        if request.mode not in UPDATE_MODES:
+            known = ", ".join(UPDATE_MODES)
+            raise Invalid(f"unknown update mode {request.mode!r} (known: {known})")
         events: list[Event] = []
         async with self._write, self.db.session() as s:
             device = await s.scalar(select(Device).where(Device.name == request.device))
@@ -187,6 +194,9 @@ class UpdateService:
                 kind=package.kind,
                 state=UpdateState.PENDING.value,
                 timeout_s=timeout_s,
+                mode=request.mode,
+                force=request.force,
+                driver_state={},
                 deadline_at=now + timedelta(seconds=timeout_s),
                 created_at=now,
                 updated_at=now,
@@ -213,6 +223,19 @@ class UpdateService:
         for event in events:
             await self.bus.publish(event)
         return UpdateView.of(row, device)
+
+    async def set_driver_state(self, update_id: int, state: dict[str, Any]) -> UpdateView:
+        """Replace the driver's bookkeeping of an update (no transition, no event)."""
+        async with self._write, self.db.session() as s:
+            found = (
+                await s.execute(select(Update, Device).join(Device).where(Update.id == update_id))
+            ).first()
+            if found is None:
+                raise NotFound(f"update {update_id} does not exist")
+            row, device = found
+            row.driver_state = dict(state)
+            await s.commit()
+            return UpdateView.of(row, device)
 
     async def transition(
         self,

@@ -6,8 +6,9 @@ lets subscribers keep an event as long as they like.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from otahub.hub.store.models import Device, FirmwarePackage, Update, UpdateTransition
 from otahub.protocols.checksums import Algorithm
@@ -73,6 +74,7 @@ class DeviceView:
     last_seen_at: datetime | None
     online: bool
     created_at: datetime
+    dialect_state: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, row: Device) -> DeviceView:
@@ -92,6 +94,7 @@ class DeviceView:
             last_seen_at=row.last_seen_at,
             online=row.online,
             created_at=row.created_at,
+            dialect_state=dict(row.dialect_state or {}),
         )
 
 
@@ -138,6 +141,9 @@ class UpdateView:
     updated_at: datetime
     finished_at: datetime | None
     transitions: tuple[TransitionView, ...] | None = None  # only when asked for
+    mode: str = "push"
+    force: bool = False
+    driver_state: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -161,6 +167,9 @@ class UpdateView:
             created_at=row.created_at,
             updated_at=row.updated_at,
             finished_at=row.finished_at,
+            mode=row.mode or "push",
+            force=bool(row.force),
+            driver_state=dict(row.driver_state or {}),
             transitions=None
             if transitions is None
             else tuple(TransitionView.of(t) for t in transitions),

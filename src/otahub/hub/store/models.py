@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     DateTime,
@@ -107,6 +108,9 @@ class Device(Base):
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     online: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # what the device's dialect driver remembers about it (registration, client
+    # attributes, capabilities); JSON so a driver needs no schema of its own
+    dialect_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class Update(Base):
@@ -139,6 +143,12 @@ class Update(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     code: Mapped[str | None] = mapped_column(String(64))
     timeout_s: Mapped[float] = mapped_column()
+    # "push": the hub sends the update; "on-request": offered when the device asks
+    mode: Mapped[str] = mapped_column(String(16), default="push")
+    # start even where the device has not announced it can take updates
+    force: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the driver's bookkeeping for this update (command id, attempt, ...)
+    driver_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -165,3 +175,21 @@ class UpdateTransition(Base):
     code: Mapped[str | None] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(64))  # "api", "timeout", "driver:<dialect>", ...
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TypeAssignment(Base):
+    """A package assigned to every device of a type (ThingsBoard's device profile).
+
+    A device's own update takes precedence over its type's assignment.
+    """
+
+    __tablename__ = "type_assignments"
+    __table_args__ = (UniqueConstraint("device_type", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_type: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    package_id: Mapped[int] = mapped_column(
+        ForeignKey("firmware_packages.id", ondelete="RESTRICT"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
