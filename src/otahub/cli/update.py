@@ -42,12 +42,27 @@ def start(
     replace: Annotated[
         bool, typer.Option("--replace", help="Cancel the device's active update first.")
     ] = False,
+    mode: Annotated[
+        str,
+        typer.Option(help="push: the hub sends it; on-request: offered when the device asks."),
+    ] = "push",
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Start even if the device has not announced the capability."),
+    ] = False,
     server: Server = DEFAULT_SERVER,
     token: Token = None,
     json: Json = False,
 ) -> None:
     """Update DEVICE to the package TITLE VERSION."""
-    body = {"device": device, "title": title, "version": version, "replace": replace}
+    body = {
+        "device": device,
+        "title": title,
+        "version": version,
+        "replace": replace,
+        "mode": mode,
+        "force": force,
+    }
     with connect(server, token) as client:
         update = client.post("/updates", body)
     if json:
