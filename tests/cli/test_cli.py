@@ -51,9 +51,9 @@ class Cli:
         result = self.run(*args, **kw)
         assert result.returncode != 0
         assert "Traceback" not in result.stderr
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1, result.stderr
-        return lines[0]
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1, result.stderr
+        return errors[0]
 
 
 @pytest.fixture(scope="module")
