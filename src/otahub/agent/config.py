@@ -60,7 +60,7 @@ class ThinEdgeConfig(BaseModel):
     name: str | None = None
     type: str | None = None
     #: Publish the registration message (disable when the gateway registers children).
-    register: bool = True
+    registration: bool = True
 
 
 class TedgeLegacyConfig(BaseModel):

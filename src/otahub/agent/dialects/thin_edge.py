@@ -61,7 +61,7 @@ class ThinEdgeClient(DialectClient):
 
     async def on_connect(self) -> None:
         cfg = self.agent.config.thin_edge
-        if cfg.register:
+        if cfg.registration:
             parent = te.EntityTopicId.parse(cfg.parent) if cfg.parent else None
             await self._publish(
                 te.entity_topic(self.entity),
