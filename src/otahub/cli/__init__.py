@@ -8,7 +8,11 @@ from otahub.cli import device, firmware, update
 from otahub.cli.agent import agent
 from otahub.cli.serve import serve
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="otahub: over-the-air firmware and software updates for MQTT-connected devices.",
+)
 app.command()(serve)
 app.command()(agent)
 app.add_typer(firmware.app, name="firmware")
