@@ -6,6 +6,7 @@ import typer
 
 from otahub.cli import device, firmware, update
 from otahub.cli.agent import agent
+from otahub.cli.demo import demo
 from otahub.cli.serve import serve
 
 app = typer.Typer(
@@ -15,6 +16,7 @@ app = typer.Typer(
 )
 app.command()(serve)
 app.command()(agent)
+app.command()(demo)
 app.add_typer(firmware.app, name="firmware")
 app.add_typer(device.app, name="device")
 app.add_typer(update.app, name="update")
