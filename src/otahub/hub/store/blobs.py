@@ -156,6 +156,7 @@ class _FileUpload(BlobUpload):
         self._buffer = bytearray()
         self._size = 0
         self._done = False
+        self._pending: asyncio.Future[None] | None = None
 
     @property
     def size(self) -> int:
@@ -170,6 +171,12 @@ class _FileUpload(BlobUpload):
             await self._flush()
 
     async def _flush(self) -> None:
+        """Hand the buffer to a worker thread once the previous batch is done.
+
+        One batch is hashed and written while the next one is received, so
+        network and CPU overlap and at most two batches are ever held.
+        """
+        await self._settle()
         if not self._buffer:
             return
         chunk = bytes(self._buffer)
@@ -179,9 +186,15 @@ class _FileUpload(BlobUpload):
             self._hasher.update(chunk)
             self._file.write(chunk)
 
-        await asyncio.to_thread(_work)
+        self._pending = asyncio.ensure_future(asyncio.to_thread(_work))
+
+    async def _settle(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await pending
 
     async def reset(self) -> None:
+        await self._settle()
         self._buffer.clear()
         self._size = 0
         self._hasher = MultiHasher()
@@ -194,6 +207,7 @@ class _FileUpload(BlobUpload):
 
     async def commit(self) -> BlobInfo:
         await self._flush()
+        await self._settle()
         info = BlobInfo(size=self._hasher.size, checksums=self._hasher.hexdigests())
         final = self._store.path_for(info.sha256)
 
@@ -219,6 +233,8 @@ class _FileUpload(BlobUpload):
         if self._done:
             return
         self._done = True
+        with contextlib.suppress(Exception):
+            await self._settle()  # the worker must be off the file before it closes
 
         def _discard() -> None:
             self._file.close()
