@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from otahub.hub.services.errors import Conflict, Invalid, NotFound
-from otahub.hub.services.events import DeviceCreated, DeviceDeleted, EventBus
+from otahub.hub.services.events import DeviceCreated, DeviceDeleted, DeviceReported, EventBus
 from otahub.hub.services.views import DeviceView
 from otahub.hub.store.database import Database
 from otahub.hub.store.models import Device, utcnow
@@ -202,4 +202,6 @@ class DeviceService:
             if online is not None:
                 row.online = online
             row.last_seen_at = seen_at or utcnow()
-            return DeviceView.of(row)
+            view = DeviceView.of(row)
+        await self.bus.publish(DeviceReported(view))
+        return view

@@ -47,6 +47,13 @@ class DeviceCreated:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceReported:
+    """A device said what it runs, or came online or went offline."""
+
+    device: DeviceView
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceDeleted:
     device: DeviceView
 
@@ -65,6 +72,7 @@ Event = (
     UpdateCreated
     | UpdateTransitioned
     | DeviceCreated
+    | DeviceReported
     | DeviceDeleted
     | PackageCreated
     | PackageDeleted
