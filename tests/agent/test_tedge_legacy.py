@@ -1,0 +1,78 @@
+"""Legacy tedge/<child>/commands flow: answers, sha256 check, attempt re-sends."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.agent.agentproc import AgentProcess, observer
+from tests.agent.fileserver import FileServer
+from tests.agent.test_thin_edge import Device, agents, install_hook
+from tests.hubproc import HubProcess
+
+__all__ = ["agents"]
+
+CHILD = "tedge-child"
+REQ = f"tedge/{CHILD}/commands/req/firmware_update"
+RES = f"tedge/{CHILD}/commands/res/firmware_update"
+
+
+def legacy_config(hub: HubProcess, device: Device) -> dict[str, Any]:
+    return {
+        "dialect": "tedge-legacy",
+        "state_dir": str(device.state_dir),
+        "mqtt": {"host": "127.0.0.1", "port": hub.mqtt_port, "reconnect_initial": 0.2},
+        "tedge_legacy": {"child_id": CHILD},
+        "version": {"file": str(device.version_file), "name": "OpenWRT"},
+        "hooks": {"install": install_hook(device), "timeout": 20},
+        "download": {"backoff_initial": 0.05},
+    }
+
+
+def request(op_id: str, attempt: int, url: str, sha256: str) -> bytes:
+    body = {"id": op_id, "attempt": attempt, "name": "OpenWRT", "version": "22.03"}
+    return json.dumps({**body, "url": url, "sha256": sha256}).encode()
+
+
+async def test_resend_of_done_request_does_not_install_twice(
+    hub: HubProcess, files: FileServer, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device = Device(tmp_path)
+    data = os.urandom(30_000)
+    files.files["fw"] = data
+    agent = agents(legacy_config(hub, device))
+    async with observer(hub.mqtt_port, RES) as gw:
+        url, digest = files.url("fw"), hashlib.sha256(data).hexdigest()
+        # The agent subscribes after connecting; a request is not retained, so resend until seen.
+        while not gw.on(RES):
+            await gw.publish(REQ, request("tLrLthPXksKbqRqIsrDmy", 1, url, digest))
+            with contextlib.suppress(TimeoutError):
+                await gw.wait_for(lambda: bool(gw.on(RES)), timeout=1)
+        await gw.wait_for(lambda: {"successful"} <= {m["status"] for m in gw.json_on(RES)})
+        answers = gw.json_on(RES)
+        assert answers[0] == {"id": "tLrLthPXksKbqRqIsrDmy", "status": "executing"}
+        assert answers[-1] == {"id": "tLrLthPXksKbqRqIsrDmy", "status": "successful"}
+        count = len(answers)
+
+        await gw.publish(REQ, request("tLrLthPXksKbqRqIsrDmy", 2, url, digest))
+        await gw.wait_for(lambda: len(gw.json_on(RES)) > count)
+        assert gw.json_on(RES)[-1] == {"id": "tLrLthPXksKbqRqIsrDmy", "status": "successful"}
+        assert device.hook_runs() == ["22.03"]
+
+        # A bad checksum: failed with a reason; malformed requests are ignored.
+        await gw.publish(REQ, b"[1,2]")
+        await gw.publish(REQ, json.dumps({"id": "x", "attempt": "1"}).encode())
+        files.files["other"] = b"other image"
+        await gw.publish(REQ, request("op-2", 1, files.url("other"), "0" * 64))
+        await gw.wait_for(
+            lambda: any(m.get("id") == "op-2" and m["status"] == "failed" for m in gw.json_on(RES))
+        )
+        failed = [m for m in gw.json_on(RES) if m["id"] == "op-2"][-1]
+        assert "SHA256 checksum mismatch" in failed["reason"]
+        assert device.hook_runs() == ["22.03"]
+    assert agent.proc is not None and agent.proc.poll() is None
