@@ -132,6 +132,8 @@ async def test_register_by_url_errors(core: HubCore, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(firmware, "URL_RETRY_DELAY_S", 0.01)
     with pytest.raises(Invalid, match="http"):
         await core.firmware.register_url(PackageMeta(title="a", version="1"), "ftp://x/y")
+    with pytest.raises(Invalid, match="not a valid URL"):
+        await core.firmware.register_url(PackageMeta(title="a", version="1"), "http://[::1")
     with pytest.raises(UpstreamFailed, match="after 5 attempts"):
         # Port 9 (discard) has no listener on a test machine: connection refused.
         await core.firmware.register_url(

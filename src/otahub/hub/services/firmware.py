@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 from sqlalchemy import func, select
@@ -150,30 +150,19 @@ class FirmwareService:
     async def register_url(self, meta: PackageMeta, url: str) -> PackageView:
         """Download ``url`` once (resuming after network errors) and keep it as a package."""
         meta = meta.validated()
-        parsed = httpx.URL(url)
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, ValueError, TypeError):
+            raise Invalid(f"url {url!r} is not a valid URL") from None
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise Invalid(f"url must be an absolute http(s) URL, not {url!r}")
         await self.ensure_new(meta)
         async with self.blobs.begin() as upload, self._http_client() as client:
             content_type = await _download(client, url, upload)
             if meta.filename is None:
-                meta = PackageMeta(
-                    title=meta.title,
-                    version=meta.version,
-                    kind=meta.kind,
-                    device_type=meta.device_type,
-                    filename=parsed.path.rsplit("/", 1)[-1] or None,
-                    content_type=meta.content_type,
-                )
+                meta = replace(meta, filename=parsed.path.rsplit("/", 1)[-1] or None)
             if content_type and meta.content_type == "application/octet-stream":
-                meta = PackageMeta(
-                    title=meta.title,
-                    version=meta.version,
-                    kind=meta.kind,
-                    device_type=meta.device_type,
-                    filename=meta.filename,
-                    content_type=content_type,
-                )
+                meta = replace(meta, content_type=content_type.split(";")[0].strip())
             return await self._commit(meta.validated(), upload, source_url=url)
 
     async def _commit(
