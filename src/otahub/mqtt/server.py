@@ -35,6 +35,10 @@ from otahub.mqtt.topics import FilterTree, TopicStore, is_valid_topic_filter, is
 
 log = logging.getLogger("otahub.mqtt")
 
+# Topic lookups are cached per concrete topic; past this many topics a cache
+# starts over, so a stream of ever-new topic names cannot grow it without bound.
+_CACHE_LIMIT = 4096
+
 
 @dataclass(slots=True)
 class ServerConfig:
@@ -68,6 +72,11 @@ class MQTTServer:
         self._subscriptions: FilterTree[SubscriptionOptions] = FilterTree()
         self._internal: FilterTree[_InternalSubscriber] = FilterTree()
         self._intercepts: FilterTree[InterceptHandler] = FilterTree()
+        # Walking a tree per PUBLISH is the costliest part of handling one, and the
+        # same topics come again and again: both answers are cached per topic and
+        # dropped whenever the tree they come from changes.
+        self._intercept_cache: dict[str, InterceptHandler | None] = {}
+        self._route_cache: dict[str, list[tuple[object, SubscriptionOptions]]] = {}
         self._authenticators: list[tuple[Authenticator, frozenset[str] | None]] = []
         self._on_connected: list[SessionObserver] = []
         self._on_disconnected: list[SessionObserver] = []
@@ -123,18 +132,29 @@ class MQTTServer:
         if not is_valid_topic_filter(pattern):
             raise ValueError(f"invalid topic pattern {pattern!r}")
         self._intercepts.add(pattern, handler, handler)
+        self._intercept_cache.clear()
 
         def release() -> None:
             self._intercepts.remove(pattern, handler)
+            self._intercept_cache.clear()
 
         return release
 
     def interceptor_for(self, topic: str) -> InterceptHandler | None:
-        if not len(self._intercepts):
-            return None
-        for _, handler in self._intercepts.match(topic):
-            return handler
-        return None
+        cache = self._intercept_cache
+        try:
+            return cache[topic]
+        except KeyError:
+            pass
+        found: InterceptHandler | None = None
+        if len(self._intercepts):
+            for _, handler in self._intercepts.match(topic):
+                found = handler
+                break
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[topic] = found
+        return found
 
     def on_session_connected(self, observer: SessionObserver) -> None:
         self._on_connected.append(observer)
@@ -217,7 +237,7 @@ class MQTTServer:
         # one delivery per session even with overlapping subscriptions (5.0 3.3.4)
         targets: dict[Session, Outgoing] | None = None
         first: tuple[Session, Outgoing] | None = None
-        for owner, options in self._subscriptions.match(topic):
+        for owner, options in self._subscribers(topic):
             assert isinstance(owner, Session)
             if options.no_local and owner is sender:
                 continue
@@ -254,6 +274,17 @@ class MQTTServer:
                 count += 1
         return count
 
+    def _subscribers(self, topic: str) -> list[tuple[object, SubscriptionOptions]]:
+        """Every (session, options) whose subscription matches ``topic``, cached."""
+        cache = self._route_cache
+        found = cache.get(topic)
+        if found is None:
+            found = list(self._subscriptions.match(topic))
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            cache[topic] = found
+        return found
+
     @staticmethod
     def _outgoing(message: Message, qos: int, options: SubscriptionOptions) -> Outgoing:
         sub_ids = [options.identifier] if options.identifier is not None else []
@@ -288,12 +319,14 @@ class MQTTServer:
         existed = topic_filter in session.subscriptions
         session.subscriptions[topic_filter] = options
         self._subscriptions.add(topic_filter, session, options)
+        self._route_cache.clear()
         return existed
 
     def unsubscribe_session(self, session: Session, topic_filter: str) -> bool:
         if session.subscriptions.pop(topic_filter, None) is None:
             return False
         self._subscriptions.remove(topic_filter, session)
+        self._route_cache.clear()
         return True
 
     # -- session lifecycle -------------------------------------------------------
@@ -406,6 +439,8 @@ class MQTTServer:
         session.cancel_timers()
         for topic_filter in list(session.subscriptions):
             self._subscriptions.remove(topic_filter, session)
+        if session.subscriptions:
+            self._route_cache.clear()
         session.subscriptions.clear()
         session.inflight.clear()
         session.queue.clear()
@@ -421,7 +456,8 @@ class MQTTServer:
         except Exception:
             log.exception("hook %r failed", fn)
             return
-        if inspect.isawaitable(result):
+        # most hooks are plain functions: skip the awaitable check for their None
+        if result is not None and inspect.isawaitable(result):
             self.spawn(result)
 
     def spawn(self, awaitable: Awaitable[Any]) -> None:
