@@ -35,6 +35,7 @@ from otahub.mqtt.packets import (
 from otahub.mqtt.reason_codes import ReasonCode, connack_code_for
 from otahub.mqtt.session import Outgoing, Session, SubscriptionOptions
 from otahub.mqtt.topics import is_shared_filter, is_valid_topic_filter
+from otahub.mqtt.wire import MAX_VBI, encode_vbi
 
 if TYPE_CHECKING:
     from otahub.mqtt.server import MQTTServer
@@ -47,6 +48,66 @@ _CONNACK_BAD_VERSION = b"\x20\x02\x00\x01"
 
 # shared by every outgoing PUBLISH without properties; never mutated
 _NO_PROPERTIES = Properties()
+
+# Payloads at least this large go to the transport as a separate buffer
+# (one writev) instead of being copied behind their header.
+_GATHER_MIN = 2048
+
+# Outgoing topic names with their length prefix, per topic: drivers and
+# routing send to the same topics over and over. Starts over when full.
+_TOPICS: dict[str, bytes] = {}
+_TOPICS_LIMIT = 4096
+
+
+def _encoded_topic(topic: str) -> bytes | None:
+    """A valid topic name as a PUBLISH carries it; None if the codec must judge it."""
+    encoded = _TOPICS.get(topic)
+    if encoded is not None:
+        return encoded
+    if not topic or "+" in topic or "#" in topic or "\x00" in topic:
+        return None
+    try:
+        raw = topic.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    if len(raw) > 0xFFFF:
+        return None
+    if len(_TOPICS) >= _TOPICS_LIMIT:
+        _TOPICS.clear()
+    encoded = _TOPICS[topic] = len(raw).to_bytes(2, "big") + raw
+    return encoded
+
+
+def _publish_head(
+    topic: str, size: int, qos: int, retain: bool, dup: bool, pid: int | None, v5: bool
+) -> bytes | None:
+    """Everything before the payload of a PUBLISH without properties.
+
+    The same bytes the codec produces, without building a packet; None for
+    anything unusual (the codec then encodes it, or raises as it always did).
+    """
+    topic_bytes = _encoded_topic(topic)
+    if topic_bytes is None:
+        return None
+    if qos == 0:
+        if pid is not None or dup:
+            return None
+        tail = b"\x00" if v5 else b""
+    elif (qos == 1 or qos == 2) and pid is not None and 0 < pid <= 0xFFFF:
+        tail = bytes((pid >> 8, pid & 0xFF, 0) if v5 else (pid >> 8, pid & 0xFF))
+    else:
+        return None
+    length = len(topic_bytes) + len(tail) + size
+    first = 0x30 | qos << 1 | (0x01 if retain else 0) | (0x08 if dup else 0)
+    if length < 128:
+        header = bytes((first, length))
+    elif length < 16384:
+        header = bytes((first, length & 0x7F | 0x80, length >> 7))
+    elif length <= MAX_VBI:
+        header = bytes((first,)) + encode_vbi(length)
+    else:
+        return None
+    return header + topic_bytes + tail
 
 
 class Connection(asyncio.Protocol):
@@ -137,48 +198,84 @@ class Connection(asyncio.Protocol):
         self.write(encode(packet, self.version or 4))
 
     def send_message(self, out: Outgoing, pid: int | None, dup: bool) -> None:
-        session = self.session
         message = out.message
         props: Properties | None = None
         if self.version >= MQTT_5:
-            now = time.monotonic()
-            if message.expired(now):
-                if pid is not None and session is not None:
-                    session.inflight.pop(pid, None)
-                return
-            props = message.outgoing_properties(out.sub_ids, now)
+            if message.expires_at is not None or out.sub_ids:
+                now = time.monotonic()
+                if message.expired(now):
+                    session = self.session
+                    if pid is not None and session is not None:
+                        session.inflight.pop(pid, None)
+                    return
+                props = message.outgoing_properties(out.sub_ids, now)
+            else:
+                props = message.properties
+        self.send_publish(message.topic, message.payload, out.qos, out.retain, dup, pid, props)
+
+    def send_publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        dup: bool,
+        pid: int | None,
+        props: Properties | None,
+    ) -> None:
+        """Encode and write one PUBLISH: the end of every delivery."""
+        session = self.session
+        transport = self.transport
         if (
-            out.qos == 0
-            and self.transport is not None
-            and self.transport.get_write_buffer_size() > self.server.config.write_buffer_limit
+            qos == 0
+            and transport is not None
+            and transport.get_write_buffer_size() > self.server.config.write_buffer_limit
         ):
             # a QoS 0 message may be lost; a stalled reader must not grow us without bound
             if session is not None:
                 session.dropped_messages += 1
             return
-        data = encode(
-            Publish(
-                message.topic,
-                message.payload,
-                out.qos,
-                out.retain,
-                dup,
-                pid,
-                props if props is not None else _NO_PROPERTIES,
-            ),
-            self.version,
+        head = (
+            _publish_head(topic, len(payload), qos, retain, dup, pid, self.version >= MQTT_5)
+            if props is None
+            else None
         )
-        if session is not None and session.max_packet_size and len(data) > session.max_packet_size:
+        if head is None:
+            data = encode(
+                Publish(
+                    topic,
+                    payload,
+                    qos,
+                    retain,
+                    dup,
+                    pid,
+                    props if props is not None else _NO_PROPERTIES,
+                ),
+                self.version,
+            )
+            size = len(data)
+        else:
+            size = len(head) + len(payload)
+        if session is not None and session.max_packet_size and size > session.max_packet_size:
             # MQTT 5: never send a packet larger than the client's Maximum Packet Size
             log.debug(
                 "dropping %d-byte message for %r: over its maximum packet size",
-                len(data),
+                size,
                 session.client_id,
             )
             if pid is not None:
                 session.inflight.pop(pid, None)
             return
-        self.write(data)
+        if transport is None or self.state == "closed":
+            return
+        if head is None:
+            transport.write(data)
+        elif len(payload) >= _GATHER_MIN and type(payload) is bytes:
+            # header and payload in one writev, without copying the payload;
+            # only immutable bytes, as the transport may keep them queued
+            transport.writelines((head, payload))
+        else:
+            transport.write(head + payload)
 
     def send_pubrel(self, pid: int) -> None:
         self.send(Pubrel(pid))
@@ -457,7 +554,11 @@ class Connection(asyncio.Protocol):
         if self.version < MQTT_5:
             reason = 0  # 3.1.1 acknowledgements carry no reason
         if qos == 1:
-            self.send(Puback(pid, reason))
+            if reason == 0 and 0 < pid <= 0xFFFF:
+                # the shortest form, as the codec encodes it for every version
+                self.write(bytes((0x40, 2, pid >> 8, pid & 0xFF)))
+            else:
+                self.send(Puback(pid, reason))
         else:
             if reason < 0x80:
                 assert self.session is not None

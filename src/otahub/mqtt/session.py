@@ -100,6 +100,12 @@ class Session:
         properties: Properties | None = None,
     ) -> None:
         """Deliver one message to this session, whether or not it subscribed."""
+        if qos == 0 and properties is None:
+            # nothing to queue, expire or keep for redelivery: straight to the wire
+            conn = self.connection
+            if conn is not None:
+                conn.send_publish(topic, payload, 0, retain, False, None, None)
+            return
         message = Message.from_publish(topic, payload, qos, retain, properties)
         self.deliver(Outgoing(message, qos, retain))
 
