@@ -45,7 +45,6 @@ from otahub.mqtt.topics import is_shared_filter, is_valid_topic_name
 from otahub.mqtt.wire import (
     MAX_VBI,
     Reader,
-    decode_utf8,
     encode_binary,
     encode_string,
     encode_u16,
@@ -219,8 +218,14 @@ def _encode_publish(packet: Publish, version: int) -> bytes:
     else:
         raise ValueError(f"QoS must be 0, 1 or 2, not {qos!r}")
     topic = packet.topic
-    if "+" in topic or "#" in topic:
-        raise ValueError(f"topic name contains a wildcard: {topic!r}")
+    if "+" in topic or "#" in topic or "\x00" in topic:
+        raise ValueError(f"topic name contains a wildcard or U+0000: {topic!r}")
+    try:
+        encoded_topic = topic.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"topic name is not encodable as UTF-8: {topic!r}") from None
+    if len(encoded_topic) > 0xFFFF:
+        raise ValueError("topic names are limited to 65535 bytes")
     if version == MQTT_5:
         props = encode_properties(packet.properties, _T.PUBLISH)
         if not topic and packet.properties.topic_alias is None:
@@ -229,9 +234,8 @@ def _encode_publish(packet: Publish, version: int) -> bytes:
         if not topic:
             raise ValueError("topic name must not be empty")
         props = b""
-    encoded_topic = encode_string(topic)
     payload = packet.payload
-    length = len(encoded_topic) + len(pid) + len(props) + len(payload)
+    length = 2 + len(encoded_topic) + len(pid) + len(props) + len(payload)
     first = 0x30 | qos << 1
     if packet.retain:
         first |= 0x01
@@ -243,7 +247,7 @@ def _encode_publish(packet: Publish, version: int) -> bytes:
         header = bytes((first,)) + encode_vbi(length)
     else:
         raise ValueError(f"PUBLISH of {length} bytes exceeds the MQTT maximum")
-    return b"".join((header, encoded_topic, pid, props, payload))
+    return b"".join((header, _U16.pack(len(encoded_topic)), encoded_topic, pid, props, payload))
 
 
 AckPacket: TypeAlias = Puback | Pubrec | Pubrel | Pubcomp
@@ -415,7 +419,12 @@ def _decode_publish(
     topic_end = pos + 2 + (buf[pos] << 8 | buf[pos + 1])
     if topic_end > end:
         raise MQTTError("PUBLISH topic runs past the packet", MALFORMED)
-    topic = decode_utf8(buf[pos + 2 : topic_end])
+    try:
+        topic = buf[pos + 2 : topic_end].decode("utf-8")
+    except UnicodeDecodeError:
+        raise MQTTError("topic name is not valid UTF-8", MALFORMED) from None
+    if "\x00" in topic:
+        raise MQTTError("topic name contains U+0000", MALFORMED)
     if "+" in topic or "#" in topic:
         raise MQTTError(f"topic name contains a wildcard: {topic!r}", ReasonCode.TOPIC_NAME_INVALID)
     pos = topic_end

@@ -13,6 +13,8 @@ from otahub.mqtt.reason_codes import ReasonCode
 from otahub.mqtt.topics import is_valid_topic_name
 from otahub.mqtt.wire import (
     Reader,
+    decode_utf8,
+    decode_vbi,
     encode_binary,
     encode_string,
     encode_u16,
@@ -159,6 +161,10 @@ def _encode_byte(value: int) -> bytes:
     return bytes((value,))
 
 
+def _encode_pair(pair: tuple[str, str]) -> bytes:
+    return encode_string(pair[0]) + encode_string(pair[1])
+
+
 _VALUE_ENCODERS: dict[Kind, Callable[[Any], bytes]] = {
     Kind.BYTE: _encode_byte,
     Kind.U16: encode_u16,
@@ -166,7 +172,7 @@ _VALUE_ENCODERS: dict[Kind, Callable[[Any], bytes]] = {
     Kind.VBI: encode_vbi,
     Kind.STRING: encode_string,
     Kind.BINARY: encode_binary,
-    Kind.PAIR: lambda pair: encode_string(pair[0]) + encode_string(pair[1]),
+    Kind.PAIR: _encode_pair,
 }
 
 
@@ -182,11 +188,11 @@ def encode_properties(props: Properties, context: int) -> bytes:
         return b"\x00"
     parts: list[bytes] = []
     for spec, value in zip(specs, values, strict=True):
-        if value is None or (isinstance(value, list) and not value):
+        if value is None or value == []:
             continue
-        ident = bytes((spec.ident,))
+        ident = _IDENT_BYTES[spec.ident]
         encode_value = _VALUE_ENCODERS[spec.kind]
-        items = value if isinstance(value, list) else [value]
+        items = value if isinstance(value, list) else (value,)
         if (
             spec.ident == _SUBSCRIPTION_IDENTIFIER
             and context != PacketType.PUBLISH
@@ -206,7 +212,37 @@ def encode_properties(props: Properties, context: int) -> bytes:
     return encode_vbi(len(body)) + body
 
 
+_IDENT_BYTES = {spec.ident: bytes((spec.ident,)) for spec in SPECS}
+
 # ---------------------------------------------------------------- decoding
+
+# Decoding looks properties up by their identifier byte in a flat table of plain
+# tuples: (name, kind, allowed mask, boolean, nonzero reason or 0). All MQTT 5.0
+# identifiers fit in one byte, so an identifier byte of 0x80 or more (the start
+# of a longer variable byte integer) can only be unknown.
+_BYTE, _U16, _U32, _VBI, _STRING, _BINARY, _PAIR = (int(k) for k in Kind)
+_DECODE_TABLE: list[tuple[str, int, int, bool, int] | None] = [None] * 256
+for _spec in SPECS:
+    _DECODE_TABLE[_spec.ident] = (
+        _spec.name,
+        int(_spec.kind),
+        _spec.allowed,
+        _spec.boolean,
+        int(_spec.nonzero or 0),
+    )
+
+
+def _short() -> MQTTError:
+    return MQTTError("property runs past the property length", MALFORMED)
+
+
+def _string_at(buf: bytes, pos: int, end: int) -> tuple[str, int]:
+    if pos + 2 > end:
+        raise _short()
+    stop = pos + 2 + (buf[pos] << 8 | buf[pos + 1])
+    if stop > end:
+        raise _short()
+    return decode_utf8(buf[pos + 2 : stop]), stop
 
 
 def decode_properties(reader: Reader, context: int) -> Properties:
@@ -215,56 +251,74 @@ def decode_properties(reader: Reader, context: int) -> Properties:
     props = Properties()
     if length == 0:
         return props
-    start = reader.pos
-    if length > reader.end - start:
+    buf = reader.buf
+    pos = reader.pos
+    end = pos + length
+    if end > reader.end:
         raise MQTTError("property length exceeds the packet", MALFORMED)
-    # Reads are bounded by the property length, not just the packet.
-    sub = Reader(reader.buf, start, start + length)
-    reader.pos = start + length
-    seen: set[int] = set()
-    while sub.pos < sub.end:
-        ident = sub.vbi()
-        spec = BY_IDENT.get(ident)
-        if spec is None:
+    reader.pos = end
+    seen = 0  # bit per identifier already read
+    value: Any
+    while pos < end:
+        ident = buf[pos]
+        pos += 1
+        entry = _DECODE_TABLE[ident]
+        if entry is None:
             raise MQTTError(f"unknown property identifier 0x{ident:02X}", MALFORMED)
-        if not spec.allowed >> context & 1:
+        name, kind, allowed, boolean, nonzero = entry
+        if not allowed >> context & 1:
             # Spec 2.2.2.2: an identifier not valid for the packet type is a malformed packet.
             raise MQTTError(
-                f"property {spec.name} is not allowed in {_context_name(context)}", MALFORMED
+                f"property {name} is not allowed in {_context_name(context)}", MALFORMED
             )
-        kind = spec.kind
-        value: Any
-        if kind is Kind.BYTE:
-            value = sub.u8()
-        elif kind is Kind.U16:
-            value = sub.u16()
-        elif kind is Kind.U32:
-            value = sub.u32()
-        elif kind is Kind.VBI:
-            value = sub.vbi()
-        elif kind is Kind.STRING:
-            value = sub.utf8()
-        elif kind is Kind.BINARY:
-            value = sub.binary()
+        if kind == _STRING:
+            value, pos = _string_at(buf, pos, end)
+        elif kind == _PAIR:
+            key, pos = _string_at(buf, pos, end)
+            text, pos = _string_at(buf, pos, end)
+            props.user_properties.append((key, text))
+            continue  # the one property that may repeat freely
+        elif kind == _U32:
+            if pos + 4 > end:
+                raise _short()
+            value = int.from_bytes(buf[pos : pos + 4], "big")
+            pos += 4
+        elif kind == _U16:
+            if pos + 2 > end:
+                raise _short()
+            value = buf[pos] << 8 | buf[pos + 1]
+            pos += 2
+        elif kind == _BYTE:
+            if pos >= end:
+                raise _short()
+            value = buf[pos]
+            pos += 1
+            if boolean and value > 1:
+                raise MQTTError(f"property {name} must be 0 or 1, not {value}", PROTOCOL_ERROR)
+        elif kind == _BINARY:
+            if pos + 2 > end:
+                raise _short()
+            stop = pos + 2 + (buf[pos] << 8 | buf[pos + 1])
+            if stop > end:
+                raise _short()
+            value = buf[pos + 2 : stop]
+            pos = stop
         else:
-            value = sub.pair()
-        if spec.boolean and value > 1:
-            raise MQTTError(f"property {spec.name} must be 0 or 1, not {value}", PROTOCOL_ERROR)
-        if spec.nonzero is not None and value == 0:
-            raise MQTTError(f"property {spec.name} must not be 0", spec.nonzero)
+            value, pos = decode_vbi(buf, pos, end)
+        if nonzero and value == 0:
+            raise MQTTError(f"property {name} must not be 0", nonzero)
+        if ident == _SUBSCRIPTION_IDENTIFIER:
+            # PUBLISH carries one per matching subscription; SUBSCRIBE at most one.
+            if seen >> ident & 1 and context != PacketType.PUBLISH:
+                raise MQTTError(f"property {name} included more than once", PROTOCOL_ERROR)
+            seen |= 1 << ident
+            props.subscription_identifiers.append(value)
+            continue
+        if seen >> ident & 1:
+            raise MQTTError(f"property {name} included more than once", PROTOCOL_ERROR)
+        seen |= 1 << ident
         if ident == _RESPONSE_TOPIC and not is_valid_topic_name(value):
             # MQTT-3.3.2-14: the response topic is a topic name, so no wildcards.
             raise MQTTError("response topic is not a valid topic name", PROTOCOL_ERROR)
-        if ident == _USER_PROPERTY:
-            props.user_properties.append(value)
-            continue
-        if ident in seen and not (
-            ident == _SUBSCRIPTION_IDENTIFIER and context == PacketType.PUBLISH
-        ):
-            raise MQTTError(f"property {spec.name} included more than once", PROTOCOL_ERROR)
-        seen.add(ident)
-        if ident == _SUBSCRIPTION_IDENTIFIER:
-            props.subscription_identifiers.append(value)
-        else:
-            setattr(props, spec.name, value)
+        setattr(props, name, value)
     return props
