@@ -59,6 +59,20 @@ def serve(
         str | None,
         typer.Option(help="Base URL devices download from (default: http://HOST:HTTP_PORT)."),
     ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Database URL, e.g. postgresql://user@host/db (default: SQLite in data dir).",
+            envvar="OTAHUB_DATABASE_URL",
+        ),
+    ] = None,
+    update_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds without progress before an update fails (default 3600).",
+            envvar="OTAHUB_UPDATE_TIMEOUT",
+        ),
+    ] = None,
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="Disable admin auth (loopback only).")
     ] = False,
@@ -88,6 +102,8 @@ def serve(
         max_packet_size=max_packet_size,
         no_auth=no_auth,
         public_url=public_url,
+        database_url=database_url,
+        update_timeout_s=update_timeout,
     )
     try:
         run_async(run_hub(settings))

@@ -63,7 +63,13 @@ async def run_hub(settings: HubSettings, stop: asyncio.Event | None = None) -> N
 async def _start_core(settings: HubSettings) -> HubCore:
     """Open the database (migrating it) and the blob store; start the timeout sweeper."""
     try:
-        core = HubCore(CoreConfig.from_env(settings.data_dir))
+        core = HubCore(
+            CoreConfig.from_env(
+                settings.data_dir,
+                database_url=settings.database_url,
+                update_timeout_s=settings.update_timeout_s,
+            )
+        )
     except ValueError as exc:
         # Reported like the other start-up failures: one line, no traceback.
         raise OSError(f"cannot start the hub: {exc}") from exc

@@ -23,6 +23,10 @@ class HubSettings:
     no_auth: bool = False
     # base URL devices download from; None: derived from host and HTTP port
     public_url: str | None = None
+    # None: $OTAHUB_DATABASE_URL, else SQLite in the data dir
+    database_url: str | None = None
+    # None: $OTAHUB_UPDATE_TIMEOUT, else one hour
+    update_timeout_s: float | None = None
 
     def public_base_url(self) -> str:
         if self.public_url:
