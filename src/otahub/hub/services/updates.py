@@ -12,6 +12,7 @@ import asyncio
 import builtins
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,9 +21,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from otahub.hub.services.assignments import TYPE_ORIGIN_KEY
 from otahub.hub.services.errors import Conflict, Invalid, NotFound
 from otahub.hub.services.events import Event, EventBus, UpdateCreated, UpdateTransitioned
-from otahub.hub.services.views import TransitionView, UpdateView
+from otahub.hub.services.views import DeviceView, TransitionView, UpdateView
 from otahub.hub.store.database import Database
 from otahub.hub.store.models import (
     TERMINAL_STATES,
@@ -66,11 +68,23 @@ class UpdateRequest:
     force: bool = False  # skip the driver's check that the device can take updates
 
 
+# Raises a ServiceError when the device cannot take the update (skipped when forced).
+CreateCheck = Callable[[DeviceView, "UpdateRequest"], None]
+# Re-delivers an update that was asked for again while it runs.
+RepeatHandler = Callable[[UpdateView], Awaitable[None]]
+# The failure reason of an update whose deadline passed.
+TimeoutReason = Callable[[UpdateView], str]
+
+
 class UpdateService:
     def __init__(self, db: Database, bus: EventBus, *, default_timeout_s: float = 3600.0) -> None:
         self.db = db
         self.bus = bus
         self.default_timeout_s = check_timeout(default_timeout_s)
+        # Per-dialect hooks that drivers register.
+        self._create_checks: dict[str, CreateCheck] = {}
+        self._repeat_handlers: dict[str, RepeatHandler] = {}
+        self._timeout_reasons: dict[str, TimeoutReason] = {}
         # One writer at a time within this hub: state checks and the writes that
         # follow them must not interleave (SQLite has no SELECT ... FOR UPDATE).
         self._write = asyncio.Lock()
@@ -131,6 +145,46 @@ class UpdateService:
             ).first()
             return None if found is None else UpdateView.of(found[0], found[1])
 
+    # -- driver hooks ---------------------------------------------------------
+
+    def add_create_check(self, dialect: str, check: CreateCheck) -> None:
+        """Run ``check`` before an update for a ``dialect`` device is written, unless forced."""
+        self._create_checks[dialect] = check
+
+    def on_repeat(self, dialect: str, handler: RepeatHandler) -> None:
+        """Asking again for the update a ``dialect`` device runs re-delivers it via ``handler``.
+
+        ``create`` then returns the running update instead of refusing with 409.
+        """
+        self._repeat_handlers[dialect] = handler
+
+    def set_timeout_reason(self, dialect: str, reason: TimeoutReason) -> None:
+        """The failure reason for expired updates of ``dialect`` devices."""
+        self._timeout_reasons[dialect] = reason
+
+    async def _repeated(self, request: UpdateRequest) -> UpdateView | None:
+        """The running update ``request`` asks for again, if its driver re-delivers it."""
+        if request.replace or not self._repeat_handlers:
+            return None
+        async with self.db.session() as s:
+            found = (
+                await s.execute(
+                    select(Update, Device)
+                    .join(Device)
+                    .where(
+                        Device.name == request.device,
+                        Update.title == request.title,
+                        Update.version == request.version,
+                        Update.state.not_in(TERMINAL_STATES),
+                    )
+                )
+            ).first()
+        if found is None or found[1].dialect not in self._repeat_handlers:
+            return None
+        view = UpdateView.of(found[0], found[1])
+        await self._repeat_handlers[view.dialect](view)
+        return view
+
     # -- changes --------------------------------------------------------------
 
     async def create(self, request: UpdateRequest, *, source: str = "api") -> UpdateView:
@@ -140,6 +194,9 @@ class UpdateService:
         if request.mode not in UPDATE_MODES:
             known = ", ".join(UPDATE_MODES)
             raise Invalid(f"unknown update mode {request.mode!r} (known: {known})")
+        repeated = await self._repeated(request)
+        if repeated is not None:
+            return repeated
         events: list[Event] = []
         async with self._write, self.db.session() as s:
             device = await s.scalar(select(Device).where(Device.name == request.device))
@@ -159,6 +216,9 @@ class UpdateService:
                     f"{package.device_type!r}, device {device.name!r} is "
                     f"{device.device_type!r}"
                 )
+            check = self._create_checks.get(device.dialect)
+            if check is not None and not request.force:
+                check(DeviceView.of(device), request)
             now = utcnow()
             current = await s.scalar(
                 select(Update).where(
@@ -168,7 +228,9 @@ class UpdateService:
                 )
             )
             if current is not None:
-                if not request.replace:
+                # An update made for the device's type yields to the device's own one.
+                from_type = bool((current.driver_state or {}).get(TYPE_ORIGIN_KEY))
+                if not request.replace and not from_type:
                     raise Conflict(
                         f"device {device.name!r} already has active {package.kind} update "
                         f"{current.id} ({current.title} {current.version}, {current.state}); "
@@ -308,19 +370,22 @@ class UpdateService:
         async with self.db.session() as s:
             overdue = (
                 await s.execute(
-                    select(Update.id, Update.state, Update.timeout_s).where(
-                        Update.state.not_in(TERMINAL_STATES), Update.deadline_at < now
-                    )
+                    select(Update.id, Update.state, Update.timeout_s, Device.dialect)
+                    .join(Device)
+                    .where(Update.state.not_in(TERMINAL_STATES), Update.deadline_at < now)
                 )
             ).all()
         expired = []
-        for update_id, state, timeout_s in overdue:
+        for update_id, state, timeout_s, dialect in overdue:
+            reason = f"timed out: no progress for {timeout_s:g} s while {state}"
             try:
+                if (explain := self._timeout_reasons.get(dialect)) is not None:
+                    reason = explain(await self.get(update_id, with_transitions=False))
                 expired.append(
                     await self.transition(
                         update_id,
                         UpdateState.FAILED,
-                        reason=f"timed out: no progress for {timeout_s:g} s while {state}",
+                        reason=reason,
                         code=TIMEOUT_CODE,
                         source="timeout",
                     )
