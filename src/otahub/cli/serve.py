@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from otahub.hub.settings import DEFAULT_MAX_PACKET_SIZE, HubSettings
+from otahub.hub.settings import DEFAULT_MAX_PACKET_SIZE, DEFAULT_NOTIFY_RATE, HubSettings
 
 T = TypeVar("T")
 
@@ -73,6 +73,15 @@ def serve(
             envvar="OTAHUB_UPDATE_TIMEOUT",
         ),
     ] = None,
+    notify_rate: Annotated[
+        float,
+        typer.Option(
+            help="ThingsBoard devices told of a new assignment per second "
+            "(QUEUED to INITIATED; ThingsBoard itself: 100 per 60 s).",
+            envvar="OTAHUB_NOTIFY_RATE",
+            min=0.01,
+        ),
+    ] = DEFAULT_NOTIFY_RATE,
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="Disable admin auth (loopback only).")
     ] = False,
@@ -104,6 +113,7 @@ def serve(
         public_url=public_url,
         database_url=database_url,
         update_timeout_s=update_timeout,
+        notify_rate=notify_rate,
     )
     try:
         run_async(run_hub(settings))

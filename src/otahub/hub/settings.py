@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_MAX_PACKET_SIZE = 1024 * 1024
+# Assignment notifications per second; ThingsBoard's queue does 100 per 60 s.
+DEFAULT_NOTIFY_RATE = 1000.0
 
 
 @dataclass(slots=True)
@@ -27,6 +29,8 @@ class HubSettings:
     database_url: str | None = None
     # None: $OTAHUB_UPDATE_TIMEOUT, else one hour
     update_timeout_s: float | None = None
+    # ThingsBoard dialect: QUEUED -> INITIATED notifications per second
+    notify_rate: float = DEFAULT_NOTIFY_RATE
 
     def public_base_url(self) -> str:
         if self.public_url:
