@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from otahub.hub.drivers.base import Driver
+from otahub.hub.drivers.enos import EnosDriver
 
-DRIVERS: list[type[Driver]] = []
+DRIVERS: list[type[Driver]] = [EnosDriver]

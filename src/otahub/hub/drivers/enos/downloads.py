@@ -1,0 +1,121 @@
+"""Device-facing firmware downloads for EnOS ``fileUrl``.
+
+The admin API's content route needs the admin token, which devices never
+have. Each update instead gets its own unguessable URL::
+
+    {public_url}/enos/ota/{update_id}/{token}
+
+``token`` is an HMAC of the update id and the package's SHA-256 under a key
+kept in the data dir, so nothing is stored per URL and the URLs survive a
+restart. A URL works only while its update is unfinished: once the update
+succeeds, fails or is canceled, the link is dead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from fastapi import APIRouter, Request, Response
+
+from otahub.hub.core import HubCore
+from otahub.hub.http.files import file_response
+from otahub.hub.http.problems import problem
+from otahub.hub.services.errors import NotFound
+from otahub.hub.services.views import UpdateView
+from otahub.protocols.states import UpdateState, is_terminal
+
+log = logging.getLogger("otahub.hub.enos")
+
+KEY_FILE = "enos-download.key"
+PATH_PREFIX = "/enos/ota"
+_TOKEN_HEX = 32  # 128 bits of the HMAC
+
+
+def load_or_create_key(data_dir: Path) -> bytes:
+    """The URL signing key, created (0600) on first start."""
+    path = data_dir / KEY_FILE
+    with contextlib.suppress(FileNotFoundError):
+        existing = bytes.fromhex(path.read_text().strip())
+        if len(existing) >= 32:
+            return existing
+    key = secrets.token_bytes(32)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{KEY_FILE}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, f"{key.hex()}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return key
+
+
+class DownloadUrls:
+    def __init__(self, key: bytes, public_url: str) -> None:
+        self._key = key
+        self.public_url = public_url.rstrip("/")
+
+    def token(self, update_id: int, package_sha256: str) -> str:
+        message = f"enos-update:{update_id}:{package_sha256}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:_TOKEN_HEX]
+
+    def url(self, update_id: int, package_sha256: str) -> str:
+        return f"{self.public_url}{PATH_PREFIX}/{update_id}/{self.token(update_id, package_sha256)}"
+
+    def check(self, update_id: int, package_sha256: str, token: str) -> bool:
+        return hmac.compare_digest(self.token(update_id, package_sha256), token)
+
+
+def download_router(core: HubCore, urls: DownloadUrls) -> APIRouter:
+    router = APIRouter()
+
+    @router.api_route(
+        PATH_PREFIX + "/{update_id}/{token}",
+        methods=["GET", "HEAD"],
+        response_class=Response,
+        include_in_schema=False,
+    )
+    async def enos_firmware(update_id: int, token: str, request: Request) -> Response:
+        """The firmware of one unfinished EnOS update: Range, HEAD, ETag."""
+        gone = problem(404, "no such download")
+        try:
+            update = await core.updates.get(update_id, with_transitions=False)
+        except NotFound:
+            return gone
+        if update.package_id is None or not _downloadable(update):
+            return gone
+        try:
+            package = await core.firmware.get(update.package_id)
+        except NotFound:
+            return gone
+        if not urls.check(update_id, package.sha256, token):
+            log.warning("EnOS download of update %d with a wrong token refused", update_id)
+            return gone
+        path = core.blobs.local_path(package.sha256)
+        if path is None:
+            return gone
+        try:
+            return file_response(
+                request,
+                path,
+                etag=package.sha256,
+                media_type=package.content_type,
+                filename=package.filename,
+                size=package.size,
+            )
+        except FileNotFoundError:
+            log.error("firmware package %d is missing from the blob store", package.id)
+            return gone
+
+    return router
+
+
+def _downloadable(update: UpdateView) -> bool:
+    return update.dialect == "enos" and not is_terminal(UpdateState(update.state))

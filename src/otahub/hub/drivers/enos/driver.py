@@ -1,0 +1,149 @@
+"""The EnOS driver: wires login, interception, pushes and downloads together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+
+from fastapi import FastAPI
+
+from otahub.hub.drivers.base import Driver, DriverContext
+from otahub.hub.drivers.enos.auth import DIALECT, EnosAuthenticator, EnosPeer
+from otahub.hub.drivers.enos.downloads import DownloadUrls, download_router, load_or_create_key
+from otahub.hub.drivers.enos.links import Link, LinkTable, Online, PushCheck, WorkItem
+from otahub.hub.drivers.enos.ota import FIRMWARE, PUSH, SOURCE, OtaConversation
+from otahub.hub.services.errors import Conflict, NotFound
+from otahub.hub.services.events import Event, UpdateCreated
+from otahub.mqtt.packets import Publish
+from otahub.mqtt.session import Session
+from otahub.protocols.states import UpdateState
+
+log = logging.getLogger("otahub.hub.enos")
+
+#: Every OTA topic of every device; foreign keys are answered 1009 by the driver.
+OTA_PATTERN = "/sys/+/+/ota/device/+"
+#: After CONNACK the hub waits this long for the device's first inform before
+#: pushing, so an SDK client that registers its upgrade handler just after
+#: connect() does not auto-reply 1101 ("handler not registered").
+GRACE_ENV = "OTAHUB_ENOS_PUSH_GRACE"
+DEFAULT_GRACE_S = 2.0
+
+
+def _grace_seconds() -> float:
+    raw = os.environ.get(GRACE_ENV, "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_GRACE_S
+    except ValueError:
+        log.warning("%s=%r is not a number of seconds; using %g", GRACE_ENV, raw, DEFAULT_GRACE_S)
+        return DEFAULT_GRACE_S
+    return max(0.0, value)
+
+
+class EnosDriver(Driver):
+    dialect = DIALECT
+
+    def __init__(self, ctx: DriverContext) -> None:
+        super().__init__(ctx)
+        self.urls = DownloadUrls(load_or_create_key(ctx.settings.data_dir), ctx.public_url)
+        self.ota = OtaConversation(ctx.core, self.urls)
+        self.links = LinkTable(self._work)
+        self.grace_s = _grace_seconds()
+        self._undo: list[Callable[[], None]] = []
+
+    def mount(self, app: FastAPI) -> None:
+        app.include_router(download_router(self.ctx.core, self.urls))
+
+    async def start(self) -> None:
+        mqtt = self.ctx.mqtt
+        mqtt.add_authenticator(EnosAuthenticator(self.ctx.core.devices))
+        self._undo.append(mqtt.intercept(OTA_PATTERN, self._on_publish))
+        mqtt.on_session_connected(self._on_connected)
+        mqtt.on_session_disconnected(self._on_disconnected)
+        self._undo.append(self.ctx.core.bus.subscribe(self._on_event, UpdateCreated))
+
+    async def stop(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+        await self.links.stop()
+
+    # -- MQTT hooks (plain functions: the endpoint calls them in packet order) ---
+
+    def _on_publish(self, session: Session, publish: Publish) -> None:
+        link = self.links.for_session(session)
+        if link is None:
+            log.warning(
+                "client %r (not an EnOS login) published on %r; dropped",
+                session.client_id,
+                publish.topic,
+            )
+            return
+        link.submit(publish)
+
+    def _on_connected(self, session: Session) -> None:
+        peer = session.identity.data
+        if session.identity.dialect != DIALECT or not isinstance(peer, EnosPeer):
+            return
+        link, previous = self.links.open(session, peer)
+        if previous is not None:
+            # One connection per device, as on EnOS: the newer login wins.
+            log.info(
+                "EnOS device %r logged in again as %r; closing %r",
+                peer.device,
+                session.client_id,
+                previous.session.client_id,
+            )
+            self.links.close(previous.session)
+            previous.session.disconnect()
+        link.submit(Online())
+        link.grace = asyncio.get_running_loop().create_task(self._grace(link))
+
+    def _on_disconnected(self, session: Session) -> None:
+        link = self.links.close(session)
+        if link is not None and self.links.for_device(link.device) is None:
+            self.ctx.mqtt.spawn(self._offline(link))
+
+    async def _grace(self, link: Link) -> None:
+        await asyncio.sleep(self.grace_s)
+        link.ready = True
+        link.submit(PushCheck())
+
+    async def _offline(self, link: Link) -> None:
+        if link.task is not None:
+            await link.task  # queued work first, so "offline" is the last word
+        if self.links.for_device(link.device) is None:
+            with contextlib.suppress(NotFound):  # deleted meanwhile
+                await self.ctx.core.devices.report(link.device, online=False)
+
+    # -- work, one device at a time ---------------------------------------------
+
+    async def _work(self, link: Link, item: WorkItem) -> None:
+        if isinstance(item, Publish):
+            await self.ota.handle(link, item)
+        elif isinstance(item, Online):
+            await self.ctx.core.devices.report(link.device, online=True)
+        else:
+            await self.ota.push_pending(link)
+
+    # -- hub events ---------------------------------------------------------------
+
+    async def _on_event(self, event: Event) -> None:
+        if not isinstance(event, UpdateCreated) or event.update.dialect != DIALECT:
+            return
+        update = event.update
+        if update.kind != FIRMWARE:
+            with contextlib.suppress(Conflict, NotFound):  # finished or deleted meanwhile
+                await self.ctx.core.updates.transition(
+                    update.id,
+                    UpdateState.FAILED,
+                    reason="EnOS OTA carries firmware only",
+                    code="unsupported",
+                    source=SOURCE,
+                )
+            return
+        link = self.links.for_device(update.device)
+        if update.mode == PUSH and link is not None and link.ready:
+            link.submit(PushCheck())
