@@ -1,0 +1,164 @@
+"""CONNECT authentication and the per-session topic rules of ThingsBoard devices.
+
+Credentials are tried in ThingsBoard's order (``credential_lookups``): the
+access token (the ``tb_token`` column) and basic MQTT credentials (kept in
+the device's dialect state and indexed in memory here).
+
+The hub's endpoint serves every dialect, so a CONNECT that is clearly not a
+ThingsBoard one passes to the next authenticator instead of being refused:
+no user name at all (thin-edge devices connect anonymously with only a
+client id) and EnOS's signed client ids (``…|securemode=…|``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from otahub.hub.services.devices import DeviceService
+from otahub.mqtt.hooks import ConnectInfo, Identity, Refusal
+from otahub.protocols.thingsboard import (
+    BasicMqttCredentials,
+    CredentialKind,
+    PackageType,
+    ThingsBoardError,
+    accept_subscription,
+    connect_refusal,
+    credential_lookups,
+)
+
+log = logging.getLogger("otahub.hub.thingsboard")
+
+DIALECT = "thingsboard"
+# Topic prefixes a ThingsBoard session may publish to; the driver claims them.
+DEVICE_PREFIXES = ("v1/devices/me/", "v1/gateway/", "v2/")
+
+
+@dataclass(eq=False)
+class RidState:
+    """What one ``{rid}`` of one session resolved to (upstream caches it too)."""
+
+    package_id: int
+    size: int
+    path: Any  # Path of the blob, or None when the blob is not a local file
+    update_id: int | None
+    chunk_size: int | None = None
+
+
+@dataclass(eq=False)
+class Link:
+    """Per-connection state, carried as ``Identity.data``."""
+
+    device: str
+    rids: dict[tuple[PackageType, str], RidState] = field(default_factory=dict)
+
+
+class DeviceAcl:
+    """ThingsBoard's rules: exact-string subscriptions, device topics only."""
+
+    def can_publish(self, topic: str) -> bool:
+        return topic.startswith(DEVICE_PREFIXES)
+
+    def can_subscribe(self, topic_filter: str) -> bool:
+        return accept_subscription(topic_filter) is not None
+
+
+ACL = DeviceAcl()
+
+
+class BasicCredentialIndex:
+    """Basic MQTT credentials by client id, (client id, user name) and user name."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[str | None, str | None], tuple[str, BasicMqttCredentials]] = {}
+        self._of_device: dict[str, tuple[str | None, str | None]] = {}
+
+    def put(self, device: str, creds: BasicMqttCredentials | None) -> None:
+        old = self._of_device.pop(device, None)
+        if old is not None:
+            self._by_key.pop(old, None)
+        if creds is None:
+            return
+        key = (creds.client_id, creds.user_name)
+        self._by_key[key] = (device, creds)
+        self._of_device[device] = key
+
+    def find(
+        self, client_id: str | None, user_name: str | None
+    ) -> tuple[str, BasicMqttCredentials] | None:
+        return self._by_key.get((client_id, user_name))
+
+    def owner(self, client_id: str | None, user_name: str | None) -> str | None:
+        found = self._by_key.get((client_id, user_name))
+        return None if found is None else found[0]
+
+
+def _looks_like_enos(info: ConnectInfo) -> bool:
+    return "|" in info.client_id and "securemode=" in info.client_id
+
+
+class Authenticator:
+    def __init__(self, devices: DeviceService, basic: BasicCredentialIndex) -> None:
+        self.devices = devices
+        self.basic = basic
+
+    def _identity(self, device: str) -> Identity:
+        return Identity(name=device, dialect=DIALECT, acl=ACL, data=Link(device))
+
+    async def __call__(self, info: ConnectInfo) -> Identity | Refusal | None:
+        user = info.username or None
+        password = None if info.password is None else info.password.decode("utf-8", "replace")
+        for lookup in credential_lookups(info.client_id, user):
+            if lookup.kind is CredentialKind.PROVISION:
+                log.warning("refused provisioning CONNECT from %s: not supported", info.peer)
+                return Refusal(0x87, "device provisioning is not supported")
+            if lookup.kind is CredentialKind.CLIENT_ID:
+                found = self.basic.find(lookup.client_id, None)
+                if found is not None:
+                    return self._identity(found[0])
+                # A bare client id is how thin-edge devices connect: not ours to refuse.
+                return None
+            if lookup.kind is CredentialKind.CLIENT_ID_AND_USER_NAME:
+                found = self.basic.find(lookup.client_id, lookup.user_name)
+                if found is not None:
+                    device, creds = found
+                    if not creds.accepts_password(password):
+                        log.warning(
+                            "refused CONNECT of %s from %s: wrong password", device, info.peer
+                        )
+                        return Refusal(0x86, "bad user name or password")
+                    return self._identity(device)
+                continue
+            assert user is not None
+            device_view = await self.devices.by_token(user)
+            if device_view is not None and device_view.dialect == DIALECT:
+                return self._identity(device_view.name)
+            found = self.basic.find(None, user)
+            if found is not None:
+                device, creds = found
+                if creds.accepts_password(password):
+                    return self._identity(device)
+                log.warning("refused CONNECT of %s from %s: wrong password", device, info.peer)
+                return Refusal(0x86, "bad user name or password")
+        if not user or _looks_like_enos(info):
+            return None
+        refusal = connect_refusal(client_id=info.client_id, user_name=user, password=info.password)
+        log.warning(
+            "refused CONNECT from %s: no ThingsBoard device has these credentials", info.peer
+        )
+        return Refusal(refusal.v5, "unknown access token or credentials")
+
+
+def parse_stored_basic(value: object) -> BasicMqttCredentials | None:
+    """The basic credentials kept in a dialect state, or None when absent or broken."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        return BasicMqttCredentials(
+            client_id=value.get("clientId") or None,
+            user_name=value.get("userName") or None,
+            password=value.get("password") or None,
+        )
+    except ThingsBoardError:
+        return None

@@ -1,0 +1,107 @@
+"""The ``v2/fw`` and ``v2/sw`` chunk protocol.
+
+A request whose ``{rid}`` this session already resolved is answered on the
+spot, without a task or a database query: a pread on a shared descriptor
+and a direct delivery. The first request of a ``{rid}`` resolves the
+device's effective package once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from otahub.hub.drivers.thingsboard.attributes import subscription_qos
+from otahub.hub.drivers.thingsboard.auth import Link, RidState
+from otahub.mqtt.session import Session
+from otahub.protocols.thingsboard import (
+    ChunkError,
+    CloseConnection,
+    PackageType,
+    SendChunk,
+    SubscriptionKind,
+    UnknownTopic,
+    decide_chunk,
+    parse_chunk_topic,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from otahub.hub.drivers.thingsboard.driver import ThingsBoardDriver
+
+log = logging.getLogger("otahub.hub.thingsboard")
+
+_CHUNK_SUBSCRIPTION = {
+    PackageType.FIRMWARE: SubscriptionKind.FIRMWARE_CHUNKS,
+    PackageType.SOFTWARE: SubscriptionKind.SOFTWARE_CHUNKS,
+}
+
+
+class Chunks:
+    def __init__(self, driver: ThingsBoardDriver, max_chunk_size: int) -> None:
+        self.driver = driver
+        self.max_chunk_size = max_chunk_size
+
+    def handle(
+        self, session: Session, link: Link, topic: str, payload: bytes
+    ) -> Awaitable[None] | None:
+        parsed = parse_chunk_topic(topic)
+        if parsed is None:
+            log.info("device %s: %r is not a chunk request topic; dropped", link.device, topic)
+            return None
+        rid = link.rids.get((parsed.package, parsed.request_id))
+        if rid is None:
+            return self._first(session, link, topic, payload)
+        self._answer(session, link, topic, payload, rid)
+        return None
+
+    async def _first(self, session: Session, link: Link, topic: str, payload: bytes) -> None:
+        parsed = parse_chunk_topic(topic)
+        assert parsed is not None
+        rid = await self.driver.resolve_rid(link.device, parsed.package)
+        key = (parsed.package, parsed.request_id)
+        if rid is not None:
+            rid = link.rids.setdefault(key, rid)
+        self._answer(session, link, topic, payload, rid)
+
+    def _answer(
+        self, session: Session, link: Link, topic: str, payload: bytes, rid: RidState | None
+    ) -> None:
+        decision = decide_chunk(
+            topic,
+            payload,
+            remembered_size=None if rid is None else rid.chunk_size,
+            package_size=None if rid is None else rid.size,
+            external_url=rid is not None and rid.path is None,
+            max_chunk_size=self.max_chunk_size,
+        )
+        if isinstance(decision, SendChunk):
+            assert rid is not None
+            if decision.remember_size is not None:
+                rid.chunk_size = decision.remember_size
+            data = self.driver.blobs.read(rid.path, decision.start, decision.end)
+            parsed = parse_chunk_topic(topic)
+            assert parsed is not None
+            qos = subscription_qos(session, _CHUNK_SUBSCRIPTION[parsed.package])
+            session.send(decision.topic, data, 1 if qos is None else qos)
+            if rid.update_id is not None:
+                self.driver.progress.note(rid.update_id, decision.end, rid.size)
+        elif isinstance(decision, ChunkError):
+            if rid is not None and decision.remember_size is not None:
+                rid.chunk_size = decision.remember_size
+            log.warning(
+                "device %s: %s for chunk request %r (%d bytes payload); closing",
+                link.device,
+                decision.error,
+                topic,
+                len(payload),
+            )
+            qos = subscription_qos(session, SubscriptionKind.FIRMWARE_ERRORS)
+            session.send(decision.topic, decision.error.encode(), 1 if qos is None else qos)
+            session.disconnect(decision.disconnect_reason, decision.error)
+        elif isinstance(decision, CloseConnection):
+            log.warning("device %s: %s; closing", link.device, decision.reason)
+            session.disconnect(decision.disconnect_reason, decision.reason)
+        elif isinstance(decision, UnknownTopic):
+            log.info("device %s: unknown topic %r; dropped", link.device, topic)

@@ -1,0 +1,424 @@
+"""The ThingsBoard / ServicePleX dialect on the hub (``docs/protocols/thingsboard.md``).
+
+Devices written for ThingsBoard connect to the hub's own MQTT endpoint with
+their access token (or basic MQTT credentials) and update from it unchanged.
+Every ``v1/devices/me/…`` and ``v2/…`` topic is per connection: the driver
+claims them and answers the sending session directly; nothing of it is
+routed between devices.
+
+=================================  ===========================  ==========================
+ThingsBoard                        otahub update state          who
+=================================  ===========================  ==========================
+``fw_state`` QUEUED (+ target_*)   ``pending``                  hub, on assignment
+``fw_state`` INITIATED             ``pending`` → ``sent``       hub, paced; ``sent`` once
+                                                                the attributes are pushed
+                                                                or answered
+``DOWNLOADING`` / 1st chunk        ``downloading`` (+ %)        device / hub
+``DOWNLOADED``                     ``downloaded``               device
+``VERIFIED``                       ``verified``                 device
+``UPDATING``                       ``installing``               device
+``UPDATED``                        ``succeeded`` if             device
+                                   ``current_fw_version`` is
+                                   the target, else ``failed``
+                                   (``version_mismatch``)
+``FAILED`` + ``fw_error``          ``failed`` (code ``FAILED``) device
+other strings (``IDLE``)           stored verbatim, no change   device
+silence past the deadline          ``failed`` (``timeout``)     hub (core sweeper)
+cancel / unassign                  ``canceled``; pushes         hub
+                                   ``{"deleted":[…9 keys]}``
+=================================  ===========================  ==========================
+
+The same holds for software with ``sw_`` keys and ``v2/sw`` topics.
+
+The checksum algorithm of ``fw_checksum`` is chosen per device
+(``PUT /api/v1/thingsboard/devices/{name}``, ``otahub thingsboard set``),
+default SHA256; it is fixed for an update when the update is initiated.
+
+Where the endpoint cannot do what ThingsBoard does: it acknowledges a
+claimed PUBLISH before the driver sees it, so a chunk error or a malformed
+payload still gets a PUBACK (reason 0) before the error reply or the close.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+from fastapi import FastAPI
+
+from otahub.hub.drivers.base import Driver, DriverContext
+from otahub.hub.drivers.thingsboard.assignment import Assignments
+from otahub.hub.drivers.thingsboard.attributes import KIND_OF, Attributes, apply_change
+from otahub.hub.drivers.thingsboard.auth import (
+    DIALECT,
+    Authenticator,
+    BasicCredentialIndex,
+    Link,
+    RidState,
+    parse_stored_basic,
+)
+from otahub.hub.drivers.thingsboard.blobfiles import OpenBlobs
+from otahub.hub.drivers.thingsboard.chunks import Chunks
+from otahub.hub.drivers.thingsboard.devicestate import (
+    CHECKSUM_ALGORITHM,
+    MQTT_BASIC,
+    SHARED,
+    TELEMETRY,
+    DeviceStates,
+    section,
+)
+from otahub.hub.drivers.thingsboard.http_api import mount_routes
+from otahub.hub.drivers.thingsboard.pacing import Pacer
+from otahub.hub.drivers.thingsboard.progress import (
+    SOURCE,
+    DownloadProgress,
+    DriverStates,
+    advance,
+)
+from otahub.hub.drivers.thingsboard.telemetry import Telemetry
+from otahub.hub.services.errors import NotFound
+from otahub.hub.services.events import (
+    DeviceCreated,
+    DeviceDeleted,
+    Event,
+    UpdateCreated,
+    UpdateTransitioned,
+)
+from otahub.hub.services.views import DeviceView, PackageView, UpdateView
+from otahub.mqtt.packets import Publish
+from otahub.mqtt.session import Session
+from otahub.protocols.checksums import Algorithm
+from otahub.protocols.states import TERMINAL_STATES, UpdateState
+from otahub.protocols.thingsboard import (
+    DEFAULT_MAX_CHUNK_SIZE,
+    SESSION_LIMITS_METHOD,
+    FwState,
+    OtaKey,
+    PackageAttributes,
+    PackageType,
+    PublishKind,
+    ThingsBoardError,
+    assignment_attributes,
+    attribute_key,
+    build_session_limits,
+    classify_publish,
+    parse_rpc_request,
+    unassignment_attributes,
+)
+
+log = logging.getLogger("otahub.hub.thingsboard")
+
+DEFAULT_ALGORITHM = Algorithm.SHA256
+PACKAGE_OF = {"firmware": PackageType.FIRMWARE, "software": PackageType.SOFTWARE}
+_INTERCEPTED = ("v1/devices/me/#", "v1/gateway/#", "v2/#")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ThingsBoardDriver(Driver):
+    dialect = DIALECT
+
+    def __init__(self, ctx: DriverContext) -> None:
+        super().__init__(ctx)
+        self.core = ctx.core
+        self.states = DeviceStates(ctx.core.devices)
+        self.driver_states = DriverStates(ctx.core)
+        self.basic = BasicCredentialIndex()
+        self.live: dict[str, Session] = {}
+        self.blobs = OpenBlobs()
+        self.progress = DownloadProgress(ctx.core)
+        self.attributes = Attributes(self)
+        self.telemetry = Telemetry(self)
+        self.chunks = Chunks(self, DEFAULT_MAX_CHUNK_SIZE)
+        self.assignments = Assignments(self)
+        self.pacer = Pacer(ctx.settings.notify_rate, self.initiate)
+        self._undo: list[Any] = []
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def mount(self, app: FastAPI) -> None:
+        mount_routes(self, app)
+
+    async def start(self) -> None:
+        mqtt = self.ctx.mqtt
+        for device in await self.core.devices.list(dialect=DIALECT):
+            self.basic.put(device.name, parse_stored_basic(device.dialect_state.get(MQTT_BASIC)))
+        mqtt.add_authenticator(Authenticator(self.core.devices, self.basic))
+        for pattern in _INTERCEPTED:
+            self._undo.append(mqtt.intercept(pattern, self._on_publish))
+        mqtt.on_session_connected(self._on_connected)
+        mqtt.on_session_disconnected(self._on_disconnected)
+        self._undo.append(
+            self.core.bus.subscribe(
+                self._on_event, UpdateCreated, UpdateTransitioned, DeviceCreated, DeviceDeleted
+            )
+        )
+        self.pacer.start()
+        # Assignments queued before a restart are notified again.
+        for update in await self.core.updates.list(state="pending", limit=1000):
+            if update.dialect == DIALECT and not update.driver_state.get("initiated"):
+                self.pacer.put(update.id)
+
+    async def stop(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+        await self.pacer.stop()
+        await self.progress.stop()
+        self.blobs.close()
+
+    # -- sessions ------------------------------------------------------------
+
+    def _on_connected(self, session: Session) -> Awaitable[None] | None:
+        if session.identity.dialect != DIALECT:
+            return None
+        self.live[session.identity.name] = session
+        return self._connected(session.identity.name)
+
+    async def _connected(self, device: str) -> None:
+        await self.core.devices.report(device, online=True)
+        await self.assignments.reconcile_device(device)
+
+    def _on_disconnected(self, session: Session) -> Awaitable[None] | None:
+        if session.identity.dialect != DIALECT:
+            return None
+        name = session.identity.name
+        if self.live.get(name) is not session:
+            return None  # a newer connection of the same device took over
+        del self.live[name]
+        return self._offline(name)
+
+    async def _offline(self, device: str) -> None:
+        with contextlib.suppress(NotFound):
+            await self.core.devices.report(device, online=False)
+
+    # -- device publishes ----------------------------------------------------
+
+    def _on_publish(self, session: Session, packet: Publish) -> Awaitable[None] | None:
+        link = session.identity.data
+        if session.identity.dialect != DIALECT or not isinstance(link, Link):
+            # Not a ThingsBoard session: these topics are plain broker traffic for it.
+            self.ctx.mqtt.publish(packet.topic, packet.payload, packet.qos, packet.retain)
+            return None
+        topic = packet.topic
+        if topic.startswith(("v2/fw/", "v2/sw/")):
+            return self.chunks.handle(session, link, topic, packet.payload)
+        try:
+            kind = classify_publish(topic)
+        except ThingsBoardError as exc:
+            self.payload_error(session, "request topic", exc)
+            return None
+        if kind is None:
+            log.info("device %s: unknown topic %r; dropped", link.device, topic)
+            return None
+        if kind.kind is PublishKind.TELEMETRY:
+            return self.telemetry.handle(session, link.device, packet.payload, kind.family)
+        if kind.kind is PublishKind.ATTRIBUTES:
+            return self.attributes.post(session, link.device, packet.payload)
+        if kind.kind is PublishKind.ATTRIBUTE_REQUEST:
+            assert kind.request_id is not None
+            return self.attributes.request(
+                session, link.device, kind.request_id, packet.payload, kind.family
+            )
+        if kind.kind is PublishKind.RPC_REQUEST:
+            assert kind.request_id is not None
+            self._rpc(session, link.device, kind.request_id, packet.payload, kind)
+            return None
+        log.debug("device %s: %s on %r ignored", link.device, kind.kind.value, topic)
+        return None
+
+    def _rpc(
+        self, session: Session, device: str, request_id: int, payload: bytes, kind: Any
+    ) -> None:
+        try:
+            rpc = parse_rpc_request(request_id, payload, kind.family)
+        except ThingsBoardError as exc:
+            self.payload_error(session, "RPC request", exc)
+            return
+        if rpc.method != SESSION_LIMITS_METHOD:
+            log.info("device %s: client RPC %r is not handled by the hub", device, rpc.method)
+            return
+        limits = build_session_limits(
+            max_payload_size=self.chunks.max_chunk_size,
+            max_inflight_messages=100,
+            messages="",
+            telemetry_messages="",
+            telemetry_data_points="",
+        )
+        session.send(rpc.response_topic, limits, 1)
+
+    def payload_error(self, session: Session, what: str, exc: ThingsBoardError) -> None:
+        """ThingsBoard closes a 3.1.1 session on a bad payload; 5.0 sessions stay."""
+        v5 = session.is_v5
+        log.warning(
+            "device %s: malformed %s: %s%s",
+            session.identity.name,
+            what,
+            exc,
+            "" if v5 else "; closing (MQTT 3.1.1)",
+        )
+        if not v5:
+            session.disconnect()
+
+    # -- packages ------------------------------------------------------------
+
+    async def effective(
+        self, device: str, package: PackageType
+    ) -> tuple[PackageView, int | None] | None:
+        """The package a device should run now, and its update if one is active.
+
+        The active update (the device's own, or one made for its type) first;
+        else what the shared attributes describe, as upstream keeps a package
+        assigned after the update.
+        """
+        update = await self.core.updates.active_for(device, KIND_OF[package])
+        if update is not None and update.package_id is not None:
+            try:
+                return await self.core.firmware.get(update.package_id), update.id
+            except NotFound:
+                return None
+        shared = section(await self.states.get(device), SHARED)
+        title = shared.get(attribute_key(package, OtaKey.TITLE))
+        version = shared.get(attribute_key(package, OtaKey.VERSION))
+        if not isinstance(title, str) or not isinstance(version, str):
+            return None
+        try:
+            return await self.core.firmware.find(title, version), None
+        except NotFound:
+            return None
+
+    async def resolve_rid(self, device: str, package: PackageType) -> RidState | None:
+        found = await self.effective(device, package)
+        if found is None:
+            return None
+        view, update_id = found
+        path = self.core.blobs.local_path(view.sha256)
+        return RidState(view.id, view.size, path, update_id)
+
+    def algorithm(self, device: DeviceView) -> Algorithm:
+        raw = device.dialect_state.get(CHECKSUM_ALGORITHM)
+        if isinstance(raw, str):
+            try:
+                return Algorithm.parse(raw)
+            except ValueError:
+                log.warning("device %s: unknown checksum algorithm %r", device.name, raw)
+        return DEFAULT_ALGORITHM
+
+    # -- assignment notifications ---------------------------------------------
+
+    async def _on_event(self, event: Event) -> None:
+        if isinstance(event, UpdateCreated):
+            if event.update.dialect == DIALECT:
+                await self._queued(event.update)
+        elif isinstance(event, UpdateTransitioned):
+            if event.update.dialect == DIALECT:
+                if event.transition.to_state == UpdateState.CANCELED:
+                    await self._canceled(event.update)
+                if event.update.state in TERMINAL_STATES:
+                    self.progress.forget(event.update.id)
+        elif isinstance(event, DeviceCreated):
+            if event.device.dialect == DIALECT:
+                await self.assignments.reconcile_device(event.device.name)
+        elif isinstance(event, DeviceDeleted):
+            self.basic.put(event.device.name, None)
+            self.states.forget(event.device.name)
+
+    async def _queued(self, update: UpdateView) -> None:
+        p = PACKAGE_OF[update.kind].prefix
+        async with self.states.edit(update.device) as state:
+            latest = section(state, TELEMETRY)
+            latest.update(
+                {
+                    f"{p}_state": FwState.QUEUED.value,
+                    f"target_{p}_title": update.title,
+                    f"target_{p}_version": update.version,
+                    f"target_{p}_ts": now_ms(),
+                }
+            )
+        self.pacer.put(update.id)
+
+    async def initiate(self, update_id: int) -> None:
+        """Released by the pacer: save the shared attributes and push them."""
+        try:
+            update = await self.core.updates.get(update_id, with_transitions=False)
+        except NotFound:
+            return
+        if (
+            update.state != UpdateState.PENDING
+            or update.driver_state.get("initiated")
+            or update.package_id is None
+        ):
+            return  # finished, replaced or already notified meanwhile
+        package = await self.core.firmware.get(update.package_id)
+        device = await self.core.devices.get(update.device)
+        algorithm = self.algorithm(device)
+        kind = PACKAGE_OF[update.kind]
+        change = assignment_attributes(
+            kind,
+            PackageAttributes(
+                title=package.title,
+                version=package.version,
+                size=package.size,
+                checksum=package.checksums[algorithm],
+                checksum_algorithm=algorithm.value,
+            ),
+        )
+        async with self.states.edit(device.name) as state:
+            apply_change(section(state, SHARED), change)
+            section(state, TELEMETRY)[f"{kind.prefix}_state"] = FwState.INITIATED.value
+        await self.driver_states.merge(
+            update.id, {"initiated": True, "checksum_algorithm": algorithm.value}
+        )
+        log.info(
+            "device %s: %s %s %s initiated (%s)",
+            device.name,
+            update.kind,
+            update.title,
+            update.version,
+            algorithm.value,
+        )
+        if self.attributes.push(device.name, change):
+            await advance(self.core, update.id, UpdateState.SENT)
+
+    async def _canceled(self, update: UpdateView) -> None:
+        if await self.core.updates.active_for(update.device, update.kind) is not None:
+            return  # replaced: the new update's notification follows
+        if await self.assignments.fall_back_to_type(update):
+            return
+        await self.unassign(update.device, PACKAGE_OF[update.kind])
+
+    async def unassign(self, device: str, package: PackageType) -> None:
+        """Delete the nine ``fw_*`` attributes and tell the device."""
+        change = unassignment_attributes(package)
+        try:
+            async with self.states.edit(device) as state:
+                apply_change(section(state, SHARED), change)
+        except NotFound:
+            return
+        self.attributes.push(device, change)
+        log.info("device %s: %s unassigned", device, KIND_OF[package])
+
+    async def set_shared(self, device: str, package: PackageType, view: PackageView) -> None:
+        """Assign without an update (the device already runs ``view``)."""
+        algorithm = self.algorithm(await self.core.devices.get(device))
+        change = assignment_attributes(
+            package,
+            PackageAttributes(
+                title=view.title,
+                version=view.version,
+                size=view.size,
+                checksum=view.checksums[algorithm],
+                checksum_algorithm=algorithm.value,
+            ),
+        )
+        async with self.states.edit(device) as state:
+            apply_change(section(state, SHARED), change)
+        self.attributes.push(device, change)
+
+
+__all__ = ["SOURCE", "ThingsBoardDriver"]

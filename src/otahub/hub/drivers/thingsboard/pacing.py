@@ -1,0 +1,60 @@
+"""The paced queue between QUEUED and INITIATED.
+
+ThingsBoard releases assignment notifications through a queue at
+``pack-size`` devices per ``pack-interval`` (100 per 60 s by default). Here
+the rate is ``--notify-rate`` devices per second, released in packs of about
+a tenth of a second's worth, so a lone assignment goes out at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger("otahub.hub.thingsboard")
+
+
+class Pacer:
+    def __init__(self, rate: float, release: Callable[[int], Awaitable[None]]) -> None:
+        if rate <= 0:
+            raise ValueError("the notification rate must be positive")
+        self.pack = max(1, math.ceil(rate / 10))
+        self.interval = self.pack / rate
+        self._release = release
+        self._queue: asyncio.Queue[int] = asyncio.Queue()
+        self._queued: set[int] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def put(self, update_id: int) -> None:
+        if update_id not in self._queued:
+            self._queued.add(update_id)
+            self._queue.put_nowait(update_id)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="thingsboard-notifications")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            pack = [await self._queue.get()]
+            while len(pack) < self.pack and not self._queue.empty():
+                pack.append(self._queue.get_nowait())
+            began = time.monotonic()
+            self._queued.difference_update(pack)
+            results = await asyncio.gather(
+                *(self._release(update_id) for update_id in pack), return_exceptions=True
+            )
+            for update_id, result in zip(pack, results, strict=True):
+                if isinstance(result, Exception):
+                    log.error("notifying update %d failed: %r", update_id, result)
+            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - began)))

@@ -1,0 +1,103 @@
+"""Moving updates along from the driver: transitions and download progress."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from otahub.hub.core import HubCore
+from otahub.hub.services.errors import Conflict, NotFound
+from otahub.hub.services.views import UpdateView
+from otahub.protocols.states import UpdateState
+
+log = logging.getLogger("otahub.hub.thingsboard")
+
+SOURCE = "driver:thingsboard"
+
+
+async def advance(
+    core: HubCore,
+    update_id: int,
+    state: UpdateState,
+    *,
+    progress: int | None = None,
+    reason: str | None = None,
+    code: str | None = None,
+) -> UpdateView | None:
+    """Move an update forward; a report behind its state (or after its end) is ignored."""
+    try:
+        return await core.updates.transition(
+            update_id, state, progress=progress, reason=reason, code=code, source=SOURCE
+        )
+    except Conflict as exc:
+        log.debug("update %d: %s", update_id, exc)
+    except NotFound:
+        pass
+    return None
+
+
+class DriverStates:
+    """Merging edits of ``Update.driver_state``, serialised per hub."""
+
+    def __init__(self, core: HubCore) -> None:
+        self.core = core
+        self._lock = asyncio.Lock()
+
+    async def merge(self, update_id: int, values: dict[str, Any]) -> None:
+        async with self._lock:
+            try:
+                current = await self.core.updates.get(update_id, with_transitions=False)
+                await self.core.updates.set_driver_state(
+                    update_id, {**current.driver_state, **values}
+                )
+            except NotFound:
+                pass
+
+
+class DownloadProgress:
+    """Byte progress from chunk requests, written at most once per 10 % step.
+
+    Chunk replies never wait for the database: the writes run behind them,
+    one at a time per update, coalesced to the latest percentage.
+    """
+
+    STEP = 10
+
+    def __init__(self, core: HubCore) -> None:
+        self.core = core
+        self._last: dict[int, int] = {}
+        self._pending: dict[int, int] = {}
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+
+    def note(self, update_id: int, end: int, size: int) -> None:
+        percent = 100 if size <= 0 else min(100, end * 100 // size)
+        last = self._last.get(update_id)
+        if last is not None and percent < last + self.STEP and not (percent == 100 > last):
+            return
+        self._last[update_id] = percent
+        self._pending[update_id] = percent
+        if update_id not in self._tasks:
+            self._tasks[update_id] = asyncio.create_task(self._write(update_id))
+
+    async def _write(self, update_id: int) -> None:
+        try:
+            while update_id in self._pending:
+                percent = self._pending.pop(update_id)
+                view = await advance(
+                    self.core, update_id, UpdateState.DOWNLOADING, progress=percent
+                )
+                if view is None or view.state != UpdateState.DOWNLOADING:
+                    self._pending.pop(update_id, None)
+        except Exception:
+            log.exception("recording download progress of update %d failed", update_id)
+        finally:
+            self._tasks.pop(update_id, None)
+
+    def forget(self, update_id: int) -> None:
+        self._last.pop(update_id, None)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+        self._tasks.clear()

@@ -1,0 +1,109 @@
+"""Telemetry: the device's reported versions and ``fw_state`` / ``sw_state``."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from otahub.hub.drivers.thingsboard.attributes import KIND_OF
+from otahub.hub.drivers.thingsboard.devicestate import TELEMETRY, section
+from otahub.hub.drivers.thingsboard.progress import advance
+from otahub.mqtt.session import Session
+from otahub.protocols.states import UpdateState
+from otahub.protocols.thingsboard import (
+    OtaReport,
+    PackageType,
+    ThingsBoardError,
+    TopicFamily,
+    UpdatedCheck,
+    check_updated,
+    extract_ota_report,
+    parse_telemetry,
+)
+
+if TYPE_CHECKING:
+    from otahub.hub.drivers.thingsboard.driver import ThingsBoardDriver
+
+log = logging.getLogger("otahub.hub.thingsboard")
+
+
+class Telemetry:
+    def __init__(self, driver: ThingsBoardDriver) -> None:
+        self.driver = driver
+
+    async def handle(
+        self, session: Session, device: str, payload: bytes, family: TopicFamily
+    ) -> None:
+        try:
+            entries = parse_telemetry(payload, family)
+        except ThingsBoardError as exc:
+            self.driver.payload_error(session, "telemetry", exc)
+            return
+        for package in PackageType:
+            report = extract_ota_report(entries, package)
+            if report is not None:
+                await self.apply(device, report)
+
+    async def apply(self, device: str, report: OtaReport) -> None:
+        p = report.package.prefix
+        kind = KIND_OF[report.package]
+        async with self.driver.states.edit(device) as state:
+            latest = section(state, TELEMETRY)
+            for key, value in (
+                (f"current_{p}_title", report.current_title),
+                (f"current_{p}_version", report.current_version),
+                (f"{p}_state", report.state),
+                (f"{p}_error", report.error),
+            ):
+                if value is not None:
+                    latest[key] = value
+        view = await self.driver.core.devices.report(
+            device, kind=kind, title=report.current_title, version=report.current_version
+        )
+        target = report.canonical_state
+        if report.state is None:
+            return
+        update = await self.driver.core.updates.active_for(device, kind)
+        if update is None:
+            log.debug(
+                "device %s reports %s_state %s with no active update", device, p, report.state
+            )
+            return
+        if target is None:
+            log.info("device %s: %s_state %r stored verbatim", device, p, report.state)
+            return
+        core = self.driver.core
+        if target is UpdateState.SUCCEEDED:
+            check = check_updated(report, update.title, update.version)
+            if check is UpdatedCheck.VERSION_UNKNOWN:
+                runs = view.current_fw_version if kind == "firmware" else view.current_sw_version
+                check = (
+                    UpdatedCheck.CONFIRMED
+                    if runs == update.version
+                    else UpdatedCheck.VERSION_MISMATCH
+                )
+            if check is UpdatedCheck.CONFIRMED:
+                await advance(core, update.id, UpdateState.SUCCEEDED)
+            else:
+                runs = report.current_version or "an unknown version"
+                log.warning(
+                    "device %s reports UPDATED but runs %s, not %s", device, runs, update.version
+                )
+                await advance(
+                    core,
+                    update.id,
+                    UpdateState.FAILED,
+                    reason=f"device reported UPDATED but runs {runs}, not {update.version}",
+                    code="version_mismatch",
+                )
+            return
+        if target is UpdateState.FAILED:
+            await advance(
+                core,
+                update.id,
+                UpdateState.FAILED,
+                reason=report.error or f"device reported {p}_state FAILED",
+                code="FAILED",
+            )
+            return
+        await advance(core, update.id, target)
