@@ -1,0 +1,169 @@
+"""ThingsBoard's public device SDK (tb-mqtt-client 1.13.14) updates from ``otahub serve``.
+
+The SDK runs its own firmware flow unchanged: it subscribes to the filter
+``v2/fw/response/+`` (refused; chunks still arrive by direct delivery),
+reports ``IDLE``, requests the shared attributes, downloads the image
+chunk by chunk, verifies the checksum and reports up to ``UPDATED``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import mmh3
+import pytest
+
+from tests.hubproc import HubProcess
+from tests.interop.tbhub import TbHub
+
+tb_device_mqtt = pytest.importorskip("tb_device_mqtt")
+sdk_utils = pytest.importorskip("sdk_utils")
+
+pytestmark = [pytest.mark.interop, pytest.mark.slow]
+
+IMAGE_SIZE = 150_000  # more than two 65536-byte chunks
+
+
+@pytest.fixture(scope="module")
+def tb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TbHub]:
+    hub = HubProcess(data_dir=tmp_path_factory.mktemp("tb-sdk") / "data", extra_args=["--no-auth"])
+    hub.start()
+    client = TbHub(hub)
+    try:
+        yield client
+    finally:
+        client.close()
+        hub.stop()
+        assert "Traceback" not in hub.log()
+
+
+def _hub_checksum(algorithm: str, data: bytes) -> str:
+    # The reference encodings of the protocol doc, section 9.
+    if algorithm == "SHA256":
+        return hashlib.sha256(data).hexdigest()
+    if algorithm == "MD5":
+        return hashlib.md5(data).hexdigest()
+    if algorithm == "CRC32":
+        return (zlib.crc32(data) & 0xFFFFFFFF).to_bytes(4, "little").hex()
+    if algorithm == "MURMUR3_32":
+        return int(mmh3.hash(data, signed=False)).to_bytes(4, "little").hex()
+    return bytes(mmh3.hash_bytes(data)).hex()
+
+
+def image_for(algorithm: str, seed: int) -> bytes:
+    """Random bytes the SDK can verify: its CRC32/MURMUR3 check fails on a 0x00 high byte."""
+    data = bytearray(os.urandom(IMAGE_SIZE))
+    while not sdk_utils.verify_checksum(
+        bytes(data), algorithm, _hub_checksum(algorithm, bytes(data))
+    ):
+        data[seed % IMAGE_SIZE] ^= 0xFF
+        seed += 1
+    return bytes(data)
+
+
+class SdkDevice:
+    """One TBDeviceMqttClient whose install step reports UPDATED like a real device would."""
+
+    def __init__(self, port: int, token: str, chunk_size: int) -> None:
+        self.client = tb_device_mqtt.TBDeviceMqttClient(
+            "127.0.0.1", port=port, username=token, chunk_size=chunk_size
+        )
+        self.received: bytes | None = None
+        self.done = threading.Event()
+        self.client.set_on_firmware_received_callback(self._install)
+
+    def _install(self, client: Any, data: bytes, version: str) -> None:
+        self.received = data
+        state = tb_device_mqtt.TBFirmwareState
+        client.update_firmware_info(state=state.UPDATING)
+        info = client.firmware_info
+        client.update_firmware_info(
+            title=info["fw_title"], version=info["fw_version"], state=state.UPDATED
+        )
+        self.done.set()
+
+    def run(self) -> None:
+        self.client.connect()
+        self.client.get_firmware_update()
+
+    def stop(self) -> None:
+        self.client.stop()
+        self.client.disconnect()
+
+
+def _update_with_sdk(
+    tb: TbHub, name: str, algorithm: str, chunk_size: int, image: bytes
+) -> tuple[dict[str, Any], SdkDevice]:
+    tb.upload(name, "2.0.0", image)
+    tb.add_device(name, f"token-{name}")
+    tb.settings(name, checksum_algorithm=algorithm)
+    update_id = tb.start_update(name, name, "2.0.0")
+    device = SdkDevice(tb.mqtt_port, f"token-{name}", chunk_size)
+    device.run()
+    try:
+        update = tb.wait_update(update_id, ("succeeded", "failed", "canceled"), timeout=40)
+    finally:
+        device.stop()
+    return update, device
+
+
+def _check(update: dict[str, Any], device: SdkDevice, image: bytes) -> None:
+    assert update["state"] == "succeeded", update
+    assert device.received == image
+    states = [t["to_state"] for t in update["transitions"]]
+    assert states == [
+        "pending",
+        "sent",
+        "downloading",
+        "downloaded",
+        "verified",
+        "installing",
+        "succeeded",
+    ]
+
+
+@pytest.mark.parametrize("algorithm", ["SHA256", "MD5", "CRC32", "MURMUR3_32", "MURMUR3_128"])
+def test_sdk_updates_with_each_checksum(tb: TbHub, algorithm: str) -> None:
+    name = f"sdk-{algorithm.lower().replace('_', '-')}"
+    image = image_for(algorithm, seed=len(name))
+    update, device = _update_with_sdk(tb, name, algorithm, 4096, image)
+    _check(update, device, image)
+    reported = tb.device(name)
+    assert reported["firmware"] == {"title": name, "version": "2.0.0"}
+
+
+@pytest.mark.parametrize("chunk_size", [0, 4096, 65536])
+def test_sdk_updates_with_each_chunk_size(tb: TbHub, chunk_size: int) -> None:
+    name = f"sdk-chunks-{chunk_size}"
+    image = image_for("SHA256", seed=chunk_size)
+    update, device = _update_with_sdk(tb, name, "SHA256", chunk_size, image)
+    _check(update, device, image)
+
+
+def test_sdk_gets_session_limits(tb: TbHub) -> None:
+    tb.add_device("sdk-limits", "token-limits")
+    client = tb_device_mqtt.TBDeviceMqttClient(
+        "127.0.0.1", port=tb.mqtt_port, username="token-limits"
+    )
+    got = threading.Event()
+    answer: dict[str, Any] = {}
+
+    def on_limits(request_id: int, response: Any, *_: Any) -> None:
+        answer.update(response)
+        got.set()
+
+    client.connect()
+    try:
+        callback: Callable[..., None] = on_limits
+        client.request_service_configuration(callback)
+        assert got.wait(10)
+    finally:
+        client.stop()
+        client.disconnect()
+    assert answer["maxPayloadSize"] == 65536
+    assert set(answer["rateLimits"]) == {"messages", "telemetryMessages", "telemetryDataPoints"}
