@@ -58,6 +58,27 @@ class _Node(Generic[V]):
         self.values: dict[object, V] = {}
 
 
+def _remove_value(root: _Node[V], key_path: str, key: object) -> bool:
+    """Remove ``key`` from the node at ``key_path``; prune branches left empty."""
+    path: list[tuple[_Node[V], str]] = []
+    node = root
+    for level in key_path.split("/"):
+        child = node.children.get(level)
+        if child is None:
+            return False
+        path.append((node, level))
+        node = child
+    if key not in node.values:
+        return False
+    del node.values[key]
+    # prune empty branches so long-lived servers do not accumulate dead nodes
+    for parent, level in reversed(path):
+        if parent.children[level].values or parent.children[level].children:
+            break
+        del parent.children[level]
+    return True
+
+
 class FilterTree(Generic[V]):
     """Topic filters mapped to values, keyed per filter by an owner.
 
@@ -90,25 +111,9 @@ class FilterTree(Generic[V]):
         return is_new
 
     def remove(self, topic_filter: str, owner: object) -> bool:
-        levels = topic_filter.split("/")
-        path: list[tuple[_Node[V], str]] = []
-        node = self._root
-        for level in levels:
-            child = node.children.get(level)
-            if child is None:
-                return False
-            path.append((node, level))
-            node = child
-        if owner not in node.values:
+        if not _remove_value(self._root, topic_filter, owner):
             return False
-        del node.values[owner]
         self._size -= 1
-        # prune empty branches so long-lived servers do not accumulate dead nodes
-        for parent, level in reversed(path):
-            child = parent.children[level]
-            if child.values or child.children:
-                break
-            del parent.children[level]
         return True
 
     def match(self, topic: str) -> Iterator[tuple[object, V]]:
@@ -170,23 +175,9 @@ class TopicStore(Generic[V]):
         return node.values.get(None)
 
     def delete(self, topic: str) -> bool:
-        path: list[tuple[_Node[V], str]] = []
-        node = self._root
-        for level in topic.split("/"):
-            child = node.children.get(level)
-            if child is None:
-                return False
-            path.append((node, level))
-            node = child
-        if None not in node.values:
+        if not _remove_value(self._root, topic, None):
             return False
-        del node.values[None]
         self._size -= 1
-        for parent, level in reversed(path):
-            child = parent.children[level]
-            if child.values or child.children:
-                break
-            del parent.children[level]
         return True
 
     def match(self, topic_filter: str) -> Iterator[tuple[str, V]]:
