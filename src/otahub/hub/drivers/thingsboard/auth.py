@@ -12,6 +12,7 @@ client id) and EnOS's signed client ids (``…|securemode=…|``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,8 @@ class Link:
 
     device: str
     rids: dict[tuple[PackageType, str], RidState] = field(default_factory=dict)
+    # A device's messages are handled in the order they came: each awaits this.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class DeviceAcl:

@@ -51,18 +51,21 @@ class Chunks:
             log.info("device %s: %r is not a chunk request topic; dropped", link.device, topic)
             return None
         rid = link.rids.get((parsed.package, parsed.request_id))
-        if rid is None:
-            return self._first(session, link, topic, payload)
+        if rid is None or link.lock.locked():
+            # behind earlier messages of this device, in order
+            return self.driver.in_order(link, self._first(session, link, topic, payload))
         self._answer(session, link, topic, payload, rid)
         return None
 
     async def _first(self, session: Session, link: Link, topic: str, payload: bytes) -> None:
         parsed = parse_chunk_topic(topic)
         assert parsed is not None
-        rid = await self.driver.resolve_rid(link.device, parsed.package)
         key = (parsed.package, parsed.request_id)
-        if rid is not None:
-            rid = link.rids.setdefault(key, rid)
+        rid = link.rids.get(key)
+        if rid is None:
+            rid = await self.driver.resolve_rid(link.device, parsed.package)
+            if rid is not None:
+                rid = link.rids.setdefault(key, rid)
         self._answer(session, link, topic, payload, rid)
 
     def _answer(

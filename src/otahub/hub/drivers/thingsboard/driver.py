@@ -217,13 +217,18 @@ class ThingsBoardDriver(Driver):
             log.info("device %s: unknown topic %r; dropped", link.device, topic)
             return None
         if kind.kind is PublishKind.TELEMETRY:
-            return self.telemetry.handle(session, link.device, packet.payload, kind.family)
+            return self.in_order(
+                link, self.telemetry.handle(session, link.device, packet.payload, kind.family)
+            )
         if kind.kind is PublishKind.ATTRIBUTES:
-            return self.attributes.post(session, link.device, packet.payload)
+            return self.in_order(link, self.attributes.post(session, link.device, packet.payload))
         if kind.kind is PublishKind.ATTRIBUTE_REQUEST:
             assert kind.request_id is not None
-            return self.attributes.request(
-                session, link.device, kind.request_id, packet.payload, kind.family
+            return self.in_order(
+                link,
+                self.attributes.request(
+                    session, link.device, kind.request_id, packet.payload, kind.family
+                ),
             )
         if kind.kind is PublishKind.RPC_REQUEST:
             assert kind.request_id is not None
@@ -251,6 +256,12 @@ class ThingsBoardDriver(Driver):
             telemetry_data_points="",
         )
         session.send(rpc.response_topic, limits, 1)
+
+    @staticmethod
+    async def in_order(link: Link, work: Awaitable[None]) -> None:
+        """Run after the device's earlier messages (the lock is FIFO)."""
+        async with link.lock:
+            await work
 
     def payload_error(self, session: Session, what: str, exc: ThingsBoardError) -> None:
         """ThingsBoard closes a 3.1.1 session on a bad payload; 5.0 sessions stay."""
