@@ -20,15 +20,21 @@ downloaders rely on (RFC 9110):
   as a Content-Range).
 
 Where the ASGI server offers the `http.response.pathsend` extension, a whole
-file is handed to it to send with sendfile. Otherwise (uvicorn offers no
-zero-copy extension) the body is streamed in 1 MiB chunks from a memory map of
-the file: each chunk is a memoryview of the page cache rather than bytes (any
-bytes-like body works with uvicorn, h11, httptools and Starlette's
-middleware), so no byte is copied in user space and the file is never held
-whole in memory. This measured cheapest by far (docs/benchmarks.md). The file
-must therefore never be truncated in place while it is served, or the process
-gets SIGBUS; every otahub store writes a temporary file and renames it over
-the old name, which keeps served files immutable.
+file is handed to it to send with sendfile. uvicorn offers no zero-copy
+extension, so there the body goes out in 2 MiB chunks, each a memoryview of a
+read-only memory map of that part of the file rather than bytes read from it
+(uvicorn with httptools or h11, and Starlette's middleware, take any bytes-like
+body). No byte is copied in user space: the kernel copies from the page cache
+straight into the socket, and N connections downloading the same firmware
+share one copy of it in memory instead of holding N private buffers. This
+measured cheapest by far (docs/benchmarks.md). Two consequences:
+
+- a served file must never be truncated in place, or the process gets SIGBUS;
+  every otahub store writes a temporary file and renames it over the old
+  name, which keeps served files immutable;
+- a file that is not in the page cache is read from disk by the event loop's
+  thread when its chunk is mapped (as nginx does without `aio`); firmware
+  being downloaded by many devices stays cached.
 """
 
 from __future__ import annotations
@@ -44,11 +50,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-__all__ = ["CHUNK_SIZE", "RangeNotSatisfiable", "file_response", "parse_range"]
+__all__ = [
+    "CHUNK_SIZE",
+    "FileStreamResponse",
+    "RangeNotSatisfiable",
+    "file_response",
+    "parse_range",
+]
 
-# Bytes handed to the server per ASGI message. Large chunks keep the number of
-# Python-level round trips per file low; 1 MiB measured best (docs/benchmarks.md).
-CHUNK_SIZE = 1 << 20
+# Bytes handed to the server per ASGI message, each its own mapping. Larger
+# chunks cost less CPU per byte, but every chunk still queued in a connection's
+# transport stays mapped and counts in the RSS; 2 MiB with MAP_POPULATE measured
+# the best trade (docs/benchmarks.md).
+CHUNK_SIZE = 2 << 20
+# Prefaulting the chunk's pages in one call is cheaper than faulting them in
+# one by one while the kernel copies them into the socket.
+_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
 # One entity tag in a list: optional weak prefix, then a quoted opaque tag
 # (RFC 9110 section 8.8.3: etagc excludes DQUOTE, so commas may appear inside).
@@ -266,19 +283,22 @@ class FileStreamResponse(Response):
                 await send(start_message)
                 await send({"type": "http.response.pathsend", "path": str(self.path)})
                 return
-            mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            await send(start_message)
+            offset, stop = self.start, self.stop
+            while offset < stop:
+                end = min(offset + CHUNK_SIZE, stop)
+                # One mapping per chunk, not one for the file: mapped pages count
+                # in the process's RSS until unmapped, and a whole-file mapping
+                # showed the file's full size there. The body is a view of the
+                # page cache, so no byte is copied in user space; the server may
+                # keep it queued after send returns, and the chunk is unmapped
+                # when the server drops it.
+                base = offset - offset % mmap.ALLOCATIONGRANULARITY
+                chunk = mmap.mmap(
+                    fd, end - base, flags=_MAP_FLAGS, prot=mmap.PROT_READ, offset=base
+                )
+                body = memoryview(chunk)[offset - base :]
+                await send({"type": "http.response.body", "body": body, "more_body": end < stop})
+                offset = end
         finally:
             os.close(fd)
-        await send(start_message)
-        # Slices are views of the mapping, so no byte is copied in user space:
-        # the kernel copies from the page cache straight into the socket. The
-        # server may keep a slice queued after send returns, so the mapping is
-        # never closed here; it goes when the last view does.
-        view = memoryview(mapped)
-        offset, stop = self.start, self.stop
-        while offset < stop:
-            end = min(offset + CHUNK_SIZE, stop)
-            await send(
-                {"type": "http.response.body", "body": view[offset:end], "more_body": end < stop}
-            )
-            offset = end
