@@ -1,0 +1,233 @@
+"""The hub as the legacy ``tedge/<child>/commands`` requester (``c8y-firmware-plugin``).
+
+A device of the ``tedge-legacy`` dialect is configured (``otahub device add
+NAME --dialect tedge-legacy``): legacy children cannot announce themselves
+over the network. An update publishes the request, not retained, QoS 1, on
+``tedge/<child>/commands/req/firmware_update`` with ``id`` (21 characters like
+upstream's nanoid), ``attempt``, ``name``, ``version``, ``sha256`` of the
+content and ``url`` on the hub's ``/te/v1/files/<child>/firmware_update/<key>``.
+
+Status mapping (``otahub.protocols.tedge_legacy.status_to_state``):
+
+===============================  ===============  =====================================
+child response                   canonical        notes
+===============================  ===============  =====================================
+(request published)              ``sent``         the update's deadline starts
+``executing``                    ``downloading``  each one restarts the deadline
+``successful``                   ``succeeded``
+``failed``                       ``failed``       the child's ``reason`` is kept
+(deadline passed)                ``failed``       upstream's timeout text, code
+                                                  ``timeout``
+===============================  ===============  =====================================
+
+The timeout is the update's deadline (``--update-timeout``, default 1 h, or
+per update), which the hub persists, so it keeps running across a hub
+restart. Responses are matched on (child, id); malformed ones, unknown
+operations and anything after a terminal status are logged and ignored.
+Asking again for the running update re-sends the request with ``attempt + 1``
+and the same id, without resetting the timer; a hub restart re-sends every
+request in flight the same way and keeps tracking it (upstream loses it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections import OrderedDict
+from typing import Any
+
+from fastapi import FastAPI
+
+from otahub.hub.drivers.base import Driver, DriverContext
+from otahub.hub.drivers.file_transfer.offer import OfferFailed, file_root, offer_firmware
+from otahub.hub.drivers.file_transfer.routes import mount_file_transfer
+from otahub.hub.drivers.inbox import Inbox
+from otahub.hub.services.errors import ServiceError
+from otahub.hub.services.events import Event, UpdateCreated, UpdateTransitioned
+from otahub.hub.services.views import UpdateView
+from otahub.protocols import tedge_legacy as legacy
+from otahub.protocols.states import UpdateState, is_terminal
+
+log = logging.getLogger("otahub.hub.tedge_legacy")
+
+DIALECT = "tedge-legacy"
+SOURCE = "tedge-legacy"
+RESPONSES = "tedge/+/commands/res/firmware_update"
+#: What upstream reports when a child fails without saying why.
+NO_REASON = "No failure reason provided by child device."
+_FINISHED_REMEMBERED = 1000
+
+
+def operation_id() -> str:
+    """21 URL-safe characters, the shape of upstream's nanoid ids."""
+    return secrets.token_urlsafe(16)[:21]
+
+
+def timeout_reason(update: UpdateView) -> str:
+    return legacy.timeout_reason(
+        update.device, round(update.timeout_s), str(update.driver_state.get("id", "?"))
+    )
+
+
+class TedgeLegacyDriver(Driver):
+    dialect = DIALECT
+
+    def __init__(self, ctx: DriverContext) -> None:
+        super().__init__(ctx)
+        self._inbox = Inbox("tedge-legacy", self._on_message)
+        self._operations: dict[tuple[str, str], int] = {}  # (child, id) -> update id
+        # (child, id) -> terminal status, so late messages are ignored by name
+        self._finished: OrderedDict[tuple[str, str], legacy.LegacyStatus] = OrderedDict()
+        self._unsubscribe: list[Any] = []
+        self._responding: set[str] = set()  # children seen answering, this run
+
+    def mount(self, app: FastAPI) -> None:
+        mount_file_transfer(app, file_root(self.ctx))
+
+    async def start(self) -> None:
+        core = self.ctx.core
+        core.updates.on_repeat(DIALECT, self._resend)
+        core.updates.set_timeout_reason(DIALECT, timeout_reason)
+        self._unsubscribe.append(
+            core.bus.subscribe(self._on_event, UpdateCreated, UpdateTransitioned)
+        )
+        self._inbox.start()
+        await self.ctx.transport.subscribe(RESPONSES, self._inbox.put)
+        for update in await core.updates.list(active=True, limit=1000):
+            if update.dialect != DIALECT:
+                continue
+            if "id" in update.driver_state:
+                # In flight when the hub stopped: tracked again, then re-sent.
+                self._operations[(update.device, update.driver_state["id"])] = update.id
+                await self._resend(update)
+            else:
+                await self._send(update)
+
+    async def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        await self._inbox.stop()
+
+    # -- updates -> requests ---------------------------------------------------
+
+    async def _on_event(self, event: Event) -> None:
+        if isinstance(event, UpdateCreated):
+            if event.update.dialect == DIALECT:
+                await self._send(event.update)
+        elif isinstance(event, UpdateTransitioned):
+            update = event.update
+            if update.dialect == DIALECT and is_terminal(UpdateState(update.state)):
+                self._forget(update, None)
+
+    async def _send(self, update: UpdateView) -> None:
+        updates = self.ctx.core.updates
+        try:
+            offered = await offer_firmware(self.ctx, update.device, update)
+            request = legacy.build_request(
+                operation_id(),
+                name=update.title,
+                version=update.version,
+                sha256=offered.sha256,
+                url=offered.url,
+            )
+        except (OfferFailed, ServiceError, legacy.TedgeLegacyError) as exc:
+            await updates.transition(update.id, UpdateState.FAILED, reason=str(exc), source=SOURCE)
+            return
+        await updates.set_driver_state(update.id, {**request.to_fields(), "key": offered.key})
+        self._operations[(update.device, request.id)] = update.id
+        # The deadline (upstream's timer) starts here.
+        await updates.transition(update.id, UpdateState.SENT, source=SOURCE)
+        await self._publish(update, request)
+
+    async def _resend(self, update: UpdateView) -> None:
+        """The same request with ``attempt + 1``; the timer is not reset."""
+        fields = update.driver_state
+        parsed = legacy.parse_request(json.dumps(fields))
+        if isinstance(parsed, legacy.Ignored):
+            log.warning("update %d: cannot re-send: %s", update.id, parsed.reason)
+            return
+        request = parsed.resend()
+        await self.ctx.core.updates.set_driver_state(
+            update.id, {**fields, "attempt": request.attempt}
+        )
+        await self._publish(update, request)
+
+    async def _publish(self, update: UpdateView, request: legacy.FirmwareRequest) -> None:
+        topic = legacy.request_topic(update.device)
+        try:
+            await self.ctx.transport.publish(
+                topic, request.to_payload(), legacy.REQUEST_QOS, legacy.REQUEST_RETAIN
+            )
+        except Exception as exc:
+            # The deadline still runs: the update fails by timeout unless a
+            # repeat or restart gets the request through.
+            log.warning("update %d: cannot publish %s: %s", update.id, topic, exc)
+            return
+        log.info("update %d: request %s attempt %d sent", update.id, request.id, request.attempt)
+
+    def _forget(self, update: UpdateView, status: legacy.LegacyStatus | None) -> None:
+        op_id = update.driver_state.get("id")
+        if isinstance(op_id, str):
+            key = (update.device, op_id)
+            self._operations.pop(key, None)
+            if status is not None or key not in self._finished:
+                self._finished[key] = status or legacy.LegacyStatus.FAILED
+            while len(self._finished) > _FINISHED_REMEMBERED:
+                self._finished.popitem(last=False)
+        file_key = update.driver_state.get("key")
+        if isinstance(file_key, str):
+            file_root(self.ctx).unlink_firmware(update.device, file_key)
+
+    # -- responses -> updates --------------------------------------------------
+
+    async def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        message = legacy.parse_response_message(topic, payload)
+        if isinstance(message, legacy.Ignored):
+            log.warning("ignoring %s: %s", topic, message.reason)
+            return
+        child, response = message.child, message.response
+        key = (child, response.id)
+        update_id = self._operations.get(key)
+        outcome = legacy.response_outcome(
+            update_id is not None or key in self._finished, self._finished.get(key)
+        )
+        if outcome is not legacy.ResponseOutcome.APPLY or update_id is None:
+            log.warning(
+                "ignoring %s from %s for operation %s: %s",
+                response.status,
+                child,
+                response.id,
+                outcome.value,
+            )
+            return
+        try:
+            await self._apply(update_id, response)
+        except ServiceError as exc:  # e.g. canceled meanwhile
+            log.warning("%s: %s", topic, exc.detail)
+
+    async def _apply(self, update_id: int, response: legacy.FirmwareResponse) -> None:
+        updates = self.ctx.core.updates
+        update = await updates.get(update_id, with_transitions=False)
+        if update.device not in self._responding:
+            # Upstream's other sign of a legacy-capable child besides configuration.
+            device = await self.ctx.core.devices.get(update.device)
+            await self.ctx.core.devices.set_dialect_state(
+                device.name, {**device.dialect_state, "responding": True}
+            )
+            self._responding.add(update.device)
+        source = f"{SOURCE}:{response.status.value}"
+        target = legacy.status_to_state(response.status)
+        if response.status is legacy.LegacyStatus.FAILED:
+            await updates.transition(
+                update_id, target, reason=response.reason or NO_REASON, source=source
+            )
+        else:
+            # A repeated executing is progress: it restarts the deadline.
+            await updates.transition(update_id, target, source=source)
+        if response.status.is_terminal:
+            self._forget(update, response.status)
+            if response.status is legacy.LegacyStatus.SUCCESSFUL:
+                await self.ctx.core.devices.report(
+                    update.device, title=update.title, version=update.version
+                )

@@ -1,0 +1,334 @@
+"""The hub as the ``te/`` v1 requester (the part thin-edge's c8y mapper plays).
+
+It tracks each child's retained registration, ``cmd/firmware_update``
+capability and ``twin/firmware``; a registered child (or one announcing the
+capability or a twin) becomes a device named after its device id
+(``te/device/child03//`` is device ``child03``). An update is the retained
+command ``te/device/<id>///cmd/firmware_update/otahub-<n>-<hex>`` with
+``status: init``, ``tedgeUrl`` (the hub's file-transfer URL), ``remoteUrl``,
+``name``, ``version``, and the extras ``sha256`` and ``size``. Commands of
+other requesters (ids without the ``otahub-`` prefix) are left alone.
+
+Status mapping (``otahub.protocols.thin_edge.status_to_state``):
+
+=====================================  ===============  ==================================
+executor status                        canonical        hub action
+=====================================  ===============  ==================================
+(retained ``init`` published)          ``sent``
+``scheduled``                          ``sent``
+``executing``                          ``downloading``
+custom ``downloading``, ``download``   ``downloading``
+custom ``downloaded``                  ``downloaded``
+custom ``verified``                    ``verified``
+custom ``installing``, ``restart``,    ``installing``
+``waiting_for_restart``, ``verify``,
+``verifying``, ``commit``
+any other custom status                ``downloading``
+``successful``                         ``succeeded``    retained ``twin/firmware``, then
+                                                        clear the command
+``failed`` (``reason``)                ``failed``       reason kept (``Unknown reason``
+                                                        when absent), clear the command
+=====================================  ===============  ==================================
+
+A mapped state behind the current one never moves the update back; it counts
+as progress, which pushes the update's deadline forward. Each transition
+records the verbatim status in its source (``thin-edge:<status>``). When the
+hub ends an update itself (canceled, timed out) it clears the command too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from typing import Any
+
+from fastapi import FastAPI
+
+from otahub.hub.drivers.base import Driver, DriverContext
+from otahub.hub.drivers.file_transfer.offer import (
+    OfferFailed,
+    file_root,
+    offer_firmware,
+)
+from otahub.hub.drivers.file_transfer.routes import mount_file_transfer
+from otahub.hub.drivers.inbox import Inbox
+from otahub.hub.services.devices import DeviceSpec
+from otahub.hub.services.errors import Conflict, Invalid, NotFound, ServiceError
+from otahub.hub.services.events import Event, UpdateCreated, UpdateTransitioned
+from otahub.hub.services.updates import UpdateRequest
+from otahub.hub.services.views import DeviceView, UpdateView
+from otahub.protocols import thin_edge as te
+from otahub.protocols.states import UpdateState, can_transition, is_terminal
+
+log = logging.getLogger("otahub.hub.thin_edge")
+
+DIALECT = "thin-edge"
+SOURCE = "thin-edge"
+# Every entity's registration, capability, commands and twin (``+`` matches empty levels).
+FILTERS = (
+    "te/+/+/+/+",
+    "te/+/+/+/+/cmd/firmware_update",
+    "te/+/+/+/+/cmd/firmware_update/+",
+    "te/+/+/+/+/twin/firmware",
+)
+
+
+def check_capable(device: DeviceView, request: UpdateRequest) -> None:
+    """Refuse an update for a child that has not announced ``cmd/firmware_update``."""
+    if device.dialect_state.get("capability") is not True:
+        topic = te.capability_topic(te.EntityTopicId(device.name))
+        raise Conflict(
+            f"device {device.name!r} has not announced the firmware_update capability "
+            f"(retained '{{}}' on {topic}); force the update to start it anyway"
+        )
+
+
+class ThinEdgeDriver(Driver):
+    dialect = DIALECT
+
+    def __init__(self, ctx: DriverContext) -> None:
+        super().__init__(ctx)
+        self._inbox = Inbox("thin-edge", self._on_message)
+        self._commands: dict[str, int] = {}  # command topic -> update id
+        self._unsubscribe: list[Any] = []
+
+    def mount(self, app: FastAPI) -> None:
+        mount_file_transfer(app, file_root(self.ctx))
+
+    async def start(self) -> None:
+        core = self.ctx.core
+        core.updates.add_create_check(DIALECT, check_capable)
+        self._unsubscribe.append(
+            core.bus.subscribe(self._on_event, UpdateCreated, UpdateTransitioned)
+        )
+        for update in await core.updates.list(active=True, limit=1000):
+            if update.dialect != DIALECT:
+                continue
+            topic = update.driver_state.get("topic")
+            if isinstance(topic, str):
+                self._commands[topic] = update.id
+            elif update.state == UpdateState.PENDING:
+                await self._send(update)
+        self._inbox.start()
+        for topic_filter in FILTERS:
+            await self.ctx.transport.subscribe(topic_filter, self._inbox.put)
+
+    async def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        await self._inbox.stop()
+
+    # -- updates -> commands ---------------------------------------------------
+
+    async def _on_event(self, event: Event) -> None:
+        if isinstance(event, UpdateCreated):
+            if event.update.dialect == DIALECT:
+                await self._send(event.update)
+        elif isinstance(event, UpdateTransitioned):
+            update = event.update
+            if update.dialect != DIALECT or not is_terminal(UpdateState(update.state)):
+                return
+            # The device's own terminal status is handled where it arrives
+            # (twin first, then the clear); here only what the hub ended.
+            if not event.transition.source.startswith(f"{SOURCE}:"):
+                await self._finish(update, clear=True)
+
+    async def _send(self, update: UpdateView) -> None:
+        entity = te.EntityTopicId(update.device)
+        try:
+            offered = await offer_firmware(self.ctx, update.device, update)
+        except (OfferFailed, ServiceError) as exc:
+            await self._fail(update.id, str(exc))
+            return
+        cmd_id = te.make_command_id(f"{update.id}-{secrets.token_hex(3)}")
+        topic = te.command_topic(entity, cmd_id)
+        command = te.build_command(
+            name=update.title,
+            version=update.version,
+            remote_url=offered.remote_url,
+            tedge_url=offered.url,
+            sha256=offered.sha256,
+            size=offered.size,
+        )
+        await self.ctx.core.updates.set_driver_state(
+            update.id, {"cmd_id": cmd_id, "topic": topic, "key": offered.key, "status": "init"}
+        )
+        self._commands[topic] = update.id
+        # Recorded before publishing: the child may answer before publish returns.
+        await self.ctx.core.updates.transition(update.id, UpdateState.SENT, source=SOURCE)
+        try:
+            await self.ctx.transport.publish(topic, command.to_payload(), te.QOS, te.RETAIN)
+        except Exception as exc:
+            log.warning("update %d: cannot publish %s: %s", update.id, topic, exc)
+            await self._fail(update.id, f"cannot publish the command: {exc}")
+            return
+        log.info("update %d: published %s", update.id, topic)
+
+    async def _fail(self, update_id: int, reason: str) -> None:
+        with contextlib.suppress(Conflict, NotFound):
+            await self.ctx.core.updates.transition(
+                update_id, UpdateState.FAILED, reason=reason, source=SOURCE
+            )
+
+    async def _finish(self, update: UpdateView, *, clear: bool) -> None:
+        """Forget a finished update: its command topic, and the file link."""
+        topic = update.driver_state.get("topic")
+        key = update.driver_state.get("key")
+        if isinstance(topic, str):
+            self._commands.pop(topic, None)
+            if clear:
+                await self._clear(topic)
+        if isinstance(key, str):
+            file_root(self.ctx).unlink_firmware(update.device, key)
+
+    async def _clear(self, topic: str) -> None:
+        try:
+            await self.ctx.transport.publish(topic, b"", te.QOS, te.RETAIN)
+        except Exception as exc:
+            log.warning("cannot clear %s: %s", topic, exc)
+
+    # -- messages -> devices and updates -----------------------------------------
+
+    async def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        parsed = te.parse_topic(topic)
+        if parsed is None or parsed.entity.service_id is not None:
+            return  # services take no firmware
+        try:
+            if parsed.kind is te.TopicKind.REGISTRATION:
+                await self._on_registration(parsed.entity, payload)
+            elif parsed.kind is te.TopicKind.CAPABILITY:
+                await self._on_capability(parsed.entity, payload)
+            elif parsed.kind is te.TopicKind.TWIN:
+                await self._on_twin(parsed.entity, payload)
+            elif parsed.cmd_id is not None and te.is_own_command(parsed.cmd_id):
+                await self._on_command(topic, payload, retained)
+        except te.ThinEdgeError as exc:
+            log.warning("ignoring %s: %s", topic, exc)
+        except ServiceError as exc:  # e.g. the update was canceled meanwhile
+            log.warning("%s: %s", topic, exc.detail)
+
+    async def _device(
+        self, entity: te.EntityTopicId, *, create: bool, **kind: str | None
+    ) -> DeviceView | None:
+        """The thin-edge device for ``entity``, created on first sight when asked."""
+        devices = self.ctx.core.devices
+        name = entity.device_id
+        try:
+            device = await devices.get(name)
+        except NotFound:
+            if not create:
+                return None
+            try:
+                device = await devices.create(
+                    DeviceSpec(name=name, dialect=DIALECT, device_type=kind.get("device_type"))
+                )
+                log.info("registered thin-edge device %s", name)
+            except Invalid as exc:
+                log.warning("ignoring entity %s: %s", entity, exc.detail)
+                return None
+            except Conflict:
+                device = await devices.get(name)
+        if device.dialect != DIALECT:
+            log.info("ignoring te/%s: device %s uses the %s dialect", entity, name, device.dialect)
+            return None
+        return device
+
+    async def _set_state(self, device: DeviceView, **changes: Any) -> None:
+        state = {**device.dialect_state, "entity": str(te.EntityTopicId(device.name)), **changes}
+        if state != device.dialect_state:
+            await self.ctx.core.devices.set_dialect_state(device.name, state)
+
+    async def _on_registration(self, entity: te.EntityTopicId, payload: bytes) -> None:
+        registration = te.parse_registration(payload)
+        if registration is None:  # deregistered: the device and its history stay
+            device = await self._device(entity, create=False)
+            if device is not None:
+                await self._set_state(device, registration=None)
+            return
+        if registration.entity_type is te.EntityType.SERVICE:
+            return
+        device = await self._device(entity, create=True, device_type=registration.device_type)
+        if device is not None:
+            await self._set_state(device, registration=dict(registration.fields))
+
+    async def _on_capability(self, entity: te.EntityTopicId, payload: bytes) -> None:
+        announced = te.parse_capability(payload)
+        device = await self._device(entity, create=announced)
+        if device is not None:
+            await self._set_state(device, capability=announced)
+
+    async def _on_twin(self, entity: te.EntityTopicId, payload: bytes) -> None:
+        twin = te.parse_twin(payload)
+        if twin is None:
+            return
+        device = await self._device(entity, create=True)
+        if device is None:
+            return
+        await self._set_state(
+            device, twin={"name": twin.name, "version": twin.version, "url": twin.url}
+        )
+        await self.ctx.core.devices.report(device.name, title=twin.name, version=twin.version)
+
+    async def _on_command(self, topic: str, payload: bytes, retained: bool) -> None:
+        command = te.parse_command(payload)
+        if command is None:
+            return  # a clear, ours or a replay of it
+        update_id = self._commands.get(topic)
+        if update_id is None:
+            if te.requester_should_clear(command):
+                await self._clear(topic)  # left over from an update the hub already ended
+            else:
+                log.info("ignoring %s on %s: no running update", command.status, topic)
+            return
+        updates = self.ctx.core.updates
+        update = await updates.get(update_id, with_transitions=False)
+        status = command.status
+        current = UpdateState(update.state)
+        if is_terminal(current):
+            if command.is_terminal:
+                await self._finish(update, clear=True)
+            return
+        if command.known_status is te.CommandStatus.INIT:
+            return  # our own command coming back
+        if retained and status == update.driver_state.get("status"):
+            return  # replayed after a reconnect: nothing new
+        await updates.set_driver_state(update.id, {**update.driver_state, "status": status})
+        target = te.status_to_state(status)
+        source = f"{SOURCE}:{status}"
+        progress = None if command.progress is None else round(command.progress)
+        if command.known_status is te.CommandStatus.SUCCESSFUL:
+            await updates.transition(update.id, UpdateState.SUCCEEDED, source=source)
+            await self._on_success(update, command)
+            await self._finish(update, clear=True)
+        elif command.known_status is te.CommandStatus.FAILED:
+            await updates.transition(
+                update.id, UpdateState.FAILED, reason=command.failure_reason, source=source
+            )
+            await self._finish(update, clear=True)
+        else:
+            # Custom statuses never move an update back; they count as progress.
+            state = target if can_transition(current, target) else current
+            await updates.transition(update.id, state, progress=progress, source=source)
+
+    async def _on_success(self, update: UpdateView, command: te.FirmwareCommand) -> None:
+        """Publish the new twin as the mapper does, and cross-check the child's own."""
+        device = await self.ctx.core.devices.get(update.device)
+        twin = device.dialect_state.get("twin") or {}
+        if twin.get("version") not in (None, update.version):
+            log.warning(
+                "update %d: %s reported successful but its twin says version %s, not %s",
+                update.id,
+                update.device,
+                twin.get("version"),
+                update.version,
+            )
+        entity = te.EntityTopicId(update.device)
+        payload = te.build_twin(update.title, update.version, command.remote_url)
+        try:
+            await self.ctx.transport.publish(te.twin_topic(entity), payload, te.QOS, te.RETAIN)
+        except Exception as exc:
+            log.warning("cannot publish the twin of %s: %s", update.device, exc)
+        await self.ctx.core.devices.report(
+            update.device, title=update.title, version=update.version
+        )
