@@ -82,6 +82,14 @@ def serve(
             min=0.01,
         ),
     ] = DEFAULT_NOTIFY_RATE,
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve the thin-edge dialects through this broker, e.g. the gateway's "
+            "mosquitto: mqtt://host:port (default: the hub's own endpoint).",
+            envvar="OTAHUB_BROKER",
+        ),
+    ] = None,
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="Disable admin auth (loopback only).")
     ] = False,
@@ -99,6 +107,13 @@ def serve(
         )
     if mqtt_tls_port is not None and (tls_cert is None or tls_key is None):
         raise typer.BadParameter("needs --tls-cert and --tls-key", param_hint="--mqtt-tls-port")
+    if broker is not None:
+        from otahub.hub.broker_transport import parse_broker_url
+
+        try:
+            parse_broker_url(broker)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--broker") from None
     settings = HubSettings(
         data_dir=data_dir,
         host=host,
@@ -114,6 +129,7 @@ def serve(
         database_url=database_url,
         update_timeout_s=update_timeout,
         notify_rate=notify_rate,
+        broker_url=broker,
     )
     try:
         run_async(run_hub(settings))

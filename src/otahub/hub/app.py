@@ -12,13 +12,14 @@ from collections.abc import Iterator
 import uvicorn
 from fastapi import FastAPI
 
+from otahub.hub.broker_transport import BrokerTransport, client_id_for, parse_broker_url
 from otahub.hub.core import CoreConfig, HubCore
 from otahub.hub.drivers.base import Driver, DriverContext
 from otahub.hub.drivers.registry import DRIVERS
 from otahub.hub.http.app import create_http_app
 from otahub.hub.http.auth import load_or_create_token
 from otahub.hub.settings import HubSettings
-from otahub.hub.transport import LocalTransport
+from otahub.hub.transport import LocalTransport, MessageTransport
 from otahub.mqtt.server import MQTTServer, ServerConfig
 
 log = logging.getLogger("otahub.hub")
@@ -85,7 +86,16 @@ async def _serve(
     settings: HubSettings, core: HubCore, admin_token: str | None, stop: asyncio.Event
 ) -> None:
     mqtt = MQTTServer(ServerConfig(max_packet_size=settings.max_packet_size))
-    transport = LocalTransport(mqtt)
+    transport: MessageTransport
+    if settings.broker_url:
+        broker = BrokerTransport(
+            parse_broker_url(settings.broker_url),
+            client_id=client_id_for(str(settings.data_dir.resolve())),
+        )
+        await broker.start()
+        transport = broker
+    else:
+        transport = LocalTransport(mqtt)
     ctx = DriverContext(core=core, mqtt=mqtt, transport=transport, settings=settings)
     drivers = [driver_class(ctx) for driver_class in DRIVERS]
     app = create_http_app(core, admin_token=admin_token)

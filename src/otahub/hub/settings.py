@@ -29,6 +29,8 @@ class HubSettings:
     database_url: str | None = None
     # None: $OTAHUB_UPDATE_TIMEOUT, else one hour
     update_timeout_s: float | None = None
+    # mqtt://host:port of an external broker for the thin-edge dialects; None: own endpoint
+    broker_url: str | None = None
     # ThingsBoard dialect: QUEUED -> INITIATED notifications per second
     notify_rate: float = DEFAULT_NOTIFY_RATE
 
