@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import secrets
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -203,3 +206,71 @@ def sha256(data: bytes) -> str:
 def payload_with(command: dict[str, Any], **changes: Any) -> str:
     """The child's reply: the whole received payload with status (and reason) replaced."""
     return json.dumps({**command, **changes})
+
+
+class Listener:
+    """A long-running mosquitto_sub -v whose lines are read one by one.
+
+    mosquitto_sub does not say when it has subscribed, so it also listens on
+    a probe topic that ``ready`` publishes to until a probe comes back.
+    """
+
+    def __init__(self, child: Child, topic: str) -> None:
+        self.child = child
+        self.probe = f"probe/{secrets.token_hex(4)}"
+        self.proc = subprocess.Popen(
+            [
+                "mosquitto_sub",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(child.port),
+                "-q",
+                "1",
+                "-v",
+                "-t",
+                topic,
+                "-t",
+                self.probe,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def ready(self, timeout: float = 10) -> Listener:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.child.pub(self.probe, "probe")
+            try:
+                if self.lines.get(timeout=0.3).startswith(self.probe):
+                    return self
+            except queue.Empty:
+                continue
+        raise AssertionError("mosquitto_sub did not subscribe")
+
+    def next(self, timeout: float = 15) -> tuple[str, str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            if not line.startswith(self.probe):
+                topic, _, payload = line.partition(" ")
+                return topic, payload
+
+    def nothing(self, seconds: float) -> bool:
+        try:
+            self.next(seconds)
+        except queue.Empty:
+            return True
+        return False
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)

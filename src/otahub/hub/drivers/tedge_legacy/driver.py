@@ -26,11 +26,15 @@ restart. Responses are matched on (child, id); malformed ones, unknown
 operations and anything after a terminal status are logged and ignored.
 Asking again for the running update re-sends the request with ``attempt + 1``
 and the same id, without resetting the timer; a hub restart re-sends every
-request in flight the same way and keeps tracking it (upstream loses it).
+request in flight the same way and keeps tracking it (upstream loses it). On
+the hub's own endpoint those re-sends wait ``RECONNECT_GRACE_S`` for the
+children to reconnect, as requests are not retained.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -46,6 +50,7 @@ from otahub.hub.drivers.inbox import Inbox
 from otahub.hub.services.errors import ServiceError
 from otahub.hub.services.events import Event, UpdateCreated, UpdateTransitioned
 from otahub.hub.services.views import UpdateView
+from otahub.hub.transport import LocalTransport
 from otahub.protocols import tedge_legacy as legacy
 from otahub.protocols.states import UpdateState, is_terminal
 
@@ -57,6 +62,10 @@ RESPONSES = "tedge/+/commands/res/firmware_update"
 #: What upstream reports when a child fails without saying why.
 NO_REASON = "No failure reason provided by child device."
 _FINISHED_REMEMBERED = 1000
+#: Requests are not retained: after a restart of the hub's own endpoint they
+#: wait this long for children to reconnect and subscribe again. Through an
+#: external broker the children stayed connected and they go out at once.
+RECONNECT_GRACE_S = 5.0
 
 
 def operation_id() -> str:
@@ -81,6 +90,7 @@ class TedgeLegacyDriver(Driver):
         self._finished: OrderedDict[tuple[str, str], legacy.LegacyStatus] = OrderedDict()
         self._unsubscribe: list[Any] = []
         self._responding: set[str] = set()  # children seen answering, this run
+        self._resume: asyncio.Task[None] | None = None
 
     def mount(self, app: FastAPI) -> None:
         mount_file_transfer(app, file_root(self.ctx))
@@ -94,20 +104,42 @@ class TedgeLegacyDriver(Driver):
         )
         self._inbox.start()
         await self.ctx.transport.subscribe(RESPONSES, self._inbox.put)
+        waiting = []
         for update in await core.updates.list(active=True, limit=1000):
             if update.dialect != DIALECT:
                 continue
             if "id" in update.driver_state:
-                # In flight when the hub stopped: tracked again, then re-sent.
+                # In flight when the hub stopped: tracked again at once (its
+                # deadline never stopped running), re-sent below.
                 self._operations[(update.device, update.driver_state["id"])] = update.id
-                await self._resend(update)
-            else:
-                await self._send(update)
+            waiting.append(update.id)
+        if waiting:
+            grace = RECONNECT_GRACE_S if isinstance(self.ctx.transport, LocalTransport) else 0.0
+            self._resume = asyncio.create_task(self._send_waiting(waiting, grace))
 
     async def stop(self) -> None:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
+        if self._resume is not None:
+            self._resume.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resume
         await self._inbox.stop()
+
+    async def _send_waiting(self, update_ids: list[int], grace: float) -> None:
+        """After a restart: re-send requests in flight with ``attempt + 1``, send pending ones."""
+        await asyncio.sleep(grace)
+        for update_id in update_ids:
+            try:
+                update = await self.ctx.core.updates.get(update_id, with_transitions=False)
+                if is_terminal(UpdateState(update.state)):
+                    continue
+                if "id" in update.driver_state:
+                    await self._resend(update)
+                else:
+                    await self._send(update)
+            except ServiceError as exc:
+                log.warning("update %d: %s", update_id, exc.detail)
 
     # -- updates -> requests ---------------------------------------------------
 
