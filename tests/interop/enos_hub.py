@@ -44,23 +44,56 @@ class EnosHub:
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
-    def add_device(self, name: str, pk: str, dk: str, secret: str) -> None:
-        self.cli(
-            "device", "add", name, "--dialect", "enos",
-            "--product-key", pk, "--device-key", dk, "--secret", secret,
-        )  # fmt: skip
+    def add_device(self, name: str, pk: str, dk: str, secret: str, *, cli: bool = False) -> None:
+        if cli:
+            self.cli(
+                "device", "add", name, "--dialect", "enos",
+                "--product-key", pk, "--device-key", dk, "--secret", secret,
+            )  # fmt: skip
+            return
+        body = {
+            "name": name,
+            "dialect": "enos",
+            "product_key": pk,
+            "device_key": dk,
+            "secret": secret,
+        }
+        httpx.post(f"{self.url}/api/v1/devices", json=body, timeout=10).raise_for_status()
 
-    def upload(self, title: str, version: str, content: bytes) -> str:
-        """Upload a package through the CLI; returns its MD5."""
-        path = self.work / f"{title}-{version}.bin"
-        path.write_bytes(content)
-        self.cli("firmware", "upload", str(path), "--title", title, "--version", version)
+    def upload(self, title: str, version: str, content: bytes, *, cli: bool = False) -> str:
+        """Upload a package (through the CLI when asked); returns its MD5."""
+        if cli:
+            path = self.work / f"{title}-{version}.bin"
+            path.write_bytes(content)
+            self.cli("firmware", "upload", str(path), "--title", title, "--version", version)
+        else:
+            params = {"title": title, "version": version}
+            httpx.post(
+                f"{self.url}/api/v1/firmware", params=params, content=content, timeout=10
+            ).raise_for_status()
         return hashlib.md5(content).hexdigest()
 
-    def start_update(self, device: str, title: str, version: str, *extra: str) -> int:
-        update = self.cli(
-            "update", "start", "--device", device, "--title", title, "--version", version, *extra
-        )
+    def start_update(
+        self, device: str, title: str, version: str, *, mode: str = "push", force: bool = False,
+        cli: bool = False,
+    ) -> int:  # fmt: skip
+        if cli:
+            extra = ["--mode", mode] + (["--force"] if force else [])
+            update = self.cli(
+                "update", "start", "--device", device, "--title", title, "--version", version,
+                *extra,
+            )  # fmt: skip
+        else:
+            body = {
+                "device": device,
+                "title": title,
+                "version": version,
+                "mode": mode,
+                "force": force,
+            }
+            response = httpx.post(f"{self.url}/api/v1/updates", json=body, timeout=10)
+            response.raise_for_status()
+            update = response.json()
         return int(update["id"])
 
     def update(self, update_id: int) -> dict[str, Any]:

@@ -48,7 +48,7 @@ class Device:
         self.name = name
         self.dk = f"dk-{name}"
         self.secret = secrets.token_hex(8)
-        hub.add_device(name, PK, self.dk, self.secret)
+        hub.add_device(name, PK, self.dk, self.secret, cli=True)
         self.client = MqttClient(
             f"tcp://127.0.0.1:{hub.mqtt_port}", PK, self.dk, secret or self.secret
         )
@@ -135,7 +135,7 @@ def upgrade_handler(device: Device, steps: list[str]) -> Callable[[Any], None]:
 
 def test_pushed_upgrade_succeeds(hub: EnosHub, devices: list[Device]) -> None:
     content = secrets.token_bytes(300_000)
-    md5 = hub.upload("sdk-fw", "2.0", content)
+    md5 = hub.upload("sdk-fw", "2.0", content, cli=True)
     device = Device(hub, "sdk-push")
     devices.append(device)
     device.on_upgrade(upgrade_handler(device, ["10", "50", "100"]))
@@ -145,7 +145,7 @@ def test_pushed_upgrade_succeeds(hub: EnosHub, devices: list[Device]) -> None:
     assert reply.get_code() == 200
     assert hub.device("sdk-push")["firmware"]["version"] == "1.0"
 
-    update_id = hub.start_update("sdk-push", "sdk-fw", "2.0")
+    update_id = hub.start_update("sdk-push", "sdk-fw", "2.0", cli=True)
     update = hub.wait_update(update_id, ("succeeded", "failed"))
     assert device.done.wait(10)
     device.check_no_errors()
@@ -168,13 +168,13 @@ def test_pushed_upgrade_succeeds(hub: EnosHub, devices: list[Device]) -> None:
 
 def test_on_request_upgrade_through_getversion(hub: EnosHub, devices: list[Device]) -> None:
     content = secrets.token_bytes(50_000)
-    md5 = hub.upload("sdk-fw", "3.0", content)
+    md5 = hub.upload("sdk-fw", "3.0", content, cli=True)
     device = Device(hub, "sdk-request")
     devices.append(device)
     device.on_upgrade(lambda command: None)  # nothing may be pushed in this mode
     device.client.connect()
     assert device.inform("1.0").get_code() == 200
-    update_id = hub.start_update("sdk-request", "sdk-fw", "3.0", "--mode", "on-request")
+    update_id = hub.start_update("sdk-request", "sdk-fw", "3.0", mode="on-request", cli=True)
 
     response = device.getversion()
     assert response.get_code() == 200
@@ -199,13 +199,13 @@ def test_on_request_upgrade_through_getversion(hub: EnosHub, devices: list[Devic
 
 
 def test_negative_step_fails_the_update(hub: EnosHub, devices: list[Device]) -> None:
-    hub.upload("sdk-fw", "4.0", secrets.token_bytes(10_000))
+    hub.upload("sdk-fw", "4.0", secrets.token_bytes(10_000), cli=True)
     device = Device(hub, "sdk-fail")
     devices.append(device)
     device.on_upgrade(upgrade_handler(device, ["10", "-2"]))
     device.client.connect()
     assert device.inform("1.0").get_code() == 200
-    update_id = hub.start_update("sdk-fail", "sdk-fw", "4.0")
+    update_id = hub.start_update("sdk-fail", "sdk-fw", "4.0", cli=True)
 
     update = hub.wait_update(update_id, ("succeeded", "failed"))
     assert device.done.wait(10)

@@ -1,0 +1,462 @@
+"""The EnOS driver in ``otahub serve``, driven by paho clients speaking EnOS on the wire.
+
+One hub serves the whole module; every test uses its own devices. Payloads are
+written out as bytes, the way the SDKs and the seed put them on the wire.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from otahub.protocols import enos
+from tests.interop.enos_hub import EnosHub, hub_fixture
+from tests.interop.paho_client import PahoClient
+
+PK = "prodDrv"
+# paho 2 reports the 3.1.1 CONNACK return codes 4 and 5 as the equivalent 5.0 reason codes
+BAD_USER_NAME_OR_PASSWORD = 0x86
+NOT_AUTHORIZED = 0x87
+GRACE = 0.3  # what hub_fixture sets
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnosHub]:
+    yield from hub_fixture(tmp_path_factory)
+
+
+class Device:
+    """An EnOS device on a plain paho client; it never subscribes (the hub delivers directly)."""
+
+    def __init__(self, hub: EnosHub, name: str) -> None:
+        self.hub = hub
+        self.name = name
+        self.dk = f"dk-{name}"
+        self.secret = secrets.token_hex(8)
+        hub.add_device(name, PK, self.dk, self.secret)
+        self.client: PahoClient | None = None
+        self._ids = 0
+
+    def topic(self, kind: str, dk: str | None = None) -> str:
+        return f"/sys/{PK}/{dk or self.dk}/ota/device/{kind}"
+
+    def connect(self, **login: Any) -> Any:
+        creds = enos.build_login(
+            PK,
+            self.dk,
+            login.pop("secret", self.secret),
+            timestamp=str(int(time.time() * 1000)),
+            **login,
+        )
+        self.client = PahoClient(
+            self.hub.mqtt_port, creds.client_id, username=creds.username, password=creds.password
+        )
+        return self.client.connect()
+
+    def disconnect(self) -> None:
+        if self.client is not None:
+            self.client.disconnect()
+            self.client = None
+
+    def send(self, kind: str, payload: bytes | str, dk: str | None = None) -> None:
+        assert self.client is not None
+        self.client.publish(self.topic(kind, dk), payload, qos=1)
+
+    def request(self, kind: str, params: dict[str, Any], method: str | None = None) -> str:
+        self._ids += 1
+        request_id = str(self._ids)
+        body = {
+            "id": request_id,
+            "version": "1.0",
+            "method": method or f"ota.device.{kind}",
+            "params": params,
+        }
+        self.send(kind, json.dumps(body))
+        return request_id
+
+    def expect(self, topic: str, timeout: float = 5.0) -> dict[str, Any]:
+        assert self.client is not None
+        message = self.client.expect(timeout)
+        assert message.topic == topic, (message.topic, message.payload)
+        body: dict[str, Any] = json.loads(message.payload)
+        return body
+
+    def call(self, kind: str, params: dict[str, Any], method: str | None = None) -> dict[str, Any]:
+        request_id = self.request(kind, params, method)
+        reply = self.expect(self.topic(kind) + "_reply")
+        assert reply["id"] == request_id
+        assert isinstance(reply["code"], int)
+        return reply
+
+    def inform(self, version: str) -> dict[str, Any]:
+        return self.call("inform", {"version": version})
+
+    def progress(self, step: str, desc: str = "") -> dict[str, Any]:
+        return self.call("progress", {"step": step, "desc": desc})
+
+    def expect_upgrade(self, timeout: float = 5.0) -> dict[str, Any]:
+        return self.expect(self.topic("upgrade"), timeout)
+
+
+@pytest.fixture
+def make(hub: EnosHub) -> Iterator[Any]:
+    made: list[Device] = []
+
+    def factory(name: str) -> Device:
+        device = Device(hub, name)
+        made.append(device)
+        return device
+
+    yield factory
+    for device in made:
+        device.disconnect()
+
+
+# -- login ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("login", "case"),
+    [
+        pytest.param({}, "upper", id="documented-sha256-upper"),
+        pytest.param({"uppercase": False}, "lower", id="sha256-lower"),
+        pytest.param({"sign_method": enos.SignMethod.SHA1}, "upper", id="sha1"),
+        pytest.param({"sign_method": enos.SignMethod.MD5, "uppercase": False}, "lower", id="md5"),
+    ],
+)
+def test_login_variants_are_accepted(make: Any, login: dict[str, Any], case: str) -> None:
+    device = make(f"login-{secrets.token_hex(3)}")
+    assert device.connect(**login) == 0
+
+
+def _raw_connect(hub: EnosHub, client_id: str, username: str, password: str) -> Any:
+    client = PahoClient(hub.mqtt_port, client_id, username=username, password=password)
+    try:
+        return client.connect()
+    finally:
+        client.disconnect()
+
+
+def test_sdk_shaped_logins(hub: EnosHub, make: Any) -> None:
+    device = make("login-shapes")
+    params = {"deviceKey": device.dk, "productKey": PK}
+    # Python SDK: hmacsha256 alias, float timestamp, lowercase plain SHA-256
+    ts = "1795459275275.31"
+    sign = enos.sign(
+        {**params, "clientId": device.dk, "timestamp": ts}, device.secret, enos.SignMethod.SHA256
+    )
+    cid = f"{device.dk}|securemode=2,signmethod=hmacsha256,timestamp={ts}|"
+    assert _raw_connect(hub, cid, f"{device.dk}&{PK}", sign) == 0
+    # Java SDK: {…} extras before the first | are signed verbatim
+    head = device.dk + "{ip=10.0.0.1,version=2.3}"
+    sign = enos.sign(
+        {**params, "clientId": head, "timestamp": "1"}, device.secret, enos.SignMethod.SHA256
+    )
+    assert (
+        _raw_connect(
+            hub, f"{head}|securemode=2,signmethod=sha256,timestamp=1|", f"{device.dk}&{PK}", sign
+        )
+        == 0
+    )
+    # C SDK: pk.dk client id, the year-2050 constant, upper-case hex; spaces after commas
+    head, ts = f"{PK}.{device.dk}", "2524608000000"
+    sign = enos.sign(
+        {**params, "clientId": head, "timestamp": ts}, device.secret, enos.SignMethod.SHA256
+    )
+    cid = f"{head}|securemode=2, signmethod=sha256, timestamp={ts}|"
+    assert _raw_connect(hub, cid, f"{device.dk}&{PK}", sign.upper()) == 0
+
+
+def test_refused_logins(hub: EnosHub, make: Any) -> None:
+    device = make("login-refused")
+    assert device.connect(secret="wrong") == BAD_USER_NAME_OR_PASSWORD
+    device.client = None
+    unknown = enos.build_login(PK, "no-such-dk", "x", timestamp="1")
+    assert (
+        _raw_connect(hub, unknown.client_id, unknown.username, unknown.password)
+        == BAD_USER_NAME_OR_PASSWORD
+    )
+    bad = f"{device.dk}|securemode=2,signmethod=sha512,timestamp=1|"
+    assert _raw_connect(hub, bad, f"{device.dk}&{PK}", "00") == BAD_USER_NAME_OR_PASSWORD
+    dynamic = enos.build_login(
+        PK, device.dk, "x", timestamp="1", secure_mode=enos.SecureMode.DYNAMIC_ACTIVATION
+    )
+    assert (
+        _raw_connect(hub, dynamic.client_id, dynamic.username, dynamic.password) == NOT_AUTHORIZED
+    )
+    log = hub.proc.log()
+    assert "wrong sign for EnOS device 'login-refused'" in log
+    assert "no EnOS device with productKey" in log
+    assert "unknown sign method 'sha512'" in log
+    assert "needs a product secret" in log
+
+
+# -- cross-device access ---------------------------------------------------------
+
+
+def test_device_may_not_use_another_devices_topics(hub: EnosHub, make: Any) -> None:
+    a, b = make("cross-a"), make("cross-b")
+    assert a.connect() == 0 and b.connect() == 0
+    assert b.inform("1.0")["code"] == 200
+
+    body = json.dumps(
+        {"id": "7", "version": "1.0", "method": "ota.device.inform", "params": {"version": "6.6.6"}}
+    )
+    a.send("inform", body, dk=b.dk)
+    reply = a.expect(a.topic("inform", dk=b.dk) + "_reply")
+    assert reply["id"] == "7"
+    assert reply["code"] == enos.EnosCode.NO_WRITE_PERMISSION
+    assert "no write permission" in reply["message"]
+    a.send("progress", json.dumps({"id": "8", "params": {"step": "-1"}}), dk=b.dk)
+    assert a.expect(a.topic("progress", dk=b.dk) + "_reply")["code"] == 1009
+    assert b.client is not None
+    b.client.expect_none(0.3)  # nothing reaches B
+    assert hub.device("cross-b")["firmware"]["version"] == "1.0"
+
+    # subscriptions: own reply topics only
+    assert a.client is not None
+    assert a.client.subscribe(a.topic("inform_reply"), 1) == [1]
+    (refused,) = a.client.subscribe(b.topic("upgrade"), 1)
+    assert refused.is_failure
+    (refused,) = a.client.subscribe("/sys/#", 1)
+    assert refused.is_failure
+    # the cloud's own topic is not the device's to write
+    a.send("upgrade", json.dumps({"id": "9", "params": {}}))
+    assert a.expect(a.topic("upgrade_reply"))["code"] == 1009
+    # the Python SDK's /sys/None/None/…/upgrade_reply: acknowledged, ignored, still connected
+    a.client.publish(
+        "/sys/None/None/ota/device/upgrade_reply", b'{"id":"1","code":200,"data":""}', qos=1
+    )
+    # a topic outside the OTA API: acknowledged and dropped by the ACL
+    a.client.publish(f"/sys/{PK}/{b.dk}/thing/measurepoint/post", b"{}", qos=1)
+    assert a.inform("1.0")["code"] == 200
+    assert "may not publish to" in hub.proc.log()
+
+
+# -- pushes ----------------------------------------------------------------------
+
+
+def test_offline_device_gets_the_push_on_reconnect(hub: EnosHub, make: Any) -> None:
+    md5 = hub.upload("drv-fw", "5.0", b"five" * 1000)
+    device = make("offline")
+    assert device.connect() == 0
+    assert device.inform("1.0")["code"] == 200
+    device.disconnect()
+    update_id = hub.start_update("offline", "drv-fw", "5.0")
+    time.sleep(0.2)
+    assert hub.update(update_id)["state"] == "pending"  # EnOS "To be Pushed"
+
+    # reconnect without any inform: pushed after the grace period
+    assert device.connect() == 0
+    push = device.expect_upgrade(timeout=GRACE + 5)
+    assert push["method"] == "ota.device.upgrade"
+    assert push["id"] == str(update_id)
+    params = push["params"]
+    assert params["version"] == "5.0"
+    assert params["sign"] == md5 and params["signMethod"] == "md5"
+    assert params["fileSize"] == 4000 and isinstance(params["fileSize"], int)
+    assert params["fileUrl"].startswith(hub.url + "/")
+    assert hub.wait_update(update_id, ("sent",))["state"] == "sent"
+    # no progress yet: the next connection gets it again, and only once
+    device.disconnect()
+    assert device.connect() == 0
+    assert device.inform("1.0")["code"] == 200
+    assert device.expect_upgrade()["id"] == str(update_id)
+    assert device.client is not None
+    device.client.expect_none(GRACE + 0.5)
+    # once progress arrives, a reconnect pushes nothing
+    assert device.progress("10")["code"] == 200
+    device.disconnect()
+    assert device.connect() == 0
+    assert device.inform("1.0")["code"] == 200
+    device.client.expect_none(GRACE + 0.5)
+    update = hub.update(update_id)
+    assert hub.path(update) == ["pending", "sent", "downloading"]
+
+
+def test_push_waits_for_a_reported_version_unless_forced(hub: EnosHub, make: Any) -> None:
+    hub.upload("drv-fw", "6.0", b"six" * 100)
+    quiet = make("never-informed")
+    assert quiet.connect() == 0
+    update_id = hub.start_update("never-informed", "drv-fw", "6.0")
+    assert quiet.client is not None
+    quiet.client.expect_none(GRACE + 0.5)
+    assert hub.update(update_id)["state"] == "pending"
+    # its first inform qualifies it
+    assert quiet.inform("1.0")["code"] == 200
+    assert quiet.expect_upgrade()["params"]["version"] == "6.0"
+
+    forced = make("forced")
+    assert forced.connect() == 0
+    update_id = hub.start_update("forced", "drv-fw", "6.0", force=True)
+    assert forced.expect_upgrade(timeout=GRACE + 5)["id"] == str(update_id)
+
+
+def test_fast_reports_are_applied_in_order(hub: EnosHub, make: Any) -> None:
+    """fast_publish-style devices do not wait for replies: 100 must not overtake 10."""
+    hub.upload("drv-fw", "7.0", b"seven")
+    device = make("fast")
+    assert device.connect() == 0
+    assert device.inform("1.0")["code"] == 200
+    update_id = hub.start_update("fast", "drv-fw", "7.0")
+    device.expect_upgrade()
+    for step in ("10", "20", "50", "80", "100"):
+        device.request("progress", {"step": step, "desc": ""}, method="ota.progress")
+    device.request("inform", {"version": "7.0"}, method="ota.inform")
+    update = hub.wait_update(update_id, ("succeeded", "failed"))
+    assert update["state"] == "succeeded"
+    assert hub.path(update) == ["pending", "sent", "downloading", "installing", "succeeded"]
+
+
+def test_inform_of_the_old_version_after_step_100_is_a_rollback(hub: EnosHub, make: Any) -> None:
+    hub.upload("drv-fw", "8.0", b"eight")
+    device = make("rollback")
+    assert device.connect() == 0
+    assert device.inform("1.0")["code"] == 200
+    update_id = hub.start_update("rollback", "drv-fw", "8.0")
+    device.expect_upgrade()
+    assert device.progress("100")["code"] == 200
+    assert device.inform("1.0")["code"] == 200
+    update = hub.update(update_id)
+    assert update["state"] == "failed"
+    assert update["reason"].startswith("rolled back")
+
+
+@pytest.mark.parametrize(
+    ("step", "desc", "reason"),
+    [
+        ("-1", "", "upgrade failure"),
+        ("-3", "md5 mismatch", "verification failure: md5 mismatch"),
+        ("-4", "", "burning (flash write) failure"),
+        ("-5", "user said no", "declined by device: user said no"),
+        ("-17", "battery low", "battery low"),
+    ],
+)
+def test_negative_steps(hub: EnosHub, make: Any, step: str, desc: str, reason: str) -> None:
+    hub.upload("neg-fw", step, b"x")
+    name = f"neg{step}"
+    device = make(name)
+    assert device.connect() == 0
+    assert device.inform("1.0")["code"] == 200
+    update_id = hub.start_update(name, "neg-fw", step)
+    device.expect_upgrade()
+    assert device.progress(step, desc)["code"] == 200
+    update = hub.update(update_id)
+    assert (update["state"], update["code"], update["reason"]) == ("failed", step, reason)
+
+
+def test_upgrade_reply_with_an_error_fails_the_update(hub: EnosHub, make: Any) -> None:
+    hub.upload("drv-fw", "9.0", b"nine")
+    device = make("rejects")
+    assert device.connect() == 0
+    assert device.inform("1.0")["code"] == 200
+    update_id = hub.start_update("rejects", "drv-fw", "9.0")
+    push = device.expect_upgrade()
+    # what the Python SDK sends without a handler: code as a string
+    reply = {
+        "id": push["id"],
+        "code": "1101",
+        "data": "",
+        "message": "downstream command handler not registered",
+    }
+    device.send("upgrade_reply", json.dumps(reply))
+    update = hub.wait_update(update_id, ("failed",))
+    assert update["code"] == "1101"
+    assert (
+        update["reason"] == "device rejected the upgrade: downstream command handler not registered"
+    )
+
+
+def test_progress_without_a_task(hub: EnosHub, make: Any) -> None:
+    hub.upload("drv-fw", "10.0", b"ten")
+    device = make("no-task")
+    assert device.connect() == 0
+    reply = device.progress("10")
+    assert (reply["code"], reply["message"]) == (764, "Device task not found")
+    # an on-request update not offered yet has not started
+    hub.start_update("no-task", "drv-fw", "10.0", mode="on-request")
+    reply = device.progress("10")
+    assert (reply["code"], reply["message"]) == (765, "Device task not start")
+    # the Python SDK's method string for getversion, never answered 1260
+    offer = device.call("getversion", {}, method="Ota.device.getversion")
+    assert offer["code"] == 200
+    assert [entry["version"] for entry in offer["data"]] == ["10.0"]
+    assert device.progress("10")["code"] == 200
+
+
+# -- downloads --------------------------------------------------------------------
+
+
+def test_download_url(hub: EnosHub, make: Any) -> None:
+    content = secrets.token_bytes(5000)
+    hub.upload("drv-fw", "11.0", content)
+    device = make("downloader")
+    assert device.connect() == 0
+    assert device.inform("1.0")["code"] == 200
+    update_id = hub.start_update("downloader", "drv-fw", "11.0")
+    url = device.expect_upgrade()["params"]["fileUrl"]
+    with httpx.Client(timeout=10) as http:
+        whole = http.get(url)
+        assert whole.status_code == 200 and whole.content == content
+        assert whole.headers["accept-ranges"] == "bytes"
+        part = http.get(url, headers={"Range": "bytes=100-199"})
+        assert part.status_code == 206 and part.content == content[100:200]
+        assert part.headers["content-range"] == "bytes 100-199/5000"
+        assert http.head(url).headers["content-length"] == "5000"
+        tampered = url[:-4] + ("0000" if not url.endswith("0000") else "1111")
+        assert http.get(tampered).status_code == 404
+        assert http.get(url.replace(f"/{update_id}/", f"/{update_id + 1000}/")).status_code == 404
+
+
+# -- malformed input ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "code", "text", "echo"),
+    [
+        ("inform", b"", 1251, "empty", None),
+        ("inform", b"{not json", 1220, "not valid JSON", None),
+        ("inform", b"\xff\xfe", 1220, "not valid UTF-8", None),
+        ("inform", b"[1, 2]", 1220, "must be a JSON object", None),
+        ("inform", b'{"id":"3","params":[]}', 1220, "params must be an object", "3"),
+        ("inform", b'{"id":"4","params":{}}', 1220, "inform version must be a string", "4"),
+        ("inform", b'{"id":5,"params":{"version":5}}', 1220, "inform version must be a string", 5),
+        ("progress", b'{"id":"6","params":{"desc":"x"}}', 1220, "progress lacks step", "6"),
+        ("progress", b'{"id":"7","params":{"step":"abc"}}', 1220, "progress step must be", "7"),
+        ("progress", b'{"id":"8","params":{"step":"101"}}', 1220, "at most 100", "8"),
+        ("getversion", b'{"id":"9","params":"x"}', 1220, "params must be an object", "9"),
+        ("inform", b'{"id":{"a":1},"params":{"version":"1"}}', 1220, "message id must be", None),
+        ("inform", b"[" * 100_000, 1220, "", None),
+    ],
+)
+def test_malformed_requests_get_an_error_reply(
+    hub: EnosHub, make: Any, kind: str, payload: bytes, code: int, text: str, echo: Any
+) -> None:
+    device = make(f"bad-{secrets.token_hex(3)}")
+    assert device.connect() == 0
+    device.send(kind, payload)
+    reply = device.expect(device.topic(kind) + "_reply")
+    assert reply["code"] == code
+    assert text in reply["message"]
+    assert reply["message"]
+    assert reply.get("id") == echo
+    # the connection and the driver carry on
+    assert device.inform("1.0")["code"] == 200
+
+
+def test_reply_echoes_the_id_as_sent(hub: EnosHub, make: Any) -> None:
+    device = make("ids")
+    assert device.connect() == 0
+    for raw in (b'"00042"', b"42", b"4.5"):
+        device.send("inform", b'{"id":' + raw + b',"version":"1.0","params":{"version":"1.0"}}')
+        assert device.client is not None
+        message = device.client.expect()
+        assert json.loads(message.payload)["id"] == json.loads(raw)
+        assert b'"code":200' in message.payload
+    assert "Traceback" not in hub.proc.log()
