@@ -460,3 +460,44 @@ def test_reply_echoes_the_id_as_sent(hub: EnosHub, make: Any) -> None:
         assert json.loads(message.payload)["id"] == json.loads(raw)
         assert b'"code":200' in message.payload
     assert "Traceback" not in hub.proc.log()
+
+
+def test_http_broker_auth_and_download(hub: EnosHub, make: Any) -> None:
+    """The enos-http-sdk path: POST /auth/{pk}/{dk}, then /multipart/…/file/download."""
+    content = secrets.token_bytes(3000)
+    hub.upload("drv-fw", "12.0", content)
+    device, other = make("http-sdk"), make("http-other")
+    assert device.connect() == 0
+    assert device.inform("1.0")["code"] == 200
+    hub.start_update("http-sdk", "drv-fw", "12.0")
+    file_url = device.expect_upgrade()["params"]["fileUrl"]
+    body = enos.build_http_auth_request(PK, device.dk, device.secret, sdk_version="2.3")
+    with httpx.Client(base_url=hub.url, timeout=10) as http:
+        auth = http.post(f"/auth/{PK}/{device.dk}", content=body)
+        assert auth.status_code == 200
+        assert auth.json()["code"] == 200
+        session_id = auth.json()["data"]["sessionId"]
+        query = {"sessionId": session_id, "fileUri": file_url, "category": "ota"}
+        path = f"/multipart/sys/{PK}/{device.dk}/file/download"
+        whole = http.get(path, params=query)
+        assert whole.status_code == 200 and whole.content == content
+        part = http.get(path, params=query, headers={"Range": "bytes=10-19"})
+        assert part.status_code == 206 and part.content == content[10:20]
+        assert part.headers["content-range"] == "bytes 10-19/3000"
+        # the relative form of the reference works too
+        relative = {**query, "fileUri": "/" + file_url.split("/", 3)[3]}
+        assert http.get(path, params=relative).content == content
+
+        # refusals
+        wrong = enos.build_http_auth_request(PK, device.dk, "not-the-secret")
+        assert http.post(f"/auth/{PK}/{device.dk}", content=wrong).json()["code"] != 200
+        assert http.post(f"/auth/{PK}/{device.dk}", content=b"{").status_code == 400
+        assert http.get(path, params={**query, "sessionId": "nope"}).status_code == 401
+        # a session is for its own device, and a device only gets its own updates' files
+        other_path = f"/multipart/sys/{PK}/{other.dk}/file/download"
+        assert http.get(other_path, params=query).status_code == 401
+        other_auth = enos.build_http_auth_request(PK, other.dk, other.secret)
+        other_session = http.post(f"/auth/{PK}/{other.dk}", content=other_auth).json()
+        other_query = {**query, "sessionId": other_session["data"]["sessionId"]}
+        assert http.get(other_path, params=other_query).status_code == 404
+        assert http.get(path, params={**query, "fileUri": "/elsewhere"}).status_code == 404

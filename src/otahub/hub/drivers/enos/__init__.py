@@ -4,7 +4,8 @@ Devices log in on the hub's MQTT endpoint with the signed EnOS CONNECT
 (``auth``), then talk JSON request/reply on ``/sys/{pk}/{dk}/ota/device/…``
 (``ota``). Upgrades are pushed straight onto the device's connection, never
 routed; firmware is downloaded from a per-update HTTP URL with Range support
-(``downloads``). Work for one device is done in order (``links``).
+(``downloads``), or through the EnOS HTTP broker's ``/auth`` + ``/multipart``
+pair (``broker_http``). Work for one device is done in order (``links``).
 
 Mapping (``protocols/enos.py`` holds the protocol facts):
 

@@ -73,6 +73,62 @@ class DownloadUrls:
         return hmac.compare_digest(self.token(update_id, package_sha256), token)
 
 
+def parse_download_path(path: str) -> tuple[int, str] | None:
+    """``(update_id, token)`` from a ``fileUrl`` or its path; ``None`` if it is not one."""
+    if "://" in path:
+        path = "/" + path.split("://", 1)[1].partition("/")[2]
+    parts = path.split("?", 1)[0].rstrip("/").split("/")
+    if len(parts) != 5 or "/".join(parts[:3]) != PATH_PREFIX or not parts[3].isdigit():
+        return None
+    return int(parts[3]), parts[4]
+
+
+async def update_file(
+    core: HubCore,
+    urls: DownloadUrls,
+    request: Request,
+    update_id: int,
+    token: str,
+    *,
+    device: str | None = None,
+) -> Response:
+    """The firmware of one unfinished EnOS update (of ``device``, when given): Range, HEAD, ETag.
+
+    Every refusal is the same 404, so a prober learns nothing about which part was wrong.
+    """
+    gone = problem(404, "no such download")
+    try:
+        update = await core.updates.get(update_id, with_transitions=False)
+    except NotFound:
+        return gone
+    if update.package_id is None or not _downloadable(update):
+        return gone
+    if device is not None and update.device != device:
+        return gone
+    try:
+        package = await core.firmware.get(update.package_id)
+    except NotFound:
+        return gone
+    if not urls.check(update_id, package.sha256, token):
+        log.warning("EnOS download of update %d with a wrong token refused", update_id)
+        return gone
+    path = core.blobs.local_path(package.sha256)
+    if path is None:
+        return gone
+    try:
+        return file_response(
+            request,
+            path,
+            etag=package.sha256,
+            media_type=package.content_type,
+            filename=package.filename,
+            size=package.size,
+        )
+    except FileNotFoundError:
+        log.error("firmware package %d is missing from the blob store", package.id)
+        return gone
+
+
 def download_router(core: HubCore, urls: DownloadUrls) -> APIRouter:
     router = APIRouter()
 
@@ -83,36 +139,7 @@ def download_router(core: HubCore, urls: DownloadUrls) -> APIRouter:
         include_in_schema=False,
     )
     async def enos_firmware(update_id: int, token: str, request: Request) -> Response:
-        """The firmware of one unfinished EnOS update: Range, HEAD, ETag."""
-        gone = problem(404, "no such download")
-        try:
-            update = await core.updates.get(update_id, with_transitions=False)
-        except NotFound:
-            return gone
-        if update.package_id is None or not _downloadable(update):
-            return gone
-        try:
-            package = await core.firmware.get(update.package_id)
-        except NotFound:
-            return gone
-        if not urls.check(update_id, package.sha256, token):
-            log.warning("EnOS download of update %d with a wrong token refused", update_id)
-            return gone
-        path = core.blobs.local_path(package.sha256)
-        if path is None:
-            return gone
-        try:
-            return file_response(
-                request,
-                path,
-                etag=package.sha256,
-                media_type=package.content_type,
-                filename=package.filename,
-                size=package.size,
-            )
-        except FileNotFoundError:
-            log.error("firmware package %d is missing from the blob store", package.id)
-            return gone
+        return await update_file(core, urls, request, update_id, token)
 
     return router
 

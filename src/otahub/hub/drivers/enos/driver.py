@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from otahub.hub.drivers.base import Driver, DriverContext
 from otahub.hub.drivers.enos.auth import DIALECT, EnosAuthenticator, EnosPeer
+from otahub.hub.drivers.enos.broker_http import HttpSessions, broker_router
 from otahub.hub.drivers.enos.downloads import DownloadUrls, download_router, load_or_create_key
 from otahub.hub.drivers.enos.links import Link, LinkTable, Online, PushCheck, WorkItem
 from otahub.hub.drivers.enos.ota import FIRMWARE, PUSH, SOURCE, OtaConversation
@@ -55,6 +56,7 @@ class EnosDriver(Driver):
 
     def mount(self, app: FastAPI) -> None:
         app.include_router(download_router(self.ctx.core, self.urls))
+        app.include_router(broker_router(self.ctx.core, self.urls, HttpSessions()))
 
     async def start(self) -> None:
         mqtt = self.ctx.mqtt
