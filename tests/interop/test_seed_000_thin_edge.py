@@ -8,6 +8,8 @@ hub's own MQTT endpoint, and with the hub connected as a client
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -80,8 +82,10 @@ def announce(child: Child, api: Api, name: str, version: str = "1.0.0") -> None:
         "-r",
     )
     assert api.wait_for(
-        lambda: api.device(name).status_code == 200
-        and api.device(name).json()["firmware"]["version"] == version
+        lambda: (
+            api.device(name).status_code == 200
+            and api.device(name).json()["firmware"]["version"] == version
+        )
     )
 
 
@@ -228,3 +232,18 @@ def test_bad_input_is_ignored(setup: tuple[HubProcess, Child, Api]) -> None:
     for topic in ("te/device/child07//", "te/device/child07///cmd/firmware_update"):
         child.pub(topic, None, "-r")
     child.pub("te/device/child07///twin/firmware", None, "-r")
+
+
+def test_cli_refuses_without_capability(setup: tuple[HubProcess, Child, Api]) -> None:
+    hub, child, api = setup
+    api.upload("my firmware 2", "1.0.1", FIRMWARE)
+    child.pub("te/device/child09//", '{"@type": "child-device"}', "-r")
+    assert api.wait_for(lambda: api.device("child09").status_code == 200)
+    command = [sys.executable, "-m", "otahub", "update", "start", "--server", hub.http_url]
+    command += ["--device", "child09", "--title", "my firmware 2", "--version", "1.0.1"]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert refused.returncode != 0
+    assert "has not announced the firmware_update capability" in refused.stderr
+    forced = subprocess.run([*command, "--force"], capture_output=True, text=True, timeout=30)
+    assert forced.returncode == 0, forced.stderr
+    assert "started" in forced.stdout

@@ -7,6 +7,7 @@ and through a real mosquitto (``--broker``).
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -131,6 +132,23 @@ def test_seed_001_walkthrough(setup: Setup, listener: Listener, tmp_path: Path) 
     assert "deprecation: true" in headers
     assert 'link: </te/v1/files>; rel="deprecation"' in headers
     assert (tmp_path / "old").read_bytes() == FIRMWARE
+    # literal dot segments as a hostile client sends them are refused
+    (hub.data_dir / "secret").write_text("secret")
+    for prefix in ("/te/v1/files", "/tedge/file-transfer"):
+        escape = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "--path-as-is",
+                "-w",
+                " %{http_code}",
+                f"{hub.http_url}{prefix}/{child}/../../secret",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        assert escape.stdout == "Invalid file path 404"
 
     respond(setup, child, f'{{ "id": "{request["id"]}", "status": "successful" }}')
     done = api.wait_update(update_id, lambda u: u["state"] == "succeeded")
