@@ -32,7 +32,10 @@ class Mosquitto:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Mosquitto:
-        self.port = free_port()
+        return self.start_on(free_port())
+
+    def start_on(self, port: int) -> Mosquitto:
+        self.port = port
         self.root.mkdir(parents=True, exist_ok=True)
         conf = self.root / "mosquitto.conf"
         conf.write_text(
