@@ -247,3 +247,26 @@ def test_cli_refuses_without_capability(setup: tuple[HubProcess, Child, Api]) ->
     forced = subprocess.run([*command, "--force"], capture_output=True, text=True, timeout=30)
     assert forced.returncode == 0, forced.stderr
     assert "started" in forced.stdout
+
+
+def test_hub_restart_keeps_the_running_command(setup: tuple[HubProcess, Child, Api]) -> None:
+    """Like the ESP32 client's reboot, but the hub restarts: the command is still there."""
+    hub, child, api = setup
+    name = "child10"
+    announce(child, api, name)
+    api.upload("my firmware 2", "1.0.1", FIRMWARE)
+    update_id = api.start(name, "my firmware 2", "1.0.1").json()["id"]
+    topic, command = receive_init(child, name)
+    child.pub(topic, payload_with(command, status="executing"), "-r")
+    assert api.wait_update(update_id, lambda u: u["state"] == "downloading")["state"] == (
+        "downloading"
+    )
+    hub.stop()
+    hub.start()
+    again_topic, again = receive_init(child, name)
+    assert (again_topic, again) == (topic, {**command, "status": "executing"})
+    child.pub(f"te/device/{name}///twin/firmware", '{"name":"my firmware 2","version":"1.0.1"}')
+    child.pub(topic, payload_with(command, status="successful"), "-r")
+    done = api.wait_update(update_id, lambda u: u["state"] == "succeeded")
+    assert done["state"] == "succeeded"
+    assert api.wait_for(lambda: child.retained(topic) == [])

@@ -31,9 +31,12 @@ any other custom status                ``downloading``
 =====================================  ===============  ==================================
 
 A mapped state behind the current one never moves the update back; it counts
-as progress, which pushes the update's deadline forward. Each transition
+as progress, which pushes the update's deadline forward (so an announced
+``restart`` gives the reboot a whole timeout period). Each transition
 records the verbatim status in its source (``thin-edge:<status>``). When the
 hub ends an update itself (canceled, timed out) it clears the command too.
+After a restart of the hub's own endpoint, whose retained store lives in
+memory, running commands are published again with their last status.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from otahub.hub.services.errors import Conflict, Invalid, NotFound, ServiceError
 from otahub.hub.services.events import Event, UpdateCreated, UpdateTransitioned
 from otahub.hub.services.updates import UpdateRequest
 from otahub.hub.services.views import DeviceView, UpdateView
+from otahub.hub.transport import LocalTransport
 from otahub.protocols import thin_edge as te
 from otahub.protocols.states import UpdateState, can_transition, is_terminal
 
@@ -108,6 +112,7 @@ class ThinEdgeDriver(Driver):
             topic = update.driver_state.get("topic")
             if isinstance(topic, str):
                 self._commands[topic] = update.id
+                await self._restore(update, topic)
             elif update.state == UpdateState.PENDING:
                 await self._send(update)
         self._inbox.start()
@@ -152,7 +157,14 @@ class ThinEdgeDriver(Driver):
             size=offered.size,
         )
         await self.ctx.core.updates.set_driver_state(
-            update.id, {"cmd_id": cmd_id, "topic": topic, "key": offered.key, "status": "init"}
+            update.id,
+            {
+                "cmd_id": cmd_id,
+                "topic": topic,
+                "key": offered.key,
+                "status": command.status,
+                "command": dict(command.fields),
+            },
         )
         self._commands[topic] = update.id
         # Recorded before publishing: the child may answer before publish returns.
@@ -164,6 +176,24 @@ class ThinEdgeDriver(Driver):
             await self._fail(update.id, f"cannot publish the command: {exc}")
             return
         log.info("update %d: published %s", update.id, topic)
+
+    async def _restore(self, update: UpdateView, topic: str) -> None:
+        """Put a running command back on the hub's own endpoint after a restart.
+
+        That endpoint keeps retained messages in memory only; a child that
+        reboots into its new image must find its command again (an external
+        broker still holds it). It goes back as the child last left it.
+        """
+        fields = update.driver_state.get("command")
+        if not isinstance(self.ctx.transport, LocalTransport) or not isinstance(fields, dict):
+            return
+        status = str(update.driver_state.get("status") or te.CommandStatus.INIT.value)
+        try:
+            command = te.FirmwareCommand(fields).with_status(status)
+        except te.ThinEdgeError as exc:
+            log.warning("update %d: cannot restore %s: %s", update.id, topic, exc)
+            return
+        await self.ctx.transport.publish(topic, command.to_payload(), te.QOS, te.RETAIN)
 
     async def _fail(self, update_id: int, reason: str) -> None:
         with contextlib.suppress(Conflict, NotFound):
