@@ -121,3 +121,23 @@ def test_device_type_assignment_and_device_override(tb: TbHub) -> None:
     assert json.loads(other.expect(5).payload) == {"deleted": NINE}
     typed.disconnect()
     other.disconnect()
+
+
+def test_device_type_cli(tb: TbHub) -> None:
+    import subprocess
+    import sys
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "otahub", "device-type", *args, "--server", tb.hub.http_url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "firmware life 2" in cli("assign", "gateway", "life", "2")
+    assert "gateway firmware life 2" in " ".join(cli("list").split())
+    assert "unassigned" in cli("unassign", "gateway")
+    assert "gateway" not in cli("list")
