@@ -1,31 +1,48 @@
 """HTTP download to disk with ``Range`` resume and retry with backoff.
 
-The image is streamed straight into a file in fixed-size pieces, so memory
-use does not depend on the image size. A partial file left by a cut link or
-a killed agent is continued from its current length with ``Range``; a server
-that ignores ``Range`` (plain 200) makes the download start over. Failures
-that made progress do not count against the retry budget, so a flaky link
-that keeps delivering bytes eventually finishes.
+The image is streamed straight into a file in pieces of at most
+:data:`PIECE` bytes, so memory use does not depend on the image size. A
+partial file left by a cut link or a killed agent is continued from its
+current length with ``Range``; a server that ignores ``Range`` (plain 200)
+makes the download start over. Failures that made progress do not count
+against the retry budget, so a flaky link that keeps delivering bytes
+eventually finishes.
+
+The transfer itself runs in a worker thread on the standard library's
+``http.client``: one socket read at a time into a reused 1 MiB buffer
+reaches curl's throughput, where an asyncio HTTP client spends most of its
+time per 64 KiB read in the event loop (``benchmarks/agent_download.py``
+measured about a quarter of curl's rate). Cancelling the awaiting task shuts
+the socket down, so the thread ends at once rather than at the end of the
+image.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.client
 import logging
 import os
 import re
+import socket
 import ssl
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
-
-import httpx
+from urllib.parse import urljoin, urlsplit
 
 from otahub.agent.config import DownloadConfig
 
 log = logging.getLogger(__name__)
 
-PIECE = 64 * 1024
+#: Largest read from the socket; bounds the memory a download uses.
+PIECE = 1024 * 1024
+#: Progress is handed to the event loop at most once per this many bytes.
+PROGRESS_BYTES = 1024 * 1024
+MAX_REDIRECTS = 10
+_REDIRECTS = (301, 302, 303, 307, 308)
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d+)")
 
@@ -49,23 +66,53 @@ class _Restart(Exception):
     """The partial file cannot be continued; start from byte 0."""
 
 
+class _Aborted(Exception):
+    """The download was cancelled from the event loop."""
+
+
+class _Transfer:
+    """One attempt's connection, so the event loop can abort it from outside the thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conn: http.client.HTTPConnection | None = None
+        self.aborted = False
+
+    def attach(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if self.aborted:
+                raise _Aborted
+            self._conn = conn
+
+    def abort(self) -> None:
+        with self._lock:
+            self.aborted = True
+            conn = self._conn
+        if conn is not None and conn.sock is not None:
+            # Wakes a thread blocked in recv; close() alone would not.
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)
+
+
 class Downloader:
     def __init__(self, config: DownloadConfig) -> None:
         self.config = config
         #: Bytes received over the network by the last :meth:`fetch`.
         self.received = 0
+        self._ssl: ssl.SSLContext | None = None
 
-    def _client(self) -> httpx.AsyncClient:
-        verify: ssl.SSLContext | bool = self.config.verify_tls
-        if self.config.verify_tls and self.config.ca_file is not None:
-            verify = ssl.create_default_context(cafile=str(self.config.ca_file))
-        timeout = httpx.Timeout(
-            connect=self.config.connect_timeout,
-            read=self.config.read_timeout,
-            write=self.config.read_timeout,
-            pool=self.config.connect_timeout,
-        )
-        return httpx.AsyncClient(timeout=timeout, verify=verify, follow_redirects=True)
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            if not self.config.verify_tls:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            elif self.config.ca_file is not None:
+                context = ssl.create_default_context(cafile=str(self.config.ca_file))
+            else:
+                context = ssl.create_default_context()
+            self._ssl = context
+        return self._ssl
 
     async def fetch(
         self,
@@ -80,18 +127,16 @@ class Downloader:
             raise DownloadError("no http(s) download URL")
         self.received = 0
         errors: list[str] = []
-        async with self._client() as client:
-            for url in urls:
-                try:
-                    return await self._fetch_one(client, url, dest, expected_size, on_progress)
-                except DownloadError as exc:
-                    log.warning("download from %s failed: %s", url, exc)
-                    errors.append(f"{url}: {exc}")
+        for url in urls:
+            try:
+                return await self._fetch_one(url, dest, expected_size, on_progress)
+            except DownloadError as exc:
+                log.warning("download from %s failed: %s", url, exc)
+                errors.append(f"{url}: {exc}")
         raise DownloadError("; ".join(errors))
 
     async def _fetch_one(
         self,
-        client: httpx.AsyncClient,
         url: str,
         dest: Path,
         expected_size: int | None,
@@ -101,14 +146,14 @@ class Downloader:
         while True:
             before = self.received
             try:
-                size = await self._attempt(client, url, dest, expected_size, on_progress)
+                size = await self._attempt(url, dest, expected_size, on_progress)
             except _Permanent as exc:
                 raise DownloadError(str(exc)) from None
             except _Restart as exc:
                 log.info("restarting download of %s from byte 0: %s", url, exc)
                 _remove(dest)
                 continue
-            except (httpx.HTTPError, OSError, _Transient) as exc:
+            except (OSError, http.client.HTTPException, _Transient) as exc:
                 if self.received > before:
                     failures = 0  # it moved forward: not the link's fault alone
                 failures += 1
@@ -124,11 +169,38 @@ class Downloader:
 
     async def _attempt(
         self,
-        client: httpx.AsyncClient,
         url: str,
         dest: Path,
         expected_size: int | None,
         on_progress: ProgressCallback | None,
+    ) -> int:
+        loop = asyncio.get_running_loop()
+        transfer = _Transfer()
+
+        def progress(done: int, total: int | None) -> None:
+            if on_progress is not None:
+                loop.call_soon_threadsafe(on_progress, done, total)
+
+        work = loop.run_in_executor(
+            None, self._attempt_blocking, url, dest, expected_size, progress, transfer
+        )
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            transfer.abort()
+            # The thread must be done with ``dest`` before anyone else touches it.
+            await asyncio.wait([work])
+            if not work.cancelled():
+                work.exception()  # retrieved: it is the expected result of the abort
+            raise
+
+    def _attempt_blocking(
+        self,
+        url: str,
+        dest: Path,
+        expected_size: int | None,
+        progress: ProgressCallback,
+        transfer: _Transfer,
     ) -> int:
         offset = _size(dest)
         if expected_size is not None:
@@ -137,31 +209,107 @@ class Downloader:
             if offset > expected_size:
                 raise _Restart(f"{offset} bytes on disk, more than the expected {expected_size}")
         # identity: Range offsets must count the bytes as stored, not as encoded.
-        headers = {"Accept-Encoding": "identity"}
+        headers = {"Accept-Encoding": "identity", "User-Agent": "otahub-agent"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
-        async with client.stream("GET", url, headers=headers) as response:
-            total = _check_response(response, offset, expected_size)
-            if total is None and response.status_code == 416:
+        conn, response = self._open(url, headers, transfer)
+        try:
+            total = _check_response(response.status, response.headers, offset, expected_size)
+            if total is None and response.status == 416:
                 return offset
-            if response.status_code == 200 and offset:
+            if response.status == 200 and offset:
                 raise _Restart("the server ignored Range")
             written = offset
+            reported = offset
+            buffer = memoryview(bytearray(PIECE))
             with _open_append(dest) as f:
-                async for piece in response.aiter_raw(PIECE):
-                    # Page-cache writes of one piece; the fsync below runs in a thread.
+                for piece in _body(response, buffer):
+                    # Page-cache writes; durability comes from the one fsync below.
                     f.write(piece)
                     written += len(piece)
                     self.received += len(piece)
-                    if on_progress is not None:
-                        on_progress(written, total)
+                    if written - reported >= PROGRESS_BYTES:
+                        reported = written
+                        progress(written, total)
                 f.flush()
-                await asyncio.to_thread(os.fsync, f.fileno())
+                os.fsync(f.fileno())
+            if transfer.aborted:
+                raise _Aborted
+            if written != reported:
+                progress(written, total)
+        finally:
+            conn.close()
         if total is not None and written != total:
             raise _Transient(f"connection closed at byte {written} of {total}")
         if expected_size is not None and written != expected_size:
             raise _Restart(f"got {written} bytes, expected {expected_size}")
         return written
+
+    def _open(
+        self, url: str, headers: Mapping[str, str], transfer: _Transfer
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """Send the GET, following redirects; the connection and the response headers."""
+        for _ in range(MAX_REDIRECTS + 1):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise _Permanent(f"not an http(s) URL: {url}")
+            conn: http.client.HTTPConnection
+            if parts.scheme == "https":
+                conn = http.client.HTTPSConnection(
+                    parts.hostname,
+                    parts.port,
+                    timeout=self.config.connect_timeout,
+                    context=self._ssl_context(),
+                )
+            else:
+                conn = http.client.HTTPConnection(
+                    parts.hostname, parts.port, timeout=self.config.connect_timeout
+                )
+            transfer.attach(conn)
+            try:
+                conn.connect()
+                assert conn.sock is not None
+                conn.sock.settimeout(self.config.read_timeout)
+                target = parts.path or "/"
+                if parts.query:
+                    target += "?" + parts.query
+                conn.request("GET", target, headers=dict(headers))
+                response = conn.getresponse()
+            except BaseException:
+                conn.close()
+                raise
+            location = response.getheader("Location")
+            if response.status in _REDIRECTS and location:
+                conn.close()
+                url = urljoin(url, location)
+                continue
+            return conn, response
+        raise _Permanent(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _body(response: http.client.HTTPResponse, buffer: memoryview) -> Iterator[memoryview]:
+    """The body as it arrives, each piece read into ``buffer`` (reused, so no allocation).
+
+    One socket read per piece (``readinto1``): what has arrived is written at
+    once, so a cut or a kill loses little. ``HTTPResponse.readinto`` would
+    wait until the whole buffer is full, and ``read1`` allocates a new
+    ``bytes`` per read. Chunked bodies are rare for images; they go through
+    ``read1``, which decodes the framing.
+    """
+    fp = response.fp
+    if response.chunked or fp is None:
+        while data := response.read1(len(buffer)):
+            yield memoryview(data)
+        return
+    remaining = response.length  # None: until the server closes
+    while remaining is None or remaining > 0:
+        want = len(buffer) if remaining is None else min(len(buffer), remaining)
+        n = fp.readinto1(buffer[:want])
+        if not n:
+            return
+        if remaining is not None:
+            remaining -= n
+        yield buffer[:n]
 
 
 def _size(path: Path) -> int:
@@ -179,22 +327,24 @@ def _open_append(path: Path) -> BinaryIO:
     return open(path, "ab")  # closed by the caller's with-block
 
 
-def _check_response(response: httpx.Response, offset: int, expected_size: int | None) -> int | None:
+def _check_response(
+    status: int, headers: http.client.HTTPMessage, offset: int, expected_size: int | None
+) -> int | None:
     """Validate status and ranges; the total size when known.
 
     ``None`` together with status 416 means the file on disk is already whole.
     """
-    status = response.status_code
+    content_range = headers.get("content-range", "")
     if status == 206:
-        match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", ""))
+        match = _CONTENT_RANGE.fullmatch(content_range)
         if match is None or int(match.group(1)) != offset:
-            raise _Restart(f"unexpected Content-Range {response.headers.get('content-range')!r}")
+            raise _Restart(f"unexpected Content-Range {content_range!r}")
         return None if match.group(3) == "*" else int(match.group(3))
     if status == 200:
-        length = response.headers.get("content-length")
+        length = headers.get("content-length")
         return int(length) if length and length.isdigit() else expected_size
     if status == 416:
-        match = _UNSATISFIED_RANGE.fullmatch(response.headers.get("content-range", ""))
+        match = _UNSATISFIED_RANGE.fullmatch(content_range)
         if match is not None and int(match.group(1)) == offset:
             return None
         raise _Restart("range not satisfiable")
