@@ -226,7 +226,12 @@ def test_bad_input_is_ignored(setup: tuple[HubProcess, Child, Api]) -> None:
     child.pub("te/device/child07///cmd/firmware_update/otahub-999-abc", '{"status": 1}')
     child.pub("te/device/child07///cmd/firmware_update/otahub-999-abc", '{"status": "executing"}')
     child.pub("te/device/bad name//", '{"@type": "child-device"}')
+    # another requester's command (a co-located c8y mapper) is left alone
+    foreign = "te/device/child08///cmd/firmware_update/c8y-mapper-210293"
+    child.pub(foreign, '{"status":"successful","name":"x","version":"1"}', "-r")
     announce(child, api, "child08")  # still serving
+    assert [t for t, _ in child.retained(foreign)] == [foreign]
+    child.pub(foreign, None, "-r")
     assert api.device("child07").status_code == 404
     assert "Traceback" not in hub.log()
     for topic in ("te/device/child07//", "te/device/child07///cmd/firmware_update"):
