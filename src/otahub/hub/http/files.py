@@ -23,11 +23,12 @@ Where the ASGI server offers the `http.response.pathsend` extension, a whole
 file is handed to it to send with sendfile. uvicorn offers no zero-copy
 extension, so there the body goes out in 2 MiB chunks, each a memoryview of a
 read-only memory map of that part of the file rather than bytes read from it
-(uvicorn with httptools or h11, and Starlette's middleware, take any bytes-like
-body). No byte is copied in user space: the kernel copies from the page cache
-straight into the socket, and N connections downloading the same firmware
-share one copy of it in memory instead of holding N private buffers. This
-measured cheapest by far (docs/benchmarks.md). Two consequences:
+(the ASGI spec says bytes, but uvicorn's httptools and h11 protocols write
+any bytes-like body; tests/hub/http/test_files.py runs both). No byte is
+copied in user space: the kernel copies from the page cache straight into the
+socket, and N connections downloading the same firmware share one copy of it
+in memory instead of holding N private buffers. This measured cheapest by far
+(docs/benchmarks.md). Two consequences:
 
 - a served file must never be truncated in place, or the process gets SIGBUS;
   every otahub store writes a temporary file and renames it over the old
@@ -271,7 +272,7 @@ class FileStreamResponse(Response):
             return
         # Opened before the status line goes out, so a vanished or changed file
         # becomes a 500 instead of a body that contradicts its headers. Opening
-        # and mapping a local file are metadata operations, not worth a thread.
+        # a local file is a metadata operation, not worth a thread.
         fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             actual = os.fstat(fd).st_size
