@@ -68,15 +68,6 @@ class TedgeLegacyConfig(BaseModel):
     child_id: str = ""
 
 
-class ThingsBoardConfig(BaseModel):
-    #: Device access token (the MQTT username).
-    token: str = ""
-    #: Bytes per ``v2/fw`` chunk request; the server caps it at 65536 by default.
-    chunk_size: int = Field(default=16384, ge=1)
-    #: Seconds to wait for one chunk before asking again.
-    chunk_timeout: float = Field(default=10.0, gt=0)
-
-
 class EnosMode(StrEnum):
     #: The cloud pushes ``upgrade`` commands.
     PUSH = "push"
@@ -106,8 +97,33 @@ class VersionConfig(BaseModel):
     name: str = "firmware"
 
 
+class SoftwareConfig(VersionConfig):
+    """ThingsBoard software packages (``sw_*``), handled next to firmware when enabled.
+
+    The running software version comes from ``file``, else ``command``, else
+    what the agent last installed, like the firmware version.
+    """
+
+    enabled: bool = False
+    name: str = "software"
+    #: Install hook for software packages; empty = ``hooks.install``.
+    install: str = ""
+
+
+class ThingsBoardConfig(BaseModel):
+    #: Device access token (the MQTT username).
+    token: str = ""
+    #: Bytes per ``v2/fw`` chunk request; the server caps it at 65536 by default.
+    chunk_size: int = Field(default=16384, ge=1)
+    #: Seconds to wait for one chunk before asking again.
+    chunk_timeout: float = Field(default=10.0, gt=0)
+    software: SoftwareConfig = SoftwareConfig()
+
+
 class HooksConfig(BaseModel):
-    """Commands run by the agent; ``{file}``, ``{name}``, ``{version}`` are substituted.
+    """Commands run by the agent; ``{file}``, ``{name}``, ``{version}``, ``{kind}`` are substituted.
+
+    ``{kind}`` is ``firmware``, or ``software`` for ThingsBoard ``sw_*`` packages.
 
     The template is split like a shell command line first and the values are
     substituted into the words afterwards, so a value is never re-parsed.

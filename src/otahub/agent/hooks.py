@@ -17,7 +17,7 @@ The verify hook succeeds with exit 0; any other result counts as "the new
 version does not run" and triggers the rollback hook, if configured.
 
 Templates are split into words like a shell command line (``shlex``) and
-``{file}``, ``{name}``, ``{version}`` are substituted inside each word
+``{file}``, ``{name}``, ``{version}``, ``{kind}`` are substituted inside each word
 afterwards, so a version string from the network can never inject a word or
 a shell construct. Use ``sh -c '…'`` explicitly when a shell is wanted.
 """

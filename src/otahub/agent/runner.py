@@ -34,6 +34,7 @@ from otahub.agent.state import (
     AgentState,
     FailureKind,
     Outcome,
+    PackageKind,
     Phase,
     StateStore,
     UpdateRecord,
@@ -60,6 +61,8 @@ class Runner:
         self.store = store
         self.state = state
         self.versions = versions
+        #: Where the running software version comes from (ThingsBoard ``sw_*``).
+        self.software_versions = VersionSource(config.thingsboard.software)
         self.dialect = dialect
         self._task: asyncio.Task[None] | None = None
         #: Set once an install asked for a reboot; nothing more happens until restart.
@@ -79,11 +82,18 @@ class Runner:
     def save(self) -> None:
         self.store.save(self.state)
 
-    async def installed(self) -> tuple[str, str]:
-        """(name, version) the device runs now."""
+    async def installed(self, kind: PackageKind = PackageKind.FIRMWARE) -> tuple[str, str]:
+        """(name, version) of the firmware (or software) the device runs now."""
+        if kind is PackageKind.SOFTWARE:
+            version = await self.software_versions.current(self.state.installed_software_version)
+            name = self.state.installed_software_name or self.config.thingsboard.software.name
+            return name, version
         version = await self.versions.current(self.state.installed_version)
         name = self.state.installed_name or self.config.version.name
         return name, version
+
+    def _source(self, record: UpdateRecord) -> VersionSource:
+        return self.software_versions if record.kind is PackageKind.SOFTWARE else self.versions
 
     def accept(self, record: UpdateRecord) -> None:
         """Persist ``record`` as the current update and start working on it."""
@@ -131,7 +141,7 @@ class Runner:
         while (record := self.state.current) is not None:
             phase = record.phase
             if phase is Phase.RECEIVED:
-                _, version = await self.installed()
+                _, version = await self.installed(record.kind)
                 record.from_version = version
                 record.phase = Phase.DOWNLOADING
                 self.save()
@@ -206,12 +216,16 @@ class Runner:
             "file": str(self.store.download_path(record)),
             "name": record.name,
             "version": record.version,
+            "kind": record.kind.value,
         }
 
     async def _install(self, record: UpdateRecord) -> None:
         hooks = self.config.hooks
+        install = hooks.install
+        if record.kind is PackageKind.SOFTWARE and self.config.thingsboard.software.install:
+            install = self.config.thingsboard.software.install
         result = await run_hook(
-            hooks.install,
+            install,
             self._values(record),
             timeout=hooks.timeout,
             reboot_exit_code=hooks.reboot_exit_code,
@@ -238,8 +252,8 @@ class Runner:
 
     async def _interrupted_install(self, record: UpdateRecord) -> None:
         """The agent died while the install hook ran: judge by the running version."""
-        _, version = await self.installed()
-        if self.versions.authoritative and version == record.version:
+        _, version = await self.installed(record.kind)
+        if self._source(record).authoritative and version == record.version:
             log.info("install of %s completed before the agent stopped", record.version)
             self._succeed(record)
         else:
@@ -258,8 +272,8 @@ class Runner:
                 hooks.verify, self._values(record), timeout=hooks.timeout, what="verify hook"
             )
             ok, reason = result.outcome is HookOutcome.OK, result.reason
-        elif self.versions.authoritative:
-            _, version = await self.installed()
+        elif self._source(record).authoritative:
+            _, version = await self.installed(record.kind)
             ok = version == record.version
             reason = f"after the restart the device runs {version}, not {record.version}"
         else:
@@ -278,8 +292,12 @@ class Runner:
         self._finish(record, Outcome.FAILED, FailureKind.INSTALL, reason)
 
     def _succeed(self, record: UpdateRecord) -> None:
-        self.state.installed_name = record.name
-        self.state.installed_version = record.version
+        if record.kind is PackageKind.SOFTWARE:
+            self.state.installed_software_name = record.name
+            self.state.installed_software_version = record.version
+        else:
+            self.state.installed_name = record.name
+            self.state.installed_version = record.version
         self._finish(record, Outcome.SUCCEEDED, None, None)
 
     def _finish(

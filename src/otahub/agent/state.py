@@ -63,11 +63,19 @@ class FailureKind(StrEnum):
     OTHER = "other"
 
 
+class PackageKind(StrEnum):
+    """What an update replaces; only ThingsBoard distinguishes software."""
+
+    FIRMWARE = "firmware"
+    SOFTWARE = "software"
+
+
 class UpdateRecord(BaseModel):
     """One update as the agent tracks it."""
 
     #: Dialect-specific identity (command topic, operation id, package + version …).
     key: str
+    kind: PackageKind = PackageKind.FIRMWARE
     name: str
     version: str
     #: Where to fetch the image, in order of preference (empty for MQTT chunks).
@@ -107,6 +115,9 @@ class AgentState(BaseModel):
     #: Name and version the agent last installed (used when no version file/command is set).
     installed_name: str | None = None
     installed_version: str | None = None
+    #: The same for software packages.
+    installed_software_name: str | None = None
+    installed_software_version: str | None = None
 
     def finished(self, key: str) -> FinishedUpdate | None:
         for entry in reversed(self.history):

@@ -1,18 +1,22 @@
-"""The ``thingsboard`` dialect: a ThingsBoard / ServicePleX device, firmware (``fw_*``).
+"""The ``thingsboard`` dialect: a ThingsBoard / ServicePleX device, firmware (``fw_*``)
+and, with ``thingsboard.software.enabled``, software (``sw_*``).
 
-On every connect: telemetry ``current_fw_title``/``current_fw_version``,
-subscriptions (attribute responses, attribute pushes, chunk responses,
-``v2/fw/error``; exact strings the server accepts), then an attribute
-request for the OTA keys. An update starts when the shared attributes name a
-title or version other than the running one.
+On every connect: telemetry ``current_fw_title``/``current_fw_version`` (and
+``current_sw_*``), subscriptions (attribute responses, attribute pushes,
+chunk responses of each package kind, ``v2/fw/error``; exact strings the
+server accepts), then one attribute request for the OTA keys of both kinds.
+An update starts when the shared attributes name a title or version other
+than the running one; firmware and software take turns, one at a time.
 
-The image comes over MQTT in chunks (``v2/fw/request/{rid}/chunk/{n}``, a new
-``rid`` per update), or over HTTP when the package has an external
-``fw_url``. Chunks are written at their offsets; after a reconnect or a
-restart the download continues with the first chunk not completely on disk.
+The image comes over MQTT in chunks (``v2/fw/request/{rid}/chunk/{n}``, or
+``v2/sw/…`` for software, a new ``rid`` per update and unique across both
+kinds), or over HTTP when the package has an external ``fw_url``/``sw_url``.
+Chunks are written at their offsets; after a reconnect or a restart the
+download continues with the first chunk not completely on disk. Errors for
+both kinds arrive on ``v2/fw/error``, as upstream sends them.
 
 =============  ==============================================================
-step           ``fw_state`` telemetry
+step           ``fw_state`` (``sw_state``) telemetry
 =============  ==============================================================
 downloading    ``DOWNLOADING`` (once, when the download starts)
 downloaded     ``DOWNLOADED``
@@ -34,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from otahub.agent.dialects.base import DialectClient, Step
 from otahub.agent.download import DownloadError, ProgressCallback
 from otahub.agent.link import ClientOptions
-from otahub.agent.state import Outcome, UpdateRecord
+from otahub.agent.state import Outcome, PackageKind, UpdateRecord
 from otahub.protocols import thingsboard as tb
 from otahub.protocols._json import JSONValue
 
@@ -43,7 +47,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PACKAGE = tb.PackageType.FIRMWARE
+_KIND: dict[tb.PackageType, PackageKind] = {
+    tb.PackageType.FIRMWARE: PackageKind.FIRMWARE,
+    tb.PackageType.SOFTWARE: PackageKind.SOFTWARE,
+}
+_PACKAGE: dict[PackageKind, tb.PackageType] = {kind: pkg for pkg, kind in _KIND.items()}
 
 _FW_STATE: dict[Step, tb.FwState] = {
     Step.DOWNLOADED: tb.FwState.DOWNLOADED,
@@ -59,10 +67,16 @@ class ThingsBoardClient(DialectClient):
         super().__init__(agent)
         self._shared: dict[str, JSONValue] = {}
         self._request_id = 0
-        #: (rid, chunk) -> the future its response resolves.
-        self._waiting: dict[tuple[str, int], asyncio.Future[bytes]] = {}
+        #: (package, rid, chunk) -> the future its response resolves.
+        self._waiting: dict[tuple[tb.PackageType, str, int], asyncio.Future[bytes]] = {}
         self._server_error: asyncio.Future[str] | None = None
         self._reconnected = asyncio.Event()
+
+    @property
+    def packages(self) -> tuple[tb.PackageType, ...]:
+        if self.agent.config.thingsboard.software.enabled:
+            return (tb.PackageType.FIRMWARE, tb.PackageType.SOFTWARE)
+        return (tb.PackageType.FIRMWARE,)
 
     def client_options(self) -> ClientOptions:
         cfg = self.agent.config
@@ -70,29 +84,27 @@ class ThingsBoardClient(DialectClient):
 
     async def on_connect(self) -> None:
         link = self.agent.link
-        name, version = await self.agent.runner.installed()
-        await link.publish(
-            tb.TELEMETRY_TOPIC,
-            tb.build_telemetry(
-                {
-                    f"current_{PACKAGE.prefix}_title": name,
-                    f"current_{PACKAGE.prefix}_version": version,
-                }
-            ),
-        )
-        for topic_filter in (
-            tb.ATTRIBUTES_RESPONSE_FILTER,
-            tb.ATTRIBUTES_TOPIC,
-            tb.chunk_response_filter(PACKAGE),
-            tb.FW_ERROR_TOPIC,
-        ):
+        current: dict[str, JSONValue] = {}
+        for package in self.packages:
+            name, version = await self.agent.runner.installed(_KIND[package])
+            current[f"current_{package.prefix}_title"] = name
+            current[f"current_{package.prefix}_version"] = version
+        await link.publish(tb.TELEMETRY_TOPIC, tb.build_telemetry(current))
+        filters = [tb.ATTRIBUTES_RESPONSE_FILTER, tb.ATTRIBUTES_TOPIC]
+        filters += [tb.chunk_response_filter(package) for package in self.packages]
+        filters.append(tb.FW_ERROR_TOPIC)  # software errors come here too
+        for topic_filter in filters:
             await link.subscribe(topic_filter, qos=1)
         self._reconnected.set()
         await self._request_attributes()
 
     async def _request_attributes(self) -> None:
         self._request_id += 1
-        keys = [tb.attribute_key(PACKAGE, key) for key in tb.REQUESTED_KEYS]
+        keys = [
+            tb.attribute_key(package, key)
+            for package in self.packages
+            for key in (*tb.REQUESTED_KEYS, tb.OtaKey.URL)
+        ]
         await self.agent.link.publish(
             tb.attributes_request_topic(self._request_id),
             tb.build_attribute_request(shared_keys=keys),
@@ -103,7 +115,7 @@ class ThingsBoardClient(DialectClient):
     async def on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         chunk = tb.parse_chunk_response_topic(topic)
         if chunk is not None:
-            future = self._waiting.pop((chunk.request_id, chunk.chunk), None)
+            future = self._waiting.pop((chunk.package, chunk.request_id, chunk.chunk), None)
             if future is not None and not future.done():
                 future.set_result(payload)
             return
@@ -129,21 +141,27 @@ class ThingsBoardClient(DialectClient):
 
     async def _consider(self, *, explicit: bool) -> None:
         """Start an update when the shared attributes name another package."""
+        for kind in self.packages:
+            if self.agent.runner.busy:
+                return
+            await self._consider_package(kind, explicit=explicit)
+
+    async def _consider_package(self, kind: tb.PackageType, *, explicit: bool) -> None:
         try:
-            package = tb.package_from_attributes(PACKAGE, self._shared)
+            package = tb.package_from_attributes(kind, self._shared)
         except tb.ThingsBoardError as exc:
-            log.warning("unusable firmware attributes: %s", exc)
+            log.warning("unusable %s attributes: %s", _KIND[kind], exc)
             return
         if package is None or not package.title or not package.version:
             return
         runner = self.agent.runner
-        name, version = await runner.installed()
+        name, version = await runner.installed(_KIND[kind])
         if (package.title, package.version) == (name, version):
             return
-        key = f"{PACKAGE.prefix}:{package.title}:{package.version}"
+        key = f"{kind.prefix}:{package.title}:{package.version}"
         if runner.busy:
             if runner.current is not None and runner.current.key != key:
-                log.info("firmware %s assigned; starts after the current update", key)
+                log.info("%s assigned; starts after the current update", key)
             return
         done = self.agent.state.finished(key)
         if done is not None and (done.outcome is Outcome.SUCCEEDED or not explicit):
@@ -155,6 +173,7 @@ class ThingsBoardClient(DialectClient):
             checksums[package.checksum_algorithm] = package.checksum
         record = UpdateRecord(
             key=key,
+            kind=_KIND[kind],
             name=package.title,
             version=package.version,
             urls=[package.url] if package.url else [],
@@ -162,11 +181,12 @@ class ThingsBoardClient(DialectClient):
             size=package.size,
             extra={"rid": self._next_rid(), "chunk_size": self.agent.config.thingsboard.chunk_size},
         )
-        log.info("starting firmware %s %s", record.name, record.version)
+        log.info("starting %s %s %s", record.kind, record.name, record.version)
         runner.accept(record)
 
     def _next_rid(self) -> int:
-        # A new request id for every update: the server caches rid -> package per session.
+        # A new request id for every update, firmware or software: the server
+        # caches rid -> package per session.
         rids = [int(h.extra.get("rid", 0)) for h in self.agent.state.history]
         return max(rids, default=0) + 1
 
@@ -187,12 +207,16 @@ class ThingsBoardClient(DialectClient):
         if step is Step.SUCCEEDED:
             name, version = record.name, record.version
         else:
-            name, version = await self.agent.runner.installed()
+            name, version = await self.agent.runner.installed(record.kind)
         error = record.reason if step is Step.FAILED else None
         await self.agent.link.publish(
             tb.TELEMETRY_TOPIC,
             tb.build_state_telemetry(
-                PACKAGE, state, current_title=name, current_version=version, error=error
+                _PACKAGE[record.kind],
+                state,
+                current_title=name,
+                current_version=version,
+                error=error,
             ),
         )
 
@@ -202,7 +226,8 @@ class ThingsBoardClient(DialectClient):
         if record.urls:
             return await super().fetch(record, dest, on_progress)
         if record.size is None:
-            raise DownloadError("fw_size is missing, so the end of the image is unknown")
+            prefix = _PACKAGE[record.kind].prefix
+            raise DownloadError(f"{prefix}_size is missing, so the end of the image is unknown")
         size = record.size
         chunk_size = int(record.extra.get("chunk_size", self.agent.config.thingsboard.chunk_size))
         rid = str(record.extra["rid"])
@@ -214,7 +239,7 @@ class ThingsBoardClient(DialectClient):
         try:
             with _open_rw(dest) as f:
                 while index * chunk_size < size:
-                    data = await self._chunk(rid, index, chunk_size)
+                    data = await self._chunk(_PACKAGE[record.kind], rid, index, chunk_size)
                     expected = min(chunk_size, size - index * chunk_size)
                     if len(data) != expected:
                         raise DownloadError(
@@ -232,7 +257,7 @@ class ThingsBoardClient(DialectClient):
             self._server_error = None
         return received
 
-    async def _chunk(self, rid: str, index: int, chunk_size: int) -> bytes:
+    async def _chunk(self, package: tb.PackageType, rid: str, index: int, chunk_size: int) -> bytes:
         """Request one chunk until it arrives; re-requested after a reconnect or a timeout."""
         cfg = self.agent.config
         timeouts = 0
@@ -240,9 +265,9 @@ class ThingsBoardClient(DialectClient):
             await self.agent.link.connected.wait()
             self._reconnected.clear()
             future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-            self._waiting[(rid, index)] = future
+            self._waiting[(package, rid, index)] = future
             published = await self.agent.link.publish(
-                tb.chunk_request_topic(PACKAGE, rid, index), str(chunk_size).encode(), qos=1
+                tb.chunk_request_topic(package, rid, index), str(chunk_size).encode(), qos=1
             )
             assert published
             waiters: list[asyncio.Future[Any]] = [
@@ -255,7 +280,7 @@ class ThingsBoardClient(DialectClient):
                 waiters, timeout=cfg.thingsboard.chunk_timeout, return_when=asyncio.FIRST_COMPLETED
             )
             waiters[1].cancel()
-            self._waiting.pop((rid, index), None)
+            self._waiting.pop((package, rid, index), None)
             if future in done:
                 return future.result()
             if self._server_error is not None and self._server_error.done():
