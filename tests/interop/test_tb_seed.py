@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -40,11 +41,27 @@ def _telemetry(dev: PahoClient, version: str, state: str | None = None) -> None:
     dev.publish("v1/devices/me/telemetry", json.dumps(body, separators=(",", ":")), qos=1)
 
 
+def _wait_initiated(tb: TbHub, token: str) -> None:
+    """The paced notification saves the attributes shortly after the assignment."""
+    probe = PahoClient(tb.mqtt_port, f"probe-{token}", V5, username=token)
+    assert probe.connect() == 0
+    try:
+        for request_id in range(1, 200):
+            probe.publish(f"v1/devices/me/attributes/request/{request_id}", b"{}", qos=1)
+            if json.loads(probe.expect().payload):
+                return
+            time.sleep(0.05)
+        raise AssertionError("the assignment was never initiated")
+    finally:
+        probe.disconnect()
+
+
 @pytest.mark.parametrize("protocol", [V311, V5], ids=["mqtt311", "mqtt5"])
 def test_seed_003_sequence(tb: TbHub, protocol: object) -> None:
     name = f"CIM-168-{'5' if protocol == V5 else '3'}"
     tb.add_device(name, f"seed-token-{name}")
     first = tb.start_update(name, "CIM-168", "1.0.1")
+    _wait_initiated(tb, f"seed-token-{name}")
     dev = PahoClient(tb.mqtt_port, f"client-{name}", protocol, username=f"seed-token-{name}")  # type: ignore[arg-type]
     assert dev.connect() == 0
     try:
