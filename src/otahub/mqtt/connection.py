@@ -86,9 +86,11 @@ def _publish_head(
     The same bytes the codec produces, without building a packet; None for
     anything unusual (the codec then encodes it, or raises as it always did).
     """
-    topic_bytes = _encoded_topic(topic)
+    topic_bytes = _TOPICS.get(topic)
     if topic_bytes is None:
-        return None
+        topic_bytes = _encoded_topic(topic)
+        if topic_bytes is None:
+            return None
     if qos == 0:
         if pid is not None or dup:
             return None
@@ -151,7 +153,12 @@ class Connection(asyncio.Protocol):
         for packet in packets:
             if self.state == "connected":
                 try:
-                    self.handle(packet)
+                    session = self.session
+                    # PUBLISH, nearly all of the traffic, skips the dispatch in handle()
+                    if type(packet) is Publish and session is not None:
+                        self._on_publish(session, packet)
+                    else:
+                        self.handle(packet)
                 except MQTTError as exc:
                     self.protocol_error(exc)
                     return
@@ -532,7 +539,8 @@ class Connection(asyncio.Protocol):
         if handler is not None:
             if topic != packet.topic:
                 packet.topic = topic
-            self._ack_publish(qos, pid, 0)
+            if qos:
+                self._ack_publish(qos, pid, 0)
             server.call(handler, session, packet)
             return
         message = Message.from_publish(
@@ -546,7 +554,8 @@ class Connection(asyncio.Protocol):
         reason = 0
         if self.version >= MQTT_5 and not matched:
             reason = ReasonCode.NO_MATCHING_SUBSCRIBERS
-        self._ack_publish(qos, pid, reason)
+        if qos:
+            self._ack_publish(qos, pid, reason)
 
     def _ack_publish(self, qos: int, pid: int | None, reason: int) -> None:
         if pid is None or qos == 0:

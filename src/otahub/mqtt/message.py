@@ -7,15 +7,6 @@ from dataclasses import dataclass
 
 from otahub.mqtt.packets import Properties
 
-# PUBLISH properties a server forwards unchanged to subscribers (spec 3.3.2.3);
-# topic alias and subscription identifiers are per connection.
-_FORWARDED = (
-    "payload_format_indicator",
-    "content_type",
-    "response_topic",
-    "correlation_data",
-)
-
 
 @dataclass(slots=True)
 class Message:
@@ -36,7 +27,15 @@ class Message:
         if props is not None:
             if props.message_expiry_interval is not None:
                 expires_at = time.monotonic() + props.message_expiry_interval
-            if props.user_properties or any(getattr(props, n) is not None for n in _FORWARDED):
+            # the PUBLISH properties a server forwards unchanged to subscribers
+            # (spec 3.3.2.3); topic alias and subscription identifiers are per connection
+            if (
+                props.user_properties
+                or props.payload_format_indicator is not None
+                or props.content_type is not None
+                or props.response_topic is not None
+                or props.correlation_data is not None
+            ):
                 forwarded = Properties(
                     payload_format_indicator=props.payload_format_indicator,
                     content_type=props.content_type,
