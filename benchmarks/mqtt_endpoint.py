@@ -418,6 +418,11 @@ class Run:
     generator_cpu: float
     delivered: float | None = None  # fan-in: messages the subscriber got / acked
 
+    @property
+    def cpu_us(self) -> float:
+        """Server CPU time per round trip (or acked message), in microseconds."""
+        return self.server_cpu / self.rate * 1e6 if self.rate else float("inf")
+
 
 class ServerProcess:
     def __init__(self, args: list[str]) -> None:
@@ -504,7 +509,7 @@ def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, list
                 print(
                     f"  round {round_no + 1} {name:8s} {run.rate:9.0f} {scenario.unit}/s"
                     f" {run.mbps:8.1f} MB/s  server CPU {run.server_cpu:4.0%}"
-                    f"  generator CPU {run.generator_cpu:4.0%}{extra}",
+                    f" ({run.cpu_us:5.1f} us/op)  generator CPU {run.generator_cpu:4.0%}{extra}",
                     flush=True,
                 )
     finally:
@@ -539,23 +544,32 @@ def main() -> None:
         print(f"{name}:", flush=True)
         results[name] = run_scenario(SCENARIOS[name], args)
 
-    print("\nmedians (MB/s counts request and response bytes, and forwarded ones for fan-in):")
-    header = f"{'scenario':16s} {'otahub':>10s} {'MB/s':>7s} {'baseline':>10s} {'MB/s':>7s}"
-    print(f"{header} {'ratio':>6s}  unit")
+    print(
+        "\nmedians; MB/s counts request and response bytes (and forwarded ones for fan-in);"
+        "\nCPU is the server's CPU time per round trip or acked message, which a busy"
+        "\nmachine disturbs less than throughput:"
+    )
+    header = f"{'scenario':16s} {'otahub':>9s} {'MB/s':>7s} {'baseline':>9s} {'MB/s':>7s}"
+    print(f"{header} {'ratio':>6s} {'CPU us':>7s} {'base us':>7s} {'ratio':>6s}  unit")
     for name, runs in results.items():
         ota = statistics.median(r.rate for r in runs["otahub"])
         base = statistics.median(r.rate for r in runs["baseline"])
         ota_mb = statistics.median(r.mbps for r in runs["otahub"])
         base_mb = statistics.median(r.mbps for r in runs["baseline"])
+        ota_us = statistics.median(r.cpu_us for r in runs["otahub"])
+        base_us = statistics.median(r.cpu_us for r in runs["baseline"])
         print(
-            f"{name:16s} {ota:10.0f} {ota_mb:7.1f} {base:10.0f} {base_mb:7.1f}"
-            f" {ota / base:6.2f}  {SCENARIOS[name].unit}/s"
+            f"{name:16s} {ota:9.0f} {ota_mb:7.1f} {base:9.0f} {base_mb:7.1f} {ota / base:6.2f}"
+            f" {ota_us:7.1f} {base_us:7.1f} {base_us / ota_us:6.2f}  {SCENARIOS[name].unit}/s"
         )
     print("target: otahub/baseline >= 0.7 for round trips")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
-                {n: {k: [vars(r) for r in v] for k, v in rs.items()} for n, rs in results.items()},
+                {
+                    n: {k: [{**vars(r), "cpu_us": r.cpu_us} for r in v] for k, v in rs.items()}
+                    for n, rs in results.items()
+                },
                 f,
                 indent=2,
             )
