@@ -19,6 +19,11 @@ from otahub.demo.fleet import FIRMWARE_NAME, DemoDevice, agent_config, demo_devi
 from otahub.demo.processes import Child, free_port, wait_for_hub
 
 TERMINAL = {"succeeded", "failed", "canceled"}
+#: Dialects whose update requests are not retained: a request published
+#: before the agent subscribed is lost, so it is asked for again.
+UNRETAINED = {"tedge-legacy"}
+#: Seconds between such repeats while the device has not answered.
+REPEAT_INTERVAL = 2.0
 
 
 class DemoFailed(Exception):
@@ -34,6 +39,7 @@ class Tracked:
     progress: int | None = None
     reason: str | None = None
     seconds: float | None = None
+    requested_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,7 @@ def _start_updates(api: httpx.Client, tracked: list[Tracked], options: DemoOptio
             if response.status_code < 400:
                 item.update_id = int(response.json()["id"])
                 item.state = str(response.json()["state"])
+                item.requested_at = time.monotonic()
                 pending.remove(item)
             elif response.status_code not in (409, 422) or time.monotonic() > deadline:
                 _ok(response, f"start the update of {item.device.name}")
@@ -199,6 +206,7 @@ def _follow(
                 progress.update(tasks[item.update_id], completed=done, state=item.state)
                 if item.state in TERMINAL and update.get("finished_at"):
                     item.seconds = _seconds(update["created_at"], update["finished_at"])
+                _repeat_if_unheard(api, item, options)
             if all(item.state in TERMINAL for item in tracked):
                 return
             for item in tracked:
@@ -212,6 +220,32 @@ def _follow(
                 )
                 raise DemoFailed(f"timed out after {options.timeout:.0f}s waiting for: {late}")
             time.sleep(0.2)
+
+
+def _repeat_if_unheard(api: httpx.Client, item: Tracked, options: DemoOptions) -> None:
+    """Ask again for an unretained request the agent may have missed.
+
+    A tedge-legacy child cannot announce itself, so the hub takes the update
+    (and publishes the request) before the agent has subscribed. Asking
+    again for the running update makes the hub re-send the same request
+    with ``attempt + 1``; an agent that already has it just answers again.
+    """
+    if item.device.dialect not in UNRETAINED or item.state not in ("pending", "sent"):
+        return
+    if time.monotonic() - item.requested_at < REPEAT_INTERVAL:
+        return
+    item.requested_at = time.monotonic()
+    _ok(
+        api.post(
+            "/updates",
+            json={
+                "device": item.device.name,
+                "title": FIRMWARE_NAME,
+                "version": options.to_version,
+            },
+        ),
+        f"repeat the update request of {item.device.name}",
+    )
 
 
 _STATE_PERCENT = {
