@@ -192,10 +192,9 @@ def test_chunk_qos_follows_the_exact_subscription(tb: TbHub) -> None:
 def test_subscriptions_are_exact_strings(tb: TbHub) -> None:
     _, token = _device(tb, assigned=False)
     dev = _connect(tb, token)
-    # Refused, session kept. The endpoint's ACL refusal is 0x87 (not authorized)
-    # where upstream sends 0x8F; under 3.1.1 both are 0x80.
+    # Refused with 0x8F (topic filter invalid) as upstream does; the session stays.
     for refused in ("v1/devices/me/attributes/", "v2/fw/response/+", "#"):
-        assert [rc.value for rc in dev.subscribe(refused, 0)] == [0x87]
+        assert [rc.value for rc in dev.subscribe(refused, 0)] == [0x8F]
     assert [rc.value for rc in dev.subscribe("v1/devices/me/attributes", 1)] == [1]
     dev.disconnect()
 
@@ -337,3 +336,30 @@ def test_online_and_last_seen_follow_the_session(tb: TbHub) -> None:
     while tb.device(name)["online"] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not tb.device(name)["online"]
+
+
+# -- acknowledgements: what the PUBACK says (MQTT 5) -------------------------------
+
+
+async def test_puback_reason_codes_follow_thingsboard(tb: TbHub) -> None:
+    from otahub.mqtt.packets import Disconnect, Puback, Publish
+    from tests.mqtt.rawclient import RawClient
+
+    name, token = _device(tb, assigned=False)
+    client = await RawClient.open(tb.mqtt_port, 5)
+    assert (await client.connect(f"raw-{name}", username=token)).reason_code == 0
+    # unknown topic: PUBACK 0x90, dropped
+    await client.send(Publish("v1/devices/me/nowhere", b"{}", qos=1, packet_id=1))
+    assert await client.recv() == Puback(1, 0x90)
+    # malformed telemetry: PUBACK 0x99, the MQTT 5 session stays
+    await client.send(Publish("v1/devices/me/telemetry", b"{not json", qos=1, packet_id=2))
+    assert await client.recv() == Puback(2, 0x99)
+    # well-formed telemetry: PUBACK 0
+    await client.send(Publish("v1/devices/me/telemetry", b'{"t": 1}', qos=1, packet_id=3))
+    assert await client.recv() == Puback(3)
+    # a chunk request with nothing assigned: the error and a close, no PUBACK
+    await client.send(Publish("v2/fw/request/1/chunk/0", b"1024", qos=1, packet_id=4))
+    sent = await client.closed()
+    assert not any(isinstance(p, Puback) for p in sent)
+    assert any(isinstance(p, Publish) and p.topic == "v2/fw/error" for p in sent)
+    assert isinstance(sent[-1], Disconnect)

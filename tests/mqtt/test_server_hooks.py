@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from otahub.mqtt.hooks import ConnectInfo, Identity, Refusal
+from otahub.mqtt.hooks import NO_ACK, ConnectInfo, Identity, Refusal
 from otahub.mqtt.packets import MQTT_5, Connack, Connect, Puback, Publish, Suback
 from otahub.mqtt.reason_codes import ReasonCode
 from otahub.mqtt.session import Session
@@ -209,3 +209,47 @@ async def test_failing_handler_does_not_break_connection(
     assert isinstance(await client.recv(), Puback)
     assert isinstance(await client.subscribe("ok"), Suback)
     assert "driver bug" in caplog.text
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["plain", "coroutine"])
+async def test_handler_verdict_decides_the_acknowledgement(
+    running: RunningServer, asynchronous: bool
+) -> None:
+    verdicts = {"v/ok": None, "v/bad": ReasonCode.PAYLOAD_FORMAT_INVALID, "v/none": NO_ACK}
+
+    def plain(session: Session, packet: Publish) -> int | None:
+        return verdicts[packet.topic]
+
+    async def coroutine(session: Session, packet: Publish) -> int | None:
+        await asyncio.sleep(0.01)
+        return verdicts[packet.topic]
+
+    running.server.intercept("v/+", coroutine if asynchronous else plain)
+    client = await RawClient.open(running.port, 5)
+    await client.connect("verdicts")
+    await client.send(Publish("v/ok", b"", qos=1, packet_id=1))
+    assert await client.recv() == Puback(1)
+    await client.send(Publish("v/bad", b"", qos=1, packet_id=2))
+    assert await client.recv() == Puback(2, ReasonCode.PAYLOAD_FORMAT_INVALID)
+    await client.send(Publish("v/none", b"", qos=1, packet_id=3))
+    await client.expect_nothing()
+
+
+async def test_acl_may_name_the_subscribe_refusal_code(running: RunningServer) -> None:
+    class ExactFilters:
+        def can_publish(self, topic: str) -> bool:
+            return True
+
+        def can_subscribe(self, topic_filter: str) -> bool | int:
+            return topic_filter == "ok" or ReasonCode.TOPIC_FILTER_INVALID
+
+    async def exact(info: ConnectInfo) -> Identity:
+        return Identity("dev", acl=ExactFilters())
+
+    running.server.add_authenticator(exact)
+    for version, refused in ((5, ReasonCode.TOPIC_FILTER_INVALID), (4, 0x80)):
+        client = await RawClient.open(running.port, version)
+        await client.connect(f"acl-{version}")
+        suback = await client.subscribe("ok", "ok/+")
+        assert suback.reason_codes == [0, refused]
+        client.close()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from otahub.mqtt.codec import Decoder, encode
 from otahub.mqtt.errors import MQTTError
-from otahub.mqtt.hooks import ConnectInfo, Identity, Refusal
+from otahub.mqtt.hooks import NO_ACK, ConnectInfo, Identity, Refusal
 from otahub.mqtt.message import Message
 from otahub.mqtt.packets import (
     MQTT_3_1,
@@ -541,9 +541,12 @@ class Connection(asyncio.Protocol):
         if handler is not None:
             if topic != packet.topic:
                 packet.topic = topic
-            if qos:
-                self._ack_publish(qos, pid, 0)
-            server.call(handler, session, packet)
+
+            def acknowledge(verdict: int | None) -> None:
+                if qos and verdict != NO_ACK and self.state == "connected":
+                    self._ack_publish(qos, pid, verdict or 0)
+
+            server.run_interceptor(handler, session, packet, acknowledge)
             return
         message = Message.from_publish(
             topic,
@@ -596,14 +599,16 @@ class Connection(asyncio.Protocol):
             if is_shared_filter(topic_filter):
                 codes.append(ReasonCode.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else failure)
                 continue
-            if acl is not None and not acl.can_subscribe(topic_filter):
+            verdict = True if acl is None else acl.can_subscribe(topic_filter)
+            if verdict is not True:
                 log.warning(
                     "client %r (%s) may not subscribe to %r",
                     session.client_id,
                     session.identity.name,
                     topic_filter,
                 )
-                codes.append(ReasonCode.NOT_AUTHORIZED if v5 else failure)
+                refusal = ReasonCode.NOT_AUTHORIZED if verdict is False else int(verdict)
+                codes.append(refusal if v5 else failure)
                 continue
             options = SubscriptionOptions(
                 qos=min(sub.qos, 2),

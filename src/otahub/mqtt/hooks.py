@@ -42,7 +42,9 @@ class ConnectInfo:
 class Acl(Protocol):
     def can_publish(self, topic: str) -> bool: ...
 
-    def can_subscribe(self, topic_filter: str) -> bool: ...
+    def can_subscribe(self, topic_filter: str) -> bool | int:
+        """True to allow; False to refuse (NOT_AUTHORIZED); or the MQTT 5 refusal code."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +67,12 @@ class Refusal:
 Authenticator = Callable[[ConnectInfo], Awaitable["Identity | Refusal | None"]]
 
 # An interception handler may be a plain function or a coroutine function;
-# a coroutine is run as a task so the connection keeps reading.
-InterceptHandler = Callable[["Session", "Publish"], "Awaitable[None] | None"]
+# a coroutine is run as a task so the connection keeps reading. What it
+# returns decides the acknowledgement of a QoS 1/2 PUBLISH, sent once the
+# handler is done: None = success, a reason code = that code (MQTT 5; 3.1.1
+# acknowledgements carry none), NO_ACK = no acknowledgement at all.
+InterceptHandler = Callable[["Session", "Publish"], "Awaitable[int | None] | int | None"]
+NO_ACK = -1
 
 # Called when a session connects (after CONNACK) or its connection ends.
 SessionObserver = Callable[["Session"], "Awaitable[None] | None"]

@@ -460,6 +460,34 @@ class MQTTServer:
         if result is not None and inspect.isawaitable(result):
             self.spawn(result)
 
+    def run_interceptor(
+        self,
+        handler: InterceptHandler,
+        session: Session,
+        packet: Publish,
+        acknowledge: Callable[[int | None], None],
+    ) -> None:
+        """Hand a claimed PUBLISH to its driver; ``acknowledge`` gets the handler's verdict."""
+        try:
+            result = handler(session, packet)
+        except Exception:
+            log.exception("interception handler %r failed", handler)
+            acknowledge(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+            return
+        if result is None or isinstance(result, int):
+            acknowledge(result)
+            return
+
+        async def finish(pending: Awaitable[int | None]) -> None:
+            try:
+                verdict = await pending
+            except Exception:
+                log.exception("interception handler %r failed", handler)
+                verdict = ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR
+            acknowledge(verdict)
+
+        self.spawn(finish(result))
+
     def spawn(self, awaitable: Awaitable[Any]) -> None:
         async def run() -> None:
             try:

@@ -53,17 +53,18 @@ class Attributes:
 
     async def request(
         self, session: Session, device: str, request_id: int, payload: bytes, family: TopicFamily
-    ) -> None:
+    ) -> int | None:
+        """Returns the PUBACK verdict: None, or the payload error code."""
         try:
             request = parse_attribute_request(request_id, payload, family)
         except ThingsBoardError as exc:
-            self.driver.payload_error(session, "attribute request", exc)
-            return
+            return self.driver.payload_error(session, "attribute request", exc)
         state = await self.driver.states.get(device)
         client, shared = request.select(section(state, CLIENT), section(state, SHARED))
         qos = subscription_qos(session, SubscriptionKind.ATTRIBUTE_RESPONSES)
         session.send(request.response_topic, build_attributes_response(client, shared), qos or 1)
         await self._answered(device, shared)
+        return None
 
     async def _answered(self, device: str, shared: dict[str, Any]) -> None:
         """An answer carrying an initiated update's attributes makes it ``sent``."""
@@ -81,14 +82,15 @@ class Attributes:
             ):
                 await advance(self.driver.core, update.id, UpdateState.SENT)
 
-    async def post(self, session: Session, device: str, payload: bytes) -> None:
+    async def post(self, session: Session, device: str, payload: bytes) -> int | None:
+        """Returns the PUBACK verdict: None, or the payload error code."""
         try:
             values = parse_client_attributes(payload)
         except ThingsBoardError as exc:
-            self.driver.payload_error(session, "client attributes", exc)
-            return
+            return self.driver.payload_error(session, "client attributes", exc)
         async with self.driver.states.edit(device) as state:
             section(state, CLIENT).update(values)
+        return None
 
     def push(self, device: str, change: AttributeChange) -> bool:
         """Send a change to the device's live session if it subscribed to pushes."""

@@ -27,6 +27,7 @@ from otahub.protocols.thingsboard import (
     accept_subscription,
     connect_refusal,
     credential_lookups,
+    suback_refusal_code,
 )
 
 log = logging.getLogger("otahub.hub.thingsboard")
@@ -63,8 +64,9 @@ class DeviceAcl:
     def can_publish(self, topic: str) -> bool:
         return topic.startswith(DEVICE_PREFIXES)
 
-    def can_subscribe(self, topic_filter: str) -> bool:
-        return accept_subscription(topic_filter) is not None
+    def can_subscribe(self, topic_filter: str) -> bool | int:
+        # ThingsBoard accepts exact strings only; MQTT 5 refusals say "filter invalid"
+        return accept_subscription(topic_filter) is not None or suback_refusal_code(mqtt5=True)
 
 
 ACL = DeviceAcl()

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from otahub.hub.drivers.thingsboard.attributes import subscription_qos
 from otahub.hub.drivers.thingsboard.auth import Link, RidState
+from otahub.mqtt.hooks import NO_ACK
+from otahub.mqtt.reason_codes import ReasonCode
 from otahub.mqtt.session import Session
 from otahub.protocols.thingsboard import (
     ChunkError,
@@ -45,19 +47,19 @@ class Chunks:
 
     def handle(
         self, session: Session, link: Link, topic: str, payload: bytes
-    ) -> Awaitable[None] | None:
+    ) -> Awaitable[int | None] | int | None:
+        """Answer a chunk request; the result is the PUBACK verdict (see mqtt.hooks)."""
         parsed = parse_chunk_topic(topic)
         if parsed is None:
             log.info("device %s: %r is not a chunk request topic; dropped", link.device, topic)
-            return None
+            return ReasonCode.TOPIC_NAME_INVALID
         rid = link.rids.get((parsed.package, parsed.request_id))
         if rid is None or link.lock.locked():
             # behind earlier messages of this device, in order
             return self.driver.in_order(link, self._first(session, link, topic, payload))
-        self._answer(session, link, topic, payload, rid)
-        return None
+        return self._answer(session, link, topic, payload, rid)
 
-    async def _first(self, session: Session, link: Link, topic: str, payload: bytes) -> None:
+    async def _first(self, session: Session, link: Link, topic: str, payload: bytes) -> int | None:
         parsed = parse_chunk_topic(topic)
         assert parsed is not None
         key = (parsed.package, parsed.request_id)
@@ -66,11 +68,12 @@ class Chunks:
             rid = await self.driver.resolve_rid(link.device, parsed.package)
             if rid is not None:
                 rid = link.rids.setdefault(key, rid)
-        self._answer(session, link, topic, payload, rid)
+        return self._answer(session, link, topic, payload, rid)
 
     def _answer(
         self, session: Session, link: Link, topic: str, payload: bytes, rid: RidState | None
-    ) -> None:
+    ) -> int | None:
+        """Send the chunk or the error; errors close the session without a PUBACK."""
         decision = decide_chunk(
             topic,
             payload,
@@ -90,6 +93,7 @@ class Chunks:
             session.send(decision.topic, data, 1 if qos is None else qos)
             if rid.update_id is not None:
                 self.driver.progress.note(rid.update_id, decision.end, rid.size)
+            return None
         elif isinstance(decision, ChunkError):
             if rid is not None and decision.remember_size is not None:
                 rid.chunk_size = decision.remember_size
@@ -103,8 +107,11 @@ class Chunks:
             qos = subscription_qos(session, SubscriptionKind.FIRMWARE_ERRORS)
             session.send(decision.topic, decision.error.encode(), 1 if qos is None else qos)
             session.disconnect(decision.disconnect_reason, decision.error)
+            return NO_ACK
         elif isinstance(decision, CloseConnection):
             log.warning("device %s: %s; closing", link.device, decision.reason)
             session.disconnect(decision.disconnect_reason, decision.reason)
+            return NO_ACK
         elif isinstance(decision, UnknownTopic):
             log.info("device %s: unknown topic %r; dropped", link.device, topic)
+            return ReasonCode.TOPIC_NAME_INVALID

@@ -45,7 +45,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI
 
@@ -89,6 +89,7 @@ from otahub.hub.services.events import (
 )
 from otahub.hub.services.views import DeviceView, PackageView, UpdateView
 from otahub.mqtt.packets import Publish
+from otahub.mqtt.reason_codes import ReasonCode
 from otahub.mqtt.session import Session
 from otahub.protocols.checksums import Algorithm
 from otahub.protocols.states import TERMINAL_STATES, UpdateState
@@ -109,6 +110,7 @@ from otahub.protocols.thingsboard import (
     unassignment_attributes,
 )
 
+T = TypeVar("T")
 log = logging.getLogger("otahub.hub.thingsboard")
 
 DEFAULT_ALGORITHM = Algorithm.SHA256
@@ -199,7 +201,8 @@ class ThingsBoardDriver(Driver):
 
     # -- device publishes ----------------------------------------------------
 
-    def _on_publish(self, session: Session, packet: Publish) -> Awaitable[None] | None:
+    def _on_publish(self, session: Session, packet: Publish) -> Awaitable[int | None] | int | None:
+        """Handle a device publish; the result is the PUBACK verdict (see mqtt.hooks)."""
         link = session.identity.data
         if session.identity.dialect != DIALECT or not isinstance(link, Link):
             # Not a ThingsBoard session: these topics are plain broker traffic for it.
@@ -211,11 +214,10 @@ class ThingsBoardDriver(Driver):
         try:
             kind = classify_publish(topic)
         except ThingsBoardError as exc:
-            self.payload_error(session, "request topic", exc)
-            return None
+            return self.payload_error(session, "request topic", exc)
         if kind is None:
             log.info("device %s: unknown topic %r; dropped", link.device, topic)
-            return None
+            return ReasonCode.TOPIC_NAME_INVALID
         if kind.kind is PublishKind.TELEMETRY:
             return self.in_order(
                 link, self.telemetry.handle(session, link.device, packet.payload, kind.family)
@@ -232,22 +234,20 @@ class ThingsBoardDriver(Driver):
             )
         if kind.kind is PublishKind.RPC_REQUEST:
             assert kind.request_id is not None
-            self._rpc(session, link.device, kind.request_id, packet.payload, kind)
-            return None
+            return self._rpc(session, link.device, kind.request_id, packet.payload, kind)
         log.debug("device %s: %s on %r ignored", link.device, kind.kind.value, topic)
         return None
 
     def _rpc(
         self, session: Session, device: str, request_id: int, payload: bytes, kind: Any
-    ) -> None:
+    ) -> int | None:
         try:
             rpc = parse_rpc_request(request_id, payload, kind.family)
         except ThingsBoardError as exc:
-            self.payload_error(session, "RPC request", exc)
-            return
+            return self.payload_error(session, "RPC request", exc)
         if rpc.method != SESSION_LIMITS_METHOD:
             log.info("device %s: client RPC %r is not handled by the hub", device, rpc.method)
-            return
+            return None
         limits = build_session_limits(
             max_payload_size=self.chunks.max_chunk_size,
             max_inflight_messages=100,
@@ -256,15 +256,16 @@ class ThingsBoardDriver(Driver):
             telemetry_data_points="",
         )
         session.send(rpc.response_topic, limits, 1)
+        return None
 
     @staticmethod
-    async def in_order(link: Link, work: Awaitable[None]) -> None:
+    async def in_order(link: Link, work: Awaitable[T]) -> T:
         """Run after the device's earlier messages (the lock is FIFO)."""
         async with link.lock:
-            await work
+            return await work
 
-    def payload_error(self, session: Session, what: str, exc: ThingsBoardError) -> None:
-        """ThingsBoard closes a 3.1.1 session on a bad payload; 5.0 sessions stay."""
+    def payload_error(self, session: Session, what: str, exc: ThingsBoardError) -> int:
+        """ThingsBoard closes a 3.1.1 session on a bad payload; 5.0 sessions get PUBACK 0x99."""
         v5 = session.is_v5
         log.warning(
             "device %s: malformed %s: %s%s",
@@ -275,6 +276,7 @@ class ThingsBoardDriver(Driver):
         )
         if not v5:
             session.disconnect()
+        return ReasonCode.PAYLOAD_FORMAT_INVALID
 
     # -- packages ------------------------------------------------------------
 

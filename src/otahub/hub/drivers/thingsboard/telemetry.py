@@ -33,16 +33,17 @@ class Telemetry:
 
     async def handle(
         self, session: Session, device: str, payload: bytes, family: TopicFamily
-    ) -> None:
+    ) -> int | None:
+        """Returns the PUBACK verdict: None, or the payload error code."""
         try:
             entries = parse_telemetry(payload, family)
         except ThingsBoardError as exc:
-            self.driver.payload_error(session, "telemetry", exc)
-            return
+            return self.driver.payload_error(session, "telemetry", exc)
         for package in PackageType:
             report = extract_ota_report(entries, package)
             if report is not None:
                 await self.apply(device, report)
+        return None
 
     async def apply(self, device: str, report: OtaReport) -> None:
         p = report.package.prefix
