@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs `otahub demo` on a fresh machine: a hub on free loopback ports and one
+# agent per dialect, each updated end to end. Extra arguments go to the demo.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ensure_venv test
+cd "$ROOT"
+exec "$VENV/bin/otahub" demo "$@"
