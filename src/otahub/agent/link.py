@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,9 @@ class MqttLink:
         self.options = options
         self.connected = asyncio.Event()
         self._client: aiomqtt.Client | None = None
+        #: Resolved when the current connection ends, so publishes waiting for
+        #: a PUBACK on it stop waiting (aiomqtt would wait the full timeout).
+        self._lost: asyncio.Future[None] | None = None
         self.connections = 0
 
     def _tls(self) -> ssl.SSLContext | None:
@@ -70,6 +74,10 @@ class MqttLink:
             keepalive=self.config.keepalive,
             tls_context=self._tls(),
             timeout=PUBLISH_TIMEOUT,
+            # paho leaves Nagle on: a PUBACK followed by the next request (one
+            # ThingsBoard chunk after another) then waits for the broker's
+            # delayed ACK, about 40 ms per round trip.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
 
     async def run(self, on_connect: OnConnect, on_message: OnMessage) -> None:
@@ -80,6 +88,7 @@ class MqttLink:
             try:
                 async with client:
                     self._client = client
+                    self._lost = asyncio.get_running_loop().create_future()
                     self.connections += 1
                     log.info("connected to %s:%s", self.config.host, self.config.port)
                     delay = self.config.reconnect_initial
@@ -94,6 +103,8 @@ class MqttLink:
             finally:
                 self.connected.clear()
                 self._client = None
+                if self._lost is not None and not self._lost.done():
+                    self._lost.set_result(None)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.config.reconnect_max)
 
@@ -114,12 +125,19 @@ class MqttLink:
             if best_effort and not self.connected.is_set():
                 return False
             await self.connected.wait()
-            client = self._client
-            if client is None:
+            client, lost = self._client, self._lost
+            if client is None or lost is None:
                 await asyncio.sleep(0.05)
                 continue
             try:
-                await client.publish(topic, payload, qos=qos, retain=retain)
+                sending = asyncio.ensure_future(
+                    client.publish(topic, payload, qos=qos, retain=retain)
+                )
+                await asyncio.wait([sending, lost], return_when=asyncio.FIRST_COMPLETED)
+                if not sending.done():
+                    sending.cancel()
+                    raise aiomqtt.MqttError("connection lost before the broker acknowledged")
+                sending.result()
                 return True
             except aiomqtt.MqttError as exc:
                 if best_effort:

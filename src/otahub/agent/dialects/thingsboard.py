@@ -70,7 +70,10 @@ class ThingsBoardClient(DialectClient):
         #: (package, rid, chunk) -> the future its response resolves.
         self._waiting: dict[tuple[tb.PackageType, str, int], asyncio.Future[bytes]] = {}
         self._server_error: asyncio.Future[str] | None = None
+        #: Set when a connection is ready for chunk requests (``on_connect`` done).
         self._reconnected = asyncio.Event()
+        #: ``link.connections`` of the connection ``on_connect`` last completed for.
+        self._ready_connection = 0
 
     @property
     def packages(self) -> tuple[tb.PackageType, ...]:
@@ -95,6 +98,7 @@ class ThingsBoardClient(DialectClient):
         filters.append(tb.FW_ERROR_TOPIC)  # software errors come here too
         for topic_filter in filters:
             await link.subscribe(topic_filter, qos=1)
+        self._ready_connection = link.connections
         self._reconnected.set()
         await self._request_attributes()
 
@@ -233,6 +237,14 @@ class ThingsBoardClient(DialectClient):
         rid = str(record.extra["rid"])
         # Only whole chunks count: a partly written one is fetched again.
         index = await asyncio.to_thread(_truncate_to_chunks, dest, chunk_size)
+        # Whole chunks already on disk are never asked for again.
+        log.info(
+            "%s download (rid %s) starts at chunk %d of %d",
+            record.kind,
+            rid,
+            index,
+            -(-size // chunk_size),
+        )
         received = 0
         loop = asyncio.get_running_loop()
         self._server_error = loop.create_future()
@@ -260,13 +272,19 @@ class ThingsBoardClient(DialectClient):
     async def _chunk(self, package: tb.PackageType, rid: str, index: int, chunk_size: int) -> bytes:
         """Request one chunk until it arrives; re-requested after a reconnect or a timeout."""
         cfg = self.agent.config
+        link = self.agent.link
         timeouts = 0
         while True:
-            await self.agent.link.connected.wait()
+            # Only on a connection whose subscriptions are in place: a request
+            # sent before on_connect finished would be sent again after it.
+            while not (link.connected.is_set() and self._ready_connection == link.connections):
+                self._reconnected.clear()
+                await self._reconnected.wait()
             self._reconnected.clear()
             future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
             self._waiting[(package, rid, index)] = future
-            published = await self.agent.link.publish(
+            log.debug("requesting chunk %d (rid %s)", index, rid)
+            published = await link.publish(
                 tb.chunk_request_topic(package, rid, index), str(chunk_size).encode(), qos=1
             )
             assert published

@@ -1,0 +1,270 @@
+"""ThingsBoard agent against otahub serve: MQTT chunk downloads, faults, resume, software.
+
+The hub's update record (``GET /api/v1/updates/{id}``) is the oracle. One hub
+serves the module; each test has its own device, token and package version.
+The agent logs every chunk it requests at DEBUG, which is how the resume
+tests see which chunk indices travelled after a cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.agent.agentproc import AgentProcess
+from tests.agent.hubapi import (
+    corrupt_blob,
+    path_of,
+    register,
+    start_update,
+    state_file,
+    until,
+    upload,
+    wait_state,
+)
+from tests.agent.test_thin_edge import Device, agents, install_hook
+from tests.hubproc import HubProcess
+
+__all__ = ["agents"]  # the fixture, shared with the thin-edge tests
+
+TITLE = "tb-firmware"
+FLOW = ["downloading", "downloaded", "verified", "installing", "succeeded"]
+
+
+@pytest.fixture(scope="module")
+def tbhub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    hub = HubProcess(tmp_path_factory.mktemp("tbhub") / "data", extra_args=["--no-auth"])
+    yield hub.start()
+    hub.stop()
+
+
+def tb_config(
+    hub: HubProcess, device: Device, token: str, hook: str, chunk_size: int = 4096, **hooks: Any
+) -> dict[str, Any]:
+    return {
+        "dialect": "thingsboard",
+        "state_dir": str(device.state_dir),
+        "log_level": "DEBUG",
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": hub.mqtt_port,
+            "reconnect_initial": 0.2,
+            "reconnect_max": 0.5,
+        },
+        "thingsboard": {"token": token, "chunk_size": chunk_size, "chunk_timeout": 5},
+        "version": {"file": str(device.version_file), "name": TITLE},
+        "hooks": {"install": hook, "timeout": 20, **hooks},
+    }
+
+
+def new_device(hub: HubProcess, tmp_path: Path, name: str) -> tuple[Device, str]:
+    token = f"token-{name}"
+    register(hub, name=name, dialect="thingsboard", token=token)
+    return Device(tmp_path), token
+
+
+def is_subsequence(wanted: list[str], seen: list[str]) -> bool:
+    it = iter(seen)
+    return all(state in it for state in wanted)
+
+
+def requested_chunks(log: str) -> list[int]:
+    return [int(n) for n in re.findall(r"requesting chunk (\d+) ", log)]
+
+
+async def test_update_succeeds(
+    tbhub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device, token = new_device(tbhub, tmp_path, "tb-ok")
+    data = os.urandom(50_000)
+    upload(tbhub, TITLE, "1.0.1", data)
+    agent = agents(tb_config(tbhub, device, token, install_hook(device)))
+    update_id = await start_update(tbhub, "tb-ok", TITLE, "1.0.1")
+    update = await wait_state(tbhub, update_id)
+    assert update["state"] == "succeeded", update
+    assert is_subsequence(FLOW, path_of(update)), path_of(update)
+    assert device.hook_runs() == ["1.0.1"]
+    assert device.version_file.read_text() == "1.0.1"
+    # 50 000 bytes in 4096-byte chunks: 0..12, each asked for once.
+    assert requested_chunks(agent.log()) == list(range(13))
+
+
+async def test_checksum_mismatch_fails_and_installs_nothing(
+    tbhub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device, token = new_device(tbhub, tmp_path, "tb-bad-sum")
+    package = upload(tbhub, TITLE, "1.0.2", os.urandom(20_000))
+    corrupt_blob(tbhub, package["sha256"])
+    agents(tb_config(tbhub, device, token, install_hook(device)))
+    update_id = await start_update(tbhub, "tb-bad-sum", TITLE, "1.0.2")
+    update = await wait_state(tbhub, update_id)
+    assert update["state"] == "failed", update
+    assert "SHA256 checksum mismatch" in update["reason"]
+    assert "installing" not in path_of(update)
+    assert device.hook_runs() == []
+    assert device.version_file.read_text().strip() == "1.0.0"
+    assert not list((device.state_dir / "downloads").iterdir())
+
+
+async def test_hook_failure_reports_stderr(
+    tbhub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device, token = new_device(tbhub, tmp_path, "tb-hook-fails")
+    upload(tbhub, TITLE, "1.0.3", os.urandom(10_000))
+    hook = install_hook(device, exit_code=7, stderr="partition locked")
+    agents(tb_config(tbhub, device, token, hook))
+    update_id = await start_update(tbhub, "tb-hook-fails", TITLE, "1.0.3")
+    update = await wait_state(tbhub, update_id)
+    assert update["state"] == "failed", update
+    assert update["reason"] == "install hook failed (exit code 7): partition locked"
+    assert "installing" in path_of(update)
+    assert device.version_file.read_text().strip() == "1.0.0"
+
+
+async def test_reboot_required_verifies_after_restart(
+    tbhub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device, token = new_device(tbhub, tmp_path, "tb-reboot")
+    upload(tbhub, TITLE, "1.0.4", os.urandom(10_000))
+    verify_log = tmp_path / "verify.log"
+    config = tb_config(
+        tbhub,
+        device,
+        token,
+        install_hook(device, exit_code=100),
+        verify=f"sh -c 'echo {{version}} >> {verify_log}'",
+    )
+    agent = agents(config)
+    update_id = await start_update(tbhub, "tb-reboot", TITLE, "1.0.4")
+    await until(
+        lambda: (
+            state_file(device.state_dir).exists()
+            and '"reboot_pending"' in state_file(device.state_dir).read_text()
+        )
+    )
+    agent.stop()  # the device restarts
+    update = await wait_state(tbhub, update_id, "installing")
+    assert not verify_log.exists()
+    agents(config)
+    update = await wait_state(tbhub, update_id)
+    assert update["state"] == "succeeded", update
+    assert verify_log.read_text().split() == ["1.0.4"]
+    assert device.hook_runs() == ["1.0.4"]
+
+
+async def test_chunks_resume_after_the_connection_is_cut(
+    hub_factory: Callable[..., HubProcess], agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    # Its own hub: restarting it cuts the agent's connection mid-download.
+    hub = hub_factory("--no-auth")
+    device, token = new_device(hub, tmp_path, "tb-cut")
+    size, chunk = 3_000_000, 2048
+    upload(hub, TITLE, "1.1.0", os.urandom(size))
+    agent = agents(tb_config(hub, device, token, install_hook(device), chunk_size=chunk))
+    update_id = await start_update(hub, "tb-cut", TITLE, "1.1.0")
+    downloads = device.state_dir / "downloads"
+    await until(lambda: any(p.stat().st_size > size // 4 for p in downloads.glob("*.bin")))
+    hub.stop()
+    before = requested_chunks(agent.log())
+    hub.start()
+    update = await wait_state(hub, update_id, timeout=90)
+    assert update["state"] == "succeeded", update
+    log = agent.log()
+    assert "MQTT connection lost" in log
+    after = requested_chunks(log)[len(before) :]
+    last = -(-size // chunk) - 1
+    # The chunk in flight at the cut is asked for again, then the rest in
+    # order; nothing before it travels twice.
+    assert after[0] in (before[-1], before[-1] + 1), (before[-3:], after[:3])
+    assert after == list(range(after[0], last + 1))
+    assert before == list(range(before[-1] + 1))
+    assert device.hook_runs() == ["1.1.0"]
+
+
+async def test_killed_mid_download_resumes_from_the_last_whole_chunk(
+    tbhub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device, token = new_device(tbhub, tmp_path, "tb-kill")
+    size, chunk = 3_000_000, 2048
+    upload(tbhub, TITLE, "1.1.1", os.urandom(size))
+    config = tb_config(tbhub, device, token, install_hook(device), chunk_size=chunk)
+    agent = agents(config)
+    update_id = await start_update(tbhub, "tb-kill", TITLE, "1.1.1")
+    downloads = device.state_dir / "downloads"
+    await until(lambda: any(p.stat().st_size > size // 4 for p in downloads.glob("*.bin")))
+    agent.kill()
+    (partial,) = downloads.glob("*.bin")
+    whole = partial.stat().st_size // chunk
+    before = requested_chunks(agent.log())
+    agents(config)
+    update = await wait_state(tbhub, update_id, timeout=90)
+    assert update["state"] == "succeeded", update
+    log = agent.log()  # both runs append to the same log
+    assert f"starts at chunk {whole} of {-(-size // chunk)}" in log
+    assert requested_chunks(log)[len(before) :] == list(range(whole, -(-size // chunk)))
+    assert device.hook_runs() == ["1.1.1"]
+
+
+async def test_killed_after_install_before_report_succeeds_once(
+    tbhub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device, token = new_device(tbhub, tmp_path, "tb-kill-install")
+    upload(tbhub, TITLE, "1.1.2", os.urandom(20_000))
+    # Installs, then lingers: the agent is killed after the install, before its report.
+    hook = (
+        f'sh -c \'echo "$2" >> {device.hook_log}; printf %s "$2" > {device.version_file}; '
+        "sleep 2' hook {file} {version}"
+    )
+    config = tb_config(tbhub, device, token, hook)
+    agent = agents(config)
+    update_id = await start_update(tbhub, "tb-kill-install", TITLE, "1.1.2")
+    await until(lambda: device.version_file.read_text() == "1.1.2")
+    agent.kill()
+    assert json.loads(state_file(device.state_dir).read_text())["current"]["phase"] == "installing"
+    await asyncio.sleep(2.5)  # the orphaned hook finishes
+    update = await wait_state(tbhub, update_id, "installing")
+    agents(config)
+    update = await wait_state(tbhub, update_id)
+    assert update["state"] == "succeeded", update
+    assert path_of(update).count("succeeded") == 1
+    assert device.hook_runs() == ["1.1.2"]
+
+
+async def test_software_update_next_to_firmware(
+    tbhub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device, token = new_device(tbhub, tmp_path, "tb-software")
+    sw_version = tmp_path / "sw-version"
+    sw_version.write_text("2.0.0\n")
+    sw_log = tmp_path / "sw-hook.log"
+    sw_hook = (
+        f'sh -c \'echo "$1 $2" >> {sw_log}; printf %s "$2" > {sw_version}\' '
+        "hook {kind} {version}"
+    )
+    config = tb_config(tbhub, device, token, install_hook(device))
+    config["thingsboard.software"] = {
+        "enabled": True,
+        "file": str(sw_version),
+        "name": "tb-app",
+        "install": sw_hook,
+    }
+    upload(tbhub, "tb-app", "2.1.0", os.urandom(30_000), kind="software")
+    agent = agents(config)
+    update_id = await start_update(tbhub, "tb-software", "tb-app", "2.1.0")
+    update = await wait_state(tbhub, update_id)
+    assert update["state"] == "succeeded", update
+    assert update["kind"] == "software"
+    assert is_subsequence(FLOW, path_of(update)), path_of(update)
+    assert sw_log.read_text().split() == ["software", "2.1.0"]
+    assert sw_version.read_text() == "2.1.0"
+    # The firmware is untouched and its hook never ran.
+    assert device.hook_runs() == []
+    assert device.version_file.read_text().strip() == "1.0.0"
+    assert "software download (rid 1) starts at chunk 0 of 8" in agent.log()
