@@ -1,0 +1,147 @@
+"""EnOS agent against otahub serve: signed login, upgrade push, HTTP download, faults.
+
+The hub's update record (``GET /api/v1/updates/{id}``) is the oracle. One hub
+serves the module; each test has its own device keys and package version.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.agent.agentproc import AgentProcess
+from tests.agent.hubapi import (
+    corrupt_blob,
+    path_of,
+    register,
+    start_update,
+    state_file,
+    until,
+    upload,
+    wait_state,
+)
+from tests.agent.test_thin_edge import Device, agents, install_hook
+from tests.hubproc import HubProcess
+
+__all__ = ["agents"]  # the fixture, shared with the thin-edge tests
+
+TITLE = "enos-firmware"
+PRODUCT = "pkAgentTests"
+
+
+@pytest.fixture(scope="module")
+def enoshub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    hub = HubProcess(tmp_path_factory.mktemp("enoshub") / "data", extra_args=["--no-auth"])
+    yield hub.start()
+    hub.stop()
+
+
+def new_device(hub: HubProcess, tmp_path: Path, device_key: str) -> tuple[Device, dict[str, str]]:
+    secret = f"secret-{device_key}"
+    register(
+        hub,
+        name=device_key,
+        dialect="enos",
+        product_key=PRODUCT,
+        device_key=device_key,
+        secret=secret,
+    )
+    keys = {"product_key": PRODUCT, "device_key": device_key, "device_secret": secret}
+    return Device(tmp_path), keys
+
+
+def enos_config(
+    hub: HubProcess, device: Device, keys: dict[str, str], hook: str, **hooks: Any
+) -> dict[str, Any]:
+    return {
+        "dialect": "enos",
+        "state_dir": str(device.state_dir),
+        "log_level": "DEBUG",
+        "mqtt": {"host": "127.0.0.1", "port": hub.mqtt_port, "reconnect_initial": 0.2},
+        "enos": {**keys, "reply_timeout": 5},
+        "version": {"file": str(device.version_file), "name": TITLE},
+        "hooks": {"install": hook, "timeout": 20, **hooks},
+        "download": {"backoff_initial": 0.05, "backoff_max": 0.2},
+    }
+
+
+async def test_update_succeeds(
+    enoshub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device, keys = new_device(enoshub, tmp_path, "enos-ok")
+    upload(enoshub, TITLE, "1.0.1", os.urandom(200_000))
+    agents(enos_config(enoshub, device, keys, install_hook(device)))
+    update_id = await start_update(enoshub, "enos-ok", TITLE, "1.0.1")
+    update = await wait_state(enoshub, update_id)
+    assert update["state"] == "succeeded", update
+    states = path_of(update)
+    assert states.index("sent") < states.index("downloading") < states.index("succeeded")
+    assert device.hook_runs() == ["1.0.1"]
+    assert device.version_file.read_text() == "1.0.1"
+
+
+async def test_checksum_mismatch_fails_and_installs_nothing(
+    enoshub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device, keys = new_device(enoshub, tmp_path, "enos-bad-sum")
+    package = upload(enoshub, TITLE, "1.0.2", os.urandom(20_000))
+    corrupt_blob(enoshub, package["sha256"])
+    agents(enos_config(enoshub, device, keys, install_hook(device)))
+    update_id = await start_update(enoshub, "enos-bad-sum", TITLE, "1.0.2")
+    update = await wait_state(enoshub, update_id)
+    assert update["state"] == "failed", update
+    assert update["code"] == "-3", update  # verification failure
+    assert "checksum mismatch" in update["reason"]
+    assert device.hook_runs() == []
+    assert device.version_file.read_text().strip() == "1.0.0"
+    assert not list((device.state_dir / "downloads").iterdir())
+
+
+async def test_hook_failure_reports_stderr(
+    enoshub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device, keys = new_device(enoshub, tmp_path, "enos-hook-fails")
+    upload(enoshub, TITLE, "1.0.3", os.urandom(10_000))
+    hook = install_hook(device, exit_code=7, stderr="partition locked")
+    agents(enos_config(enoshub, device, keys, hook))
+    update_id = await start_update(enoshub, "enos-hook-fails", TITLE, "1.0.3")
+    update = await wait_state(enoshub, update_id)
+    assert update["state"] == "failed", update
+    assert update["code"] == "-4", update  # burning failure
+    assert "install hook failed (exit code 7): partition locked" in update["reason"]
+    assert device.version_file.read_text().strip() == "1.0.0"
+
+
+async def test_reboot_required_verifies_after_restart(
+    enoshub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device, keys = new_device(enoshub, tmp_path, "enos-reboot")
+    upload(enoshub, TITLE, "1.0.4", os.urandom(10_000))
+    verify_log = tmp_path / "verify.log"
+    config = enos_config(
+        enoshub,
+        device,
+        keys,
+        install_hook(device, exit_code=100),
+        verify=f"sh -c 'echo {{version}} >> {verify_log}'",
+    )
+    agent = agents(config)
+    update_id = await start_update(enoshub, "enos-reboot", TITLE, "1.0.4")
+    await until(
+        lambda: (
+            state_file(device.state_dir).exists()
+            and '"reboot_pending"' in state_file(device.state_dir).read_text()
+        )
+    )
+    agent.stop()  # the device restarts
+    update = await wait_state(enoshub, update_id, "installing")
+    assert not verify_log.exists()
+    agents(config)
+    update = await wait_state(enoshub, update_id)
+    assert update["state"] == "succeeded", update
+    assert verify_log.read_text().split() == ["1.0.4"]
+    assert device.hook_runs() == ["1.0.4"]
