@@ -14,6 +14,9 @@ from pydantic import ValidationError
 
 from otahub.agent.config import AgentConfig, load_config
 
+#: Seconds a stop signal waits for a clean shutdown before cutting it short.
+SHUTDOWN_GRACE = 2.0
+
 
 async def _run(config: AgentConfig) -> None:
     from otahub.agent.app import Agent  # keeps other commands from loading MQTT and HTTP clients
@@ -21,8 +24,17 @@ async def _run(config: AgentConfig) -> None:
     agent = Agent(config)
     task = asyncio.create_task(agent.run())
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        task.cancel()
+        # The first cancel lets the MQTT client disconnect gracefully; now and
+        # then the client waits for a disconnect that never completes (up to
+        # its 30 s timeout), so a second cancel ends that wait. The state on
+        # disk is always consistent, so nothing is lost by not waiting.
+        loop.call_later(SHUTDOWN_GRACE, task.cancel)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, stop)
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
