@@ -859,6 +859,14 @@ class Decoder:
                 end = start + src[pos + 1]
                 if end - pos > max_size:
                     self._header(src, pos, size)  # raises PACKET_TOO_LARGE
+            elif pos + 2 < size and 0 < src[pos + 2] < 0x80 and rules[first] is None:
+                # Two-byte remaining length (128 B to 16 KiB, most PUBLISHes): a
+                # continuation byte (one-byte lengths took the branch above) and a
+                # non-zero final byte, so minimally encoded.
+                start = pos + 3
+                end = start + ((src[pos + 1] & 0x7F) | src[pos + 2] << 7)
+                if end - pos > max_size:
+                    self._header(src, pos, size)  # raises PACKET_TOO_LARGE
             else:
                 header = self._header(src, pos, size)
                 if header is None:
