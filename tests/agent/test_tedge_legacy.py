@@ -1,4 +1,4 @@
-"""Legacy tedge/<child>/commands flow: answers, sha256 check, attempt re-sends."""
+"""Legacy tedge/<child>/commands flow: answers, sha256 check, attempt re-sends, hook outcomes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.agent.agentproc import AgentProcess, observer
+from tests.agent.agentproc import AgentProcess, Observer, observer
 from tests.agent.fileserver import FileServer
+from tests.agent.hubapi import until
 from tests.agent.test_thin_edge import Device, agents, install_hook
 from tests.hubproc import HubProcess
 
@@ -76,3 +77,58 @@ async def test_resend_of_done_request_does_not_install_twice(
         assert "SHA256 checksum mismatch" in failed["reason"]
         assert device.hook_runs() == ["22.03"]
     assert agent.proc is not None and agent.proc.poll() is None
+
+
+async def _first_answer(gw: Observer, payload: bytes) -> None:
+    # The agent subscribes after connecting; a request is not retained, so resend until seen.
+    while not gw.on(RES):
+        await gw.publish(REQ, payload)
+        with contextlib.suppress(TimeoutError):
+            await gw.wait_for(lambda: bool(gw.on(RES)), timeout=1)
+
+
+async def test_hook_failure_reports_stderr(
+    hub: HubProcess, files: FileServer, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device = Device(tmp_path)
+    data = os.urandom(10_000)
+    files.files["fw"] = data
+    config = legacy_config(hub, device)
+    config["hooks"]["install"] = install_hook(device, exit_code=7, stderr="partition locked")
+    agents(config)
+    async with observer(hub.mqtt_port, RES) as gw:
+        payload = request("op-hook", 1, files.url("fw"), hashlib.sha256(data).hexdigest())
+        await _first_answer(gw, payload)
+        await gw.wait_for(lambda: "failed" in {m["status"] for m in gw.json_on(RES)})
+        assert gw.json_on(RES)[-1] == {
+            "id": "op-hook",
+            "status": "failed",
+            "reason": "install hook failed (exit code 7): partition locked",
+        }
+        assert device.version_file.read_text().strip() == "1.0.0"
+
+
+async def test_reboot_required_verifies_after_restart(
+    hub: HubProcess, files: FileServer, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device = Device(tmp_path)
+    data = os.urandom(10_000)
+    files.files["fw"] = data
+    verify_log = tmp_path / "verify.log"
+    config = legacy_config(hub, device)
+    config["hooks"]["install"] = install_hook(device, exit_code=100)
+    config["hooks"]["verify"] = f"sh -c 'echo {{version}} >> {verify_log}'"
+    agent = agents(config)
+    state = device.state_dir / "state.json"
+    async with observer(hub.mqtt_port, RES) as gw:
+        payload = request("op-reboot", 1, files.url("fw"), hashlib.sha256(data).hexdigest())
+        await _first_answer(gw, payload)
+        await until(lambda: state.exists() and '"reboot_pending"' in state.read_text())
+        agent.stop()  # the device restarts
+        assert [m["status"] for m in gw.json_on(RES)] == ["executing"]
+        agents(config)
+        await gw.wait_for(lambda: "successful" in {m["status"] for m in gw.json_on(RES)})
+        # After the restart: executing again (restarts the gateway's timer), then the result.
+        assert [m["status"] for m in gw.json_on(RES)] == ["executing", "executing", "successful"]
+        assert verify_log.read_text().split() == ["22.03"]
+        assert device.hook_runs() == ["22.03"]
