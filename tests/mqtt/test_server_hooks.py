@@ -253,3 +253,25 @@ async def test_acl_may_name_the_subscribe_refusal_code(running: RunningServer) -
         suback = await client.subscribe("ok", "ok/+")
         assert suback.reason_codes == [0, refused]
         client.close()
+
+
+async def test_acknowledgement_precedes_a_plain_handlers_reply(running: RunningServer) -> None:
+    def answer(session: Session, packet: Publish) -> None:
+        session.send("reply/1", b"chunk")
+
+    def refuse(session: Session, packet: Publish) -> int:
+        session.send("error", b"NOT_FOUND")
+        session.disconnect(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR, "nothing assigned")
+        return NO_ACK
+
+    running.server.intercept("ask/1", answer)
+    running.server.intercept("ask/2", refuse)
+    client = await RawClient.open(running.port, 5)
+    await client.connect("ordered")
+    await client.send(Publish("ask/1", b"", qos=1, packet_id=7))
+    assert await client.recv() == Puback(7)
+    reply = await client.recv()
+    assert isinstance(reply, Publish) and reply.topic == "reply/1"
+    await client.send(Publish("ask/2", b"", qos=1, packet_id=8))
+    sent = await client.closed()
+    assert [type(p).__name__ for p in sent] == ["Publish", "Disconnect"]

@@ -131,6 +131,9 @@ class Connection(asyncio.Protocol):
         self.last_rx = time.monotonic()
         self.keep_alive = 0
         self.topic_aliases: dict[int, str] = {}
+        # output produced while a driver handles a claimed PUBLISH, held back so
+        # that the PUBLISH's acknowledgement goes out first (as brokers do)
+        self._held: list[bytes] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------
@@ -200,8 +203,15 @@ class Connection(asyncio.Protocol):
     # -- output --------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and self.state != "closed":
+        if self._held is not None:
+            self._held.append(data)
+        elif self.transport is not None and self.state != "closed":
             self.transport.write(data)
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, None
+        if held and self.transport is not None:
+            self.transport.writelines(held)
 
     def send(self, packet: Packet) -> None:
         self.write(encode(packet, self.version or 4))
@@ -277,7 +287,9 @@ class Connection(asyncio.Protocol):
             return
         if transport is None or self.state == "closed":
             return
-        if head is None:
+        if self._held is not None:
+            self._held.append(data if head is None else head + payload)
+        elif head is None:
             transport.write(data)
         elif len(payload) >= _GATHER_MIN and type(payload) is bytes:
             # header and payload in one writev, without copying the payload;
@@ -296,6 +308,7 @@ class Connection(asyncio.Protocol):
         if self.version >= MQTT_5 and self.state == "connected":
             props = Properties(reason_string=reason) if reason else Properties()
             self.send(Disconnect(reason_code, props))
+        self._release_held()  # what a driver sent before closing still goes out
         self.state = "closed"
         if self.transport is not None:
             self.transport.close()
@@ -542,11 +555,25 @@ class Connection(asyncio.Protocol):
             if topic != packet.topic:
                 packet.topic = topic
 
+            verdicts: list[int | None] = []
+            handling = True
+
             def acknowledge(verdict: int | None) -> None:
-                if qos and verdict != NO_ACK and self.state == "connected":
+                if handling:
+                    verdicts.append(verdict)  # a plain handler: acknowledged below
+                elif qos and verdict != NO_ACK and self.state == "connected":
                     self._ack_publish(qos, pid, verdict or 0)
 
-            server.run_interceptor(handler, session, packet, acknowledge)
+            self._held = []
+            try:
+                server.run_interceptor(handler, session, packet, acknowledge)
+            finally:
+                handling = False
+                held, self._held = self._held, None
+            if verdicts and qos and verdicts[0] != NO_ACK and self.state == "connected":
+                self._ack_publish(qos, pid, verdicts[0] or 0)
+            if held and self.transport is not None and self.state != "closed":
+                self.transport.writelines(held)
             return
         message = Message.from_publish(
             topic,

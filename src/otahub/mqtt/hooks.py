@@ -70,7 +70,9 @@ Authenticator = Callable[[ConnectInfo], Awaitable["Identity | Refusal | None"]]
 # a coroutine is run as a task so the connection keeps reading. What it
 # returns decides the acknowledgement of a QoS 1/2 PUBLISH, sent once the
 # handler is done: None = success, a reason code = that code (MQTT 5; 3.1.1
-# acknowledgements carry none), NO_ACK = no acknowledgement at all.
+# acknowledgements carry none), NO_ACK = no acknowledgement at all. What a
+# plain handler sends meanwhile goes out after the acknowledgement; a
+# coroutine's sends go out as they happen, its acknowledgement last.
 InterceptHandler = Callable[["Session", "Publish"], "Awaitable[int | None] | int | None"]
 NO_ACK = -1
 
