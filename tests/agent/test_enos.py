@@ -145,3 +145,36 @@ async def test_reboot_required_verifies_after_restart(
     assert update["state"] == "succeeded", update
     assert verify_log.read_text().split() == ["1.0.4"]
     assert device.hook_runs() == ["1.0.4"]
+
+
+async def test_failed_verification_after_restart_rolls_back(
+    enoshub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device, keys = new_device(enoshub, tmp_path, "enos-rollback")
+    upload(enoshub, TITLE, "1.0.5", os.urandom(10_000))
+    config = enos_config(
+        enoshub,
+        device,
+        keys,
+        install_hook(device, exit_code=100),
+        # Takes a moment, so the agent is connected again before it fails.
+        verify="sh -c 'sleep 1; echo watchdog reset >&2; exit 1'",
+        rollback=f"sh -c 'printf 1.0.0 > {device.version_file}'",
+    )
+    agent = agents(config)
+    update_id = await start_update(enoshub, "enos-rollback", TITLE, "1.0.5")
+    await until(
+        lambda: (
+            state_file(device.state_dir).exists()
+            and '"reboot_pending"' in state_file(device.state_dir).read_text()
+        )
+    )
+    agent.stop()
+    # The install hook wrote the new version: an inform of it on reconnect,
+    # before the verification, would already count as success on the hub.
+    agents(config)
+    update = await wait_state(enoshub, update_id)
+    assert update["state"] == "failed", update
+    assert update["code"] == "-4", update
+    assert "verify hook failed (exit code 1): watchdog reset; rolled back" in update["reason"]
+    assert device.version_file.read_text() == "1.0.0"

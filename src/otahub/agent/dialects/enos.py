@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from otahub.agent.config import EnosMode
 from otahub.agent.dialects.base import DialectClient, Step
 from otahub.agent.link import ClientOptions
-from otahub.agent.state import FailureKind, Outcome, UpdateRecord
+from otahub.agent.state import FailureKind, Outcome, Phase, UpdateRecord
 from otahub.protocols import enos
 from otahub.protocols.checksums import Algorithm
 
@@ -48,6 +48,7 @@ _FAILURE_STEP: dict[FailureKind | None, int] = {
     FailureKind.DECLINED: enos.ProgressFailure.DECLINED,
 }
 BUSY_MESSAGE = "device is busy with another upgrade"
+_UNDECIDED = (Phase.INSTALLING, Phase.REBOOT_PENDING)
 
 
 class EnosClient(DialectClient):
@@ -82,8 +83,16 @@ class EnosClient(DialectClient):
     async def on_connect(self) -> None:
         for kind in (enos.OtaKind.INFORM, enos.OtaKind.PROGRESS, enos.OtaKind.GETVERSION):
             await self.agent.link.subscribe(self._topic(kind, reply=True), qos=1)
-        _, version = await self.agent.runner.installed()
-        await self._request(enos.OtaKind.INFORM, lambda rid: enos.build_inform(rid, version))
+        current = self.agent.runner.current
+        if current is not None and current.phase in _UNDECIDED:
+            # An install whose outcome is being decided (after a restart): its
+            # report follows at once, and an inform now could claim a version
+            # the verification is about to reject; the hub counts an inform
+            # of the target as success.
+            log.info("version report deferred until %s is verified", current.version)
+        else:
+            _, version = await self.agent.runner.installed()
+            await self._request(enos.OtaKind.INFORM, lambda rid: enos.build_inform(rid, version))
         if self.agent.config.enos.mode is EnosMode.REQUEST:
             asyncio.get_running_loop().create_task(self._poll_once())
 
