@@ -13,7 +13,7 @@ images through `POST /api/v1/firmware`, then downloads
   for a small and a large image; the ratio says whether memory use depends
   on the image size.
 
-    .venv/bin/python benchmarks/agent_download.py [--size-mib 256] [--rounds 5]
+    .venv/bin/python benchmarks/agent_download.py [--size-mib 256] [--rounds 7]
         [--rss-small-mib 10] [--rss-large-mib 1024]
 
 Exits non-zero when the throughput ratio is below 0.9, the RSS difference
@@ -224,7 +224,7 @@ def curl_download(url: str, dest: Path) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=256, help="throughput image size")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--rss-small-mib", type=int, default=10)
     parser.add_argument("--rss-large-mib", type=int, default=1024)
     parser.add_argument("--workdir", type=Path, default=None, help="where files and the hub go")
