@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: Largest read from the socket; bounds the memory a download uses.
 PIECE = 1024 * 1024
+#: Bytes written between write-behind hints (see :func:`_write_behind`).
+WRITE_BEHIND = 16 * 1024 * 1024
 #: Progress is handed to the event loop at most once per this many bytes.
 PROGRESS_BYTES = 1024 * 1024
 MAX_REDIRECTS = 10
@@ -222,17 +224,22 @@ class Downloader:
             written = offset
             reported = offset
             buffer = memoryview(bytearray(PIECE))
-            with _open_append(dest) as f:
+            flushed = offset
+            with _open_raw_append(dest) as f:
+                fd = f.fileno()
                 for piece in _body(response, buffer):
-                    # Page-cache writes; durability comes from the one fsync below.
-                    f.write(piece)
+                    _write_all(fd, piece)
                     written += len(piece)
                     self.received += len(piece)
+                    if written - flushed >= WRITE_BEHIND:
+                        # Start writing this stretch to disk now, without
+                        # waiting, so the fsync below finds little left to do.
+                        _write_behind(fd, flushed, written - flushed)
+                        flushed = written
                     if written - reported >= PROGRESS_BYTES:
                         reported = written
                         progress(written, total)
-                f.flush()
-                os.fsync(f.fileno())
+                os.fsync(fd)
             if transfer.aborted:
                 raise _Aborted
             if written != reported:
@@ -323,8 +330,21 @@ def _remove(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def _open_append(path: Path) -> BinaryIO:
-    return open(path, "ab")  # closed by the caller's with-block
+def _open_raw_append(path: Path) -> BinaryIO:
+    # Unbuffered: every piece goes straight to the kernel, so write-behind
+    # sees all bytes written so far.
+    return open(path, "ab", buffering=0)  # closed by the caller's with-block
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _write_behind(fd: int, offset: int, length: int) -> None:
+    """Start writeback of a written range; on Linux, DONTNEED queues dirty pages for I/O."""
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def _check_response(
