@@ -61,6 +61,10 @@ _TOPICS: dict[str, bytes] = {}
 _TOPICS_LIMIT = 4096
 
 
+def _ignore_verdict(verdict: int | None) -> None:
+    """A QoS 0 PUBLISH is never acknowledged, whatever its handler decides."""
+
+
 def _encoded_topic(topic: str) -> bytes | None:
     """A valid topic name as a PUBLISH carries it; None if the codec must judge it."""
     encoded = _TOPICS.get(topic)
@@ -288,7 +292,12 @@ class Connection(asyncio.Protocol):
         if transport is None or self.state == "closed":
             return
         if self._held is not None:
-            self._held.append(data if head is None else head + payload)
+            if head is None:
+                self._held.append(data)
+            elif len(payload) >= _GATHER_MIN and type(payload) is bytes:
+                self._held += (head, payload)  # released with one writev, as below
+            else:
+                self._held.append(head + payload)
         elif head is None:
             transport.write(data)
         elif len(payload) >= _GATHER_MIN and type(payload) is bytes:
@@ -554,6 +563,11 @@ class Connection(asyncio.Protocol):
         if handler is not None:
             if topic != packet.topic:
                 packet.topic = topic
+            if not qos:
+                # No acknowledgement, so no verdict to wait for and no replies to
+                # hold back behind one: they go out as the handler sends them.
+                server.run_interceptor(handler, session, packet, _ignore_verdict)
+                return
 
             verdicts: list[int | None] = []
             handling = True
