@@ -51,12 +51,15 @@ def corrupt_blob(hub: HubProcess, sha256: str) -> None:
         f.write(bytes([byte[0] ^ 0xFF]))
 
 
-async def start_update(hub: HubProcess, device: str, title: str, version: str) -> int:
+async def start_update(
+    hub: HubProcess, device: str, title: str, version: str, **options: Any
+) -> int:
     """Start an update once the device is ready for one (the agent has announced itself)."""
     deadline = time.monotonic() + 30
+    body = {"device": device, "title": title, "version": version, **options}
     with api(hub) as client:
         while True:
-            r = client.post("/updates", json={"device": device, "title": title, "version": version})
+            r = client.post("/updates", json=body)
             if r.status_code < 400:
                 return int(r.json()["id"])
             assert r.status_code in (409, 422) and time.monotonic() < deadline, r.text

@@ -178,3 +178,22 @@ async def test_failed_verification_after_restart_rolls_back(
     assert update["code"] == "-4", update
     assert "verify hook failed (exit code 1): watchdog reset; rolled back" in update["reason"]
     assert device.version_file.read_text() == "1.0.0"
+
+
+async def test_request_mode_polls_getversion(
+    enoshub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device, keys = new_device(enoshub, tmp_path, "enos-on-request")
+    upload(enoshub, TITLE, "1.0.6", os.urandom(10_000))
+    config = enos_config(enoshub, device, keys, install_hook(device))
+    config["enos"] = {**config["enos"], "mode": "request", "poll_interval": 0.5}
+    agents(config)
+    # The hub never pushes an on-request update: the agent finds it by polling.
+    update_id = await start_update(enoshub, "enos-on-request", TITLE, "1.0.6", mode="on-request")
+    update = await wait_state(enoshub, update_id)
+    assert update["state"] == "succeeded", update
+    assert update["mode"] == "on-request"
+    assert device.hook_runs() == ["1.0.6"]
+    assert "pushed update" not in "".join(
+        line for line in enoshub.log().splitlines() if "enos-on-request" in line
+    )
