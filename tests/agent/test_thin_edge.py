@@ -110,7 +110,14 @@ async def test_update_succeeds_and_echoes_every_field(
 
         seen = gw.json_on(cmd_topic)
         steps = [s for s in statuses(seen) if s != "downloading"]
-        assert steps == ["init", "executing", "verifying", "installing", "successful"]
+        assert steps == [
+            "init",
+            "executing",
+            "downloaded",
+            "verified",
+            "installing",
+            "successful",
+        ]
         for message in seen:
             assert {k: v for k, v in message.items() if k not in ("status", "progress")} == {
                 k: v for k, v in command.items() if k != "status"

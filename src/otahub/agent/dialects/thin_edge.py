@@ -6,14 +6,19 @@ subscription to ``…/cmd/firmware_update/+``. A command is decided by
 ``(topic, status)`` (:func:`otahub.protocols.thin_edge.executor_action`), so
 retained replays after a reconnect or a restart never start an update again.
 
-Statuses published (always the whole received payload, ``status`` replaced):
+Statuses published (always the whole received payload, ``status`` replaced).
+Intermediate ones are custom statuses, which other requesters ignore; the
+hub records them as the canonical states of the same name (``verifying`` is
+kept for the check after a restart, where it means what it means for the
+ESP32 client):
 
 =============  ==============================================================
 step           status
 =============  ==============================================================
 accepted       ``executing``
 downloading    ``downloading`` (with otahub's optional ``progress`` 0..100)
-downloaded     ``verifying``
+downloaded     ``downloaded``
+verified       ``verified`` (the checksums matched)
 installing     ``installing``
 restarting     ``restart``
 restarted      ``verifying``, like the ESP32 client after its reboot
@@ -36,7 +41,8 @@ log = logging.getLogger(__name__)
 _STATUS: dict[Step, str] = {
     Step.ACCEPTED: te.CommandStatus.EXECUTING.value,
     Step.DOWNLOADING: "downloading",
-    Step.DOWNLOADED: "verifying",
+    Step.DOWNLOADED: "downloaded",
+    Step.VERIFIED: "verified",
     Step.INSTALLING: "installing",
     Step.RESTARTING: "restart",
     Step.RESTARTED: "verifying",

@@ -1,0 +1,69 @@
+"""thin-edge agent against the hub's thin-edge driver (the hub as the requester).
+
+The hub's update record is the oracle: the agent's custom statuses become
+the canonical states, the hook's stderr becomes the failure reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.agent.agentproc import AgentProcess
+from tests.agent.hubapi import path_of, start_update, upload, wait_state
+from tests.agent.test_thin_edge import Device, agents, install_hook
+from tests.hubproc import HubProcess
+
+__all__ = ["agents"]  # the fixture, shared with the thin-edge tests
+
+TITLE = "te-firmware"
+
+
+@pytest.fixture(scope="module")
+def tehub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    hub = HubProcess(tmp_path_factory.mktemp("tehub") / "data", extra_args=["--no-auth"])
+    yield hub.start()
+    hub.stop()
+
+
+def config(hub: HubProcess, device: Device, child: str, hook: str) -> dict[str, Any]:
+    return {
+        "dialect": "thin-edge",
+        "state_dir": str(device.state_dir),
+        "mqtt": {"host": "127.0.0.1", "port": hub.mqtt_port, "reconnect_initial": 0.2},
+        "thin_edge": {"device_id": child},
+        "version": {"file": str(device.version_file), "name": TITLE},
+        "hooks": {"install": hook, "timeout": 20},
+    }
+
+
+async def test_statuses_become_canonical_states(
+    tehub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device = Device(tmp_path)
+    upload(tehub, TITLE, "1.0.1", os.urandom(100_000))
+    agents(config(tehub, device, "te-hub-ok", install_hook(device)))
+    update_id = await start_update(tehub, "te-hub-ok", TITLE, "1.0.1")
+    update = await wait_state(tehub, update_id)
+    assert update["state"] == "succeeded", update
+    states = [s for s in path_of(update) if s not in ("pending", "sent")]
+    assert states == ["downloading", "downloaded", "verified", "installing", "succeeded"]
+    assert device.hook_runs() == ["1.0.1"]
+
+
+async def test_hook_failure_reason_reaches_the_hub(
+    tehub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device = Device(tmp_path)
+    upload(tehub, TITLE, "1.0.2", os.urandom(10_000))
+    hook = install_hook(device, exit_code=7, stderr="partition locked")
+    agents(config(tehub, device, "te-hub-fail", hook))
+    update_id = await start_update(tehub, "te-hub-fail", TITLE, "1.0.2")
+    update = await wait_state(tehub, update_id)
+    assert update["state"] == "failed", update
+    assert update["reason"] == "install hook failed (exit code 7): partition locked"
+    assert device.version_file.read_text().strip() == "1.0.0"
