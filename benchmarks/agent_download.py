@@ -28,29 +28,23 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import httpx
-import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.support import RssSampler, start_hub
 
 MIB = 1024 * 1024
 BLOCK = MIB
 THROUGHPUT_TARGET = 0.9
 RSS_TOLERANCE = 0.10
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # -- the child: one agent download -----------------------------------------
@@ -72,65 +66,6 @@ def child_fetch(url: str, dest: Path) -> None:
 
 
 # -- the parent ----------------------------------------------------------------
-
-
-class RssSampler(threading.Thread):
-    def __init__(self, pid: int, interval: float = 0.005) -> None:
-        super().__init__(daemon=True)
-        self.proc = psutil.Process(pid)
-        self.interval = interval
-        self.peak = 0
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
-            except psutil.Error:
-                return
-            time.sleep(self.interval)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
-
-
-def start_hub(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    http_port = free_port()
-    log_path = workdir / "hub.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "otahub",
-                "serve",
-                "--no-auth",
-                "--data-dir",
-                str(workdir / "data"),
-                "--http-port",
-                str(http_port),
-                "--mqtt-port",
-                str(free_port()),
-                "--log-level",
-                "warning",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{http_port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"otahub serve exited:\n{log_path.read_text(errors='replace')}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("otahub serve did not become ready")
 
 
 def make_image(path: Path, size: int) -> str:
@@ -188,7 +123,7 @@ def agent_download(url: str, dest: Path, *, sample_rss: bool) -> tuple[float, in
         [sys.executable, __file__, "--child-fetch", url, str(dest)],
         stdout=subprocess.PIPE,
     )
-    sampler = RssSampler(proc.pid)
+    sampler = RssSampler(proc.pid, interval=0.005)
     if sample_rss:
         sampler.start()
     out, _ = proc.communicate(timeout=900)
@@ -241,7 +176,7 @@ def main() -> int:
     # Source image, hub blob and downloaded copy of the largest image at once.
     if shutil.disk_usage(workdir).free < largest * 3.2:
         raise SystemExit(f"need {largest * 3.2 / MIB:.0f} MiB free in {workdir}")
-    proc, base = start_hub(workdir)
+    proc, base = start_hub(workdir / "data", workdir / "hub.log")
     ok = True
     try:
         with httpx.Client(base_url=base, timeout=httpx.Timeout(60.0, read=900.0)) as client:
