@@ -14,6 +14,7 @@ import enum
 import hashlib
 import zlib
 from collections.abc import Iterable
+from typing import Protocol
 
 import mmh3
 
@@ -41,14 +42,12 @@ class Algorithm(enum.StrEnum):
             raise ValueError(f"unknown checksum algorithm {name!r} (known: {known})") from None
 
 
-class _Hasher:
+class _Hasher(Protocol):
     """One running hash: ``update`` with chunks, then ``hexdigest`` in platform encoding."""
 
-    def update(self, data: bytes | bytearray | memoryview) -> None:
-        raise NotImplementedError
+    def update(self, data: bytes | bytearray | memoryview) -> None: ...
 
-    def hexdigest(self) -> str:
-        raise NotImplementedError
+    def hexdigest(self) -> str: ...
 
 
 class _Hashlib(_Hasher):
