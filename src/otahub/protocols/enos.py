@@ -383,6 +383,10 @@ class OtaTopic:
         return OtaTopic(self.product_key, self.device_key, self.kind, is_reply=True)
 
 
+# every device's OTA topics, requests and replies alike
+OTA_FILTER = "/sys/+/+/ota/device/+"
+
+
 def ota_topic(product_key: str, device_key: str, kind: OtaKind, *, reply: bool = False) -> str:
     """``/sys/{pk}/{dk}/ota/device/{kind}[_reply]``."""
     _check_key("productKey", product_key)

@@ -76,6 +76,10 @@ def response_topic(child: str) -> str:
     return f"tedge/{child}/commands/res/{OPERATION}"
 
 
+# every child's responses: what the requester subscribes to
+RESPONSE_FILTER = f"tedge/+/commands/res/{OPERATION}"
+
+
 def _topic_child(topic: str, direction: str) -> str | None:
     parts = topic.split("/")
     if len(parts) != 5 or parts[0] != "tedge" or parts[2:] != ["commands", direction, OPERATION]:

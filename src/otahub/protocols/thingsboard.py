@@ -79,6 +79,8 @@ DISCONNECT_IMPLEMENTATION_SPECIFIC: Final = 0x83
 
 TELEMETRY_TOPIC: Final = "v1/devices/me/telemetry"
 ATTRIBUTES_TOPIC: Final = "v1/devices/me/attributes"
+# every topic a device may publish on starts with one of these
+DEVICE_TOPIC_PREFIXES: Final = ("v1/devices/me/", "v1/gateway/", "v2/")
 ATTRIBUTES_REQUEST_PREFIX: Final = "v1/devices/me/attributes/request/"
 ATTRIBUTES_RESPONSE_PREFIX: Final = "v1/devices/me/attributes/response/"
 ATTRIBUTES_RESPONSE_FILTER: Final = "v1/devices/me/attributes/response/+"

@@ -20,12 +20,12 @@ from otahub.hub.services.errors import Conflict, NotFound
 from otahub.hub.services.events import Event, UpdateCreated
 from otahub.mqtt.packets import Publish
 from otahub.mqtt.session import Session
+from otahub.protocols.enos import OTA_FILTER
 from otahub.protocols.states import UpdateState
 
 log = logging.getLogger("otahub.hub.enos")
 
 #: Every OTA topic of every device; foreign keys are answered 1009 by the driver.
-OTA_PATTERN = "/sys/+/+/ota/device/+"
 #: After CONNACK the hub waits this long for the device's first inform before
 #: pushing, so an SDK client that registers its upgrade handler just after
 #: connect() does not auto-reply 1101 ("handler not registered").
@@ -61,7 +61,7 @@ class EnosDriver(Driver):
     async def start(self) -> None:
         mqtt = self.ctx.mqtt
         mqtt.add_authenticator(EnosAuthenticator(self.ctx.core.devices))
-        self._undo.append(mqtt.intercept(OTA_PATTERN, self._on_publish))
+        self._undo.append(mqtt.intercept(OTA_FILTER, self._on_publish))
         mqtt.on_session_connected(self._on_connected)
         mqtt.on_session_disconnected(self._on_disconnected)
         self._undo.append(self.ctx.core.bus.subscribe(self._on_event, UpdateCreated))

@@ -58,7 +58,6 @@ log = logging.getLogger("otahub.hub.tedge_legacy")
 
 DIALECT = "tedge-legacy"
 SOURCE = "tedge-legacy"
-RESPONSES = "tedge/+/commands/res/firmware_update"
 #: What upstream reports when a child fails without saying why.
 NO_REASON = "No failure reason provided by child device."
 _FINISHED_REMEMBERED = 1000
@@ -103,7 +102,7 @@ class TedgeLegacyDriver(Driver):
             core.bus.subscribe(self._on_event, UpdateCreated, UpdateTransitioned)
         )
         self._inbox.start()
-        await self.ctx.transport.subscribe(RESPONSES, self._inbox.put)
+        await self.ctx.transport.subscribe(legacy.RESPONSE_FILTER, self._inbox.put)
         waiting = []
         for update in await core.updates.list(active=True, limit=1000):
             if update.dialect != DIALECT:

@@ -20,6 +20,7 @@ from typing import Any
 from otahub.hub.services.devices import DeviceService
 from otahub.mqtt.hooks import ConnectInfo, Identity, Refusal
 from otahub.protocols.thingsboard import (
+    DEVICE_TOPIC_PREFIXES,
     BasicMqttCredentials,
     CredentialKind,
     PackageType,
@@ -34,7 +35,6 @@ log = logging.getLogger("otahub.hub.thingsboard")
 
 DIALECT = "thingsboard"
 # Topic prefixes a ThingsBoard session may publish to; the driver claims them.
-DEVICE_PREFIXES = ("v1/devices/me/", "v1/gateway/", "v2/")
 
 
 @dataclass(eq=False)
@@ -62,7 +62,7 @@ class DeviceAcl:
     """ThingsBoard's rules: exact-string subscriptions, device topics only."""
 
     def can_publish(self, topic: str) -> bool:
-        return topic.startswith(DEVICE_PREFIXES)
+        return topic.startswith(DEVICE_TOPIC_PREFIXES)
 
     def can_subscribe(self, topic_filter: str) -> bool | int:
         # ThingsBoard accepts exact strings only; MQTT 5 refusals say "filter invalid"
