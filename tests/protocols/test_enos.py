@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from urllib.parse import parse_qs
 
 import pytest
 from hypothesis import given
@@ -794,7 +795,65 @@ class TestHttpAuth:
             "data": {"sessionId": "S1"},
         }
 
+    def test_download_target_encodes_the_query(self) -> None:
+        target = enos.http_download_target("pk", "dk", "a+b/c=", "/1b30e0ea83002000/ota/k d?x&y")
+        path, _, query = target.partition("?")
+        assert path == "/multipart/sys/pk/dk/file/download"
+        assert parse_qs(query, strict_parsing=True) == {
+            "sessionId": ["a+b/c="],
+            "fileUri": ["/1b30e0ea83002000/ota/k d?x&y"],
+            "category": ["ota"],
+        }
+        with pytest.raises(EnosError):
+            enos.http_download_target("pk", "d/k", "s", "/f")
+
+    def test_auth_response_round_trip(self) -> None:
+        assert enos.parse_http_auth_response(enos.build_http_auth_response("S1")) == "S1"
+        # what enos-http-sdk reads: code as an integer, data.sessionId
+        sdk = b'{"code":200,"message":"","data":{"sessionId":"abc","expire":1}}'
+        assert enos.parse_http_auth_response(sdk) == "abc"
+
+    def test_refused_login_carries_code_and_message(self) -> None:
+        answer = enos.build_http_answer(401, "invalid sign or unknown device")
+        assert json.loads(answer) == {
+            "code": 401,
+            "message": "invalid sign or unknown device",
+            "data": None,
+        }
+        with pytest.raises(EnosError, match="code 401: invalid sign") as refused:
+            enos.parse_http_auth_response(answer)
+        assert refused.value.code == 401
+
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            b"",
+            b"[]",
+            b'{"code":200,"data":null}',
+            b'{"code":200,"data":{"sessionId":""}}',
+            b'{"code":200,"data":{"sessionId":7}}',
+            b'{"data":{"sessionId":"S"}}',
+        ],
+    )
+    def test_malformed_auth_responses(self, payload: bytes) -> None:
+        with pytest.raises(EnosError):
+            enos.parse_http_auth_response(payload)
+
+    @pytest.mark.parametrize(
+        ("file_url", "direct"),
+        [
+            ("http://hub:8000/enos/ota/1/t", True),
+            ("https://hub/enos/ota/1/t", True),
+            ("/1b30e0ea83002000/ota/kadak13", False),
+            ("enos-connect://file/1", False),
+        ],
+    )
+    def test_which_file_urls_need_the_broker(self, file_url: str, direct: bool) -> None:
+        assert enos.is_direct_file_url(file_url) is direct
+
     @given(st.binary(max_size=200))
     def test_fuzz(self, payload: bytes) -> None:
         with contextlib.suppress(EnosError):
             enos.parse_http_auth(payload).verify("p", "d", "s")
+        with contextlib.suppress(EnosError):
+            enos.parse_http_auth_response(payload)

@@ -3,7 +3,8 @@
 Pure protocol layer shared by the hub driver and the agent: the signed
 CONNECT (parsing, verification and signing), the ``/sys/{pk}/{dk}/ota/device/…``
 topics, the request/reply envelope, the inform/upgrade/progress/getversion
-payloads, the error codes, and the EnOS HTTP broker's auth signature.
+payloads, the error codes, and the EnOS HTTP broker's login and download
+requests (the firmware download path of ``enos-http-sdk``).
 
 Mapping to canonical states:
 
@@ -35,6 +36,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum, IntEnum, StrEnum
 from typing import Final, TypeAlias
+from urllib.parse import urlencode
 
 from otahub.protocols import _json
 from otahub.protocols._json import JSONObject, JSONValue, Payload
@@ -823,19 +825,44 @@ def build_activate_info(
 #: Default session lifetime of the HTTP SDK, in milliseconds.
 DEFAULT_HTTP_LIFETIME_MS: Final = 300000
 
+#: The broker's routes; ``{product_key}`` and ``{device_key}`` are filled in.
+HTTP_AUTH_ROUTE: Final = "/auth/{product_key}/{device_key}"
+HTTP_DOWNLOAD_ROUTE: Final = "/multipart/sys/{product_key}/{device_key}/file/download"
+#: Query parameters of the download and the category of OTA files.
+SESSION_ID_PARAM: Final = "sessionId"
+FILE_URI_PARAM: Final = "fileUri"
+CATEGORY_PARAM: Final = "category"
+OTA_CATEGORY: Final = "ota"
+
+
+def _route(route: str, product_key: str, device_key: str) -> str:
+    _check_key("productKey", product_key)
+    _check_key("deviceKey", device_key)
+    return route.format(product_key=product_key, device_key=device_key)
+
 
 def http_auth_path(product_key: str, device_key: str) -> str:
     """``/auth/{pk}/{dk}``."""
-    _check_key("productKey", product_key)
-    _check_key("deviceKey", device_key)
-    return f"/auth/{product_key}/{device_key}"
+    return _route(HTTP_AUTH_ROUTE, product_key, device_key)
 
 
 def http_download_path(product_key: str, device_key: str) -> str:
     """``/multipart/sys/{pk}/{dk}/file/download`` (query: sessionId, fileUri, category=ota)."""
-    _check_key("productKey", product_key)
-    _check_key("deviceKey", device_key)
-    return f"/multipart/sys/{product_key}/{device_key}/file/download"
+    return _route(HTTP_DOWNLOAD_ROUTE, product_key, device_key)
+
+
+def http_download_target(product_key: str, device_key: str, session_id: str, file_uri: str) -> str:
+    """The download path with its query: ``…/file/download?sessionId=…&fileUri=…&category=ota``."""
+    query = urlencode(
+        {SESSION_ID_PARAM: session_id, FILE_URI_PARAM: file_uri, CATEGORY_PARAM: OTA_CATEGORY}
+    )
+    return f"{http_download_path(product_key, device_key)}?{query}"
+
+
+def is_direct_file_url(file_url: str) -> bool:
+    """An absolute http(s) ``fileUrl`` is fetched as is; anything else (a relative path,
+    ``enos-connect://…``) is a ``fileUri`` for the HTTP broker's download."""
+    return file_url.startswith(("http://", "https://"))
 
 
 def http_auth_sign(
@@ -908,6 +935,28 @@ def build_http_auth_request(
     )
 
 
+def build_http_answer(code: int, message: str, data: JSONValue = None) -> bytes:
+    """A broker answer, ``{"code":…,"message":"…","data":…}``; refusals carry ``data`` null."""
+    return _json.encode({"code": int(code), "message": message, "data": data})
+
+
 def build_http_auth_response(session_id: str, message: str = "OK") -> bytes:
     """``{"code":200,"message":"…","data":{"sessionId":"…"}}``."""
-    return _json.encode({"code": 200, "message": message, "data": {"sessionId": session_id}})
+    return build_http_answer(EnosCode.SUCCESS, message, {SESSION_ID_PARAM: session_id})
+
+
+def parse_http_auth_response(payload: Payload) -> str:
+    """The session id of an auth answer.
+
+    Raises :class:`EnosError` carrying the answer's ``code`` and ``message``
+    when the login was refused (``code`` ≠ 200, as the SDK checks), and
+    code 1220 when the answer is malformed.
+    """
+    answer = parse_reply(payload)
+    if not answer.ok:
+        detail = f": {answer.message}" if answer.message else ""
+        raise EnosError(f"login refused with code {answer.code}{detail}", answer.code)
+    session_id = answer.data.get(SESSION_ID_PARAM) if isinstance(answer.data, dict) else None
+    if not isinstance(session_id, str) or not session_id:
+        raise EnosError(f"auth answer lacks data.{SESSION_ID_PARAM}")
+    return session_id

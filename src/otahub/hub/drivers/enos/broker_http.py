@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse
 
 from otahub.hub.core import HubCore
 from otahub.hub.drivers.enos.downloads import DownloadUrls, parse_download_path, update_file
@@ -37,8 +36,10 @@ class _HttpSession:
     expires: float
 
 
-def _answer(code: int, message: str, status: int = 200) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message, "data": None}, status_code=status)
+def _answer(code: int, message: str, status: int = 200) -> Response:
+    return Response(
+        enos.build_http_answer(code, message), status_code=status, media_type="application/json"
+    )
 
 
 class HttpSessions:
@@ -71,7 +72,7 @@ class HttpSessions:
 def broker_router(core: HubCore, urls: DownloadUrls, sessions: HttpSessions) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
-    @router.post("/auth/{product_key}/{device_key}")
+    @router.post(enos.HTTP_AUTH_ROUTE)
     async def auth(product_key: str, device_key: str, request: Request) -> Response:
         body = await request.body()
         if len(body) > MAX_AUTH_BODY:
@@ -92,15 +93,13 @@ def broker_router(core: HubCore, urls: DownloadUrls, sessions: HttpSessions) -> 
         session_id = sessions.open(device.name, product_key, device_key, auth.lifetime)
         return Response(enos.build_http_auth_response(session_id), media_type="application/json")
 
-    @router.api_route(
-        "/multipart/sys/{product_key}/{device_key}/file/download", methods=["GET", "HEAD"]
-    )
+    @router.api_route(enos.HTTP_DOWNLOAD_ROUTE, methods=["GET", "HEAD"])
     async def download(
         product_key: str,
         device_key: str,
         request: Request,
-        session_id: Annotated[str, Query(alias="sessionId")] = "",
-        file_uri: Annotated[str, Query(alias="fileUri")] = "",
+        session_id: Annotated[str, Query(alias=enos.SESSION_ID_PARAM)] = "",
+        file_uri: Annotated[str, Query(alias=enos.FILE_URI_PARAM)] = "",
     ) -> Response:
         session = sessions.get(session_id, product_key, device_key)
         if session is None:
