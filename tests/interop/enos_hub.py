@@ -126,12 +126,12 @@ class EnosHub:
         return [t["to_state"] for t in update["transitions"]]
 
 
-def hub_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnosHub]:
+def hub_fixture(tmp_path_factory: pytest.TempPathFactory, *extra_args: str) -> Iterator[EnosHub]:
     """Body of a module-scoped fixture: one hub for all tests of a module."""
     work = tmp_path_factory.mktemp("enos")
     proc = HubProcess(
         data_dir=work / "data",
-        extra_args=["--no-auth"],
+        extra_args=["--no-auth", *extra_args],
         # a short grace before the push after CONNECT keeps the tests quick
         env={"OTAHUB_ENOS_PUSH_GRACE": "0.3"},
     )

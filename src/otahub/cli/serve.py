@@ -12,7 +12,12 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from otahub.hub.settings import DEFAULT_MAX_PACKET_SIZE, DEFAULT_NOTIFY_RATE, HubSettings
+from otahub.hub.settings import (
+    DEFAULT_MAX_PACKET_SIZE,
+    DEFAULT_NOTIFY_RATE,
+    EnosFileUrl,
+    HubSettings,
+)
 
 T = TypeVar("T")
 
@@ -82,6 +87,15 @@ def serve(
             min=0.01,
         ),
     ] = DEFAULT_NOTIFY_RATE,
+    enos_file_url: Annotated[
+        EnosFileUrl,
+        typer.Option(
+            help="EnOS fileUrl form: an absolute URL devices fetch directly, or a relative "
+            "path they fetch through the EnOS HTTP broker pair (/auth, /multipart).",
+            envvar="OTAHUB_ENOS_FILE_URL",
+            case_sensitive=False,
+        ),
+    ] = EnosFileUrl.ABSOLUTE,
     broker: Annotated[
         str | None,
         typer.Option(
@@ -129,6 +143,7 @@ def serve(
         database_url=database_url,
         update_timeout_s=update_timeout,
         notify_rate=notify_rate,
+        enos_file_url=enos_file_url,
         broker_url=broker,
     )
     try:

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 DEFAULT_MAX_PACKET_SIZE = 1024 * 1024
 # Assignment notifications per second; ThingsBoard's queue does 100 per 60 s.
 DEFAULT_NOTIFY_RATE = 1000.0
+
+
+class EnosFileUrl(StrEnum):
+    """The form of the ``fileUrl`` EnOS devices are sent."""
+
+    #: ``{public_url}/enos/ota/…``: fetched directly, with Range.
+    ABSOLUTE = "absolute"
+    #: ``/enos/ota/…`` alone, as older EnOS material has it: devices fetch it
+    #: through the HTTP broker pair (``/auth`` + ``/multipart/…/file/download``).
+    RELATIVE = "relative"
 
 
 @dataclass(slots=True)
@@ -33,6 +44,8 @@ class HubSettings:
     broker_url: str | None = None
     # ThingsBoard dialect: QUEUED -> INITIATED notifications per second
     notify_rate: float = DEFAULT_NOTIFY_RATE
+    # EnOS dialect: the form of fileUrl in upgrade and getversion
+    enos_file_url: EnosFileUrl = EnosFileUrl.ABSOLUTE
 
     def public_base_url(self) -> str:
         if self.public_url:

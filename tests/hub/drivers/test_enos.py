@@ -501,3 +501,34 @@ def test_http_broker_auth_and_download(hub: EnosHub, make: Any) -> None:
         other_query = {**query, "sessionId": other_session["data"]["sessionId"]}
         assert http.get(other_path, params=other_query).status_code == 404
         assert http.get(path, params={**query, "fileUri": "/elsewhere"}).status_code == 404
+
+
+
+@pytest.fixture(scope="module")
+def relative_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnosHub]:
+    yield from hub_fixture(tmp_path_factory, "--enos-file-url", "relative")
+
+
+def test_relative_file_url_is_served_through_the_broker_pair(relative_hub: EnosHub) -> None:
+    """``--enos-file-url relative``: the upgrade names a path, as older EnOS material does."""
+    content = secrets.token_bytes(5000)
+    md5 = relative_hub.upload("rel-fw", "1.1", content)
+    device = Device(relative_hub, "relative")
+    try:
+        assert device.connect() == 0
+        assert device.inform("1.0")["code"] == 200
+        relative_hub.start_update("relative", "rel-fw", "1.1")
+        params = device.expect_upgrade()["params"]
+    finally:
+        device.disconnect()
+    assert params["sign"] == md5 and params["fileSize"] == len(content)
+    file_url = params["fileUrl"]
+    assert file_url.startswith("/enos/ota/") and "://" not in file_url
+    body = enos.build_http_auth_request(PK, device.dk, device.secret)
+    with httpx.Client(base_url=relative_hub.url, timeout=10) as http:
+        auth = http.post(enos.http_auth_path(PK, device.dk), content=body)
+        session_id = enos.parse_http_auth_response(auth.content)
+        target = enos.http_download_target(PK, device.dk, session_id, file_url)
+        assert http.get(target).content == content
+        # the path is still the hub's own download route below the public URL
+        assert http.get(file_url).content == content

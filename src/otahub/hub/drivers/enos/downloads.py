@@ -5,6 +5,9 @@ have. Each update instead gets its own unguessable URL::
 
     {public_url}/enos/ota/{update_id}/{token}
 
+(or the path alone with ``--enos-file-url relative``, which devices fetch
+through the HTTP broker pair in ``broker_http``).
+
 ``token`` is an HMAC of the update id and the package's SHA-256 under a key
 kept in the data dir, so nothing is stored per URL and the URLs survive a
 restart. A URL works only while its update is unfinished: once the update
@@ -58,16 +61,20 @@ def load_or_create_key(data_dir: Path) -> bytes:
 
 
 class DownloadUrls:
-    def __init__(self, key: bytes, public_url: str) -> None:
+    def __init__(self, key: bytes, public_url: str, *, relative: bool = False) -> None:
         self._key = key
         self.public_url = public_url.rstrip("/")
+        #: Send the path alone, for devices that download through the HTTP broker.
+        self.relative = relative
 
     def token(self, update_id: int, package_sha256: str) -> str:
         message = f"enos-update:{update_id}:{package_sha256}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:_TOKEN_HEX]
 
-    def url(self, update_id: int, package_sha256: str) -> str:
-        return f"{self.public_url}{PATH_PREFIX}/{update_id}/{self.token(update_id, package_sha256)}"
+    def file_url(self, update_id: int, package_sha256: str) -> str:
+        """The ``fileUrl``: ``{public_url}/enos/ota/{id}/{token}``, or its path when relative."""
+        path = f"{PATH_PREFIX}/{update_id}/{self.token(update_id, package_sha256)}"
+        return path if self.relative else f"{self.public_url}{path}"
 
     def check(self, update_id: int, package_sha256: str, token: str) -> bool:
         return hmac.compare_digest(self.token(update_id, package_sha256), token)

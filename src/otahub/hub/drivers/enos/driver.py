@@ -18,6 +18,7 @@ from otahub.hub.drivers.enos.links import Link, LinkTable, Online, PushCheck, Wo
 from otahub.hub.drivers.enos.ota import FIRMWARE, PUSH, SOURCE, OtaConversation
 from otahub.hub.services.errors import Conflict, NotFound
 from otahub.hub.services.events import Event, UpdateCreated
+from otahub.hub.settings import EnosFileUrl
 from otahub.mqtt.packets import Publish
 from otahub.mqtt.session import Session
 from otahub.protocols.enos import OTA_FILTER
@@ -48,7 +49,11 @@ class EnosDriver(Driver):
 
     def __init__(self, ctx: DriverContext) -> None:
         super().__init__(ctx)
-        self.urls = DownloadUrls(load_or_create_key(ctx.settings.data_dir), ctx.public_url)
+        self.urls = DownloadUrls(
+            load_or_create_key(ctx.settings.data_dir),
+            ctx.public_url,
+            relative=ctx.settings.enos_file_url is EnosFileUrl.RELATIVE,
+        )
         self.ota = OtaConversation(ctx.core, self.urls)
         self.links = LinkTable(self._work)
         self.grace_s = _grace_seconds()

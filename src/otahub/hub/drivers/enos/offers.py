@@ -33,7 +33,7 @@ async def firmware_for(core: HubCore, urls: DownloadUrls, update: UpdateView) ->
         version=update.version,
         sign=package.checksums[Algorithm.MD5].lower(),
         sign_method="md5",
-        file_url=urls.url(update.id, package.sha256),
+        file_url=urls.file_url(update.id, package.sha256),
         file_size=package.size,
         sha256=package.sha256,
     )
