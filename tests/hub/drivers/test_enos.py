@@ -503,7 +503,6 @@ def test_http_broker_auth_and_download(hub: EnosHub, make: Any) -> None:
         assert http.get(path, params={**query, "fileUri": "/elsewhere"}).status_code == 404
 
 
-
 @pytest.fixture(scope="module")
 def relative_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnosHub]:
     yield from hub_fixture(tmp_path_factory, "--enos-file-url", "relative")
