@@ -81,3 +81,44 @@ async def test_fallback_url_and_permanent_error(files: FileServer, tmp_path: Pat
 async def test_gives_up_when_nothing_arrives(tmp_path: Path) -> None:
     with pytest.raises(DownloadError, match="giving up"):
         await Downloader(FAST).fetch(["http://127.0.0.1:9/none"], tmp_path / "x.bin")
+
+
+class CountingSource:
+    """A URL made per attempt, as the EnOS broker's session URLs are."""
+
+    def __init__(self, url: str, refusal: str | None = None) -> None:
+        self.url = url
+        self.refusal = refusal
+        self.resolved = 0
+
+    def __str__(self) -> str:
+        return "counting source"
+
+    async def resolve(self) -> str:
+        self.resolved += 1
+        if self.refusal is not None:
+            raise DownloadError(self.refusal)
+        return self.url
+
+
+async def test_url_source_is_resolved_before_every_attempt(
+    files: FileServer, tmp_path: Path
+) -> None:
+    data = image(400_000)
+    files.files["fw.bin"] = data
+    files.cut_after, files.cuts_left = 100_000, 3
+    source = CountingSource(files.url("fw.bin"))
+    dest = tmp_path / "fw.bin"
+    await Downloader(FAST).fetch([source], dest, expected_size=len(data))
+    assert dest.read_bytes() == data
+    # One fresh URL per attempt, the first and the three resumes alike.
+    assert source.resolved == len(files.requests) == 4
+    assert files.requests[1:] == ["bytes=100000-", "bytes=200000-", "bytes=300000-"]
+
+
+async def test_url_source_refusal_is_not_retried(files: FileServer, tmp_path: Path) -> None:
+    source = CountingSource(files.url("fw.bin"), refusal="login refused with code 401")
+    with pytest.raises(DownloadError, match="counting source: login refused with code 401"):
+        await Downloader(FAST).fetch([source], tmp_path / "fw.bin")
+    assert source.resolved == 1
+    assert files.requests == []

@@ -6,7 +6,8 @@ partial file left by a cut link or a killed agent is continued from its
 current length with ``Range``; a server that ignores ``Range`` (plain 200)
 makes the download start over. Failures that made progress do not count
 against the retry budget, so a flaky link that keeps delivering bytes
-eventually finishes.
+eventually finishes. A URL may also be a :class:`UrlSource`, asked for a
+fresh URL before every attempt (the EnOS broker hands out expiring sessions).
 
 The transfer itself runs in a worker thread on the standard library's
 ``http.client``: one socket read at a time into a reused 1 MiB buffer
@@ -30,7 +31,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 from urllib.parse import urljoin, urlsplit
 
 from otahub.agent.config import DownloadConfig
@@ -56,11 +57,21 @@ class DownloadError(Exception):
     """The image could not be fetched from any URL."""
 
 
+class UrlSource(Protocol):
+    """Makes the URL of each attempt; its ``str()`` names it in logs and errors.
+
+    :meth:`resolve` raises :class:`DownloadError` when retrying is pointless
+    and :class:`TransientError` (or ``OSError``) when it is worth another try.
+    """
+
+    async def resolve(self) -> str: ...
+
+
 class _Permanent(Exception):
     """This URL will not work however often it is retried (e.g. 404)."""
 
 
-class _Transient(Exception):
+class TransientError(Exception):
     """A short body, a 5xx or similar: retry."""
 
 
@@ -103,7 +114,8 @@ class Downloader:
         self.received = 0
         self._ssl: ssl.SSLContext | None = None
 
-    def _ssl_context(self) -> ssl.SSLContext:
+    def ssl_context(self) -> ssl.SSLContext:
+        """TLS settings of the download config (also for requests that precede a download)."""
         if self._ssl is None:
             if not self.config.verify_tls:
                 context = ssl.create_default_context()
@@ -118,7 +130,7 @@ class Downloader:
 
     async def fetch(
         self,
-        urls: Sequence[str],
+        urls: Sequence[str | UrlSource],
         dest: Path,
         *,
         expected_size: int | None = None,
@@ -139,7 +151,7 @@ class Downloader:
 
     async def _fetch_one(
         self,
-        url: str,
+        url: str | UrlSource,
         dest: Path,
         expected_size: int | None,
         on_progress: ProgressCallback | None,
@@ -148,14 +160,15 @@ class Downloader:
         while True:
             before = self.received
             try:
-                size = await self._attempt(url, dest, expected_size, on_progress)
+                target = url if isinstance(url, str) else await url.resolve()
+                size = await self._attempt(target, dest, expected_size, on_progress)
             except _Permanent as exc:
                 raise DownloadError(str(exc)) from None
             except _Restart as exc:
                 log.info("restarting download of %s from byte 0: %s", url, exc)
                 _remove(dest)
                 continue
-            except (OSError, http.client.HTTPException, _Transient) as exc:
+            except (OSError, http.client.HTTPException, TransientError) as exc:
                 if self.received > before:
                     failures = 0  # it moved forward: not the link's fault alone
                 failures += 1
@@ -247,7 +260,7 @@ class Downloader:
         finally:
             conn.close()
         if total is not None and written != total:
-            raise _Transient(f"connection closed at byte {written} of {total}")
+            raise TransientError(f"connection closed at byte {written} of {total}")
         if expected_size is not None and written != expected_size:
             raise _Restart(f"got {written} bytes, expected {expected_size}")
         return written
@@ -266,7 +279,7 @@ class Downloader:
                     parts.hostname,
                     parts.port,
                     timeout=self.config.connect_timeout,
-                    context=self._ssl_context(),
+                    context=self.ssl_context(),
                 )
             else:
                 conn = http.client.HTTPConnection(
@@ -369,5 +382,5 @@ def _check_response(
             return None
         raise _Restart("range not satisfiable")
     if status in (408, 425, 429) or status >= 500:
-        raise _Transient(f"HTTP {status}")
+        raise TransientError(f"HTTP {status}")
     raise _Permanent(f"HTTP {status}")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from otahub.agent.download import Downloader, ProgressCallback
+from otahub.agent.download import Downloader, ProgressCallback, UrlSource
 from otahub.agent.link import ClientOptions
 from otahub.agent.state import UpdateRecord
 
@@ -58,11 +59,19 @@ class DialectClient(ABC):
 
     async def fetch(self, record: UpdateRecord, dest: Path, on_progress: ProgressCallback) -> int:
         """Complete ``dest``; returns bytes received. The default fetches ``record.urls``."""
+        return await self.download(record.urls, record, dest, on_progress)
+
+    async def download(
+        self,
+        urls: Sequence[str | UrlSource],
+        record: UpdateRecord,
+        dest: Path,
+        on_progress: ProgressCallback,
+    ) -> int:
+        """Fetch ``dest`` over HTTP from ``urls`` (resume, retries); returns bytes received."""
         downloader = Downloader(self.agent.config.download)
         try:
-            await downloader.fetch(
-                record.urls, dest, expected_size=record.size, on_progress=on_progress
-            )
+            await downloader.fetch(urls, dest, expected_size=record.size, on_progress=on_progress)
         finally:
             record.bytes_received += downloader.received
         return downloader.received
