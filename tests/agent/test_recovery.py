@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tests.agent.agentproc import AgentProcess, observer
 from tests.agent.fileserver import FileServer
+from tests.agent.scenarios import assert_resumed, kill_mid_download, throttle
 from tests.agent.test_thin_edge import (
     CHILD,
     CMD_BASE,
@@ -18,6 +19,7 @@ from tests.agent.test_thin_edge import (
     agents,
     init_command,
     install_hook,
+    lingering_install_hook,
     statuses,
     te_config,
 )
@@ -41,21 +43,16 @@ async def test_killed_mid_download_resumes(
     config = te_config(hub, device, install_hook(device))
     agent = agents(config)
     data = os.urandom(1_000_000)
-    files.slow_piece, files.slow_delay = 20_000, 0.05
+    throttle(files)
     cmd_topic = f"{CMD_BASE}/otahub-kill-1"
     async with observer(hub.mqtt_port, f"te/device/{CHILD}///#") as gw:
         await gw.wait_for(lambda: gw.on(TWIN))
         command = init_command(files, data)
         await gw.publish(cmd_topic, json.dumps(command).encode(), retain=True)
-        await _until(lambda: files.bytes_sent >= 400_000)
-        agent.kill()
-        files.slow_piece, files.slow_delay = None, 0.0
+        await kill_mid_download(files, agent)
         agents(config)
         await gw.wait_for(lambda: "successful" in statuses(gw.json_on(cmd_topic)))
-        resumed_at = int((files.requests[-1] or "bytes=0-")[6:-1])
-        assert resumed_at >= 300_000
-        # Only what was in flight at the kill travelled twice, not the 400 kB before it.
-        assert files.bytes_sent < len(data) + 150_000
+        assert_resumed(files, len(data))
         assert device.hook_runs() == ["1.0.1"]
         assert statuses(gw.json_on(cmd_topic)).count("executing") == 1
 
@@ -64,13 +61,7 @@ async def test_killed_after_install_before_report(
     hub: HubProcess, files: FileServer, agents: Callable[..., AgentProcess], tmp_path: Path
 ) -> None:
     device = Device(tmp_path)
-    # The hook installs (writes the version, logs its run) and lingers, so the
-    # agent is killed after the install happened but before it could report.
-    hook = (
-        f'sh -c \'echo "$2" >> {device.hook_log}; printf %s "$2" > {device.version_file}; '
-        "sleep 2' hook {file} {version}"
-    )
-    config = te_config(hub, device, hook)
+    config = te_config(hub, device, lingering_install_hook(device))
     agent = agents(config)
     cmd_topic = f"{CMD_BASE}/otahub-kill-2"
     async with observer(hub.mqtt_port, f"te/device/{CHILD}///#") as gw:

@@ -45,6 +45,15 @@ def install_hook(device: Device, exit_code: int = 0, stderr: str = "") -> str:
     return f"sh -c '{script}' hook {{file}} {{version}}"
 
 
+def lingering_install_hook(device: Device) -> str:
+    # Installs (logs its run, writes the version), then lingers for 2 s: a kill
+    # in that window comes after the install but before the agent's report.
+    return (
+        f'sh -c \'echo "$2" >> {device.hook_log}; printf %s "$2" > {device.version_file}; '
+        "sleep 2' hook {file} {version}"
+    )
+
+
 @pytest.fixture
 def agents(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
     started: list[AgentProcess] = []

@@ -8,8 +8,6 @@ tests see which chunk indices travelled after a cut.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -29,7 +27,8 @@ from tests.agent.hubapi import (
     upload,
     wait_state,
 )
-from tests.agent.test_thin_edge import Device, agents, install_hook
+from tests.agent.scenarios import killed_after_install_succeeds_once
+from tests.agent.test_thin_edge import Device, agents, install_hook, lingering_install_hook
 from tests.hubproc import HubProcess
 
 __all__ = ["agents"]  # the fixture, shared with the thin-edge tests
@@ -217,24 +216,10 @@ async def test_killed_after_install_before_report_succeeds_once(
 ) -> None:
     device, token = new_device(tbhub, tmp_path, "tb-kill-install")
     upload(tbhub, TITLE, "1.1.2", os.urandom(20_000))
-    # Installs, then lingers: the agent is killed after the install, before its report.
-    hook = (
-        f'sh -c \'echo "$2" >> {device.hook_log}; printf %s "$2" > {device.version_file}; '
-        "sleep 2' hook {file} {version}"
+    config = tb_config(tbhub, device, token, lingering_install_hook(device))
+    await killed_after_install_succeeds_once(
+        tbhub, agents, device, config, ("tb-kill-install", TITLE, "1.1.2")
     )
-    config = tb_config(tbhub, device, token, hook)
-    agent = agents(config)
-    update_id = await start_update(tbhub, "tb-kill-install", TITLE, "1.1.2")
-    await until(lambda: device.version_file.read_text() == "1.1.2")
-    agent.kill()
-    assert json.loads(state_file(device.state_dir).read_text())["current"]["phase"] == "installing"
-    await asyncio.sleep(2.5)  # the orphaned hook finishes
-    update = await wait_state(tbhub, update_id, "installing")
-    agents(config)
-    update = await wait_state(tbhub, update_id)
-    assert update["state"] == "succeeded", update
-    assert path_of(update).count("succeeded") == 1
-    assert device.hook_runs() == ["1.1.2"]
 
 
 async def test_software_update_next_to_firmware(
