@@ -1,11 +1,17 @@
-"""A small HTTP file server with Range support that can cut connections mid-body."""
+"""A small HTTP file server with Range support that can cut connections mid-body.
+
+With ``upstream`` set it relays every request to that server instead (a hub,
+say), so the same pacing, cuts and counters apply to what the hub serves.
+"""
 
 from __future__ import annotations
 
+import http.client
 import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 
 @dataclass
@@ -18,8 +24,13 @@ class FileServer:
     slow_piece: int | None = None
     slow_delay: float = 0.0
     honour_range: bool = True
+    #: ``http://host:port`` to relay requests to, instead of serving ``files``.
+    upstream: str | None = None
     bytes_sent: int = 0
+    #: The Range header of every GET.
     requests: list[str | None] = field(default_factory=list)
+    #: ``METHOD path`` of every request (without the query).
+    calls: list[str] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -27,8 +38,12 @@ class FileServer:
         assert self._server is not None
         return int(self._server.server_address[1])
 
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{name}"
+        return f"{self.base_url}/{name}"
 
     def start(self) -> FileServer:
         owner = self
@@ -41,6 +56,10 @@ class FileServer:
 
             def do_GET(self) -> None:
                 owner.requests.append(self.headers.get("Range"))
+                owner.calls.append(f"GET {self.path.split('?')[0]}")
+                if owner.upstream is not None:
+                    self._relay("GET")
+                    return
                 data = owner.files.get(self.path.lstrip("/"))
                 if data is None:
                     self.send_response(404)
@@ -72,6 +91,34 @@ class FileServer:
                     self.close_connection = True
                     return
                 self._send(body)
+
+            def do_POST(self) -> None:
+                owner.calls.append(f"POST {self.path.split('?')[0]}")
+                if owner.upstream is None:
+                    self.send_error(405)
+                    return
+                self._relay("POST")
+
+            def _relay(self, method: str) -> None:
+                assert owner.upstream is not None
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k in ("Range", "Content-Type") if (v := self.headers.get(k))}
+                target = urlsplit(owner.upstream)
+                conn = http.client.HTTPConnection(target.hostname or "", target.port, timeout=30)
+                try:
+                    conn.request(method, self.path, body=body, headers=headers)
+                    response = conn.getresponse()
+                    data = response.read()
+                finally:
+                    conn.close()
+                self.send_response(response.status)
+                for name in ("Content-Type", "Content-Range", "Accept-Ranges"):
+                    if value := response.getheader(name):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self._send(data)
 
             def _send(self, body: bytes) -> None:
                 piece = owner.slow_piece or len(body) or 1

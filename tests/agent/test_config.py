@@ -36,3 +36,12 @@ def test_missing_identity_is_reported(tmp_path: Path) -> None:
     path.write_text('dialect = "thingsboard"\n[hooks]\ninstall = "true"\n')
     with pytest.raises(ValueError, match=r"thingsboard\.token"):
         load_config(path)
+
+
+def test_enos_http_broker_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_config(EXAMPLE).enos.http_broker is None
+    monkeypatch.setenv("OTAHUB_AGENT_ENOS__HTTP_BROKER", "https://broker.example:8443/")
+    assert load_config(EXAMPLE).enos.http_broker == "https://broker.example:8443"
+    monkeypatch.setenv("OTAHUB_AGENT_ENOS__HTTP_BROKER", "broker.example:8443")
+    with pytest.raises(ValueError, match="must be an http"):
+        load_config(EXAMPLE)

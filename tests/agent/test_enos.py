@@ -1,5 +1,9 @@
 """EnOS agent against otahub serve: signed login, upgrade push, HTTP download, faults.
 
+Downloads go straight to the hub's ``fileUrl``, or, with ``--enos-file-url
+relative``, through the hub's EnOS HTTP broker pair (``/auth``, ``/multipart``).
+A relaying :class:`FileServer` in front of the hub paces and counts them.
+
 The hub's update record (``GET /api/v1/updates/{id}``) is the oracle. One hub
 serves the module; each test has its own device keys and package version.
 """
@@ -14,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.agent.agentproc import AgentProcess
+from tests.agent.fileserver import FileServer
 from tests.agent.hubapi import (
     corrupt_blob,
     path_of,
@@ -33,9 +38,21 @@ TITLE = "enos-firmware"
 PRODUCT = "pkAgentTests"
 
 
+RELATIVE = ("--enos-file-url", "relative")
+
+
 @pytest.fixture(scope="module")
 def enoshub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
     hub = HubProcess(tmp_path_factory.mktemp("enoshub") / "data", extra_args=["--no-auth"])
+    yield hub.start()
+    hub.stop()
+
+
+@pytest.fixture(scope="module")
+def relhub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    """A hub whose upgrades carry a relative ``fileUrl``."""
+    data_dir = tmp_path_factory.mktemp("relhub") / "data"
+    hub = HubProcess(data_dir, extra_args=["--no-auth", *RELATIVE])
     yield hub.start()
     hub.stop()
 
@@ -197,3 +214,46 @@ async def test_request_mode_polls_getversion(
     assert "pushed update" not in "".join(
         line for line in enoshub.log().splitlines() if "enos-on-request" in line
     )
+
+
+def broker_calls(device_key: str) -> tuple[str, str]:
+    return (
+        f"POST /auth/{PRODUCT}/{device_key}",
+        f"GET /multipart/sys/{PRODUCT}/{device_key}/file/download",
+    )
+
+
+async def test_relative_file_url_downloads_through_the_http_broker(
+    relhub: HubProcess, files: FileServer, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    files.upstream = relhub.http_url
+    device, keys = new_device(relhub, tmp_path, "enos-broker")
+    data = os.urandom(300_000)
+    upload(relhub, TITLE, "2.0.1", data)
+    config = enos_config(relhub, device, keys, install_hook(device))
+    config["enos"]["http_broker"] = files.base_url
+    agents(config)
+    update_id = await start_update(relhub, "enos-broker", TITLE, "2.0.1")
+    update = await wait_state(relhub, update_id)
+    assert update["state"] == "succeeded", update
+    # A signed login, then the file through the session's multipart URL.
+    assert files.calls == list(broker_calls("enos-broker"))
+    assert files.bytes_sent >= len(data)
+    assert device.hook_runs() == ["2.0.1"]
+    assert device.version_file.read_text() == "2.0.1"
+
+
+async def test_relative_file_url_without_a_broker_fails_as_a_download_failure(
+    relhub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device, keys = new_device(relhub, tmp_path, "enos-no-broker")
+    upload(relhub, TITLE, "2.0.2", os.urandom(10_000))
+    agents(enos_config(relhub, device, keys, install_hook(device)))
+    update_id = await start_update(relhub, "enos-no-broker", TITLE, "2.0.2")
+    update = await wait_state(relhub, update_id)
+    assert update["state"] == "failed", update
+    assert update["code"] == "-2", update  # download failure
+    assert "is not an http(s) URL" in update["reason"]
+    assert "no EnOS HTTP broker is configured (enos.http_broker)" in update["reason"]
+    assert device.hook_runs() == []
+    assert device.version_file.read_text().strip() == "1.0.0"

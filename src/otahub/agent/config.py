@@ -12,8 +12,9 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -84,6 +85,21 @@ class EnosConfig(BaseModel):
     poll_interval: float = Field(default=3600.0, gt=0)
     #: Seconds to wait for a ``*_reply``.
     reply_timeout: float = Field(default=30.0, gt=0)
+    #: Base URL of the EnOS HTTP broker (``http(s)://host:port``). A ``fileUrl``
+    #: that is not an http(s) URL is downloaded through it: ``POST /auth/{pk}/{dk}``,
+    #: then ``/multipart/sys/{pk}/{dk}/file/download``. Unset: such updates fail.
+    http_broker: str | None = None
+
+    @field_validator("http_broker")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL, not {value!r}")
+        return value
 
 
 class VersionConfig(BaseModel):

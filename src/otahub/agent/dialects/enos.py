@@ -5,6 +5,8 @@ the device secret). After every connect the agent ``inform``s its version.
 ``upgrade`` commands arrive without any subscription; the agent persists the
 job first and only then replies ``upgrade_reply`` 200. In request mode it
 polls ``getversion`` and takes the first offered version it does not run.
+An http(s) ``fileUrl`` is downloaded as is; any other (a relative path) is a
+``fileUri`` fetched through the EnOS HTTP broker (``enos.http_broker``).
 
 =============  ==============================================================
 step           ``progress`` step (a string) / message
@@ -25,10 +27,13 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from otahub.agent.config import EnosMode
 from otahub.agent.dialects.base import DialectClient, Step
+from otahub.agent.download import DownloadError, ProgressCallback
+from otahub.agent.enos_broker import BrokerFile
 from otahub.agent.link import ClientOptions
 from otahub.agent.state import FailureKind, Outcome, Phase, UpdateRecord
 from otahub.protocols import enos
@@ -48,6 +53,8 @@ _FAILURE_STEP: dict[FailureKind | None, int] = {
     FailureKind.DECLINED: enos.ProgressFailure.DECLINED,
 }
 BUSY_MESSAGE = "device is busy with another upgrade"
+#: ``UpdateRecord.extra`` key of a ``fileUrl`` to fetch through the HTTP broker.
+FILE_URI = "file_uri"
 _UNDECIDED = (Phase.INSTALLING, Phase.REBOOT_PENDING)
 
 
@@ -184,16 +191,16 @@ class EnosClient(DialectClient):
             checksums[Algorithm.MD5.value] = firmware.sign
         if firmware.sha256:
             checksums[Algorithm.SHA256.value] = firmware.sha256
+        direct = enos.is_direct_file_url(firmware.file_url)
         record = UpdateRecord(
             key=key,
             name=self.agent.config.version.name,
             version=firmware.version,
-            urls=[firmware.file_url],
+            urls=[firmware.file_url] if direct else [],
             checksums=checksums,
             size=firmware.file_size,
+            extra={} if direct else {FILE_URI: firmware.file_url},
         )
-        if not firmware.file_url.startswith(("http://", "https://")):
-            record.urls = []
         runner.accept(record)
         return enos.EnosCode.SUCCESS, None
 
@@ -223,6 +230,22 @@ class EnosClient(DialectClient):
             await asyncio.sleep(self.agent.config.enos.poll_interval)
             await self.agent.link.connected.wait()
             await self._poll_once()
+
+    # -- download -----------------------------------------------------------
+
+    async def fetch(self, record: UpdateRecord, dest: Path, on_progress: ProgressCallback) -> int:
+        file_uri = record.extra.get(FILE_URI)
+        if not isinstance(file_uri, str):
+            return await super().fetch(record, dest, on_progress)
+        cfg = self.agent.config
+        if cfg.enos.http_broker is None:
+            # Fails as a download failure (step -2) with this reason as desc.
+            raise DownloadError(
+                f"fileUrl {file_uri!r} is not an http(s) URL and no EnOS HTTP broker "
+                "is configured (enos.http_broker) to download it through"
+            )
+        source = BrokerFile(cfg.enos.http_broker, cfg.enos, cfg.download, file_uri)
+        return await self.download([source], record, dest, on_progress)
 
     # -- reports ----------------------------------------------------------
 
