@@ -21,6 +21,7 @@ from tests.agent.agentproc import AgentProcess
 from tests.agent.fileserver import FileServer
 from tests.agent.hubapi import (
     corrupt_blob,
+    get_update,
     path_of,
     register,
     start_update,
@@ -29,7 +30,13 @@ from tests.agent.hubapi import (
     upload,
     wait_state,
 )
-from tests.agent.test_thin_edge import Device, agents, install_hook
+from tests.agent.scenarios import (
+    assert_resumed,
+    kill_mid_download,
+    killed_after_install_succeeds_once,
+    throttle,
+)
+from tests.agent.test_thin_edge import Device, agents, install_hook, lingering_install_hook
 from tests.hubproc import HubProcess
 
 __all__ = ["agents"]  # the fixture, shared with the thin-edge tests
@@ -257,3 +264,47 @@ async def test_relative_file_url_without_a_broker_fails_as_a_download_failure(
     assert "no EnOS HTTP broker is configured (enos.http_broker)" in update["reason"]
     assert device.hook_runs() == []
     assert device.version_file.read_text().strip() == "1.0.0"
+
+
+@pytest.mark.parametrize("form", ["absolute", "relative"])
+async def test_killed_mid_download_resumes(
+    form: str,
+    hub_factory: Callable[..., HubProcess],
+    files: FileServer,
+    agents: Callable[..., AgentProcess],
+    tmp_path: Path,
+) -> None:
+    # The relay is where devices download from: the hub's public URL, or the broker.
+    hub_args = ("--public-url", files.base_url) if form == "absolute" else RELATIVE
+    hub = hub_factory("--no-auth", *hub_args)
+    files.upstream = hub.http_url
+    device, keys = new_device(hub, tmp_path, "enos-kill")
+    data = os.urandom(1_000_000)
+    upload(hub, TITLE, "2.1.0", data)
+    config = enos_config(hub, device, keys, install_hook(device))
+    if form == "relative":
+        config["enos"]["http_broker"] = files.base_url
+    throttle(files)
+    agent = agents(config)
+    update_id = await start_update(hub, "enos-kill", TITLE, "2.1.0")
+    await kill_mid_download(files, agent)
+    assert get_update(hub, update_id)["state"] == "downloading"
+    agents(config)
+    update = await wait_state(hub, update_id)
+    assert update["state"] == "succeeded", update
+    assert_resumed(files, len(data))
+    if form == "relative":
+        # The resume logged in again: a session per attempt, none reused.
+        assert files.calls == list(broker_calls("enos-kill")) * 2
+    assert device.hook_runs() == ["2.1.0"]
+
+
+async def test_killed_after_install_before_report_succeeds_once(
+    enoshub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device, keys = new_device(enoshub, tmp_path, "enos-kill-install")
+    upload(enoshub, TITLE, "2.1.1", os.urandom(20_000))
+    config = enos_config(enoshub, device, keys, lingering_install_hook(device))
+    await killed_after_install_succeeds_once(
+        enoshub, agents, device, config, ("enos-kill-install", TITLE, "2.1.1")
+    )
