@@ -8,6 +8,8 @@ tests see which chunk indices travelled after a cut.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -16,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.agent.agentproc import AgentProcess
+from tests.agent.agentproc import AgentProcess, observer
+from tests.agent.fileserver import FileServer
 from tests.agent.hubapi import (
     corrupt_blob,
     path_of,
@@ -30,6 +33,7 @@ from tests.agent.hubapi import (
 from tests.agent.scenarios import killed_after_install_succeeds_once
 from tests.agent.test_thin_edge import Device, agents, install_hook, lingering_install_hook
 from tests.hubproc import HubProcess
+from tests.interop.tedge_child import MOSQUITTO, Mosquitto
 
 __all__ = ["agents"]  # the fixture, shared with the thin-edge tests
 
@@ -45,15 +49,22 @@ def tbhub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
 
 
 def tb_config(
-    hub: HubProcess, device: Device, token: str, hook: str, chunk_size: int = 4096, **hooks: Any
+    hub: HubProcess | None,
+    device: Device,
+    token: str,
+    hook: str,
+    chunk_size: int = 4096,
+    port: int | None = None,
+    **hooks: Any,
 ) -> dict[str, Any]:
+    """The agent's config; ``port`` is another broker's, without a hub."""
     return {
         "dialect": "thingsboard",
         "state_dir": str(device.state_dir),
         "log_level": "DEBUG",
         "mqtt": {
             "host": "127.0.0.1",
-            "port": hub.mqtt_port,
+            "port": port if hub is None else hub.mqtt_port,
             "reconnect_initial": 0.2,
             "reconnect_max": 0.5,
         },
@@ -253,3 +264,48 @@ async def test_software_update_next_to_firmware(
     assert device.hook_runs() == []
     assert device.version_file.read_text().strip() == "1.0.0"
     assert "software download (rid 1) starts at chunk 0 of 8" in agent.log()
+
+
+@pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="needs the mosquitto broker")
+async def test_external_fw_url_is_downloaded_over_http(
+    files: FileServer, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    """A package with an external URL: ``fw_url`` instead of chunks, and no ``fw_size``.
+
+    The hub never sends ``fw_url`` (it keeps every package's bytes and serves
+    chunks), so the test plays the ThingsBoard server through a plain broker.
+    """
+    data = os.urandom(300_000)
+    files.files["external.bin"] = data
+    broker = Mosquitto(tmp_path / "mosquitto").start()
+    try:
+        device = Device(tmp_path)
+        config = tb_config(None, device, "token-ext", install_hook(device), port=broker.port)
+        async with observer(broker.port, "v1/devices/me/#") as server:
+            agent = agents(config)
+            request = "v1/devices/me/attributes/request/1"
+            await server.wait_for(lambda: server.on(request))
+            assert "fw_url" in json.loads(server.on(request)[0])["sharedKeys"].split(",")
+            shared = {
+                "fw_title": TITLE,
+                "fw_version": "2.0.0",
+                "fw_url": files.url("external.bin"),
+                "fw_checksum_algorithm": "SHA256",
+                "fw_checksum": hashlib.sha256(data).hexdigest(),
+            }
+            response = json.dumps({"shared": shared}).encode()
+            await server.publish("v1/devices/me/attributes/response/1", response)
+
+            def states() -> list[str]:
+                telemetry = server.json_on("v1/devices/me/telemetry")
+                return [t["fw_state"] for t in telemetry if "fw_state" in t]
+
+            await server.wait_for(lambda: "UPDATED" in states() or "FAILED" in states())
+            done = [t for t in server.json_on("v1/devices/me/telemetry") if "fw_state" in t][-1]
+    finally:
+        broker.stop()
+    assert states() == ["DOWNLOADING", "DOWNLOADED", "VERIFIED", "UPDATING", "UPDATED"], done
+    assert (done["current_fw_title"], done["current_fw_version"]) == (TITLE, "2.0.0")
+    assert files.requests == [None]  # one plain GET of the whole image
+    assert requested_chunks(agent.log()) == []
+    assert device.hook_runs() == ["2.0.0"]
