@@ -107,6 +107,18 @@ class _Transfer:
                 conn.sock.shutdown(socket.SHUT_RDWR)
 
 
+def tls_context(config: DownloadConfig) -> ssl.SSLContext:
+    """The download config's TLS settings (also for requests that precede a download)."""
+    if not config.verify_tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if config.ca_file is not None:
+        return ssl.create_default_context(cafile=str(config.ca_file))
+    return ssl.create_default_context()
+
+
 class Downloader:
     def __init__(self, config: DownloadConfig) -> None:
         self.config = config
@@ -114,18 +126,9 @@ class Downloader:
         self.received = 0
         self._ssl: ssl.SSLContext | None = None
 
-    def ssl_context(self) -> ssl.SSLContext:
-        """TLS settings of the download config (also for requests that precede a download)."""
+    def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            if not self.config.verify_tls:
-                context = ssl.create_default_context()
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            elif self.config.ca_file is not None:
-                context = ssl.create_default_context(cafile=str(self.config.ca_file))
-            else:
-                context = ssl.create_default_context()
-            self._ssl = context
+            self._ssl = tls_context(self.config)
         return self._ssl
 
     async def fetch(
@@ -279,7 +282,7 @@ class Downloader:
                     parts.hostname,
                     parts.port,
                     timeout=self.config.connect_timeout,
-                    context=self.ssl_context(),
+                    context=self._ssl_context(),
                 )
             else:
                 conn = http.client.HTTPConnection(

@@ -15,7 +15,7 @@ import httpx
 
 from otahub import __version__
 from otahub.agent.config import DownloadConfig, EnosConfig
-from otahub.agent.download import Downloader, DownloadError, TransientError
+from otahub.agent.download import DownloadError, TransientError, tls_context
 from otahub.protocols import enos
 
 log = logging.getLogger(__name__)
@@ -51,9 +51,10 @@ class BrokerFile:
         )
         url = self.broker + enos.http_auth_path(cfg.product_key, cfg.device_key)
         timeout = httpx.Timeout(self.download.read_timeout, connect=self.download.connect_timeout)
-        verify = Downloader(self.download).ssl_context()
         try:
-            async with httpx.AsyncClient(timeout=timeout, verify=verify) as client:
+            async with httpx.AsyncClient(
+                timeout=timeout, verify=tls_context(self.download)
+            ) as client:
                 response = await client.post(
                     url, content=body, headers={"Content-Type": "application/json"}
                 )
