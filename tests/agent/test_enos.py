@@ -17,6 +17,9 @@ from typing import Any
 
 import pytest
 
+from otahub.agent.config import DownloadConfig, EnosConfig
+from otahub.agent.download import DownloadError
+from otahub.agent.enos_broker import BrokerFile
 from tests.agent.agentproc import AgentProcess
 from tests.agent.fileserver import FileServer
 from tests.agent.hubapi import (
@@ -264,6 +267,21 @@ async def test_relative_file_url_without_a_broker_fails_as_a_download_failure(
     assert "no EnOS HTTP broker is configured (enos.http_broker)" in update["reason"]
     assert device.hook_runs() == []
     assert device.version_file.read_text().strip() == "1.0.0"
+
+
+async def test_broker_login_with_a_wrong_secret_is_refused(
+    relhub: HubProcess, tmp_path: Path
+) -> None:
+    _, keys = new_device(relhub, tmp_path, "enos-broker-refused")
+    wrong = EnosConfig(**{**keys, "device_secret": "not-the-secret"})
+    source = BrokerFile(relhub.http_url, wrong, DownloadConfig(), "/enos/ota/1/x")
+    with pytest.raises(DownloadError, match="HTTP 401: login refused with code 401"):
+        await source.resolve()
+    # The right secret gets a session URL on the broker's multipart download.
+    right = BrokerFile(relhub.http_url, EnosConfig(**keys), DownloadConfig(), "/enos/ota/1/x")
+    url = await right.resolve()
+    assert url.startswith(f"{relhub.http_url}/multipart/sys/{PRODUCT}/enos-broker-refused/")
+    assert "sessionId=" in url and "fileUri=%2Fenos%2Fota%2F1%2Fx" in url
 
 
 @pytest.mark.parametrize("form", ["absolute", "relative"])

@@ -65,8 +65,7 @@ class BrokerFile:
         try:
             session_id = enos.parse_http_auth_response(response.content)
         except enos.EnosError as exc:
-            raise DownloadError(
-                f"EnOS HTTP broker {self.broker} (HTTP {response.status_code}): {exc}"
-            ) from None
+            # Named after the source by the downloader: "<fileUri> via the EnOS HTTP broker …".
+            raise DownloadError(f"HTTP {response.status_code}: {exc}") from None
         log.debug("logged in to the EnOS HTTP broker for %s", self.file_uri)
         return session_id
