@@ -227,8 +227,9 @@ def _encode_publish(packet: Publish, version: int) -> bytes:
     if len(encoded_topic) > 0xFFFF:
         raise ValueError("topic names are limited to 65535 bytes")
     if version == MQTT_5:
-        props = encode_properties(packet.properties, _T.PUBLISH)
-        if not topic and packet.properties.topic_alias is None:
+        given = packet.given_properties
+        props = b"\x00" if given is None else encode_properties(given, _T.PUBLISH)
+        if not topic and (given is None or given.topic_alias is None):
             raise ValueError("an empty topic name needs a topic alias")
     else:
         if not topic:
@@ -441,9 +442,11 @@ def _decode_publish(
         if not topic:
             raise MQTTError("empty topic name", MALFORMED)
         return Publish(topic, buf[pos:end], qos, bool(first & 0x01), bool(first & 0x08), packet_id)
+    props: Properties | None
     if pos < end and not buf[pos]:
-        # No properties, the common case: skip the general property reader.
-        props = Properties()
+        # No properties, the common case: skip the general property reader
+        # (and leave the packet to create empty ones only if asked).
+        props = None
         pos += 1
     else:
         reader = Reader(buf, pos, end)
@@ -452,7 +455,7 @@ def _decode_publish(
         if from_client and props.subscription_identifiers:
             # MQTT-3.3.4-6: only the server adds subscription identifiers.
             raise MQTTError("a client may not send a subscription identifier", PROTOCOL_ERROR)
-    if not topic and props.topic_alias is None:
+    if not topic and (props is None or props.topic_alias is None):
         raise MQTTError("empty topic name without a topic alias", PROTOCOL_ERROR)
     return Publish(
         topic, buf[pos:end], qos, bool(first & 0x01), bool(first & 0x08), packet_id, props

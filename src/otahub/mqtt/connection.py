@@ -46,9 +46,6 @@ log = logging.getLogger("otahub.mqtt")
 # MQTT version can read: return code 1 "unacceptable protocol version".
 _CONNACK_BAD_VERSION = b"\x20\x02\x00\x01"
 
-# shared by every outgoing PUBLISH without properties; never mutated
-_NO_PROPERTIES = Properties()
-
 # Payloads at least this large go to the transport as a separate buffer
 # (one writev) instead of being copied behind their header. Below it, the
 # copy is cheaper than the transport's bookkeeping for several buffers
@@ -265,15 +262,7 @@ class Connection(asyncio.Protocol):
         )
         if head is None:
             data = encode(
-                Publish(
-                    topic,
-                    payload,
-                    qos,
-                    retain,
-                    dup,
-                    pid,
-                    props if props is not None else _NO_PROPERTIES,
-                ),
+                Publish(topic, payload, qos, retain, dup, pid, props),
                 self.version,
             )
             size = len(data)
@@ -528,7 +517,8 @@ class Connection(asyncio.Protocol):
             raise MQTTError(f"unexpected {type(packet).__name__}", ReasonCode.PROTOCOL_ERROR)
 
     def _resolve_alias(self, packet: Publish) -> str:
-        alias = packet.properties.topic_alias
+        props = packet.given_properties
+        alias = None if props is None else props.topic_alias
         if alias is None:
             return packet.topic
         if alias == 0 or alias > self.server.config.topic_alias_maximum:
@@ -594,7 +584,7 @@ class Connection(asyncio.Protocol):
             packet.payload,
             qos,
             packet.retain,
-            packet.properties if self.version >= MQTT_5 else None,
+            packet.given_properties if self.version >= MQTT_5 else None,
         )
         matched = server.route(message, sender=session)
         reason = 0

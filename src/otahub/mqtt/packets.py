@@ -68,6 +68,10 @@ class Properties:
     shared_subscription_available: int | None = None
 
 
+# compared against, never handed out or changed
+_EMPTY = Properties()
+
+
 @dataclass(slots=True)
 class Will:
     topic: str
@@ -97,15 +101,72 @@ class Connack:
     properties: Properties = field(default_factory=Properties)
 
 
-@dataclass(slots=True)
 class Publish:
-    topic: str
-    payload: bytes = b""
-    qos: int = 0
-    retain: bool = False
-    dup: bool = False
-    packet_id: int | None = None  # present exactly when qos > 0
-    properties: Properties = field(default_factory=Properties)
+    """A PUBLISH; ``packet_id`` is present exactly when ``qos`` > 0.
+
+    Written out rather than a dataclass: it is built for every message, and
+    its ``properties`` are only created when first asked for, since almost
+    every PUBLISH (all of 3.1.1's) carries none.
+    """
+
+    __slots__ = ("_properties", "dup", "packet_id", "payload", "qos", "retain", "topic")
+    __match_args__ = ("topic", "payload", "qos", "retain", "dup", "packet_id", "properties")
+
+    def __init__(
+        self,
+        topic: str,
+        payload: bytes = b"",
+        qos: int = 0,
+        retain: bool = False,
+        dup: bool = False,
+        packet_id: int | None = None,
+        properties: Properties | None = None,
+    ) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.dup = dup
+        self.packet_id = packet_id
+        self._properties = properties
+
+    @property
+    def properties(self) -> Properties:
+        props = self._properties
+        if props is None:
+            props = self._properties = Properties()
+        return props
+
+    @properties.setter
+    def properties(self, value: Properties) -> None:
+        self._properties = value
+
+    @property
+    def given_properties(self) -> Properties | None:
+        """The properties if any were set or decoded, without creating empty ones."""
+        return self._properties
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Publish):
+            return NotImplemented
+        return (
+            self.topic == other.topic
+            and self.payload == other.payload
+            and self.qos == other.qos
+            and self.retain == other.retain
+            and self.dup == other.dup
+            and self.packet_id == other.packet_id
+            and (self._properties or _EMPTY) == (other._properties or _EMPTY)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclasses here
+
+    def __repr__(self) -> str:
+        return (
+            f"Publish(topic={self.topic!r}, payload={self.payload!r}, qos={self.qos!r}, "
+            f"retain={self.retain!r}, dup={self.dup!r}, packet_id={self.packet_id!r}, "
+            f"properties={self.properties!r})"
+        )
 
 
 @dataclass(slots=True)

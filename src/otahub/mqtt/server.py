@@ -297,7 +297,7 @@ class MQTTServer:
             message.payload,
             message.qos,
             message.retain,
-            properties=message.properties or Properties(),
+            properties=message.properties,
         )
 
     def send_retained(
