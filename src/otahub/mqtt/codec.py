@@ -783,7 +783,7 @@ class Decoder:
         self._version = value
         self._rules = _header_rules(value, self._role)
 
-    def feed(self, data: bytes) -> list[Packet]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Packet]:
         """Add received bytes; return the packets they complete, in order."""
         if self._error is not None:
             raise MQTTError(self._error.message, self._error.reason_code)

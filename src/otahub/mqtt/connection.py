@@ -209,8 +209,15 @@ class Connection(asyncio.Protocol):
         elif self.transport is not None and self.state != "closed":
             self.transport.write(data)
 
-    def _release_held(self) -> None:
+    def _take_held(self) -> list[bytes] | None:
+        # A method, not inline: after `self._held = []` the type checker takes
+        # the attribute for a list even when a handler's close() has reset it
+        # to None, and compiled code checks what the checker believed.
         held, self._held = self._held, None
+        return held
+
+    def _release_held(self) -> None:
+        held = self._take_held()
         if held and self.transport is not None:
             self.transport.writelines(held)
 
@@ -573,7 +580,7 @@ class Connection(asyncio.Protocol):
                 server.run_interceptor(handler, session, packet, acknowledge)
             finally:
                 handling = False
-                held, self._held = self._held, None
+                held = self._take_held()
             if verdicts and qos and verdicts[0] != NO_ACK and self.state == "connected":
                 self._ack_publish(qos, pid, verdicts[0] or 0)
             if held and self.transport is not None and self.state != "closed":
@@ -630,15 +637,15 @@ class Connection(asyncio.Protocol):
             if is_shared_filter(topic_filter):
                 codes.append(ReasonCode.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else failure)
                 continue
-            verdict = True if acl is None else acl.can_subscribe(topic_filter)
-            if verdict is not True:
+            verdict = 1 if acl is None else int(acl.can_subscribe(topic_filter))
+            if not 0 < verdict < 0x80:
                 log.warning(
                     "client %r (%s) may not subscribe to %r",
                     session.client_id,
                     session.identity.name,
                     topic_filter,
                 )
-                refusal = ReasonCode.NOT_AUTHORIZED if verdict is False else int(verdict)
+                refusal = verdict or ReasonCode.NOT_AUTHORIZED
                 codes.append(refusal if v5 else failure)
                 continue
             options = SubscriptionOptions(

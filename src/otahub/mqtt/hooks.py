@@ -43,7 +43,10 @@ class Acl(Protocol):
     def can_publish(self, topic: str) -> bool: ...
 
     def can_subscribe(self, topic_filter: str) -> bool | int:
-        """True to allow; False to refuse (NOT_AUTHORIZED); or the MQTT 5 refusal code."""
+        """True to allow; False to refuse (NOT_AUTHORIZED); or an MQTT 5 refusal code (>= 0x80).
+
+        Read by value, not identity: compiled code keeps ``bool | int`` as an int.
+        """
         ...
 
 

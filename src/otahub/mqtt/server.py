@@ -15,7 +15,7 @@ import ssl as ssl_module
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from otahub.mqtt.connection import Connection
 from otahub.mqtt.hooks import (
@@ -100,7 +100,9 @@ class MQTTServer:
             lambda: Connection(self, listener), host, port, ssl=ssl, reuse_address=True
         )
         self._servers.append(server)
-        bound: int = server.sockets[0].getsockname()[1]
+        # typeshed says a tuple, uvloop returns a list: read it untyped, or the
+        # compiled module would check for a tuple
+        bound: int = cast(Any, server).sockets[0].getsockname()[1]
         log.info("MQTT%s listening on %s:%d", " over TLS" if ssl else "", host, bound)
         return bound
 
