@@ -8,15 +8,33 @@ from dataclasses import dataclass
 from otahub.mqtt.packets import Properties
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Message:
     topic: str
     payload: bytes
-    qos: int = 0
-    retain: bool = False
+    qos: int
+    retain: bool
     # forwardable v5 properties; None when the message carries none
-    properties: Properties | None = None
-    expires_at: float | None = None  # monotonic deadline from Message Expiry Interval
+    properties: Properties | None
+    expires_at: float | None  # monotonic deadline from Message Expiry Interval
+
+    # Written out: one is built per routed PUBLISH, and a dataclass's generated
+    # __init__ would run as interpreted code in the compiled module.
+    def __init__(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties | None = None,
+        expires_at: float | None = None,
+    ) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.properties = properties
+        self.expires_at = expires_at
 
     @classmethod
     def from_publish(

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from otahub.mqtt.hooks import Identity
@@ -36,16 +36,26 @@ class SubscriptionOptions:
     identifier: int | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Outgoing:
     """One message on its way to this session."""
 
     message: Message
     qos: int
     retain: bool
-    sub_ids: list[int] = field(default_factory=list)
+    sub_ids: list[int]
     # "publish": waiting for PUBACK/PUBREC; "pubrel": waiting for PUBCOMP
-    state: str = "publish"
+    state: str
+
+    # Written out, as Message's: one per delivery, natively built when compiled.
+    def __init__(
+        self, message: Message, qos: int, retain: bool, sub_ids: list[int] | None = None
+    ) -> None:
+        self.message = message
+        self.qos = qos
+        self.retain = retain
+        self.sub_ids = [] if sub_ids is None else sub_ids
+        self.state = "publish"
 
 
 class Session:
