@@ -44,7 +44,8 @@ pick_python() {
 }
 
 # ensure_venv EXTRAS: create the virtualenv and install otahub (editable)
-# with the given extras; re-installs only when pyproject.toml changed.
+# with the given extras; re-installs when pyproject.toml or setup.py changed,
+# or a source of otahub.mqtt did (the install compiles those in place).
 ensure_venv() {
     local extras="$1"
     local py
@@ -56,7 +57,8 @@ ensure_venv() {
         }
     fi
     local stamp="$VENV/.otahub-installed-$extras"
-    if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+    if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$ROOT/setup.py" -nt "$stamp" ] ||
+        [ -n "$(find "$ROOT/src/otahub/mqtt" -name '*.py' -newer "$stamp" -print -quit)" ]; then
         "$VENV/bin/python" -m pip install -q --upgrade pip
         "$VENV/bin/python" -m pip install -q -e "$ROOT[$extras]"
         touch "$stamp"

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from otahub import mqtt
 from tests.hubproc import HubProcess
 
 
@@ -33,3 +34,15 @@ def hub_factory(tmp_path: Path) -> Iterator[Callable[..., HubProcess]]:
 def hub(hub_factory: Callable[..., HubProcess]) -> HubProcess:
     """A running hub on free ports with admin auth off."""
     return hub_factory("--no-auth")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # An in-place build runs the compiled endpoint whatever its source now says:
+    # testing it would test the old code.
+    stale = mqtt.stale_compiled_modules()
+    if stale:
+        pytest.exit(
+            f"otahub.mqtt modules {', '.join(stale)} changed after they were compiled: "
+            "rebuild with `bash scripts/test.sh` (or `pip install -e .`)",
+            returncode=2,
+        )

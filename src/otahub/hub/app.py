@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import uvicorn
 from fastapi import FastAPI
 
+from otahub import mqtt
 from otahub.hub.broker_transport import BrokerTransport, client_id_for, parse_broker_url
 from otahub.hub.core import CoreConfig, HubCore
 from otahub.hub.drivers.base import Driver, DriverContext
@@ -139,13 +140,21 @@ async def _run_http(settings: HubSettings, app: FastAPI, stop: asyncio.Event) ->
                 raise RuntimeError(f"HTTP server could not start on port {settings.http_port}")
             await asyncio.sleep(0.02)
         log.info(
-            "otahub ready: mqtt://%s:%d http://%s:%d data in %s",
+            "otahub ready: mqtt://%s:%d http://%s:%d data in %s (MQTT endpoint %s)",
             settings.host,
             settings.mqtt_port,
             settings.host,
             settings.http_port,
             settings.data_dir,
+            "compiled" if mqtt.compiled() else "pure Python",
         )
+        stale = mqtt.stale_compiled_modules()
+        if stale:
+            log.warning(
+                "otahub.mqtt modules %s changed after they were compiled and run as built; "
+                "reinstall otahub to rebuild them",
+                ", ".join(stale),
+            )
         stop_task = asyncio.create_task(stop.wait())
         await asyncio.wait({stop_task, http_task}, return_when=asyncio.FIRST_COMPLETED)
         stop_task.cancel()

@@ -1,6 +1,33 @@
-"""MQTT 3.1.1 / 5.0: a sans-IO codec and the hub's server endpoint."""
+"""MQTT 3.1.1 / 5.0: a sans-IO codec and the hub's server endpoint.
 
+The package's modules are compiled with mypyc when otahub is built
+(``setup.py``); the same sources run as plain Python otherwise.
+"""
+
+from pathlib import Path
+
+from otahub.mqtt import codec
 from otahub.mqtt.codec import Decoder, encode
 from otahub.mqtt.errors import MQTTError
 
-__all__ = ["Decoder", "MQTTError", "encode"]
+__all__ = ["Decoder", "MQTTError", "compiled", "encode", "stale_compiled_modules"]
+
+
+def compiled() -> bool:
+    """Whether the endpoint runs as compiled modules rather than Python source."""
+    return not codec.__file__.endswith(".py")
+
+
+def stale_compiled_modules() -> list[str]:
+    """Modules whose source changed after they were compiled (an in-place build gone stale).
+
+    Python imports the compiled module whatever its source says, so an edit
+    takes effect only after the next build.
+    """
+    stale = []
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        for built in source.parent.glob(source.stem + ".*.so"):
+            if built.stat().st_mtime < source.stat().st_mtime:
+                stale.append(source.stem)
+                break
+    return stale
