@@ -443,10 +443,35 @@ def test_decoder_arguments() -> None:
 def test_feed_accepts_any_bytes_like_and_empty_input() -> None:
     decoder = Decoder(4)
     assert decoder.feed(b"") == []
-    assert decoder.feed(bytearray(b"\xc0\x00")) == [Pingreq()]  # type: ignore[arg-type]
-    assert decoder.feed(memoryview(b"\xc0")) == []  # type: ignore[arg-type]
+    assert decoder.feed(bytearray(b"\xc0\x00")) == [Pingreq()]
+    assert decoder.feed(memoryview(b"\xc0")) == []
     assert decoder.feed(b"") == []
-    assert decoder.feed(memoryview(b"\x00\xc0\x00")) == [Pingreq(), Pingreq()]  # type: ignore[arg-type]
+    assert decoder.feed(memoryview(b"\x00\xc0\x00")) == [Pingreq(), Pingreq()]
+
+
+def _topic_of(wire: bytes) -> str:
+    (packet,) = Decoder(4).feed(wire)
+    assert isinstance(packet, Publish)
+    return packet.topic
+
+
+def test_a_topic_decoded_again_is_the_same_string() -> None:
+    wire = encode(Publish("dev/7/telemetry", b"1"), 4)
+    assert _topic_of(wire) is _topic_of(wire)
+    long = "t/" + "x" * 300  # past the cached length: decoded each time, still right
+    assert _topic_of(encode(Publish(long), 4)) == long
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [(b"a/\xff", RC.MALFORMED_PACKET), (b"a/+", RC.TOPIC_NAME_INVALID), (b"a\x00", 0x81)],
+)
+def test_a_rejected_topic_is_rejected_every_time(raw: bytes, reason: int) -> None:
+    wire = b"\x30" + bytes((2 + len(raw),)) + len(raw).to_bytes(2, "big") + raw
+    for _ in range(2):
+        with pytest.raises(MQTTError) as caught:
+            Decoder(4).feed(wire)
+        assert caught.value.reason_code == reason
 
 
 def test_large_packet_fed_byte_by_byte() -> None:

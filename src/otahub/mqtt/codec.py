@@ -411,6 +411,34 @@ def _check_packet_id(packet_id: int) -> int:
     return packet_id
 
 
+# Topic names already decoded and checked, by their bytes: devices publish to
+# the same few topics over and over, and the cached str (hash included) is
+# then the same object each time, for the lookups that follow. Bounded in
+# entries and in name length; starts over when full.
+_TOPICS: dict[bytes, str] = {}
+_TOPICS_LIMIT = 4096
+_TOPIC_CACHED_MAX = 256
+
+
+def _decode_topic(raw: bytes) -> str:
+    topic = _TOPICS.get(raw)
+    if topic is not None:
+        return topic
+    try:
+        topic = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MQTTError("topic name is not valid UTF-8", MALFORMED) from None
+    if "\x00" in topic:
+        raise MQTTError("topic name contains U+0000", MALFORMED)
+    if "+" in topic or "#" in topic:
+        raise MQTTError(f"topic name contains a wildcard: {topic!r}", ReasonCode.TOPIC_NAME_INVALID)
+    if len(raw) <= _TOPIC_CACHED_MAX:
+        if len(_TOPICS) >= _TOPICS_LIMIT:
+            _TOPICS.clear()
+        _TOPICS[raw] = topic
+    return topic
+
+
 def _decode_publish(
     buf: bytes, first: int, pos: int, end: int, version: int, from_client: bool | None
 ) -> Publish:
@@ -420,14 +448,7 @@ def _decode_publish(
     topic_end = pos + 2 + (buf[pos] << 8 | buf[pos + 1])
     if topic_end > end:
         raise MQTTError("PUBLISH topic runs past the packet", MALFORMED)
-    try:
-        topic = buf[pos + 2 : topic_end].decode("utf-8")
-    except UnicodeDecodeError:
-        raise MQTTError("topic name is not valid UTF-8", MALFORMED) from None
-    if "\x00" in topic:
-        raise MQTTError("topic name contains U+0000", MALFORMED)
-    if "+" in topic or "#" in topic:
-        raise MQTTError(f"topic name contains a wildcard: {topic!r}", ReasonCode.TOPIC_NAME_INVALID)
+    topic = _decode_topic(buf[pos + 2 : topic_end])
     pos = topic_end
     qos = first >> 1 & 0x03
     packet_id: int | None = None
