@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,11 @@ _TOPICS: dict[str, bytes] = {}
 _TOPICS_LIMIT = 4096
 
 
+# fixed headers of one and two length bytes, packed in C
+_PACK2 = struct.Struct("BB").pack
+_PACK3 = struct.Struct("BBB").pack
+
+
 def _ignore_verdict(verdict: int | None) -> None:
     """A QoS 0 PUBLISH is never acknowledged, whatever its handler decides."""
 
@@ -105,14 +111,14 @@ def _publish_head(
     length = len(topic_bytes) + len(tail) + size
     first = 0x30 | qos << 1 | (0x01 if retain else 0) | (0x08 if dup else 0)
     if length < 128:
-        header = bytes((first, length))
+        header = _PACK2(first, length)
     elif length < 16384:
-        header = bytes((first, length & 0x7F | 0x80, length >> 7))
+        header = _PACK3(first, length & 0x7F | 0x80, length >> 7)
     elif length <= MAX_VBI:
         header = bytes((first,)) + encode_vbi(length)
     else:
         return None
-    return header + topic_bytes + tail
+    return header + topic_bytes + tail if tail else header + topic_bytes
 
 
 class Connection(asyncio.Protocol):
