@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Callable, Iterable
-from typing import Any, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 from otahub.mqtt.errors import MQTTError
 from otahub.mqtt.packets import (
@@ -56,33 +56,36 @@ __all__ = ["MAX_PACKET_SIZE", "Decoder", "Role", "encode"]
 Role: TypeAlias = Literal["server", "client"]
 
 # Fixed header (1 byte + 4 byte remaining length) plus the largest remaining length.
-MAX_PACKET_SIZE = 268_435_460
+MAX_PACKET_SIZE: Final = 268_435_460
 
-MALFORMED = ReasonCode.MALFORMED_PACKET
-PROTOCOL_ERROR = ReasonCode.PROTOCOL_ERROR
+MALFORMED: Final = ReasonCode.MALFORMED_PACKET
+PROTOCOL_ERROR: Final = ReasonCode.PROTOCOL_ERROR
 
-_T = PacketType
+_T: Final = PacketType
 
 # Reason codes each MQTT 5.0 packet may carry (spec 3.x.2.1 of each packet).
-CONNACK_REASONS = frozenset(
+CONNACK_REASONS: Final = frozenset(
     {0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C}
     | {0x90, 0x95, 0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F}
 )
-PUBACK_REASONS = frozenset({0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99})  # and PUBREC
-PUBREL_REASONS = frozenset({0x00, 0x92})  # and PUBCOMP
-SUBACK_REASONS = frozenset({0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2})
-UNSUBACK_REASONS = frozenset({0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91})
-DISCONNECT_REASONS = frozenset(
+# PUBACK and PUBREC
+PUBACK_REASONS: Final = frozenset({0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99})
+PUBREL_REASONS: Final = frozenset({0x00, 0x92})  # and PUBCOMP
+SUBACK_REASONS: Final = frozenset(
+    {0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2}
+)
+UNSUBACK_REASONS: Final = frozenset({0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91})
+DISCONNECT_REASONS: Final = frozenset(
     {0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90}
     | {0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F}
     | {0xA0, 0xA1, 0xA2}
 )
-AUTH_REASONS = frozenset({0x00, 0x18, 0x19})
-SUBACK_RETURN_CODES_V3 = frozenset({0x00, 0x01, 0x02, 0x80})
-CONNACK_RETURN_CODES_V3 = range(6)
+AUTH_REASONS: Final = frozenset({0x00, 0x18, 0x19})
+SUBACK_RETURN_CODES_V3: Final = frozenset({0x00, 0x01, 0x02, 0x80})
+CONNACK_RETURN_CODES_V3: Final = range(6)
 
 # Packets each side may send; the other side's decoder rejects the rest.
-_FROM_CLIENT = frozenset(
+_FROM_CLIENT: Final = frozenset(
     {
         _T.CONNECT,
         _T.PUBLISH,
@@ -97,7 +100,7 @@ _FROM_CLIENT = frozenset(
         _T.AUTH,
     }
 )
-_FROM_SERVER = frozenset(
+_FROM_SERVER: Final = frozenset(
     {
         _T.CONNACK,
         _T.PUBLISH,
@@ -112,12 +115,12 @@ _FROM_SERVER = frozenset(
         _T.AUTH,
     }
 )
-_V5_ONLY_FROM_SERVER = frozenset({_T.DISCONNECT, _T.AUTH})
-_FLAGS_0010 = frozenset({_T.PUBREL, _T.SUBSCRIBE, _T.UNSUBSCRIBE})
+_V5_ONLY_FROM_SERVER: Final = frozenset({_T.DISCONNECT, _T.AUTH})
+_FLAGS_0010: Final = frozenset({_T.PUBREL, _T.SUBSCRIBE, _T.UNSUBSCRIBE})
 
-_PROTOCOLS = {("MQIsdp", MQTT_3_1), ("MQTT", 4), ("MQTT", MQTT_5)}
+_PROTOCOLS: Final = {("MQIsdp", MQTT_3_1), ("MQTT", 4), ("MQTT", MQTT_5)}
 
-_U16 = struct.Struct(">H")
+_U16: Final = struct.Struct(">H")
 
 # ====================================================================== encoding
 
@@ -368,7 +371,7 @@ def _encode_auth(packet: Auth, version: int) -> bytes:
     return _short_form(0xF0, packet.reason_code, packet.properties, _T.AUTH, AUTH_REASONS)
 
 
-_ENCODERS: dict[type, Callable[[Any, int], bytes]] = {
+_ENCODERS: Final[dict[type, Callable[[Any, int], bytes]]] = {
     Connect: _encode_connect,
     Connack: _encode_connack,
     Publish: _encode_publish,
@@ -415,9 +418,9 @@ def _check_packet_id(packet_id: int) -> int:
 # the same few topics over and over, and the cached str (hash included) is
 # then the same object each time, for the lookups that follow. Bounded in
 # entries and in name length; starts over when full.
-_TOPICS: dict[bytes, str] = {}
-_TOPICS_LIMIT = 4096
-_TOPIC_CACHED_MAX = 256
+_TOPICS: Final[dict[bytes, str]] = {}
+_TOPICS_LIMIT: Final = 4096
+_TOPIC_CACHED_MAX: Final = 256
 
 
 def _decode_topic(raw: bytes) -> str:
@@ -684,7 +687,7 @@ def _decode_connect_body(r: Reader, level: int) -> Connect:
 
 _Decode: TypeAlias = Callable[[Reader, int, bool | None], Packet]
 
-_DECODERS: dict[int, _Decode] = {
+_DECODERS: Final[dict[int, _Decode]] = {
     _T.CONNACK: _decode_connack,
     _T.PUBACK: _ack_decoder(Puback, _T.PUBACK, PUBACK_REASONS),
     _T.PUBREC: _ack_decoder(Pubrec, _T.PUBREC, PUBACK_REASONS),

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import struct
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from otahub.mqtt.codec import Decoder, encode
 from otahub.mqtt.errors import MQTTError
@@ -45,23 +45,23 @@ log = logging.getLogger("otahub.mqtt")
 
 # CONNACK for a protocol level we do not speak, in the 3.1.1 layout every
 # MQTT version can read: return code 1 "unacceptable protocol version".
-_CONNACK_BAD_VERSION = b"\x20\x02\x00\x01"
+_CONNACK_BAD_VERSION: Final = b"\x20\x02\x00\x01"
 
 # Payloads at least this large go to the transport as a separate buffer
 # (one writev) instead of being copied behind their header. Below it, the
 # copy is cheaper than the transport's bookkeeping for several buffers
 # (measured with uvloop: join wins at 8 KiB, writev from about 16 KiB).
-_GATHER_MIN = 16 * 1024
+_GATHER_MIN: Final = 16 * 1024
 
 # Outgoing topic names with their length prefix, per topic: drivers and
 # routing send to the same topics over and over. Starts over when full.
-_TOPICS: dict[str, bytes] = {}
-_TOPICS_LIMIT = 4096
+_TOPICS: Final[dict[str, bytes]] = {}
+_TOPICS_LIMIT: Final = 4096
 
 
 # fixed headers of one and two length bytes, packed in C
-_PACK2 = struct.Struct("BB").pack
-_PACK3 = struct.Struct("BBB").pack
+_PACK2: Final = struct.Struct("BB").pack
+_PACK3: Final = struct.Struct("BBB").pack
 
 
 def _ignore_verdict(verdict: int | None) -> None:

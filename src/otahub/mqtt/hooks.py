@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from otahub.mqtt.packets import Properties
 from otahub.mqtt.reason_codes import ReasonCode
@@ -77,7 +77,7 @@ Authenticator = Callable[[ConnectInfo], Awaitable["Identity | Refusal | None"]]
 # plain handler sends meanwhile goes out after the acknowledgement; a
 # coroutine's sends go out as they happen, its acknowledgement last.
 InterceptHandler = Callable[["Session", "Publish"], "Awaitable[int | None] | int | None"]
-NO_ACK = -1
+NO_ACK: Final = -1
 
 # Called when a session connects (after CONNACK) or its connection ends.
 SessionObserver = Callable[["Session"], "Awaitable[None] | None"]

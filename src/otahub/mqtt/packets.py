@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Final
 
 # Protocol levels as carried in CONNECT.
-MQTT_3_1 = 3
-MQTT_3_1_1 = 4
-MQTT_5 = 5
-SUPPORTED_VERSIONS = (MQTT_3_1, MQTT_3_1_1, MQTT_5)
+MQTT_3_1: Final = 3
+MQTT_3_1_1: Final = 4
+MQTT_5: Final = 5
+SUPPORTED_VERSIONS: Final = (MQTT_3_1, MQTT_3_1_1, MQTT_5)
 
 
 class PacketType(IntEnum):
@@ -69,7 +70,7 @@ class Properties:
 
 
 # compared against, never handed out or changed
-_EMPTY = Properties()
+_EMPTY: Final = Properties()
 
 
 @dataclass(slots=True)

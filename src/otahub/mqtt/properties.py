@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import IntEnum
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from otahub.mqtt.errors import MQTTError
 from otahub.mqtt.packets import PacketType, Properties
@@ -22,12 +22,12 @@ from otahub.mqtt.wire import (
     encode_vbi,
 )
 
-MALFORMED = ReasonCode.MALFORMED_PACKET
-PROTOCOL_ERROR = ReasonCode.PROTOCOL_ERROR
+MALFORMED: Final = ReasonCode.MALFORMED_PACKET
+PROTOCOL_ERROR: Final = ReasonCode.PROTOCOL_ERROR
 
 # Will properties live in CONNECT's payload but have their own set of allowed
 # properties; 0 is not a packet type, so it can share the bit mask with them.
-WILL = 0
+WILL: Final = 0
 
 
 class Kind(IntEnum):
@@ -56,10 +56,10 @@ def _mask(*contexts: int) -> int:
     return mask
 
 
-_T = PacketType
-_ACKS = (_T.PUBACK, _T.PUBREC, _T.PUBREL, _T.PUBCOMP)
+_T: Final = PacketType
+_ACKS: Final = (_T.PUBACK, _T.PUBREC, _T.PUBREL, _T.PUBCOMP)
 
-SPECS: tuple[PropertySpec, ...] = (
+SPECS: Final[tuple[PropertySpec, ...]] = (
     PropertySpec(0x01, "payload_format_indicator", Kind.BYTE, _mask(_T.PUBLISH, WILL), True),
     PropertySpec(0x02, "message_expiry_interval", Kind.U32, _mask(_T.PUBLISH, WILL)),
     PropertySpec(0x03, "content_type", Kind.STRING, _mask(_T.PUBLISH, WILL)),
@@ -124,10 +124,10 @@ SPECS: tuple[PropertySpec, ...] = (
     PropertySpec(0x2A, "shared_subscription_available", Kind.BYTE, _mask(_T.CONNACK), True),
 )
 
-BY_IDENT: dict[int, PropertySpec] = {spec.ident: spec for spec in SPECS}
-_USER_PROPERTY = 0x26
-_SUBSCRIPTION_IDENTIFIER = 0x0B
-_RESPONSE_TOPIC = 0x08
+BY_IDENT: Final[dict[int, PropertySpec]] = {spec.ident: spec for spec in SPECS}
+_USER_PROPERTY: Final = 0x26
+_SUBSCRIPTION_IDENTIFIER: Final = 0x0B
+_RESPONSE_TOPIC: Final = 0x08
 
 
 def _getter(names: list[str]) -> Callable[[Properties], tuple[Any, ...]]:
@@ -140,7 +140,9 @@ def _getter(names: list[str]) -> Callable[[Properties], tuple[Any, ...]]:
 # Per packet type (and WILL): the specs it allows, a getter for their fields, and
 # what that getter returns for empty properties. Encoding reads only these fields,
 # so the common no-properties case costs one C-level attribute fetch.
-_BY_CONTEXT: dict[int, tuple[tuple[PropertySpec, ...], Callable[[Properties], Any], Any]] = {}
+_BY_CONTEXT: Final[
+    dict[int, tuple[tuple[PropertySpec, ...], Callable[[Properties], Any], Any]]
+] = {}
 for _context in (WILL, *PacketType):
     _specs = tuple(spec for spec in SPECS if spec.allowed >> _context & 1)
     if _specs:
@@ -165,7 +167,7 @@ def _encode_pair(pair: tuple[str, str]) -> bytes:
     return encode_string(pair[0]) + encode_string(pair[1])
 
 
-_VALUE_ENCODERS: dict[Kind, Callable[[Any], bytes]] = {
+_VALUE_ENCODERS: Final[dict[Kind, Callable[[Any], bytes]]] = {
     Kind.BYTE: _encode_byte,
     Kind.U16: encode_u16,
     Kind.U32: encode_u32,
@@ -212,7 +214,7 @@ def encode_properties(props: Properties, context: int) -> bytes:
     return encode_vbi(len(body)) + body
 
 
-_IDENT_BYTES = {spec.ident: bytes((spec.ident,)) for spec in SPECS}
+_IDENT_BYTES: Final = {spec.ident: bytes((spec.ident,)) for spec in SPECS}
 
 # ---------------------------------------------------------------- decoding
 
@@ -221,7 +223,7 @@ _IDENT_BYTES = {spec.ident: bytes((spec.ident,)) for spec in SPECS}
 # identifiers fit in one byte, so an identifier byte of 0x80 or more (the start
 # of a longer variable byte integer) can only be unknown.
 _BYTE, _U16, _U32, _VBI, _STRING, _BINARY, _PAIR = (int(k) for k in Kind)
-_DECODE_TABLE: list[tuple[str, int, int, bool, int] | None] = [None] * 256
+_DECODE_TABLE: Final[list[tuple[str, int, int, bool, int] | None]] = [None] * 256
 for _spec in SPECS:
     _DECODE_TABLE[_spec.ident] = (
         _spec.name,

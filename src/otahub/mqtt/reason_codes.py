@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Final
 
 
 class ReasonCode(IntEnum):
@@ -65,7 +66,7 @@ class ConnackReturnCode(IntEnum):
 
 
 # A v5 CONNACK refusal expressed for a 3.1.1 client: the closest return code.
-_V5_TO_V3_CONNACK: dict[int, ConnackReturnCode] = {
+_V5_TO_V3_CONNACK: Final[dict[int, ConnackReturnCode]] = {
     ReasonCode.SUCCESS: ConnackReturnCode.ACCEPTED,
     ReasonCode.UNSUPPORTED_PROTOCOL_VERSION: ConnackReturnCode.UNACCEPTABLE_PROTOCOL_VERSION,
     ReasonCode.CLIENT_IDENTIFIER_NOT_VALID: ConnackReturnCode.IDENTIFIER_REJECTED,

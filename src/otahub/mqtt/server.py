@@ -15,7 +15,7 @@ import ssl as ssl_module
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from otahub.mqtt.connection import Connection
 from otahub.mqtt.hooks import (
@@ -37,7 +37,7 @@ log = logging.getLogger("otahub.mqtt")
 
 # Topic lookups are cached per concrete topic; past this many topics a cache
 # starts over, so a stream of ever-new topic names cannot grow it without bound.
-_CACHE_LIMIT = 4096
+_CACHE_LIMIT: Final = 4096
 
 
 @dataclass(slots=True)

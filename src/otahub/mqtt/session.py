@@ -12,7 +12,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from otahub.mqtt.hooks import Identity
 from otahub.mqtt.message import Message
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("otahub.mqtt")
 
-_MAX_PACKET_ID = 65535
+_MAX_PACKET_ID: Final = 65535
 
 
 @dataclass(slots=True)

@@ -7,11 +7,11 @@ walk per level rather than one comparison per subscription.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 V = TypeVar("V")
 
-MAX_TOPIC_BYTES = 65535
+MAX_TOPIC_BYTES: Final = 65535
 
 
 def is_valid_topic_name(topic: str) -> bool:

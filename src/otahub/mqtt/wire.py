@@ -8,17 +8,18 @@ because their input comes from the network.
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from otahub.mqtt.errors import MQTTError
 from otahub.mqtt.reason_codes import ReasonCode
 
-MALFORMED = ReasonCode.MALFORMED_PACKET
-MAX_VBI = 268_435_455  # largest value a 4-byte variable byte integer holds
+MALFORMED: Final = ReasonCode.MALFORMED_PACKET
+MAX_VBI: Final = 268_435_455  # largest value a 4-byte variable byte integer holds
 
-_U16 = struct.Struct(">H")
-_U32 = struct.Struct(">I")
+_U16: Final = struct.Struct(">H")
+_U32: Final = struct.Struct(">I")
 # Single-byte variable byte integers are by far the most common; build them once.
-_SMALL_VBI = tuple(bytes((i,)) for i in range(128))
+_SMALL_VBI: Final = tuple(bytes((i,)) for i in range(128))
 
 
 def encode_vbi(value: int) -> bytes:
