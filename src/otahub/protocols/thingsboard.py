@@ -1080,7 +1080,7 @@ def chunk_range(file_size: int, chunk_size: int, chunk: int) -> tuple[int, int]:
 
 
 def decide_chunk(
-    topic: str,
+    topic: str | ChunkTopic,
     payload: Payload,
     *,
     remembered_size: int | None,
@@ -1094,9 +1094,10 @@ def decide_chunk(
     ``package_size`` the byte size of the package the ``rid`` resolves to (the
     device's currently assigned one on first use), ``None`` when nothing is
     assigned; ``external_url`` when that package only has an external URL.
-    Checks run in upstream order: payload, size limit, package.
+    Checks run in upstream order: payload, size limit, package. ``topic`` may
+    come already parsed, as the hub's chunk path has it.
     """
-    parsed = parse_chunk_topic(topic)
+    parsed = parse_chunk_topic(topic) if isinstance(topic, str) else topic
     if parsed is None:
         return UnknownTopic()
     try:

@@ -18,6 +18,7 @@ from otahub.mqtt.reason_codes import ReasonCode
 from otahub.mqtt.session import Session
 from otahub.protocols.thingsboard import (
     ChunkError,
+    ChunkTopic,
     CloseConnection,
     PackageType,
     SendChunk,
@@ -49,6 +50,7 @@ class Chunks:
         self, session: Session, link: Link, topic: str, payload: bytes
     ) -> Awaitable[int | None] | int | None:
         """Answer a chunk request; the result is the PUBACK verdict (see mqtt.hooks)."""
+        # parsed once here and handed on: every chunk comes this way
         parsed = parse_chunk_topic(topic)
         if parsed is None:
             log.info("device %s: %r is not a chunk request topic; dropped", link.device, topic)
@@ -56,26 +58,32 @@ class Chunks:
         rid = link.rids.get((parsed.package, parsed.request_id))
         if rid is None or link.lock.locked():
             # behind earlier messages of this device, in order
-            return self.driver.in_order(link, self._first(session, link, topic, payload))
-        return self._answer(session, link, topic, payload, rid)
+            return self.driver.in_order(link, self._first(session, link, topic, parsed, payload))
+        return self._answer(session, link, topic, parsed, payload, rid)
 
-    async def _first(self, session: Session, link: Link, topic: str, payload: bytes) -> int | None:
-        parsed = parse_chunk_topic(topic)
-        assert parsed is not None
+    async def _first(
+        self, session: Session, link: Link, topic: str, parsed: ChunkTopic, payload: bytes
+    ) -> int | None:
         key = (parsed.package, parsed.request_id)
         rid = link.rids.get(key)
         if rid is None:
             rid = await self.driver.resolve_rid(link.device, parsed.package)
             if rid is not None:
                 rid = link.rids.setdefault(key, rid)
-        return self._answer(session, link, topic, payload, rid)
+        return self._answer(session, link, topic, parsed, payload, rid)
 
     def _answer(
-        self, session: Session, link: Link, topic: str, payload: bytes, rid: RidState | None
+        self,
+        session: Session,
+        link: Link,
+        topic: str,
+        parsed: ChunkTopic,
+        payload: bytes,
+        rid: RidState | None,
     ) -> int | None:
         """Send the chunk or the error; errors close the session without a PUBACK."""
         decision = decide_chunk(
-            topic,
+            parsed,
             payload,
             remembered_size=None if rid is None else rid.chunk_size,
             package_size=None if rid is None else rid.size,
@@ -87,8 +95,6 @@ class Chunks:
             if decision.remember_size is not None:
                 rid.chunk_size = decision.remember_size
             data = self.driver.blobs.read(rid.path, decision.start, decision.end)
-            parsed = parse_chunk_topic(topic)
-            assert parsed is not None
             qos = subscription_qos(session, _CHUNK_SUBSCRIPTION[parsed.package])
             session.send(decision.topic, data, 1 if qos is None else qos)
             if rid.update_id is not None:
