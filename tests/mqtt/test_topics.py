@@ -56,8 +56,11 @@ def test_topic_name_validity(topic: str, valid: bool) -> None:
         ("+/x", "$SYS/x", False),
         ("$SYS/#", "$SYS/x", True),
         ("a/+/c", "a/b/d", False),
-        ("te/device/child03///cmd/firmware_update/+",
-         "te/device/child03///cmd/firmware_update/otahub-1", True),
+        (
+            "te/device/child03///cmd/firmware_update/+",
+            "te/device/child03///cmd/firmware_update/otahub-1",
+            True,
+        ),
     ],
 )
 def test_matching(topic_filter: str, topic: str, expected: bool) -> None:
