@@ -22,10 +22,14 @@ def stale_compiled_modules() -> list[str]:
     """Modules whose source changed after they were compiled (an in-place build gone stale).
 
     Python imports the compiled module whatever its source says, so an edit
-    takes effect only after the next build.
+    takes effect only after the next build. Only a source checkout builds in
+    place; an installed package's file times say nothing about that.
     """
+    package = Path(__file__).parent
+    if not (package.parent.parent.name == "src" and (package.parents[2] / "setup.py").exists()):
+        return []
     stale = []
-    for source in sorted(Path(__file__).parent.glob("*.py")):
+    for source in sorted(package.glob("*.py")):
         for built in source.parent.glob(source.stem + ".*.so"):
             if built.stat().st_mtime < source.stat().st_mtime:
                 stale.append(source.stem)
