@@ -45,6 +45,7 @@ from otahub.mqtt.topics import is_shared_filter, is_valid_topic_name
 from otahub.mqtt.wire import (
     MAX_VBI,
     Reader,
+    decode_utf8,
     encode_binary,
     encode_string,
     encode_u16,
@@ -427,12 +428,7 @@ def _decode_topic(raw: bytes) -> str:
     topic = _TOPICS.get(raw)
     if topic is not None:
         return topic
-    try:
-        topic = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise MQTTError("topic name is not valid UTF-8", MALFORMED) from None
-    if "\x00" in topic:
-        raise MQTTError("topic name contains U+0000", MALFORMED)
+    topic = decode_utf8(raw, "topic name")
     if "+" in topic or "#" in topic:
         raise MQTTError(f"topic name contains a wildcard: {topic!r}", ReasonCode.TOPIC_NAME_INVALID)
     if len(raw) <= _TOPIC_CACHED_MAX:

@@ -86,14 +86,17 @@ def encode_binary(value: bytes) -> bytes:
     return _U16.pack(len(value)) + bytes(value)
 
 
-def decode_utf8(data: bytes) -> str:
-    """Strictly decode UTF-8 string data (no surrogates, overlong forms or U+0000)."""
+def decode_utf8(data: bytes, what: str = "string") -> str:
+    """Strictly decode UTF-8 string data (no surrogates, overlong forms or U+0000).
+
+    ``what`` names the field in the error ("topic name", say).
+    """
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise MQTTError("string is not valid UTF-8", MALFORMED) from None
+        raise MQTTError(f"{what} is not valid UTF-8", MALFORMED) from None
     if "\x00" in text:
-        raise MQTTError("string contains U+0000", MALFORMED)
+        raise MQTTError(f"{what} contains U+0000", MALFORMED)
     return text
 
 
