@@ -45,7 +45,7 @@ pick_python() {
 
 # ensure_venv EXTRAS: create the virtualenv and install otahub (editable)
 # with the given extras; re-installs when pyproject.toml or setup.py changed,
-# or a source of otahub.mqtt did (the install compiles those in place).
+# or a compiled source of otahub.mqtt did (the install compiles them in place).
 ensure_venv() {
     local extras="$1"
     local py
@@ -58,7 +58,7 @@ ensure_venv() {
     fi
     local stamp="$VENV/.otahub-installed-$extras"
     if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$ROOT/setup.py" -nt "$stamp" ] ||
-        [ -n "$(find "$ROOT/src/otahub/mqtt" -name '*.py' -newer "$stamp" -print -quit)" ]; then
+        [ -n "$(find "$ROOT/src/otahub/mqtt" -name '*.py' ! -name __init__.py -newer "$stamp" -print -quit)" ]; then
         "$VENV/bin/python" -m pip install -q --upgrade pip
         "$VENV/bin/python" -m pip install -q -e "$ROOT[$extras]"
         touch "$stamp"
