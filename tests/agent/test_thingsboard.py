@@ -12,13 +12,14 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.agent.agentproc import AgentProcess, observer
+from tests.agent.agentproc import AgentProcess, Observer, observer
 from tests.agent.fileserver import FileServer
 from tests.agent.hubapi import (
     corrupt_blob,
@@ -39,6 +40,11 @@ __all__ = ["agents"]  # the fixture, shared with the thin-edge tests
 
 TITLE = "tb-firmware"
 FLOW = ["downloading", "downloaded", "verified", "installing", "succeeded"]
+ATTRIBUTES = "v1/devices/me/attributes"
+TELEMETRY = "v1/devices/me/telemetry"
+needs_mosquitto = pytest.mark.skipif(
+    not Path(MOSQUITTO).exists(), reason="needs the mosquitto broker"
+)
 
 
 @pytest.fixture(scope="module")
@@ -309,3 +315,133 @@ async def test_external_fw_url_is_downloaded_over_http(
     assert files.requests == [None]  # one plain GET of the whole image
     assert requested_chunks(agent.log()) == []
     assert device.hook_runs() == ["2.0.0"]
+
+
+@asynccontextmanager
+async def played_server(tmp_path: Path) -> AsyncIterator[tuple[int, Observer]]:
+    """A ThingsBoard server played by the test through mosquitto: (port, server's client)."""
+    broker = Mosquitto(tmp_path / "mosquitto").start()
+    try:
+        async with observer(broker.port, "v1/devices/me/#") as server:
+            yield broker.port, server
+    finally:
+        broker.stop()
+
+
+def fw_states(server: Observer) -> list[str]:
+    return [t["fw_state"] for t in server.json_on(TELEMETRY) if "fw_state" in t]
+
+
+def external_package(
+    files: FileServer, version: str, data: bytes, checksum: str | None = None
+) -> dict[str, Any]:
+    """The shared attributes of a package with an external ``fw_url`` served by ``files``."""
+    files.files[f"{version}.bin"] = data
+    return {
+        "fw_title": TITLE,
+        "fw_version": version,
+        "fw_url": files.url(f"{version}.bin"),
+        "fw_checksum_algorithm": "SHA256",
+        "fw_checksum": checksum or hashlib.sha256(data).hexdigest(),
+    }
+
+
+async def answer_attribute_request(server: Observer, nth: int, shared: dict[str, Any]) -> None:
+    """Answer the agent's ``nth`` attribute request (each agent process counts from 1)."""
+    requests = "v1/devices/me/attributes/request/1"
+    await server.wait_for(lambda: len(server.on(requests)) >= nth)
+    response = json.dumps({"shared": shared}).encode()
+    await server.publish("v1/devices/me/attributes/response/1", response)
+
+
+@needs_mosquitto
+async def test_failed_package_is_not_restarted_by_attribute_pushes_or_restart(
+    files: FileServer, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    """After a failure only a reassignment (another fw_title/fw_version) starts anything.
+
+    Neither the ``{"deleted": [...]}`` that precedes every assignment, nor an
+    unrelated shared attribute, nor an agent restart fetches the failed package
+    again, so no extra ``FAILED`` lands on the next assignment.
+    """
+    bad = external_package(files, "2.0.0", os.urandom(20_000), checksum="0" * 64)
+    good = external_package(files, "2.0.1", os.urandom(30_000))
+    device = Device(tmp_path)
+    async with played_server(tmp_path) as (port, server):
+        config = tb_config(None, device, "token-reassign", install_hook(device), port=port)
+        agent = agents(config)
+        await answer_attribute_request(server, 1, bad)
+        await server.wait_for(lambda: "FAILED" in fw_states(server))
+        agent.stop()
+        agents(config)
+        await answer_attribute_request(server, 2, bad)  # still assigned after the restart
+        await server.publish(ATTRIBUTES, json.dumps({"deleted": ["fw_tag"]}).encode())
+        await server.publish(ATTRIBUTES, json.dumps({"targetTemperature": 21}).encode())
+        # The reassignment as ThingsBoard pushes it: the deletion first, then the values.
+        await server.publish(ATTRIBUTES, json.dumps({"deleted": ["fw_tag"]}).encode())
+        await server.publish(ATTRIBUTES, json.dumps(good).encode())
+        await server.wait_for(lambda: "UPDATED" in fw_states(server))
+        telemetry = server.json_on(TELEMETRY)
+    assert fw_states(server) == [
+        "DOWNLOADING",
+        "DOWNLOADED",
+        "FAILED",
+        "DOWNLOADING",
+        "DOWNLOADED",
+        "VERIFIED",
+        "UPDATING",
+        "UPDATED",
+    ]
+    assert "SHA256 checksum mismatch" in next(t for t in telemetry if "fw_error" in t)["fw_error"]
+    assert files.calls == ["GET /2.0.0.bin", "GET /2.0.1.bin"]
+    assert device.hook_runs() == ["2.0.1"]
+
+
+@needs_mosquitto
+async def test_unassigned_package_stops_downloading_and_reports_nothing_more(
+    files: FileServer, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    """Unassigning the package being downloaded (a cancel) stops the agent's work on it."""
+    files.slow_piece, files.slow_delay = 10_000, 0.05
+    slow = external_package(files, "2.1.0", os.urandom(2_000_000))
+    device = Device(tmp_path)
+    async with played_server(tmp_path) as (port, server):
+        agent = agents(tb_config(None, device, "token-unassign", install_hook(device), port=port))
+        await answer_attribute_request(server, 1, slow)
+        await until(lambda: files.bytes_sent > 100_000)
+        deleted = {"deleted": [key for key in slow if key.startswith("fw_")]}
+        await server.publish(ATTRIBUTES, json.dumps(deleted).encode())
+        await until(lambda: "stopped working on the update to 2.1.0" in agent.log())
+        files.slow_piece, files.slow_delay = None, 0.0
+        # Assigned again later, it is a new assignment and starts from the beginning.
+        await server.publish(ATTRIBUTES, json.dumps(slow).encode())
+        await server.wait_for(lambda: "UPDATED" in fw_states(server))
+    assert fw_states(server) == [
+        "DOWNLOADING",
+        "DOWNLOADING",
+        "DOWNLOADED",
+        "VERIFIED",
+        "UPDATING",
+        "UPDATED",
+    ]
+    assert files.requests[-1] is None  # the partial image was dropped with the cancel
+    assert device.hook_runs() == ["2.1.0"]
+
+
+async def test_rollback_to_a_version_installed_before_succeeds(
+    tbhub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    """1.0.4 -> 1.0.5 -> 1.0.4: the running version decides, not the agent's history."""
+    device, token = new_device(tbhub, tmp_path, "tb-rollback")
+    title = "tb-rollback-fw"
+    for version in ("1.0.4", "1.0.5"):
+        upload(tbhub, title, version, os.urandom(10_000))
+    config = tb_config(tbhub, device, token, install_hook(device))
+    config["version"]["name"] = title
+    agents(config)
+    for version in ("1.0.4", "1.0.5", "1.0.4"):
+        update_id = await start_update(tbhub, "tb-rollback", title, version)
+        update = await wait_state(tbhub, update_id)
+        assert update["state"] == "succeeded", update
+        assert device.version_file.read_text() == version
+    assert device.hook_runs() == ["1.0.4", "1.0.5", "1.0.4"]

@@ -46,6 +46,14 @@ log = logging.getLogger(__name__)
 
 #: Progress is reported each time the download crosses this many percent.
 PROGRESS_STEP = 10
+#: Phases in which nothing has been installed, so an update can still be dropped.
+_ABANDONABLE = (
+    Phase.RECEIVED,
+    Phase.DOWNLOADING,
+    Phase.DOWNLOADED,
+    Phase.VERIFIED,
+    Phase.FINISHED,
+)
 
 
 class Runner:
@@ -120,6 +128,36 @@ class Runner:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+    async def abandon(self, key: str, reason: str) -> bool:
+        """Stop working on the current update ``key``: its requester withdrew it.
+
+        Possible until the install hook starts (and for an outcome not yet
+        reported, whose report is dropped); after that the install completes
+        as usual. The update is remembered as canceled, so a replay of its
+        request never starts it again. Returns whether it was abandoned.
+        """
+        record = self.state.current
+        if record is None or record.key != key:
+            return False
+        if record.phase not in _ABANDONABLE:
+            log.warning(
+                "update to %s withdrawn (%s) after its install started; it completes",
+                record.version,
+                reason,
+            )
+            return False
+        await self.stop()
+        if record.phase is not Phase.FINISHED:
+            record.outcome = Outcome.CANCELED
+            record.failure = None
+            record.reason = reason
+            record.phase = Phase.FINISHED
+        self.state.remember(record)
+        self.save()
+        _remove(self.store.download_path(record))
+        log.info("stopped working on the update to %s: %s", record.version, reason)
+        return True
 
     # -- the state machine ------------------------------------------------
 

@@ -51,6 +51,9 @@ class Phase(StrEnum):
 class Outcome(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    #: The requester withdrew the update before anything was installed; the
+    #: agent stopped working on it (see :meth:`otahub.agent.runner.Runner.abandon`).
+    CANCELED = "canceled"
 
 
 class FailureKind(StrEnum):
@@ -118,6 +121,11 @@ class AgentState(BaseModel):
     #: The same for software packages.
     installed_software_name: str | None = None
     installed_software_version: str | None = None
+    #: ThingsBoard: per package kind, the ``(title, version)`` assignment the agent
+    #: last acted on. Only a different assignment starts an update; a push that
+    #: leaves it unchanged (a deletion of other keys, an unrelated attribute) or a
+    #: reconnect never does, whatever the outcome of the last attempt.
+    assignments: dict[PackageKind, tuple[str, str]] = Field(default_factory=dict)
 
     def finished(self, key: str) -> FinishedUpdate | None:
         for entry in reversed(self.history):

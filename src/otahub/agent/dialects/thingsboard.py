@@ -5,8 +5,16 @@ On every connect: telemetry ``current_fw_title``/``current_fw_version`` (and
 ``current_sw_*``), subscriptions (attribute responses, attribute pushes,
 chunk responses of each package kind, ``v2/fw/error``; exact strings the
 server accepts), then one attribute request for the OTA keys of both kinds.
-An update starts when the shared attributes name a title or version other
-than the running one; firmware and software take turns, one at a time.
+An update starts when the assignment (``fw_title``/``fw_version``, or
+``sw_*``) changes to a package other than the running one; firmware and
+software take turns, one at a time. Nothing else starts one: not a push of
+other keys (the ``{"deleted": [...]}`` before every assignment, an unrelated
+shared attribute), not a reconnect or restart, whatever the last attempt's
+outcome. The assignment acted on is persisted (``AgentState.assignments``).
+When the running package is unassigned or replaced before its install hook
+started, the agent stops working on it and reports nothing more about it:
+ThingsBoard's telemetry names no update, so a late report would count for
+the package assigned now.
 
 The image comes over MQTT in chunks (``v2/fw/request/{rid}/chunk/{n}``, or
 ``v2/sw/…`` for software, a new ``rid`` per update and unique across both
@@ -38,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from otahub.agent.dialects.base import DialectClient, Step
 from otahub.agent.download import DownloadError, ProgressCallback
 from otahub.agent.link import ClientOptions
-from otahub.agent.state import Outcome, PackageKind, UpdateRecord
+from otahub.agent.state import PackageKind, UpdateRecord
 from otahub.protocols import thingsboard as tb
 from otahub.protocols._json import JSONValue
 
@@ -133,50 +141,68 @@ class ThingsBoardClient(DialectClient):
             if topic.startswith(tb.ATTRIBUTES_RESPONSE_PREFIX):
                 response = tb.parse_attributes_response(payload)
                 self._shared.update(response.shared)
-                await self._consider(explicit=False)
+                await self._consider()
             elif topic == tb.ATTRIBUTES_TOPIC:
                 push = tb.parse_attribute_push(payload)
                 for key in push.deleted:
                     self._shared.pop(key, None)
                 self._shared.update(push.updated)
-                await self._consider(explicit=True)
+                await self._consider()
         except tb.ThingsBoardError as exc:
             log.warning("ignoring malformed message on %s: %s", topic, exc)
 
-    async def _consider(self, *, explicit: bool) -> None:
-        """Start an update when the shared attributes name another package."""
+    async def _consider(self) -> None:
+        """Act on the packages the shared attributes assign now."""
         for kind in self.packages:
-            if self.agent.runner.busy:
-                return
-            await self._consider_package(kind, explicit=explicit)
+            await self._consider_package(kind)
 
-    async def _consider_package(self, kind: tb.PackageType, *, explicit: bool) -> None:
+    async def _consider_package(self, kind: tb.PackageType) -> None:
+        """Start an update when the assignment of ``kind`` changed to a package not running.
+
+        What decides is the current state: the assignment now, the assignment
+        last acted on and the version running now. History does not: a version
+        installed before is installed again when assigned again (a rollback),
+        and a package that failed is tried again only when it is assigned anew.
+        """
         try:
             package = tb.package_from_attributes(kind, self._shared)
         except tb.ThingsBoardError as exc:
             log.warning("unusable %s attributes: %s", _KIND[kind], exc)
             return
-        if package is None or not package.title or not package.version:
-            return
+        assigned = None
+        if package is not None and package.title and package.version:
+            assigned = (package.title, package.version)
         runner = self.agent.runner
-        name, version = await runner.installed(_KIND[kind])
-        if (package.title, package.version) == (name, version):
+        state = self.agent.state
+        current = runner.current
+        if (
+            current is not None
+            and current.kind is _KIND[kind]
+            and (current.name, current.version) != assigned
+        ):
+            # Unassigned or replaced: the server no longer wants it, and a
+            # report about it would land on whatever is assigned now.
+            what = "unassigned" if assigned is None else "replaced by another package"
+            await runner.abandon(current.key, f"the package was {what}")
+        if assigned is None:
+            if state.assignments.pop(_KIND[kind], None) is not None:
+                runner.save()
             return
-        key = f"{kind.prefix}:{package.title}:{package.version}"
+        if state.assignments.get(_KIND[kind]) == assigned:
+            return  # not a reassignment: nothing starts again
         if runner.busy:
-            if runner.current is not None and runner.current.key != key:
-                log.info("%s assigned; starts after the current update", key)
+            log.info("%s %s %s assigned; starts after the current update", _KIND[kind], *assigned)
             return
-        done = self.agent.state.finished(key)
-        if done is not None and (done.outcome is Outcome.SUCCEEDED or not explicit):
-            # Retried only when the server pushes the assignment again; a failed
-            # image is not fetched again on every reconnect.
+        state.assignments[_KIND[kind]] = assigned
+        runner.save()
+        if assigned == await runner.installed(_KIND[kind]):
             return
+        assert package is not None
         checksums: dict[str, str] = {}
         if package.checksum and package.checksum_algorithm:
             checksums[package.checksum_algorithm] = package.checksum
         record = UpdateRecord(
-            key=key,
+            key=f"{kind.prefix}:{package.title}:{package.version}",
             kind=_KIND[kind],
             name=package.title,
             version=package.version,
@@ -195,7 +221,7 @@ class ThingsBoardClient(DialectClient):
         return max(rids, default=0) + 1
 
     async def on_idle(self) -> None:
-        await self._consider(explicit=False)
+        await self._consider()
 
     # -- reports ----------------------------------------------------------
 
