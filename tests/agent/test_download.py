@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from pathlib import Path
@@ -122,3 +123,26 @@ async def test_url_source_refusal_is_not_retried(files: FileServer, tmp_path: Pa
         await Downloader(FAST).fetch([source], tmp_path / "fw.bin")
     assert source.resolved == 1
     assert files.requests == []
+
+
+@pytest.mark.parametrize("expected_size", [0, None])
+async def test_empty_image_is_an_empty_file_on_disk(
+    files: FileServer, tmp_path: Path, expected_size: int | None
+) -> None:
+    files.files["empty.bin"] = b""
+    dest = tmp_path / "empty.bin"
+    size = await Downloader(FAST).fetch([files.url("empty.bin")], dest, expected_size=expected_size)
+    assert size == 0
+    assert dest.exists() and dest.read_bytes() == b""
+
+
+async def test_server_sending_another_size_is_not_restarted_forever(
+    files: FileServer, tmp_path: Path
+) -> None:
+    files.files["fw.bin"] = image(1000)
+    dest = tmp_path / "fw.bin"
+    with pytest.raises(DownloadError, match="giving up after 4 restarts: got 1000 bytes"):
+        await asyncio.wait_for(
+            Downloader(FAST).fetch([files.url("fw.bin")], dest, expected_size=500), 30
+        )
+    assert files.calls == ["GET /fw.bin"] * 4

@@ -226,3 +226,38 @@ async def test_terminal_and_foreign_commands_are_ignored(
         assert statuses(gw.json_on(f"{CMD_BASE}/c8y-mapper-1")) == ["successful"]
         assert gw.on(f"{CMD_BASE}/bad") == [b"{not json"]
         assert device.hook_runs() == ["1.0.1"]
+
+
+def command_for(files: FileServer, name: str, data: bytes, version: str) -> dict[str, Any]:
+    """An ``init`` command for ``data`` served as ``name``, with ``sha256`` and ``size``."""
+    files.files[name] = data
+    return {
+        "status": "init",
+        "tedgeUrl": files.url(name),
+        "remoteUrl": files.url("remote.bin"),
+        "name": "my firmware 2",
+        "version": version,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+    }
+
+
+def terminal(messages: list[dict[str, Any]]) -> bool:
+    return bool({"successful", "failed"} & set(statuses(messages)))
+
+
+async def test_empty_image_installs_once_without_looping(
+    hub: HubProcess, files: FileServer, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device = Device(tmp_path)
+    agents(te_config(hub, device, install_hook(device)))
+    cmd_topic = f"{CMD_BASE}/otahub-empty"
+    async with observer(hub.mqtt_port, f"te/device/{CHILD}///#") as gw:
+        await gw.wait_for(lambda: gw.on(TWIN))
+        command = command_for(files, "empty.bin", b"", "1.0.1")
+        await gw.publish(cmd_topic, json.dumps(command).encode(), retain=True)
+        await gw.wait_for(lambda: terminal(gw.json_on(cmd_topic)))
+        assert statuses(gw.json_on(cmd_topic))[-1] == "successful", gw.json_on(cmd_topic)
+    # With its size known to be 0 there is nothing to fetch, and it is fetched once at most.
+    assert files.calls == []
+    assert device.hook_runs() == ["1.0.1"]

@@ -160,6 +160,9 @@ class Downloader:
         on_progress: ProgressCallback | None,
     ) -> int:
         failures = 0
+        # Starting over gets its own budget: progress before it does not excuse
+        # a server that keeps sending an image of the wrong size.
+        restarts = 0
         while True:
             before = self.received
             try:
@@ -168,8 +171,13 @@ class Downloader:
             except _Permanent as exc:
                 raise DownloadError(str(exc)) from None
             except _Restart as exc:
-                log.info("restarting download of %s from byte 0: %s", url, exc)
                 _remove(dest)
+                restarts += 1
+                if restarts > self.config.retries:
+                    raise DownloadError(f"giving up after {restarts} restarts: {exc}") from None
+                delay = self._backoff(restarts)
+                log.info("restarting download of %s from byte 0 in %.1fs: %s", url, delay, exc)
+                await asyncio.sleep(delay)
                 continue
             except (OSError, http.client.HTTPException, TransientError) as exc:
                 if self.received > before:
@@ -177,13 +185,15 @@ class Downloader:
                 failures += 1
                 if failures > self.config.retries:
                     raise DownloadError(f"giving up after {failures} attempts: {exc}") from None
-                delay = min(
-                    self.config.backoff_initial * 2 ** (failures - 1), self.config.backoff_max
-                )
+                delay = self._backoff(failures)
                 log.info("download interrupted (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 continue
             return size
+
+    def _backoff(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based): doubling, capped."""
+        return float(min(self.config.backoff_initial * 2 ** (attempt - 1), self.config.backoff_max))
 
     async def _attempt(
         self,
@@ -220,6 +230,9 @@ class Downloader:
         progress: ProgressCallback,
         transfer: _Transfer,
     ) -> int:
+        # The file exists from here on, also for an empty image: a completed
+        # download is a file on disk, whatever its size.
+        _open_raw_append(dest).close()
         offset = _size(dest)
         if expected_size is not None:
             if offset == expected_size:

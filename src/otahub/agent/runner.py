@@ -237,8 +237,11 @@ class Runner:
     async def _verify(self, record: UpdateRecord) -> None:
         dest = self.store.download_path(record)
         if not _exists(dest):
-            record.phase = Phase.DOWNLOADING
-            self.save()
+            # The download completes the file before this phase is persisted, so
+            # only outside interference gets here; fetching again could repeat it.
+            self._finish(
+                record, Outcome.FAILED, FailureKind.VERIFY, f"the downloaded image {dest} is gone"
+            )
             return
         result = await verify_file(dest, record.checksums, record.size)
         if not result.ok:
