@@ -13,6 +13,7 @@ import pytest
 
 from tests.agent.agentproc import AgentProcess, observer, write_config
 from tests.agent.fileserver import FileServer
+from tests.agent.hubapi import until
 from tests.hubproc import HubProcess
 
 CHILD = "child03"
@@ -261,3 +262,61 @@ async def test_empty_image_installs_once_without_looping(
     # With its size known to be 0 there is nothing to fetch, and it is fetched once at most.
     assert files.calls == []
     assert device.hook_runs() == ["1.0.1"]
+
+
+async def test_cleared_command_stops_the_update(
+    hub: HubProcess, files: FileServer, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    """The requester cancels by clearing the retained command: the agent's work on it stops."""
+    device = Device(tmp_path)
+    agent = agents(te_config(hub, device, install_hook(device)))
+    files.slow_piece, files.slow_delay = 20_000, 0.05
+    canceled, following = f"{CMD_BASE}/otahub-cancel-1", f"{CMD_BASE}/otahub-cancel-2"
+    async with observer(hub.mqtt_port, f"te/device/{CHILD}///#") as gw:
+        await gw.wait_for(lambda: gw.on(TWIN))
+        command = command_for(files, "slow.bin", os.urandom(1_000_000), "1.0.1")
+        await gw.publish(canceled, json.dumps(command).encode(), retain=True)
+        await until(lambda: files.bytes_sent > 100_000)
+        await gw.publish(canceled, b"", retain=True)
+        await until(lambda: "stopped working on the update to 1.0.1" in agent.log())
+        files.slow_piece, files.slow_delay = None, 0.0
+        after_clear = len(gw.on(canceled))
+        command = command_for(files, "next.bin", os.urandom(10_000), "1.0.2")
+        await gw.publish(following, json.dumps(command).encode(), retain=True)
+        await gw.wait_for(lambda: terminal(gw.json_on(following)))
+        assert statuses(gw.json_on(following))[-1] == "successful"
+        # Nothing more on the cleared topic: a status would make it a retained command again.
+        assert gw.on(canceled)[after_clear:] == []
+    assert device.hook_runs() == ["1.0.2"]
+    assert files.calls.count("GET /slow.bin") == 1
+    # The partial image went with the cancel (the other one right after its report).
+    await until(lambda: not list((device.state_dir / "downloads").glob("*.bin")))
+
+
+async def test_command_cleared_while_the_agent_was_stopped_is_not_resumed(
+    hub: HubProcess, files: FileServer, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    device = Device(tmp_path)
+    config = te_config(hub, device, install_hook(device))
+    config["thin_edge"]["resume_grace"] = 1.0
+    agent = agents(config)
+    files.slow_piece, files.slow_delay = 20_000, 0.05
+    canceled, following = f"{CMD_BASE}/otahub-stopped-1", f"{CMD_BASE}/otahub-stopped-2"
+    async with observer(hub.mqtt_port, f"te/device/{CHILD}///#") as gw:
+        await gw.wait_for(lambda: gw.on(TWIN))
+        command = command_for(files, "slow.bin", os.urandom(1_000_000), "1.0.1")
+        await gw.publish(canceled, json.dumps(command).encode(), retain=True)
+        await until(lambda: files.bytes_sent > 100_000)
+        agent.kill()
+        await gw.publish(canceled, b"", retain=True)
+        files.slow_piece, files.slow_delay = None, 0.0
+        agent = agents(config)
+        await until(lambda: "cleared the command while the agent was stopped" in agent.log())
+        after_clear = len(gw.on(canceled))
+        command = command_for(files, "next.bin", os.urandom(10_000), "1.0.2")
+        await gw.publish(following, json.dumps(command).encode(), retain=True)
+        await gw.wait_for(lambda: terminal(gw.json_on(following)))
+        assert statuses(gw.json_on(following))[-1] == "successful"
+        assert gw.on(canceled)[after_clear:] == []
+    assert device.hook_runs() == ["1.0.2"]
+    assert files.calls.count("GET /slow.bin") == 1

@@ -54,11 +54,17 @@ class Agent:
 
     async def run(self) -> None:
         """Run until cancelled: resume any unfinished update, then serve the dialect."""
-        if self.state.current is not None:
-            log.info(
-                "resuming update to %s (%s)", self.state.current.version, self.state.current.phase
-            )
-            self.runner.start()
+        current = self.state.current
+        if current is not None:
+            if self.dialect.hold_resume(current):
+                log.info(
+                    "update to %s (%s) resumes once the platform confirms it",
+                    current.version,
+                    current.phase,
+                )
+            else:
+                log.info("resuming update to %s (%s)", current.version, current.phase)
+                self.runner.start()
         background = asyncio.create_task(self.dialect.background(), name="otahub-background")
         try:
             await self.link.run(self.dialect.on_connect, self._on_message)

@@ -62,6 +62,10 @@ class ThinEdgeConfig(BaseModel):
     type: str | None = None
     #: Publish the registration message (disable when the gateway registers children).
     registration: bool = True
+    #: Seconds after subscribing within which the retained command of an update
+    #: found on disk at startup must be replayed; if it is not, the requester
+    #: cleared it while the agent was stopped and the update is not resumed.
+    resume_grace: float = Field(default=5.0, gt=0)
 
 
 class TedgeLegacyConfig(BaseModel):

@@ -76,6 +76,15 @@ class DialectClient(ABC):
             record.bytes_received += downloader.received
         return downloader.received
 
+    def hold_resume(self, record: UpdateRecord) -> bool:
+        """Whether ``record``, found on disk at startup, waits for the platform to confirm it.
+
+        A dialect whose platform can withdraw an update while the agent is
+        stopped returns True and starts the runner itself once the update is
+        confirmed, or abandons it (:meth:`Runner.abandon`) when it was withdrawn.
+        """
+        return False
+
     async def background(self) -> None:  # noqa: B027  # optional hook
         """Periodic work beside the message loop (e.g. polling); none by default."""
 

@@ -25,18 +25,37 @@ restarted      ``verifying``, like the ESP32 client after its reboot
 succeeded      new ``twin/firmware`` first, then ``successful``
 failed         ``failed`` with ``reason``
 =============  ==============================================================
+
+Cancel: the requester clears the retained command (an empty retained
+payload on its topic). Until the install hook starts, the agent then stops
+the update, deletes its download and publishes nothing more on that topic
+(a status would put a retained command back). An update found on disk at
+startup resumes only once its retained command is replayed; if it is not
+within ``thin_edge.resume_grace`` seconds of the subscription, it was cleared
+while the agent was stopped and is dropped. Once the install hook has
+started, the update completes and reports as usual.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from otahub.agent.dialects.base import DialectClient, Step
 from otahub.agent.link import ClientOptions
-from otahub.agent.state import Outcome, UpdateRecord
+from otahub.agent.state import Outcome, Phase, UpdateRecord
 from otahub.protocols import thin_edge as te
 
+if TYPE_CHECKING:
+    from otahub.agent.app import Agent
+
 log = logging.getLogger(__name__)
+
+CLEARED_REASON = "the requester cleared the command"
+CLEARED_WHILE_STOPPED = "the requester cleared the command while the agent was stopped"
+#: Phases resumed at startup without waiting for the command: the install ran.
+_INSTALL_STARTED = (Phase.INSTALLING, Phase.REBOOT_PENDING)
 
 _STATUS: dict[Step, str] = {
     Step.ACCEPTED: te.CommandStatus.EXECUTING.value,
@@ -52,6 +71,27 @@ _STATUS: dict[Step, str] = {
 
 
 class ThinEdgeClient(DialectClient):
+    def __init__(self, agent: Agent) -> None:
+        super().__init__(agent)
+        #: The command topic of an update found on disk whose retained command
+        #: has not been replayed yet (see :meth:`hold_resume`).
+        self._unconfirmed: str | None = None
+        self._grace: asyncio.Task[None] | None = None
+
+    def hold_resume(self, record: UpdateRecord) -> bool:
+        # The requester cancels by clearing the retained command, possibly while
+        # the agent is stopped: resume only once the command is replayed.
+        if record.phase in _INSTALL_STARTED:
+            return False
+        self._unconfirmed = record.key
+        return True
+
+    async def _drop_unless_replayed(self, topic: str) -> None:
+        await asyncio.sleep(self.agent.config.thin_edge.resume_grace)
+        if self._unconfirmed == topic:
+            self._unconfirmed = None
+            await self.agent.runner.abandon(topic, CLEARED_WHILE_STOPPED)
+
     @property
     def entity(self) -> te.EntityTopicId:
         return te.EntityTopicId(self.agent.config.thin_edge.device_id)
@@ -77,6 +117,9 @@ class ThinEdgeClient(DialectClient):
         name, version = await self.agent.runner.installed()
         await self._publish(te.twin_topic(self.entity), te.build_twin(name, version))
         await self.agent.link.subscribe(te.command_filter(self.entity), qos=te.QOS)
+        if self._unconfirmed is not None and self._grace is None:
+            # Retained commands follow the subscription at once.
+            self._grace = asyncio.create_task(self._drop_unless_replayed(self._unconfirmed))
 
     def _local_status(self, topic: str) -> str | None:
         current = self.agent.runner.current
@@ -102,6 +145,18 @@ class ThinEdgeClient(DialectClient):
         except te.ThinEdgeError as exc:
             # Not an object we could echo back: nothing to answer in protocol terms.
             log.warning("ignoring malformed command on %s: %s", topic, exc)
+            return
+        if command is None:
+            # A clear: the requester withdrew the command (or closes a finished
+            # one, which is no longer current). Work on it stops.
+            if topic == self._unconfirmed:
+                self._unconfirmed = None
+            await self.agent.runner.abandon(topic, CLEARED_REASON)
+            return
+        if topic == self._unconfirmed:
+            self._unconfirmed = None
+            log.info("command %s replayed; resuming its update", topic)
+            self.agent.runner.start()
             return
         local = self._local_status(topic)
         action = te.executor_action(command, local_status=local, busy=self.agent.runner.busy)
