@@ -10,6 +10,8 @@ serves the module; each test has its own device keys and package version.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ import pytest
 from otahub.agent.config import DownloadConfig, EnosConfig
 from otahub.agent.download import DownloadError
 from otahub.agent.enos_broker import BrokerFile
-from tests.agent.agentproc import AgentProcess
+from tests.agent.agentproc import AgentProcess, observer
 from tests.agent.fileserver import FileServer
 from tests.agent.hubapi import (
     corrupt_blob,
@@ -41,6 +43,7 @@ from tests.agent.scenarios import (
 )
 from tests.agent.test_thin_edge import Device, agents, install_hook, lingering_install_hook
 from tests.hubproc import HubProcess
+from tests.interop.tedge_child import MOSQUITTO, Mosquitto
 
 __all__ = ["agents"]  # the fixture, shared with the thin-edge tests
 
@@ -82,13 +85,23 @@ def new_device(hub: HubProcess, tmp_path: Path, device_key: str) -> tuple[Device
 
 
 def enos_config(
-    hub: HubProcess, device: Device, keys: dict[str, str], hook: str, **hooks: Any
+    hub: HubProcess | None,
+    device: Device,
+    keys: dict[str, str],
+    hook: str,
+    port: int | None = None,
+    **hooks: Any,
 ) -> dict[str, Any]:
+    """The agent's config; ``port`` is another broker's, without a hub."""
     return {
         "dialect": "enos",
         "state_dir": str(device.state_dir),
         "log_level": "DEBUG",
-        "mqtt": {"host": "127.0.0.1", "port": hub.mqtt_port, "reconnect_initial": 0.2},
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": port if hub is None else hub.mqtt_port,
+            "reconnect_initial": 0.2,
+        },
         "enos": {**keys, "reply_timeout": 5},
         "version": {"file": str(device.version_file), "name": TITLE},
         "hooks": {"install": hook, "timeout": 20, **hooks},
@@ -326,3 +339,59 @@ async def test_killed_after_install_before_report_succeeds_once(
     await killed_after_install_succeeds_once(
         enoshub, agents, device, config, ("enos-kill-install", TITLE, "2.1.1")
     )
+
+
+async def test_rollback_to_a_version_installed_before_succeeds(
+    enoshub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    """1.0.4 -> 1.0.5 -> 1.0.4: the running version decides, not the agent's history."""
+    device, keys = new_device(enoshub, tmp_path, "enos-back-to-earlier")
+    title = "enos-rollback-fw"
+    for version in ("1.0.4", "1.0.5"):
+        upload(enoshub, title, version, os.urandom(10_000))
+    agents(enos_config(enoshub, device, keys, install_hook(device)))
+    for version in ("1.0.4", "1.0.5", "1.0.4"):
+        update_id = await start_update(enoshub, "enos-back-to-earlier", title, version)
+        update = await wait_state(enoshub, update_id)
+        assert update["state"] == "succeeded", update
+        assert device.version_file.read_text() == version
+    assert device.hook_runs() == ["1.0.4", "1.0.5", "1.0.4"]
+
+
+@pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="needs the mosquitto broker")
+async def test_empty_image_installs_once_without_looping(
+    files: FileServer, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    """An image of 0 bytes, offered by an EnOS cloud played through mosquitto (request mode)."""
+    files.files["empty.bin"] = b""
+    broker = Mosquitto(tmp_path / "mosquitto").start()
+    try:
+        device = Device(tmp_path)
+        keys = {"product_key": PRODUCT, "device_key": "enos-empty", "device_secret": "s"}
+        base = f"/sys/{PRODUCT}/enos-empty/ota/device"
+        async with observer(broker.port, f"{base}/#") as cloud:
+            config = enos_config(None, device, keys, install_hook(device), port=broker.port)
+            config["enos"] = {**config["enos"], "mode": "request"}
+            agents(config)
+            await cloud.wait_for(lambda: cloud.json_on(f"{base}/getversion"))
+            request = cloud.json_on(f"{base}/getversion")[0]
+            offer = {
+                "version": "1.0.1",
+                "sign": hashlib.md5(b"").hexdigest(),
+                "signMethod": "md5",
+                "fileUrl": files.url("empty.bin"),
+                "fileSize": 0,
+            }
+            reply = {"id": request["id"], "code": 200, "data": [offer]}
+            await cloud.publish(f"{base}/getversion_reply", json.dumps(reply).encode())
+
+            def informed() -> list[str]:
+                return [m["params"]["version"] for m in cloud.json_on(f"{base}/inform")]
+
+            await cloud.wait_for(lambda: "1.0.1" in informed())
+            steps = [m["params"]["step"] for m in cloud.json_on(f"{base}/progress")]
+    finally:
+        broker.stop()
+    assert steps == ["0", "90", "100"], steps
+    assert device.hook_runs() == ["1.0.1"]
+    assert device.version_file.read_text() == "1.0.1"
