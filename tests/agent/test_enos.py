@@ -25,6 +25,7 @@ from otahub.agent.enos_broker import BrokerFile
 from tests.agent.agentproc import AgentProcess, observer
 from tests.agent.fileserver import FileServer
 from tests.agent.hubapi import (
+    api,
     corrupt_blob,
     get_update,
     path_of,
@@ -395,3 +396,58 @@ async def test_empty_image_installs_once_without_looping(
     assert steps == ["0", "90", "100"], steps
     assert device.hook_runs() == ["1.0.1"]
     assert device.version_file.read_text() == "1.0.1"
+
+
+def cancel(hub: HubProcess, update_id: int) -> None:
+    with api(hub) as client:
+        r = client.post(f"/updates/{update_id}/cancel")
+        assert r.status_code == 200, r.text
+
+
+async def test_canceled_update_stops_at_the_next_progress_report(
+    hub_factory: Callable[..., HubProcess],
+    files: FileServer,
+    agents: Callable[..., AgentProcess],
+    tmp_path: Path,
+) -> None:
+    """EnOS tells a device nothing on cancel; the 764 reply to its next progress does."""
+    hub = hub_factory("--no-auth", "--public-url", files.base_url)
+    files.upstream = hub.http_url
+    device, keys = new_device(hub, tmp_path, "enos-cancel")
+    upload(hub, TITLE, "3.0.0", os.urandom(1_000_000))
+    throttle(files)
+    agent = agents(enos_config(hub, device, keys, install_hook(device)))
+    update_id = await start_update(hub, "enos-cancel", TITLE, "3.0.0")
+    await until(lambda: files.bytes_sent >= 150_000)
+    cancel(hub, update_id)
+    await until(lambda: "stopped working on the update to 3.0.0" in agent.log())
+    assert "progress reply 764" in agent.log()
+    files.slow_piece, files.slow_delay = None, 0.0
+    await until(lambda: not list((device.state_dir / "downloads").glob("*.bin")))
+    assert get_update(hub, update_id)["state"] == "canceled"
+    assert device.hook_runs() == []
+
+
+async def test_update_canceled_while_the_agent_was_stopped_is_not_resumed(
+    hub_factory: Callable[..., HubProcess],
+    files: FileServer,
+    agents: Callable[..., AgentProcess],
+    tmp_path: Path,
+) -> None:
+    hub = hub_factory("--no-auth", "--public-url", files.base_url)
+    files.upstream = hub.http_url
+    device, keys = new_device(hub, tmp_path, "enos-cancel-stopped")
+    upload(hub, TITLE, "3.0.1", os.urandom(1_000_000))
+    config = enos_config(hub, device, keys, install_hook(device))
+    throttle(files)
+    agent = agents(config)
+    update_id = await start_update(hub, "enos-cancel-stopped", TITLE, "3.0.1")
+    await kill_mid_download(files, agent)
+    cancel(hub, update_id)
+    calls = list(files.calls)
+    agent = agents(config)
+    await until(lambda: "stopped working on the update to 3.0.1" in agent.log())
+    assert files.calls == calls  # its download was not resumed
+    assert not list((device.state_dir / "downloads").glob("*.bin"))
+    assert get_update(hub, update_id)["state"] == "canceled"
+    assert device.hook_runs() == []

@@ -18,6 +18,15 @@ succeeded      ``inform`` of the new version
 failed         ``-2`` download, ``-3`` verification, ``-4`` install (burning),
                ``-1`` anything else; ``desc`` carries the reason
 =============  ==============================================================
+
+Cancel: EnOS sends a device nothing when an upgrade is canceled. What the
+protocol does offer is the reply to ``progress``: 764 "Device task not
+found" says the cloud has no task for the device. Until the install hook
+starts, such a reply to a progress report of the running update makes the
+agent stop it and delete its download (it reports nothing more). An update
+found on disk at startup is first reported as progress, and resumed unless
+the reply is 764. A cancel between two progress reports is noticed at the
+next one; once the install hook has started the update completes.
 """
 
 from __future__ import annotations
@@ -53,9 +62,14 @@ _FAILURE_STEP: dict[FailureKind | None, int] = {
     FailureKind.DECLINED: enos.ProgressFailure.DECLINED,
 }
 BUSY_MESSAGE = "device is busy with another upgrade"
+TASK_GONE = "the cloud has no upgrade task for the device any more (progress reply 764)"
+#: Progress request ids remembered to match a 764 reply to its update.
+_TRACKED_PROGRESS = 64
 #: ``UpdateRecord.extra`` key of a ``fileUrl`` to fetch through the HTTP broker.
 FILE_URI = "file_uri"
 _UNDECIDED = (Phase.INSTALLING, Phase.REBOOT_PENDING)
+#: Phases of an update found on disk that the cloud is asked about before resuming.
+_BEFORE_INSTALL = (Phase.RECEIVED, Phase.DOWNLOADING, Phase.DOWNLOADED, Phase.VERIFIED)
 
 
 class EnosClient(DialectClient):
@@ -63,6 +77,18 @@ class EnosClient(DialectClient):
         super().__init__(agent)
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[enos.EnosReply]] = {}
+        #: progress request id -> key of the update it reported on.
+        self._progress_of: dict[str, str] = {}
+        #: Key of an update found on disk, resumed once the cloud confirms its task.
+        self._unconfirmed: str | None = None
+        self._confirming: asyncio.Task[None] | None = None
+
+    def hold_resume(self, record: UpdateRecord) -> bool:
+        # A canceled task is only visible as a 764 reply to progress: ask first.
+        if record.phase not in _BEFORE_INSTALL:
+            return False
+        self._unconfirmed = record.key
+        return True
 
     @property
     def keys(self) -> tuple[str, str]:
@@ -100,8 +126,28 @@ class EnosClient(DialectClient):
         else:
             _, version = await self.agent.runner.installed()
             await self._request(enos.OtaKind.INFORM, lambda rid: enos.build_inform(rid, version))
+        if self._unconfirmed is not None and self._confirming is None:
+            self._confirming = asyncio.create_task(self._confirm(self._unconfirmed))
         if self.agent.config.enos.mode is EnosMode.REQUEST:
             asyncio.get_running_loop().create_task(self._poll_once())
+
+    async def _confirm(self, key: str) -> None:
+        """Resume an update found on disk unless the cloud says its task is gone.
+
+        The question is a progress report of where the update stands; no reply
+        in time counts as "still wanted" (nothing says otherwise).
+        """
+        record = self.agent.runner.current
+        if record is None or record.key != key:
+            return
+        step = _resume_step(record, self.agent.store.download_path(record))
+        reply = await self._call(enos.OtaKind.PROGRESS, lambda rid: enos.build_progress(rid, step))
+        self._unconfirmed = None
+        if reply is not None and reply.code == enos.EnosCode.DEVICE_TASK_NOT_FOUND:
+            await self.agent.runner.abandon(key, TASK_GONE)
+            return
+        log.info("resuming the update to %s", record.version)
+        self.agent.runner.start()
 
     async def _request(self, kind: enos.OtaKind, build: _Builder) -> str:
         request_id = str(next(self._ids))
@@ -130,12 +176,12 @@ class EnosClient(DialectClient):
             return
         if parsed.is_reply:
             if parsed.kind is not enos.OtaKind.UPGRADE:
-                self._on_reply(parsed.kind, payload)
+                await self._on_reply(parsed.kind, payload)
             return
         if parsed.kind is enos.OtaKind.UPGRADE:
             await self._on_upgrade(payload)
 
-    def _on_reply(self, kind: enos.OtaKind, payload: bytes) -> None:
+    async def _on_reply(self, kind: enos.OtaKind, payload: bytes) -> None:
         try:
             reply = enos.parse_reply(payload)
         except enos.EnosError as exc:
@@ -146,6 +192,12 @@ class EnosClient(DialectClient):
         future = self._pending.get(str(reply.id))
         if future is not None and not future.done():
             future.set_result(reply)
+        if kind is enos.OtaKind.PROGRESS:
+            key = self._progress_of.pop(str(reply.id), None)
+            if key is not None and reply.code == enos.EnosCode.DEVICE_TASK_NOT_FOUND:
+                # The upgrade was canceled (or timed out) in the cloud: stop
+                # working on it, unless its install already started.
+                await self.agent.runner.abandon(key, TASK_GONE)
 
     async def _upgrade_reply(
         self, request_id: enos.MessageId | None, code: int, message: str | None = None
@@ -184,7 +236,7 @@ class EnosClient(DialectClient):
                 return enos.EnosCode.SUCCESS, None
             return enos.EnosCode.HANDLER_FAILED, BUSY_MESSAGE
         done = self.agent.state.finished(key)
-        if not pushed and done is not None and done.outcome is Outcome.FAILED:
+        if not pushed and done is not None and done.outcome is not Outcome.SUCCEEDED:
             return enos.EnosCode.SUCCESS, None  # not polled into a retry loop
         checksums: dict[str, str] = {}
         if firmware.sign_method.lower() == "md5":
@@ -250,9 +302,12 @@ class EnosClient(DialectClient):
     # -- reports ----------------------------------------------------------
 
     async def _progress(
-        self, step: int, desc: str | None = None, *, best_effort: bool = False
+        self, key: str, step: int, desc: str | None = None, *, best_effort: bool = False
     ) -> None:
         request_id = str(next(self._ids))
+        self._progress_of[request_id] = key
+        while len(self._progress_of) > _TRACKED_PROGRESS:
+            del self._progress_of[next(iter(self._progress_of))]
         await self.agent.link.publish(
             self._topic(enos.OtaKind.PROGRESS),
             enos.build_progress(request_id, step, desc),
@@ -262,18 +317,33 @@ class EnosClient(DialectClient):
 
     async def report(self, record: UpdateRecord, step: Step, percent: int | None = None) -> None:
         if step is Step.DOWNLOADING:
-            await self._progress((percent or 0) * 80 // 100, best_effort=bool(percent))
+            await self._progress(record.key, (percent or 0) * 80 // 100, best_effort=bool(percent))
         elif step is Step.VERIFIED:
-            await self._progress(90)
+            await self._progress(record.key, 90)
         elif step is Step.INSTALLING:
-            await self._progress(100)
+            await self._progress(record.key, 100)
         elif step is Step.SUCCEEDED:
             await self._request(
                 enos.OtaKind.INFORM, lambda rid: enos.build_inform(rid, record.version)
             )
         elif step is Step.FAILED:
             code = _FAILURE_STEP.get(record.failure, enos.ProgressFailure.UPGRADE_FAILED)
-            await self._progress(int(code), record.reason)
+            await self._progress(record.key, int(code), record.reason)
+
+
+def _resume_step(record: UpdateRecord, download: Path) -> int:
+    """The progress step of an update found on disk, as last reported (at most)."""
+    if record.phase is Phase.VERIFIED:
+        return 90
+    if record.phase is Phase.DOWNLOADED:
+        return 80
+    try:
+        have = download.stat().st_size
+    except FileNotFoundError:
+        return 0
+    if not record.size:
+        return 0
+    return min(have, record.size) * 80 // record.size
 
 
 def _id_of(payload: bytes) -> enos.MessageId | None:
