@@ -12,7 +12,7 @@ from typing import Any
 
 from tests.agent.agentproc import AgentProcess, Observer, observer
 from tests.agent.fileserver import FileServer
-from tests.agent.hubapi import until
+from tests.agent.hubapi import api, start_update, until, upload, wait_state
 from tests.agent.test_thin_edge import Device, agents, install_hook
 from tests.hubproc import HubProcess
 
@@ -132,3 +132,24 @@ async def test_reboot_required_verifies_after_restart(
         assert [m["status"] for m in gw.json_on(RES)] == ["executing", "executing", "successful"]
         assert verify_log.read_text().split() == ["22.03"]
         assert device.hook_runs() == ["22.03"]
+
+
+async def test_rollback_to_a_version_installed_before_succeeds(
+    hub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    """The hub as the gateway: 1.0.4 -> 1.0.5 -> 1.0.4 ends succeeded, running 1.0.4."""
+    with api(hub) as client:
+        r = client.post("/devices", json={"name": CHILD, "dialect": "tedge-legacy"})
+        assert r.status_code == 201, r.text
+    for version in ("1.0.4", "1.0.5"):
+        upload(hub, "OpenWRT", version, os.urandom(10_000))
+    device = Device(tmp_path)
+    agent = agents(legacy_config(hub, device))
+    # Requests are not retained: the first one waits for the agent's subscription.
+    await until(lambda: "waiting for firmware requests" in agent.log())
+    for version in ("1.0.4", "1.0.5", "1.0.4"):
+        update_id = await start_update(hub, CHILD, "OpenWRT", version)
+        update = await wait_state(hub, update_id)
+        assert update["state"] == "succeeded", update
+        assert device.version_file.read_text() == version
+    assert device.hook_runs() == ["1.0.4", "1.0.5", "1.0.4"]

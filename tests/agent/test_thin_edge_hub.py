@@ -67,3 +67,22 @@ async def test_hook_failure_reason_reaches_the_hub(
     assert update["state"] == "failed", update
     assert update["reason"] == "install hook failed (exit code 7): partition locked"
     assert device.version_file.read_text().strip() == "1.0.0"
+
+
+async def test_rollback_to_a_version_installed_before_succeeds(
+    tehub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    """1.0.4 -> 1.0.5 -> 1.0.4: the running version decides, not the agent's history."""
+    device = Device(tmp_path)
+    title = "te-rollback-fw"
+    for version in ("1.0.4", "1.0.5"):
+        upload(tehub, title, version, os.urandom(10_000))
+    agent_config = config(tehub, device, "te-hub-rollback", install_hook(device))
+    agent_config["version"]["name"] = title
+    agents(agent_config)
+    for version in ("1.0.4", "1.0.5", "1.0.4"):
+        update_id = await start_update(tehub, "te-hub-rollback", title, version)
+        update = await wait_state(tehub, update_id)
+        assert update["state"] == "succeeded", update
+        assert device.version_file.read_text() == version
+    assert device.hook_runs() == ["1.0.4", "1.0.5", "1.0.4"]

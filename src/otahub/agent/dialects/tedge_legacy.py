@@ -15,6 +15,11 @@ restarted      ``executing`` (restarts the gateway's timeout after a reboot)
 succeeded      ``successful``
 failed         ``failed`` with ``reason``
 =============  ===============================================================
+
+Cancel: the legacy protocol has no way to withdraw a request (requests are
+not retained and there is no cancel message), so the agent cannot learn of
+a cancel: a started update runs to its end, also across an agent restart,
+and its late responses are for the gateway to ignore.
 """
 
 from __future__ import annotations
@@ -42,7 +47,10 @@ class TedgeLegacyClient(DialectClient):
         return ClientOptions(identifier=cfg.mqtt.client_id or f"{self.child}")
 
     async def on_connect(self) -> None:
-        await self.agent.link.subscribe(legacy.request_topic(self.child), qos=legacy.REQUEST_QOS)
+        topic = legacy.request_topic(self.child)
+        await self.agent.link.subscribe(topic, qos=legacy.REQUEST_QOS)
+        # Requests are not retained: one published before this point is lost.
+        log.info("waiting for firmware requests on %s", topic)
 
     async def _respond(
         self, operation_id: str, status: legacy.LegacyStatus, reason: str | None = None
