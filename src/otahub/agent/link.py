@@ -3,6 +3,11 @@
 The update runner keeps going while the link is down (an HTTP download does
 not need MQTT); its reports wait for the next connection, except progress
 reports, which are dropped rather than delayed.
+
+Reconnecting is the one retry without a count: without a connection the
+agent can neither receive nor report anything, so it keeps trying for as
+long as it runs, with the delay doubling up to ``reconnect_max``. Nothing
+waiting for the connection spins meanwhile.
 """
 
 from __future__ import annotations
