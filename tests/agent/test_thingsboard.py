@@ -445,3 +445,31 @@ async def test_rollback_to_a_version_installed_before_succeeds(
         assert update["state"] == "succeeded", update
         assert device.version_file.read_text() == version
     assert device.hook_runs() == ["1.0.4", "1.0.5", "1.0.4"]
+
+
+@needs_mosquitto
+async def test_package_unassigned_while_the_agent_was_stopped_is_not_resumed(
+    files: FileServer, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    """The push of the unassignment never reached the stopped agent; the attribute
+    response after its restart, without ``fw_*`` keys, says so before anything resumes."""
+    files.slow_piece, files.slow_delay = 10_000, 0.05
+    slow = external_package(files, "2.2.0", os.urandom(2_000_000))
+    device = Device(tmp_path)
+    async with played_server(tmp_path) as (port, server):
+        config = tb_config(
+            None, device, "token-unassigned-stopped", install_hook(device), port=port
+        )
+        agent = agents(config)
+        await answer_attribute_request(server, 1, slow)
+        await until(lambda: files.bytes_sent > 100_000)
+        agent.kill()
+        files.slow_piece, files.slow_delay = None, 0.0
+        calls = list(files.calls)
+        agent = agents(config)
+        await answer_attribute_request(server, 2, {})
+        await until(lambda: "stopped working on the update to 2.2.0" in agent.log())
+    assert files.calls == calls  # its download was not resumed
+    assert fw_states(server) == ["DOWNLOADING"]
+    assert not list((device.state_dir / "downloads").glob("*.bin"))
+    assert device.hook_runs() == []

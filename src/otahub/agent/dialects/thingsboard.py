@@ -14,7 +14,8 @@ outcome. The assignment acted on is persisted (``AgentState.assignments``).
 When the running package is unassigned or replaced before its install hook
 started, the agent stops working on it and reports nothing more about it:
 ThingsBoard's telemetry names no update, so a late report would count for
-the package assigned now.
+the package assigned now. An update found on disk at startup resumes only
+after the first attribute response says its package is still assigned.
 
 The image comes over MQTT in chunks (``v2/fw/request/{rid}/chunk/{n}``, or
 ``v2/sw/…`` for software, a new ``rid`` per update and unique across both
@@ -46,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from otahub.agent.dialects.base import DialectClient, Step
 from otahub.agent.download import DownloadError, ProgressCallback
 from otahub.agent.link import ClientOptions
-from otahub.agent.state import PackageKind, UpdateRecord
+from otahub.agent.state import PackageKind, Phase, UpdateRecord
 from otahub.protocols import thingsboard as tb
 from otahub.protocols._json import JSONValue
 
@@ -82,6 +83,16 @@ class ThingsBoardClient(DialectClient):
         self._reconnected = asyncio.Event()
         #: ``link.connections`` of the connection ``on_connect`` last completed for.
         self._ready_connection = 0
+        #: An update found on disk waits for the first attribute response to
+        #: say whether its package is still assigned (see :meth:`hold_resume`).
+        self._unconfirmed = False
+
+    def hold_resume(self, record: UpdateRecord) -> bool:
+        # Unassigned while the agent was stopped, the push never reached it.
+        if record.phase in (Phase.INSTALLING, Phase.REBOOT_PENDING):
+            return False
+        self._unconfirmed = True
+        return True
 
     @property
     def packages(self) -> tuple[tb.PackageType, ...]:
@@ -141,7 +152,10 @@ class ThingsBoardClient(DialectClient):
             if topic.startswith(tb.ATTRIBUTES_RESPONSE_PREFIX):
                 response = tb.parse_attributes_response(payload)
                 self._shared.update(response.shared)
-                await self._consider()
+                await self._consider()  # abandons an update no longer assigned
+                if self._unconfirmed:
+                    self._unconfirmed = False
+                    self.agent.runner.start()
             elif topic == tb.ATTRIBUTES_TOPIC:
                 push = tb.parse_attribute_push(payload)
                 for key in push.deleted:
