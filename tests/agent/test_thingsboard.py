@@ -8,6 +8,7 @@ tests see which chunk indices travelled after a cut.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 
 from tests.agent.agentproc import AgentProcess, Observer, observer
@@ -473,3 +475,80 @@ async def test_package_unassigned_while_the_agent_was_stopped_is_not_resumed(
     assert fw_states(server) == ["DOWNLOADING"]
     assert not list((device.state_dir / "downloads").glob("*.bin"))
     assert device.hook_runs() == []
+
+
+@asynccontextmanager
+async def chunk_server(
+    port: int, images: dict[str, bytes], assigned: list[str]
+) -> AsyncIterator[dict[str, str]]:
+    """Answers ``v2/fw`` chunk requests as ThingsBoard does; yields rid -> version served.
+
+    The first request of a rid binds it to the package assigned at that moment
+    (the last of ``assigned``), whatever the device meant to fetch.
+    """
+    bound: dict[str, str] = {}
+    async with aiomqtt.Client("127.0.0.1", port, identifier="tb-chunks") as client:
+        await client.subscribe("v2/fw/request/+/chunk/+", qos=1)
+
+        async def serve() -> None:
+            async for message in client.messages:
+                _, _, _, rid, _, index = str(message.topic).split("/")
+                data = images[bound.setdefault(rid, assigned[-1])]
+                payload = message.payload
+                size = int(payload.decode() if isinstance(payload, bytes) else str(payload))
+                start = size * int(index)
+                response = f"v2/fw/response/{rid}/chunk/{index}"
+                await client.publish(response, data[start : start + size], qos=1)
+
+        task = asyncio.create_task(serve())
+        try:
+            yield bound
+        finally:
+            task.cancel()
+
+
+@needs_mosquitto
+async def test_reassignment_after_a_failure_fetches_only_the_new_package_in_chunks(
+    agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    """The deletion push that precedes the new assignment does not send the failed
+    package's download again: the server would answer a new rid with the new package,
+    and the mismatch would put a FAILED on the new update."""
+    images = {"2.3.0": os.urandom(20_000), "2.3.1": os.urandom(30_000)}
+
+    def shared(version: str, checksum: str | None = None) -> dict[str, Any]:
+        data = images[version]
+        return {
+            "fw_title": TITLE,
+            "fw_version": version,
+            "fw_size": len(data),
+            "fw_checksum_algorithm": "SHA256",
+            "fw_checksum": checksum or hashlib.sha256(data).hexdigest(),
+        }
+
+    assigned = ["2.3.0"]
+    device = Device(tmp_path)
+    async with (
+        played_server(tmp_path) as (port, server),
+        chunk_server(port, images, assigned) as bound,
+    ):
+        agents(tb_config(None, device, "token-chunks", install_hook(device), port=port))
+        await answer_attribute_request(server, 1, shared("2.3.0", checksum="0" * 64))
+        await server.wait_for(lambda: "FAILED" in fw_states(server))
+        # The server's assignment changes first; its pushes follow: deletion, then values.
+        assigned.append("2.3.1")
+        await server.publish(ATTRIBUTES, json.dumps({"deleted": ["fw_url"]}).encode())
+        await server.publish(ATTRIBUTES, json.dumps(shared("2.3.1")).encode())
+        await server.wait_for(lambda: "UPDATED" in fw_states(server))
+    assert fw_states(server) == [
+        "DOWNLOADING",
+        "DOWNLOADED",
+        "FAILED",
+        "DOWNLOADING",
+        "DOWNLOADED",
+        "VERIFIED",
+        "UPDATING",
+        "UPDATED",
+    ]
+    assert bound == {"1": "2.3.0", "2": "2.3.1"}
+    assert device.hook_runs() == ["2.3.1"]
