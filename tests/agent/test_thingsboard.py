@@ -552,3 +552,28 @@ async def test_reassignment_after_a_failure_fetches_only_the_new_package_in_chun
     ]
     assert bound == {"1": "2.3.0", "2": "2.3.1"}
     assert device.hook_runs() == ["2.3.1"]
+
+
+@needs_mosquitto
+async def test_empty_image_installs_once(
+    agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    """A package of 0 bytes (``fw_size`` 0): no chunk to ask for, installed once."""
+    shared = {
+        "fw_title": TITLE,
+        "fw_version": "2.4.0",
+        "fw_size": 0,
+        "fw_checksum_algorithm": "SHA256",
+        "fw_checksum": hashlib.sha256(b"").hexdigest(),
+    }
+    device = Device(tmp_path)
+    async with (
+        played_server(tmp_path) as (port, server),
+        chunk_server(port, {"2.4.0": b""}, ["2.4.0"]) as bound,
+    ):
+        agents(tb_config(None, device, "token-empty", install_hook(device), port=port))
+        await answer_attribute_request(server, 1, shared)
+        await server.wait_for(lambda: "UPDATED" in fw_states(server))
+    assert fw_states(server) == ["DOWNLOADING", "DOWNLOADED", "VERIFIED", "UPDATING", "UPDATED"]
+    assert bound == {}
+    assert device.hook_runs() == ["2.4.0"]
