@@ -192,3 +192,42 @@ async def test_deleting_a_device_removes_its_updates(core: HubCore) -> None:
     await core.devices.delete("dev1")
     with pytest.raises(NotFound):
         await core.updates.get(update.id)
+
+
+async def test_update_whose_driver_raises_while_starting_it_fails_at_once_with_the_reason(
+    core: HubCore,
+) -> None:
+    await _setup(core)
+
+    async def broken_start(event: Event) -> None:
+        raise ConnectionError("broker unreachable")
+
+    core.bus.subscribe(broken_start, UpdateCreated)
+    update = await core.updates.create(UpdateRequest("dev1", "CIM-168", "1.0.1"))
+    assert (update.state, update.code) == ("failed", "start_failed")
+    assert update.reason == (
+        "the thingsboard driver could not start the update: ConnectionError: broker unreachable"
+    )
+    stored = await core.updates.get(update.id)
+    assert stored.state == "failed" and stored.reason == update.reason
+    assert stored.transitions is not None
+    assert [(t.to_state, t.source) for t in stored.transitions] == [
+        ("pending", "api"),
+        ("failed", "hub"),
+    ]
+    assert await core.updates.active_for("dev1") is None
+
+
+async def test_start_failure_leaves_an_update_the_driver_already_ended_as_it_is(
+    core: HubCore,
+) -> None:
+    await _setup(core)
+
+    async def fail_then_raise(event: Event) -> None:
+        assert isinstance(event, UpdateCreated)
+        await core.updates.transition(event.update.id, "failed", reason="no route", source="drv")
+        raise RuntimeError("and then a bug")
+
+    core.bus.subscribe(fail_then_raise, UpdateCreated)
+    update = await core.updates.create(UpdateRequest("dev1", "CIM-168", "1.0.1"))
+    assert (update.state, update.reason) == ("failed", "no route")

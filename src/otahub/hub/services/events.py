@@ -8,7 +8,9 @@ Two ways to listen:
 * ``listen(*types)``: a bounded queue for live views (SSE, dashboards). A slow
   listener loses its oldest events rather than slowing the hub down.
 
-A failing handler is logged and never breaks the publisher or other handlers.
+A failing handler is logged and never breaks other handlers; its error goes
+back to the publisher, which decides what it means (a driver that cannot start
+an update fails that update at once).
 """
 
 from __future__ import annotations
@@ -80,6 +82,17 @@ Event = (
 Handler = Callable[[Event], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class HandlerFailure:
+    """A subscriber that raised while handling an event."""
+
+    handler: Handler
+    error: Exception
+
+    def describe(self) -> str:
+        return f"{type(self.error).__name__}: {self.error}"
+
+
 class EventBus:
     def __init__(self) -> None:
         self._handlers: list[tuple[Handler, tuple[type, ...]]] = []
@@ -109,14 +122,17 @@ class EventBus:
             with contextlib.suppress(ValueError):
                 self._queues.remove(entry)
 
-    async def publish(self, event: Event) -> None:
+    async def publish(self, event: Event) -> list[HandlerFailure]:
+        """Hand ``event`` to every subscriber; returns the failures of those that raised."""
+        failures: list[HandlerFailure] = []
         for handler, types in list(self._handlers):
             if types and not isinstance(event, types):
                 continue
             try:
                 await handler(event)
-            except Exception:
+            except Exception as exc:
                 log.exception("event handler %r failed on %s", handler, type(event).__name__)
+                failures.append(HandlerFailure(handler, exc))
         for queue, types in list(self._queues):
             if types and not isinstance(event, types):
                 continue
@@ -124,3 +140,4 @@ class EventBus:
                 with contextlib.suppress(asyncio.QueueEmpty):
                     queue.get_nowait()
             queue.put_nowait(event)
+        return failures

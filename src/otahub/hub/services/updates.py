@@ -23,7 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from otahub.hub.services.assignments import TYPE_ORIGIN_KEY
 from otahub.hub.services.errors import Conflict, Invalid, NotFound
-from otahub.hub.services.events import Event, EventBus, UpdateCreated, UpdateTransitioned
+from otahub.hub.services.events import (
+    Event,
+    EventBus,
+    HandlerFailure,
+    UpdateCreated,
+    UpdateTransitioned,
+)
 from otahub.hub.services.views import DeviceView, TransitionView, UpdateView
 from otahub.hub.store.database import Database
 from otahub.hub.store.models import (
@@ -41,6 +47,7 @@ log = logging.getLogger("otahub.hub.updates")
 MAX_TIMEOUT_S = 30 * 24 * 3600.0
 UPDATE_MODES = ("push", "on-request")
 TIMEOUT_CODE = "timeout"
+START_FAILED_CODE = "start_failed"
 
 
 def parse_state(value: str) -> UpdateState:
@@ -280,11 +287,13 @@ class UpdateService:
                 raise Conflict(
                     f"device {device.name!r} got another {package.kind} update meanwhile"
                 ) from None
-            events.append(UpdateCreated(UpdateView.of(row, device)))
+            created = UpdateView.of(row, device)
         self._changed.set()
-        for event in events:
-            await self.bus.publish(event)
-        return UpdateView.of(row, device)
+        await self._announce(events)  # the replaced update's end first
+        failures = await self._announce([UpdateCreated(created)])
+        if failures:
+            return await self.fail_start(created.id, failures[0].describe(), dialect=device.dialect)
+        return created
 
     async def set_driver_state(self, update_id: int, state: dict[str, Any]) -> UpdateView:
         """Replace the driver's bookkeeping of an update (no transition, no event)."""
@@ -354,8 +363,34 @@ class UpdateService:
             await s.commit()
             view = UpdateView.of(row, device)
         self._changed.set()
-        await self.bus.publish(UpdateTransitioned(view, step_view))
+        await self._announce([UpdateTransitioned(view, step_view)])
         return view
+
+    async def fail_start(self, update_id: int, error: str, *, dialect: str) -> UpdateView:
+        """Fail an update whose driver could not start it, with the driver's error.
+
+        Starting is dispatched through the event bus (``UpdateCreated``) or a
+        driver's own queue; either way a start that raised ends the update here
+        instead of leaving it to the timeout. An update that ended meanwhile
+        is returned as it is.
+        """
+        try:
+            return await self.transition(
+                update_id,
+                UpdateState.FAILED,
+                reason=f"the {dialect} driver could not start the update: {error}",
+                code=START_FAILED_CODE,
+                source="hub",
+            )
+        except Conflict:
+            return await self.get(update_id, with_transitions=False)
+
+    async def _announce(self, events: builtins.list[Event]) -> builtins.list[HandlerFailure]:
+        """Publish committed changes; returns the handlers that failed on them."""
+        failures: builtins.list[HandlerFailure] = []
+        for event in events:
+            failures += await self.bus.publish(event)
+        return failures
 
     async def cancel(
         self, update_id: int, *, reason: str | None = None, source: str = "api"

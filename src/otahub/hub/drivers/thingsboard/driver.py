@@ -138,7 +138,7 @@ class ThingsBoardDriver(Driver):
         self.telemetry = Telemetry(self)
         self.chunks = Chunks(self, DEFAULT_MAX_CHUNK_SIZE)
         self.assignments = Assignments(self)
-        self.pacer = Pacer(ctx.settings.notify_rate, self.initiate)
+        self.pacer = Pacer(ctx.settings.notify_rate, self.initiate, self._initiate_failed)
         self._undo: list[Any] = []
 
     # -- lifecycle -----------------------------------------------------------
@@ -397,6 +397,9 @@ class ThingsBoardDriver(Driver):
         )
         if self.attributes.push(device.name, change):
             await advance(self.core, update.id, UpdateState.SENT)
+
+    async def _initiate_failed(self, update_id: int, error: str) -> UpdateView:
+        return await self.core.updates.fail_start(update_id, error, dialect=DIALECT)
 
     async def _canceled(self, update: UpdateView) -> None:
         if await self.core.updates.active_for(update.device, update.kind) is not None:

@@ -3,7 +3,8 @@
 ThingsBoard releases assignment notifications through a queue at
 ``pack-size`` devices per ``pack-interval`` (100 per 60 s by default). Here
 the rate is ``--notify-rate`` devices per second, released in packs of about
-a tenth of a second's worth, so a lone assignment goes out at once.
+a tenth of a second's worth, so a lone assignment goes out at once. A
+release that raises is handed to ``failed`` (the update cannot start).
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ log = logging.getLogger("otahub.hub.thingsboard")
 
 
 class Pacer:
-    def __init__(self, rate: float, release: Callable[[int], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        rate: float,
+        release: Callable[[int], Awaitable[None]],
+        failed: Callable[[int, str], Awaitable[object]],
+    ) -> None:
         if rate <= 0:
             raise ValueError("the notification rate must be positive")
         self.pack = max(1, math.ceil(rate / 10))
         self.interval = self.pack / rate
         self._release = release
+        self._failed = failed
         self._queue: asyncio.Queue[int] = asyncio.Queue()
         self._queued: set[int] = set()
         self._task: asyncio.Task[None] | None = None
@@ -57,4 +64,8 @@ class Pacer:
             for update_id, result in zip(pack, results, strict=True):
                 if isinstance(result, Exception):
                     log.error("notifying update %d failed: %r", update_id, result)
+                    try:
+                        await self._failed(update_id, f"{type(result).__name__}: {result}")
+                    except Exception:
+                        log.exception("update %d: cannot record that it failed", update_id)
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - began)))
