@@ -48,6 +48,7 @@ MAX_TIMEOUT_S = 30 * 24 * 3600.0
 UPDATE_MODES = ("push", "on-request")
 TIMEOUT_CODE = "timeout"
 START_FAILED_CODE = "start_failed"
+UNKNOWN_VERSION = "?"
 
 
 def parse_state(value: str) -> UpdateState:
@@ -96,6 +97,9 @@ class UpdateService:
         # follow them must not interleave (SQLite has no SELECT ... FOR UPDATE).
         self._write = asyncio.Lock()
         self._changed = asyncio.Event()  # wakes the sweeper when a deadline moves
+        # update id -> the version its device ran when it was created, for the
+        # line logged when it ends (unknown for updates created before a restart)
+        self._from_versions: dict[int, str | None] = {}
 
     # -- queries --------------------------------------------------------------
 
@@ -288,6 +292,9 @@ class UpdateService:
                     f"device {device.name!r} got another {package.kind} update meanwhile"
                 ) from None
             created = UpdateView.of(row, device)
+            self._from_versions[row.id] = (
+                device.current_sw_version if row.kind == "software" else device.current_fw_version
+            )
         self._changed.set()
         await self._announce(events)  # the replaced update's end first
         failures = await self._announce([UpdateCreated(created)])
@@ -386,11 +393,32 @@ class UpdateService:
             return await self.get(update_id, with_transitions=False)
 
     async def _announce(self, events: builtins.list[Event]) -> builtins.list[HandlerFailure]:
-        """Publish committed changes; returns the handlers that failed on them."""
+        """Publish committed changes; every update that ends passes here and is logged."""
         failures: builtins.list[HandlerFailure] = []
         for event in events:
+            if isinstance(event, UpdateTransitioned) and _ends(event.transition):
+                self._log_ended(event.update)
             failures += await self.bus.publish(event)
         return failures
+
+    def _log_ended(self, update: UpdateView) -> None:
+        from_version = self._from_versions.pop(update.id, UNKNOWN_VERSION)
+        ended = update.finished_at or update.updated_at
+        log.log(
+            logging.WARNING if update.state == UpdateState.FAILED else logging.INFO,
+            "update %d ended: device=%s dialect=%s %s %s %s -> %s state=%s duration=%.1fs "
+            "reason=%s",
+            update.id,
+            update.device,
+            update.dialect,
+            update.kind,
+            update.title,
+            from_version or "none",
+            update.version,
+            update.state,
+            (ended - update.created_at).total_seconds(),
+            update.reason or "-",
+        )
 
     async def cancel(
         self, update_id: int, *, reason: str | None = None, source: str = "api"
@@ -455,6 +483,11 @@ class UpdateService:
                 delay = min(delay, max(0.0, (deadline - utcnow()).total_seconds()) + 0.01)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), delay)
+
+
+def _ends(step: TransitionView) -> bool:
+    """Whether ``step`` is the change that finished its update (not progress within a state)."""
+    return step.from_state != step.to_state and is_terminal(UpdateState(step.to_state))
 
 
 def _apply(
