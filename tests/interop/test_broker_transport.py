@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from otahub.hub.broker_transport import BrokerTransport, parse_broker_url
+from otahub.hub.supervision import Supervisor
 from tests.interop.tedge_child import MOSQUITTO, Mosquitto
 
 pytestmark = [
@@ -41,7 +42,7 @@ async def test_reconnects_resubscribes_and_replays_retained(tmp_path: Path) -> N
     )
     try:
         await transport.subscribe("te/+/+/+/+/twin/firmware", lambda *m: got.put_nowait(m))
-        await transport.start()
+        await transport.start(Supervisor())
         await transport.publish("te/device/c1///twin/firmware", b'{"version":"1"}', 1, True)
         assert await asyncio.wait_for(got.get(), 10) == (
             "te/device/c1///twin/firmware",

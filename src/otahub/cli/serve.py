@@ -6,6 +6,10 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
+import sys
+import threading
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -15,22 +19,79 @@ import typer
 from otahub.hub.settings import (
     DEFAULT_MAX_PACKET_SIZE,
     DEFAULT_NOTIFY_RATE,
+    DEFAULT_SHUTDOWN_TIMEOUT_S,
     EnosFileUrl,
     HubSettings,
 )
 
 T = TypeVar("T")
+log = logging.getLogger("otahub.hub")
+# What closing the event loop and joining threads may add to the shutdown bound.
+CLOSE_TIMEOUT_S = 1.0
 
 
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run on uvloop where it is installed (a faster MQTT endpoint), else asyncio."""
-    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+def run_async(coro: Coroutine[Any, Any, T], *, close_timeout: float = CLOSE_TIMEOUT_S) -> T:
+    """Run on uvloop where it is installed (a faster MQTT endpoint), else asyncio.
+
+    Unlike ``asyncio.run``, closing the loop afterwards waits at most
+    ``close_timeout`` for tasks still running (it would wait forever for a
+    task stuck in its cancellation); such tasks are logged and left.
+    """
+    factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
     with contextlib.suppress(ImportError):
         import uvloop
 
         factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(coro)
+    loop = factory()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            _close_loop(loop, close_timeout)
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        _, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=timeout))
+        if pending:
+            log.warning(
+                "shutdown cut short: %d task(s) did not end: %s",
+                len(pending),
+                ", ".join(sorted(t.get_name() for t in pending)),
+            )
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    with contextlib.suppress(TimeoutError):
+        loop.run_until_complete(asyncio.wait_for(loop.shutdown_default_executor(), timeout))
+
+
+def exit_without_waiting_for_stuck_threads(status: int, timeout: float = CLOSE_TIMEOUT_S) -> None:
+    """Exit now with ``status`` if threads are left that would keep the process alive.
+
+    A database connection whose task was cut short keeps its worker thread
+    (not a daemon), and Python waits for such threads forever at exit.
+    """
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [
+        t.name
+        for t in threading.enumerate()
+        if t is not threading.current_thread() and not t.daemon and t.is_alive()
+    ]
+    if stuck:
+        log.warning("shutdown cut short: threads %s still running; exiting", ", ".join(stuck))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
 
 
 def _is_loopback(host: str) -> bool:
@@ -104,13 +165,20 @@ def serve(
             envvar="OTAHUB_BROKER",
         ),
     ] = None,
+    shutdown_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds stopping may take (device work drains, then is cut short).",
+            min=0.1,
+        ),
+    ] = DEFAULT_SHUTDOWN_TIMEOUT_S,
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="Disable admin auth (loopback only).")
     ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run the hub: MQTT endpoint, HTTP API and downloads."""
-    from otahub.hub.app import run_hub
+    from otahub.hub.app import HubPartFailed, run_hub
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -145,9 +213,16 @@ def serve(
         notify_rate=notify_rate,
         enos_file_url=enos_file_url,
         broker_url=broker,
+        shutdown_timeout_s=shutdown_timeout,
     )
+    status = 0
     try:
         run_async(run_hub(settings))
+    except HubPartFailed:
+        status = 1  # logged where the part died
     except OSError as exc:
         typer.echo(f"otahub: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        status = 1
+    exit_without_waiting_for_stuck_threads(status)
+    if status:
+        raise typer.Exit(status)

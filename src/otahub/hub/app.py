@@ -8,20 +8,28 @@ import logging
 import signal
 import ssl
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
 
 from otahub import mqtt
 from otahub.hub.broker_transport import BrokerTransport, client_id_for, parse_broker_url
 from otahub.hub.core import CoreConfig, HubCore
+from otahub.hub.data_dir_watch import watch_paths
 from otahub.hub.drivers.base import Driver, DriverContext
 from otahub.hub.drivers.registry import DRIVERS
 from otahub.hub.http.app import create_http_app
 from otahub.hub.http.auth import load_or_create_token
 from otahub.hub.settings import HubSettings
+from otahub.hub.shutdown import Shutdown
+from otahub.hub.supervision import HubPartFailed, Supervisor
 from otahub.hub.transport import LocalTransport, MessageTransport
 from otahub.mqtt.server import MQTTServer, ServerConfig
+
+__all__ = ["HubPartFailed", "run_hub"]
 
 log = logging.getLogger("otahub.hub")
 
@@ -46,8 +54,12 @@ def tls_context(settings: HubSettings) -> ssl.SSLContext:
 
 
 async def run_hub(settings: HubSettings, stop: asyncio.Event | None = None) -> None:
-    """Run the hub until ``stop`` is set or the process gets SIGINT/SIGTERM."""
+    """Run the hub until ``stop`` is set or the process gets SIGINT/SIGTERM.
+
+    Raises :class:`HubPartFailed` when it stopped because a part of it died.
+    """
     stop = stop or asyncio.Event()
+    outside = asyncio.all_tasks()  # the caller's: not the hub's to cancel when it stops
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -55,11 +67,8 @@ async def run_hub(settings: HubSettings, stop: asyncio.Event | None = None) -> N
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     core = await _start_core(settings)
-    admin_token = None if settings.no_auth else load_or_create_token(settings.data_dir)
-    try:
-        await _serve(settings, core, admin_token, stop)
-    finally:
-        await core.close()
+    await _serve(settings, core, stop, outside)
+    core.parts.check()
 
 
 async def _start_core(settings: HubSettings) -> HubCore:
@@ -84,81 +93,106 @@ async def _start_core(settings: HubSettings) -> HubCore:
 
 
 async def _serve(
-    settings: HubSettings, core: HubCore, admin_token: str | None, stop: asyncio.Event
+    settings: HubSettings, core: HubCore, stop: asyncio.Event, outside: set[asyncio.Task[Any]]
 ) -> None:
-    mqtt = MQTTServer(ServerConfig(max_packet_size=settings.max_packet_size))
-    transport: MessageTransport
-    if settings.broker_url:
-        broker = BrokerTransport(
-            parse_broker_url(settings.broker_url),
-            client_id=client_id_for(str(settings.data_dir.resolve())),
-        )
-        await broker.start()
-        transport = broker
-    else:
-        transport = LocalTransport(mqtt)
-    ctx = DriverContext(core=core, mqtt=mqtt, transport=transport, settings=settings)
-    drivers = [driver_class(ctx) for driver_class in DRIVERS]
-    app = create_http_app(core, admin_token=admin_token)
-    for driver in drivers:
-        driver.mount(app)
+    """Run every part of the hub on ``core`` until ``stop`` or a part dies; then stop it all."""
+    parts = core.parts
+    mqtt_server = MQTTServer(ServerConfig(max_packet_size=settings.max_packet_size))
+    transport: MessageTransport = LocalTransport(mqtt_server)
     started: list[Driver] = []
+    http: _EmbeddedUvicorn | None = None
+    http_task: asyncio.Task[None] | None = None
     try:
+        admin_token = None if settings.no_auth else load_or_create_token(settings.data_dir)
+        app = create_http_app(core, admin_token=admin_token)
+        http = _http_server(settings, app)
+        if settings.broker_url:
+            broker = BrokerTransport(
+                parse_broker_url(settings.broker_url),
+                client_id=client_id_for(str(settings.data_dir.resolve())),
+            )
+            await broker.start(parts)
+            transport = broker
+        ctx = DriverContext(core=core, mqtt=mqtt_server, transport=transport, settings=settings)
+        drivers = [driver_class(ctx) for driver_class in DRIVERS]
+        for driver in drivers:
+            driver.mount(app)
         for driver in drivers:
             await driver.start()
             started.append(driver)
-        await mqtt.listen(settings.host, settings.mqtt_port)
+        await mqtt_server.listen(settings.host, settings.mqtt_port)
         if settings.mqtt_tls_port is not None:
-            await mqtt.listen(settings.host, settings.mqtt_tls_port, ssl=tls_context(settings))
-        await _run_http(settings, app, stop)
+            await mqtt_server.listen(
+                settings.host, settings.mqtt_tls_port, ssl=tls_context(settings)
+            )
+        http_task = await _start_http(http, parts, settings)
+        parts.start("data dir watch", watch_paths(_watched_paths(settings, core)))
+        _log_ready(settings)
+        await parts.wait(stop)
     finally:
-        await mqtt.close()
-        for driver in reversed(started):
-            try:
-                await driver.stop()
-            except Exception:
-                log.exception("driver %s failed to stop", driver.dialect)
-        await transport.close()
-        log.info("otahub stopped")
+        await Shutdown(settings.shutdown_timeout_s, outside=outside).run(
+            core, mqtt_server, transport, started, http, http_task
+        )
 
 
-async def _run_http(settings: HubSettings, app: FastAPI, stop: asyncio.Event) -> None:
-    http = _EmbeddedUvicorn(
+def _http_server(settings: HubSettings, app: FastAPI) -> _EmbeddedUvicorn:
+    return _EmbeddedUvicorn(
         uvicorn.Config(
             app,
             host=settings.host,
             port=settings.http_port,
             log_level="warning",
             lifespan="on",
+            # open requests (downloads, event streams) get the shutdown's time, no more
+            timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s / 2)),
         )
     )
-    http_task = asyncio.create_task(http.serve(), name="http")
+
+
+async def _serve_http(http: _EmbeddedUvicorn, port: int) -> None:
     try:
-        while not http.started:
-            if http_task.done():
-                await http_task
-                raise RuntimeError(f"HTTP server could not start on port {settings.http_port}")
-            await asyncio.sleep(0.02)
-        log.info(
-            "otahub ready: mqtt://%s:%d http://%s:%d data in %s (MQTT endpoint %s)",
-            settings.host,
-            settings.mqtt_port,
-            settings.host,
-            settings.http_port,
-            settings.data_dir,
-            "compiled" if mqtt.compiled() else "pure Python",
+        await http.serve()
+    except SystemExit:
+        # uvicorn exits the process when it cannot bind; the hub reports it instead
+        raise OSError(f"the HTTP server could not start on port {port}") from None
+
+
+async def _start_http(
+    http: _EmbeddedUvicorn, parts: Supervisor, settings: HubSettings
+) -> asyncio.Task[None]:
+    name = "HTTP server"
+    task = asyncio.create_task(_serve_http(http, settings.http_port), name=name)
+    while not http.started:
+        if task.done():  # a start-up failure: the caller reports it
+            await task
+            raise OSError(f"the HTTP server could not start on port {settings.http_port}")
+        await asyncio.sleep(0.02)
+    return parts.adopt(name, task)
+
+
+def _watched_paths(settings: HubSettings, core: HubCore) -> list[Path]:
+    paths = [settings.data_dir]
+    if core.db.is_sqlite:
+        database = make_url(core.db.url).database
+        if database and database != ":memory:":
+            paths.append(Path(database))
+    return paths
+
+
+def _log_ready(settings: HubSettings) -> None:
+    log.info(
+        "otahub ready: mqtt://%s:%d http://%s:%d data in %s (MQTT endpoint %s)",
+        settings.host,
+        settings.mqtt_port,
+        settings.host,
+        settings.http_port,
+        settings.data_dir,
+        "compiled" if mqtt.compiled() else "pure Python",
+    )
+    stale = mqtt.stale_compiled_modules()
+    if stale:
+        log.warning(
+            "otahub.mqtt modules %s changed after they were compiled and run as built; "
+            "reinstall otahub to rebuild them",
+            ", ".join(stale),
         )
-        stale = mqtt.stale_compiled_modules()
-        if stale:
-            log.warning(
-                "otahub.mqtt modules %s changed after they were compiled and run as built; "
-                "reinstall otahub to rebuild them",
-                ", ".join(stale),
-            )
-        stop_task = asyncio.create_task(stop.wait())
-        await asyncio.wait({stop_task, http_task}, return_when=asyncio.FIRST_COMPLETED)
-        stop_task.cancel()
-    finally:
-        http.should_exit = True
-        with contextlib.suppress(Exception):
-            await http_task

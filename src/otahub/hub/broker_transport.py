@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
+from otahub.hub.supervision import Supervisor
 from otahub.hub.transport import MessageHandler
 
 log = logging.getLogger("otahub.hub.broker")
@@ -87,8 +88,8 @@ class BrokerTransport:
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="broker-transport")
+    async def start(self, parts: Supervisor) -> None:
+        self._task = parts.start("broker transport", self._run())
 
     async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         try:

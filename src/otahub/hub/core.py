@@ -15,6 +15,7 @@ from otahub.hub.services.firmware import FirmwareService
 from otahub.hub.services.updates import UpdateService, check_timeout
 from otahub.hub.store.blobs import BlobStore, FileBlobStore
 from otahub.hub.store.database import Database, sqlite_url
+from otahub.hub.supervision import Supervisor
 
 log = logging.getLogger("otahub.hub")
 
@@ -59,14 +60,16 @@ class HubCore:
         self.firmware = FirmwareService(self.db, self.blobs, self.bus)
         self.devices = DeviceService(self.db, self.bus)
         self.updates = UpdateService(self.db, self.bus, default_timeout_s=config.update_timeout_s)
+        self.parts = Supervisor()  # the hub's long-running tasks, watched
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Migrate the database and start the timeout sweeper."""
         await self.db.migrate()
-        self._sweeper = asyncio.create_task(self.updates.run_sweeper(), name="update-timeouts")
+        self._sweeper = self.parts.start("update timeouts", self.updates.run_sweeper())
 
     async def close(self) -> None:
+        self.parts.stopping()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -10,6 +10,7 @@ from pathlib import Path
 DEFAULT_MAX_PACKET_SIZE = 1024 * 1024
 # Assignment notifications per second; ThingsBoard's queue does 100 per 60 s.
 DEFAULT_NOTIFY_RATE = 1000.0
+DEFAULT_SHUTDOWN_TIMEOUT_S = 10.0
 
 
 class EnosFileUrl(StrEnum):
@@ -46,6 +47,8 @@ class HubSettings:
     notify_rate: float = DEFAULT_NOTIFY_RATE
     # EnOS dialect: the form of fileUrl in upgrade and getversion
     enos_file_url: EnosFileUrl = EnosFileUrl.ABSOLUTE
+    # how long stopping may take before what is still running is cut short
+    shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S
 
     def public_base_url(self) -> str:
         if self.public_url:

@@ -106,7 +106,15 @@ class MQTTServer:
         log.info("MQTT%s listening on %s:%d", " over TLS" if ssl else "", host, bound)
         return bound
 
-    async def close(self) -> None:
+    async def close(self, drain_timeout: float = 0.0) -> list[asyncio.Task[Any]]:
+        """Stop listening and end every connection, then let the hook tasks finish.
+
+        Ending the connections runs the disconnect hooks; they (and every other
+        hook task) get up to ``drain_timeout`` seconds. Those still running then
+        are cancelled and returned, for the caller to wait on and report.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout
         for server in self._servers:
             server.close()
         for conn in list(self.connections):
@@ -114,10 +122,22 @@ class MQTTServer:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+        # A closed connection's hooks run when its transport reports the loss.
+        while self.connections:
+            if loop.time() >= deadline:
+                break  # still flushing to a slow reader: its hooks run when it goes
+            await asyncio.sleep(0.01)
         for session in self.sessions.values():
             session.cancel_timers()
-        for task in list(self._tasks):
+        while self._tasks:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            await asyncio.wait(set(self._tasks), timeout=left)
+        pending = list(self._tasks)
+        for task in pending:
             task.cancel()
+        return pending
 
     # -- hooks -------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from otahub.hub.services.devices import DeviceSpec
 from otahub.hub.services.firmware import PackageMeta
 from otahub.hub.services.updates import UpdateRequest
 from otahub.hub.services.views import UpdateView
+from otahub.hub.supervision import Supervisor
 from tests.hub.conftest import chunks
 
 
@@ -27,7 +28,7 @@ async def test_update_whose_notification_raises_fails_at_once_instead_of_timing_
         return await core.updates.fail_start(update_id, error, dialect="thingsboard")
 
     pacer = Pacer(100.0, release, failed)
-    pacer.start()
+    pacer.start(Supervisor())
     pacer.put(update.id)
     try:
         for _ in range(300):

@@ -12,6 +12,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from otahub.hub.supervision import Supervisor
+
 log = logging.getLogger("otahub.hub.drivers")
 
 Handle = Callable[[str, bytes, bool], Awaitable[None]]
@@ -28,8 +30,8 @@ class Inbox:
         """A transport handler: never blocks, never raises."""
         self._queue.put_nowait((topic, bytes(payload), retained))
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"{self.name}-inbox")
+    def start(self, parts: Supervisor) -> None:
+        self._task = parts.start(f"{self.name} inbox", self._run())
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -101,7 +101,7 @@ class TedgeLegacyDriver(Driver):
         self._unsubscribe.append(
             core.bus.subscribe(self._on_event, UpdateCreated, UpdateTransitioned)
         )
-        self._inbox.start()
+        self._inbox.start(core.parts)
         await self.ctx.transport.subscribe(legacy.RESPONSE_FILTER, self._inbox.put)
         waiting = []
         for update in await core.updates.list(active=True, limit=1000):
@@ -114,7 +114,9 @@ class TedgeLegacyDriver(Driver):
             waiting.append(update.id)
         if waiting:
             grace = RECONNECT_GRACE_S if isinstance(self.ctx.transport, LocalTransport) else 0.0
-            self._resume = asyncio.create_task(self._send_waiting(waiting, grace))
+            self._resume = core.parts.start(
+                "tedge-legacy resume", self._send_waiting(waiting, grace), forever=False
+            )
 
     async def stop(self) -> None:
         for unsubscribe in self._unsubscribe:

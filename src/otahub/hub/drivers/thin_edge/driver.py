@@ -115,7 +115,7 @@ class ThinEdgeDriver(Driver):
                 await self._restore(update, topic)
             elif update.state == UpdateState.PENDING:
                 await self._send(update)
-        self._inbox.start()
+        self._inbox.start(core.parts)
         for topic_filter in FILTERS:
             await self.ctx.transport.subscribe(topic_filter, self._inbox.put)
 

@@ -160,7 +160,7 @@ class ThingsBoardDriver(Driver):
                 self._on_event, UpdateCreated, UpdateTransitioned, DeviceCreated, DeviceDeleted
             )
         )
-        self.pacer.start()
+        self.pacer.start(self.core.parts)
         # Assignments queued before a restart are notified again.
         for update in await self.core.updates.list(state="pending", limit=1000):
             if update.dialect == DIALECT and not update.driver_state.get("initiated"):

@@ -16,6 +16,8 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 
+from otahub.hub.supervision import Supervisor
+
 log = logging.getLogger("otahub.hub.thingsboard")
 
 
@@ -41,8 +43,8 @@ class Pacer:
             self._queued.add(update_id)
             self._queue.put_nowait(update_id)
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="thingsboard-notifications")
+    def start(self, parts: Supervisor) -> None:
+        self._task = parts.start("thingsboard notifications", self._run())
 
     async def stop(self) -> None:
         if self._task is not None:
