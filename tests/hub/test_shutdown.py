@@ -78,9 +78,11 @@ def _sigterm_during_mass_disconnect(
 def test_sigterm_during_a_mass_disconnect_exits_cleanly_within_the_bound(
     tmp_path: Path, hub_factory: Callable[..., HubProcess]
 ) -> None:
-    status, log = _sigterm_during_mass_disconnect(tmp_path, hub_factory, 10)
+    # A bound the disconnects fit in even on a loaded machine: nothing is cut short.
+    status, log = _sigterm_during_mass_disconnect(tmp_path, hub_factory, 30)
     assert status == 0, log[-4000:]
     assert "otahub stopped" in log
+    assert "cut short" not in log, log[-4000:]
     assert "Traceback" not in log, log[-4000:]
 
 
