@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from otahub.hub.http.deps import Core
 from otahub.hub.http.files import file_response
+from otahub.hub.http.ids import RowId
 from otahub.hub.http.multipart import PartData, PartEnd, PartStart, parts
 from otahub.hub.services.errors import Invalid, NotFound
 from otahub.hub.services.firmware import PackageMeta
@@ -218,12 +219,12 @@ async def list_firmware(
 
 
 @router.get("/{package_id}")
-async def get_firmware(package_id: int, core: Core) -> Package:
+async def get_firmware(package_id: RowId, core: Core) -> Package:
     return Package.of(await core.firmware.get(package_id))
 
 
 @router.delete("/{package_id}", status_code=204)
-async def delete_firmware(package_id: int, core: Core) -> Response:
+async def delete_firmware(package_id: RowId, core: Core) -> Response:
     """Delete a package; 409 while an active update uses it."""
     await core.firmware.delete(package_id)
     return Response(status_code=204)
@@ -240,7 +241,7 @@ async def delete_firmware(package_id: int, core: Core) -> Response:
         416: {"description": "range not satisfiable"},
     },
 )
-async def firmware_content(package_id: int, request: Request, core: Core) -> Response:
+async def firmware_content(package_id: RowId, request: Request, core: Core) -> Response:
     """The package's bytes: single Range, HEAD, strong ETag (its SHA-256)."""
     view = await core.firmware.get(package_id)
     path = core.blobs.local_path(view.sha256)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from otahub.hub.http.deps import Core
+from otahub.hub.http.ids import RowId
 from otahub.hub.services.updates import UpdateRequest
 from otahub.hub.services.views import TransitionView, UpdateView
 from otahub.protocols.states import UpdateState
@@ -146,20 +147,22 @@ async def list_updates(
 
 
 @router.get("/{update_id}")
-async def get_update(update_id: int, core: Core) -> UpdateOut:
+async def get_update(update_id: RowId, core: Core) -> UpdateOut:
     """One update with its transitions (the audit trail)."""
     return UpdateOut.of(await core.updates.get(update_id))
 
 
 @router.post("/{update_id}/cancel")
-async def cancel_update(update_id: int, core: Core, body: CancelRequest | None = None) -> UpdateOut:
+async def cancel_update(
+    update_id: RowId, core: Core, body: CancelRequest | None = None
+) -> UpdateOut:
     """Cancel an unfinished update; 409 when it has already finished."""
     await core.updates.cancel(update_id, reason=body.reason if body else None)
     return UpdateOut.of(await core.updates.get(update_id))
 
 
 @router.post("/{update_id}/state")
-async def report_state(update_id: int, body: StateReport, core: Core) -> UpdateOut:
+async def report_state(update_id: RowId, body: StateReport, core: Core) -> UpdateOut:
     """Record a state reported outside the MQTT dialects (scripts, manual installs).
 
     Only forward moves and failed/canceled are accepted; the same state again

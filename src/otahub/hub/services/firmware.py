@@ -17,6 +17,7 @@ from otahub.hub.services.events import EventBus, PackageCreated, PackageDeleted
 from otahub.hub.services.views import PackageView
 from otahub.hub.store.blobs import BlobInfo, BlobStore, BlobUpload
 from otahub.hub.store.database import Database
+from otahub.hub.store.ids import is_row_id
 from otahub.hub.store.models import TERMINAL_STATES, FirmwarePackage, Update
 from otahub.protocols.checksums import Algorithm
 
@@ -97,6 +98,7 @@ class FirmwareService:
             return [PackageView.of(row) for row in (await s.scalars(query)).all()]
 
     async def get(self, package_id: int) -> PackageView:
+        _check_id(package_id)
         async with self.db.session() as s:
             row = await s.get(FirmwarePackage, package_id)
             if row is None:
@@ -209,6 +211,7 @@ class FirmwareService:
     # -- deleting -------------------------------------------------------------
 
     async def delete(self, package_id: int) -> PackageView:
+        _check_id(package_id)
         async with self._blob_refs:
             async with self.db.session() as s, s.begin():
                 row = await s.get(FirmwarePackage, package_id)
@@ -239,6 +242,12 @@ class FirmwareService:
             )
         if not users:
             await self.blobs.delete(sha256)
+
+
+def _check_id(package_id: int) -> None:
+    # An id no database row can have: not found, rather than an overflow in the driver.
+    if not is_row_id(package_id):
+        raise NotFound(f"firmware package {package_id} does not exist")
 
 
 async def _download(client: httpx.AsyncClient, url: str, upload: BlobUpload) -> str | None:

@@ -32,6 +32,7 @@ from otahub.hub.services.events import (
 )
 from otahub.hub.services.views import DeviceView, TransitionView, UpdateView
 from otahub.hub.store.database import Database
+from otahub.hub.store.ids import is_row_id
 from otahub.hub.store.models import (
     TERMINAL_STATES,
     Device,
@@ -104,6 +105,7 @@ class UpdateService:
     # -- queries --------------------------------------------------------------
 
     async def get(self, update_id: int, *, with_transitions: bool = True) -> UpdateView:
+        _check_id(update_id)
         async with self.db.session() as s:
             found = (
                 await s.execute(select(Update, Device).join(Device).where(Update.id == update_id))
@@ -304,6 +306,7 @@ class UpdateService:
 
     async def set_driver_state(self, update_id: int, state: dict[str, Any]) -> UpdateView:
         """Replace the driver's bookkeeping of an update (no transition, no event)."""
+        _check_id(update_id)
         async with self._write, self.db.session() as s:
             found = (
                 await s.execute(select(Update, Device).join(Device).where(Update.id == update_id))
@@ -329,6 +332,7 @@ class UpdateService:
         target = state if isinstance(state, UpdateState) else parse_state(state)
         if progress is not None and not 0 <= progress <= 100:
             raise Invalid("progress must be between 0 and 100")
+        _check_id(update_id)
         async with self._write, self.db.session() as s:
             found = (
                 await s.execute(
@@ -488,6 +492,12 @@ class UpdateService:
 def _ends(step: TransitionView) -> bool:
     """Whether ``step`` is the change that finished its update (not progress within a state)."""
     return step.from_state != step.to_state and is_terminal(UpdateState(step.to_state))
+
+
+def _check_id(update_id: int) -> None:
+    # An id no database row can have: not found, rather than an overflow in the driver.
+    if not is_row_id(update_id):
+        raise NotFound(f"update {update_id} does not exist")
 
 
 def _apply(

@@ -28,9 +28,11 @@ from fastapi import APIRouter, Request, Response
 
 from otahub.hub.core import HubCore
 from otahub.hub.http.files import file_response
+from otahub.hub.http.ids import RowId
 from otahub.hub.http.problems import problem
 from otahub.hub.services.errors import NotFound
 from otahub.hub.services.views import UpdateView
+from otahub.hub.store.ids import is_row_id
 from otahub.protocols.states import UpdateState, is_terminal
 
 log = logging.getLogger("otahub.hub.enos")
@@ -85,9 +87,12 @@ def parse_download_path(path: str) -> tuple[int, str] | None:
     if "://" in path:
         path = "/" + path.split("://", 1)[1].partition("/")[2]
     parts = path.split("?", 1)[0].rstrip("/").split("/")
-    if len(parts) != 5 or "/".join(parts[:3]) != PATH_PREFIX or not parts[3].isdigit():
+    if len(parts) != 5 or "/".join(parts[:3]) != PATH_PREFIX:
         return None
-    return int(parts[3]), parts[4]
+    raw_id = parts[3]
+    if not (raw_id.isascii() and raw_id.isdigit()) or not is_row_id(int(raw_id)):
+        return None
+    return int(raw_id), parts[4]
 
 
 async def update_file(
@@ -145,7 +150,7 @@ def download_router(core: HubCore, urls: DownloadUrls) -> APIRouter:
         response_class=Response,
         include_in_schema=False,
     )
-    async def enos_firmware(update_id: int, token: str, request: Request) -> Response:
+    async def enos_firmware(update_id: RowId, token: str, request: Request) -> Response:
         return await update_file(core, urls, request, update_id, token)
 
     return router
