@@ -141,6 +141,35 @@ def test_upload_errors_are_problems(api: Api) -> None:
     problem(api.client.get("/firmware/not-a-number"), 422)
 
 
+def test_empty_firmware_upload_or_import_is_refused_with_422(api: Api, tmp_path: Path) -> None:
+    title = unique("empty")
+    raw = problem(api.client.post("/firmware", params={"title": title, "version": "1"}), 422)
+    assert "empty" in raw["detail"]
+    form = api.client.post(
+        "/firmware",
+        params={"title": title, "version": "1"},
+        files={"file": ("fw.bin", b"", "application/octet-stream")},
+    )
+    assert "empty" in problem(form, 422)["detail"]
+    (tmp_path / "empty.bin").write_bytes(b"")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/empty.bin"
+        imported = api.client.post(
+            "/firmware/import", json={"url": url, "title": title, "version": "1"}
+        )
+        assert "empty" in problem(imported, 422)["detail"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    # Nothing was stored, and each refusal was logged.
+    assert all(p["title"] != title for p in api.client.get("/firmware").json())
+    assert api.hub.log().count(f"refused firmware {title} 1: the file") == 3
+
+
 def test_download_whole_and_head(api: Api) -> None:
     package = upload(api, unique("dl"))
     url = f"/firmware/{package['id']}/content"

@@ -170,6 +170,13 @@ class FirmwareService:
     async def _commit(
         self, meta: PackageMeta, upload: BlobUpload, *, source_url: str | None
     ) -> PackageView:
+        if upload.size == 0:
+            # Nothing to install: agents would download, verify and retry it forever.
+            origin = f"from {source_url}" if source_url else "uploaded"
+            log.warning(
+                "refused firmware %s %s: the file %s is empty", meta.title, meta.version, origin
+            )
+            raise Invalid(f"the file {origin} is empty (0 bytes); a firmware package needs content")
         async with self._blob_refs:
             info = await upload.commit()
             try:
