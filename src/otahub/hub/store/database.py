@@ -64,8 +64,20 @@ class Database:
 
     async def migrate(self) -> None:
         """Bring the schema to the newest migration."""
-        async with self.engine.begin() as conn:
-            await conn.run_sync(_upgrade_head)
+        async with self.engine.connect() as conn:
+            if self.is_sqlite:
+                # SQLite rebuilds a table to change it, dropping the old one; with
+                # foreign keys on, that drop would cascade into the child tables.
+                # The pragma only takes effect outside a transaction.
+                await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            try:
+                await conn.run_sync(_upgrade_head)
+                await conn.commit()
+            finally:
+                if self.is_sqlite:
+                    await conn.rollback()
+                    await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    await conn.commit()
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -23,6 +23,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# Ids are never handed out twice, also after the row with the highest id was
+# deleted: a late message naming a deleted device's update must not find a new
+# one. SQLite needs AUTOINCREMENT for that (plain rowids reuse the highest free
+# id); PostgreSQL's sequences never go back.
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
 # Update states that end an update; every other state counts as active.
 TERMINAL_STATES = ("succeeded", "failed", "canceled")
 _ACTIVE_WHERE = text("state NOT IN ('succeeded', 'failed', 'canceled')")
@@ -68,7 +74,7 @@ class Base(DeclarativeBase):
 
 class FirmwarePackage(Base):
     __tablename__ = "firmware_packages"
-    __table_args__ = (UniqueConstraint("title", "version"),)
+    __table_args__ = (UniqueConstraint("title", "version"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     title: Mapped[str] = mapped_column(String(255))
@@ -91,7 +97,7 @@ class FirmwarePackage(Base):
 
 class Device(Base):
     __tablename__ = "devices"
-    __table_args__ = (UniqueConstraint("enos_product_key", "enos_device_key"),)
+    __table_args__ = (UniqueConstraint("enos_product_key", "enos_device_key"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
@@ -127,6 +133,7 @@ class Update(Base):
             postgresql_where=_ACTIVE_WHERE,
         ),
         Index("ix_updates_state_deadline", "state", "deadline_at"),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -165,6 +172,7 @@ class UpdateTransition(Base):
     """The audit trail: one row per state change (or progress report) of an update."""
 
     __tablename__ = "update_transitions"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     update_id: Mapped[int] = mapped_column(ForeignKey("updates.id", ondelete="CASCADE"), index=True)
@@ -184,7 +192,7 @@ class TypeAssignment(Base):
     """
 
     __tablename__ = "type_assignments"
-    __table_args__ = (UniqueConstraint("device_type", "kind"),)
+    __table_args__ = (UniqueConstraint("device_type", "kind"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     device_type: Mapped[str] = mapped_column(String(255))
