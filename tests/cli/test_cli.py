@@ -163,6 +163,21 @@ def test_devices_and_updates(cli: Cli) -> None:
     assert "error: 422" in cli.fails("update", "list", "--state", "bogus")
 
 
+def test_device_remove_refuses_a_device_with_active_updates_unless_forced(cli: Cli) -> None:
+    image = cli.cwd / "remove.bin"
+    image.write_bytes(b"firmware to remove")
+    cli.ok("firmware", "upload", str(image), "--title", "RM", "--version", "1")
+    cli.ok("device", "add", "rm-01", "--dialect", "thingsboard", "--token", "RMTOKEN1")
+    update = cli.json("update", "start", "--device", "rm-01", "--title", "RM", "--version", "1")
+    refused = cli.fails("device", "remove", "rm-01")
+    assert "error: 409" in refused and f"active updates: {update['id']} (RM 1," in refused
+    assert cli.json("update", "show", str(update["id"]))["state"] == "pending"
+    assert "removed device rm-01" in cli.ok("device", "remove", "rm-01", "--force")
+    assert "error: 404" in cli.fails("device", "remove", "rm-01")
+    kept = cli.json("update", "show", str(update["id"]))
+    assert (kept["state"], kept["device"]) == ("canceled", "rm-01")
+
+
 def test_token_sources(cli: Cli, tmp_path: Path) -> None:
     token = (cli.cwd / "otahub-data" / "admin.token").read_text().strip()
     # ./otahub-data/admin.token is found from the working directory (the fixture's).

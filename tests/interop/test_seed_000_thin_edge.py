@@ -275,3 +275,37 @@ def test_hub_restart_keeps_the_running_command(setup: tuple[HubProcess, Child, A
     done = api.wait_update(update_id, lambda u: u["state"] == "succeeded")
     assert done["state"] == "succeeded"
     assert api.wait_for(lambda: child.retained(topic) == [])
+
+
+def test_device_delete_refused_while_updating_and_forced_delete_clears_command_and_file_link(
+    setup: tuple[HubProcess, Child, Api],
+) -> None:
+    _hub, child, api = setup
+    name = "child07"
+    announce(child, api, name)
+    api.upload("my firmware 2", "1.0.1", FIRMWARE)
+    update_id = api.start(name, "my firmware 2", "1.0.1").json()["id"]
+    topic, command = receive_init(child, name)
+    child.pub(topic, payload_with(command, status="executing"), "-r")
+    assert api.wait_update(update_id, lambda u: u["state"] == "downloading")["state"] == (
+        "downloading"
+    )
+    assert httpx.get(command["tedgeUrl"]).status_code == 200
+
+    refused = api.client.delete(f"/devices/{name}")
+    assert refused.status_code == 409, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["active_updates"] == [update_id]
+    assert str(update_id) in refused.json()["detail"]
+    assert api.update(update_id)["state"] == "downloading"
+    assert child.retained(topic) != []
+
+    assert api.client.delete(f"/devices/{name}", params={"force": "true"}).status_code == 204
+    assert api.device(name).status_code == 404
+    # what the hub published for the update is gone: the retained command and the file link
+    assert api.wait_for(lambda: child.retained(f"te/device/{name}///cmd/firmware_update/+") == [])
+    assert httpx.get(command["tedgeUrl"]).status_code == 404
+    # the history stays, canceled, no longer tied to a device
+    kept = api.update(update_id)
+    assert (kept["state"], kept["device"], kept["device_id"]) == ("canceled", name, None)
+    assert kept["transitions"][-1]["reason"] == f"device {name} deleted"

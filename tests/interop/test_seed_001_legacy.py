@@ -284,3 +284,29 @@ def test_hub_restart_resends_and_keeps_tracking(setup: Setup, listener: Listener
         f"Operation ID={silent['id']}"
     )
     listener.stop()
+
+
+def test_forced_delete_of_an_updating_legacy_child_removes_its_file_link(
+    setup: Setup, listener: Listener
+) -> None:
+    api = setup.api
+    child = "legacy-deleted"
+    add_child(setup, child)
+    update_id = api.start(child, "OpenWRT", "22.03").json()["id"]
+    request = request_for(listener, child)
+    respond(setup, child, json.dumps({"id": request["id"], "status": "executing"}))
+    assert api.wait_update(update_id, lambda u: u["state"] == "downloading")["state"] == (
+        "downloading"
+    )
+    assert httpx.get(request["url"]).status_code == 200
+    refused = api.client.delete(f"/devices/{child}")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["active_updates"] == [update_id]
+    assert httpx.get(request["url"]).status_code == 200
+    assert api.client.delete(f"/devices/{child}", params={"force": "true"}).status_code == 204
+    assert httpx.get(request["url"]).status_code == 404
+    assert api.update(update_id)["state"] == "canceled"
+    # a late response for the deleted child's operation changes nothing
+    respond(setup, child, json.dumps({"id": request["id"], "status": "successful"}))
+    assert api.wait_for(lambda: f"ignoring successful from {child}" in setup.hub.log())
+    assert api.update(update_id)["state"] == "canceled"

@@ -1,8 +1,9 @@
-"""``otahub device``: register and list devices."""
+"""``otahub device``: register, list and remove devices."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.table import Table
@@ -58,6 +59,26 @@ def add(
         print_json(device)
         return
     out.print(f"added {device['dialect']} device {device['name']} (id {device['id']})")
+
+
+@app.command()
+def remove(
+    name: Annotated[str, typer.Argument(help="The device to delete.", show_default=False)],
+    force: Annotated[
+        bool, typer.Option("--force", help="Cancel its active updates first.")
+    ] = False,
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+) -> None:
+    """Delete a device. Refused while it has active updates, unless --force cancels them.
+
+    Its finished updates stay in the update history.
+    """
+    with connect(server, token) as client:
+        client.call(
+            "DELETE", f"/devices/{quote(name, safe='')}", params={"force": "true"} if force else {}
+        )
+    out.print(f"removed device {name}")
 
 
 @app.command("list")

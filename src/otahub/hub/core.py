@@ -58,8 +58,8 @@ class HubCore:
         self.blobs = blobs or FileBlobStore(config.data_dir / "blobs")
         self.bus = EventBus()
         self.firmware = FirmwareService(self.db, self.blobs, self.bus)
-        self.devices = DeviceService(self.db, self.bus)
         self.updates = UpdateService(self.db, self.bus, default_timeout_s=config.update_timeout_s)
+        self.devices = DeviceService(self.db, self.bus, self.updates)
         self.parts = Supervisor()  # the hub's long-running tasks, watched
         self._sweeper: asyncio.Task[None] | None = None
 

@@ -353,6 +353,35 @@ def test_cancel(api: Api) -> None:
     assert (kept["package_id"], kept["title"]) == (None, title)
 
 
+def test_device_delete_is_409_with_active_updates_unless_forced_and_keeps_history(
+    api: Api,
+) -> None:
+    title = unique("del")
+    upload(api, title)
+    device = add_device(api)
+    update = start_update(api, device["name"], title)
+    refused = problem(api.client.delete(f"/devices/{device['name']}"), 409)
+    assert refused["active_updates"] == [update["id"]]
+    assert f"{update['id']} ({title} 1.0, " in refused["detail"]
+    assert api.client.get(f"/updates/{update['id']}").json()["state"] == "pending"
+    forced = api.client.delete(f"/devices/{device['name']}", params={"force": "true"})
+    assert forced.status_code == 204, forced.text
+    problem(api.client.get(f"/devices/{device['name']}"), 404)
+    kept = api.client.get(f"/updates/{update['id']}").json()
+    assert (kept["state"], kept["device"], kept["device_id"]) == (
+        "canceled",
+        device["name"],
+        None,
+    )
+    assert [t["to_state"] for t in kept["transitions"]] == ["pending", "canceled"]
+    assert update["id"] in [u["id"] for u in api.client.get("/updates").json()]
+    # The name can be used again, by a device with a new id and a history of its own.
+    again = add_device(api, name=device["name"])
+    assert again["id"] > device["id"]
+    assert api.client.get(f"/devices/{device['name']}").json()["updates"] == []
+    problem(api.client.delete("/devices/no-such-device", params={"force": "true"}), 404)
+
+
 def test_timeout_fails_a_stuck_update(api: Api) -> None:
     title = unique("stuck")
     upload(api, title)

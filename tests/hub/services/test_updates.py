@@ -10,7 +10,7 @@ import pytest
 from otahub.hub.core import HubCore
 from otahub.hub.services.devices import DeviceSpec
 from otahub.hub.services.errors import Conflict, Invalid, NotFound
-from otahub.hub.services.events import Event, UpdateCreated, UpdateTransitioned
+from otahub.hub.services.events import DeviceDeleted, Event, UpdateCreated, UpdateTransitioned
 from otahub.hub.services.firmware import PackageMeta
 from otahub.hub.services.updates import UpdateRequest
 from otahub.hub.store.models import utcnow
@@ -186,12 +186,56 @@ async def test_device_type_must_match(core: HubCore) -> None:
         await core.updates.create(UpdateRequest("gw", "T", "1"))
 
 
-async def test_deleting_a_device_removes_its_updates(core: HubCore) -> None:
+async def test_deleting_a_device_with_an_active_update_is_refused_unless_forced(
+    core: HubCore,
+) -> None:
+    await _setup(core)
+    seen: list[Event] = []
+
+    async def record(event: Event) -> None:
+        seen.append(event)
+
+    core.bus.subscribe(record, UpdateTransitioned, DeviceDeleted)
+    update = await core.updates.create(UpdateRequest("dev1", "CIM-168", "1.0.1"))
+    with pytest.raises(Conflict, match=f"active updates: {update.id} ") as refused:
+        await core.devices.delete("dev1")
+    assert refused.value.extra == {"active_updates": [update.id]}
+    assert (await core.updates.get(update.id)).state == "pending"
+    assert (await core.devices.get("dev1")).name == "dev1"
+
+    deleted = await core.devices.delete("dev1", force=True)
+    with pytest.raises(NotFound):
+        await core.devices.get("dev1")
+    # canceled through the ordinary cancel (what drivers act on), before the device went
+    assert [type(e).__name__ for e in seen] == ["UpdateTransitioned", "DeviceDeleted"]
+    first = seen[0]
+    assert isinstance(first, UpdateTransitioned) and first.canceled
+    # the history outlives the device
+    kept = await core.updates.get(update.id)
+    assert (kept.state, kept.device, kept.dialect, kept.device_id) == (
+        "canceled",
+        "dev1",
+        deleted.dialect,
+        None,
+    )
+    assert kept.reason == "device dev1 deleted"
+    assert [u.id for u in await core.updates.list()] == [update.id]
+    # a new device of the same name gets a new id and none of the old history
+    again = await core.devices.create(DeviceSpec(name="dev1", dialect="thin-edge"))
+    assert again.id > deleted.id
+    assert await core.updates.list(device="dev1") == []
+
+
+async def test_deleting_a_device_without_active_updates_keeps_its_history(
+    core: HubCore,
+) -> None:
     await _setup(core)
     update = await core.updates.create(UpdateRequest("dev1", "CIM-168", "1.0.1"))
+    await core.updates.transition(update.id, "failed", reason="broken", source="test")
     await core.devices.delete("dev1")
-    with pytest.raises(NotFound):
-        await core.updates.get(update.id)
+    kept = await core.updates.get(update.id)
+    assert (kept.state, kept.device, kept.device_id) == ("failed", "dev1", None)
+    assert [t.to_state for t in kept.transitions or ()] == ["pending", "failed"]
 
 
 async def test_update_whose_driver_raises_while_starting_it_fails_at_once_with_the_reason(

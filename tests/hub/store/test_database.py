@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
-from sqlalchemy import Connection, delete, func, inspect, select, text
+from sqlalchemy import Connection, column, delete, func, insert, inspect, select, table, text
 from sqlalchemy.exc import IntegrityError
 
 from otahub.hub.store.database import Database, alembic_config, normalize_url, sqlite_url
@@ -36,7 +37,7 @@ async def test_migrations_create_every_table_and_are_idempotent(database_url: st
             "update_transitions",
             "type_assignments",
         } <= tables
-        assert version == "0003"
+        assert version == "0004"
     finally:
         await db.close()
 
@@ -75,6 +76,8 @@ def _package(title: str = "fw", version: str = "1") -> FirmwarePackage:
 def _update(device: Device, package: FirmwarePackage, state: str) -> Update:
     return Update(
         device_id=device.id,
+        device_name=device.name,
+        dialect=device.dialect,
         package_id=package.id,
         title=package.title,
         version=package.version,
@@ -190,65 +193,114 @@ def _upgrade_to(connection: Connection, revision: str) -> None:
     command.upgrade(alembic_config(connection), revision)
 
 
-async def test_migration_to_never_reused_ids_keeps_every_row_on_sqlite(tmp_path: Path) -> None:
-    db = Database(sqlite_url(tmp_path))
+async def test_migrations_from_0002_keep_every_row_and_stop_reusing_ids(database_url: str) -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    # The tables as revision 0002 left them, with only the columns this test fills.
+    devices = table(
+        "devices",
+        column("id", sa.Integer),
+        column("name", sa.String),
+        column("dialect", sa.String),
+        column("online", sa.Boolean),
+        column("created_at", sa.DateTime(timezone=True)),
+        column("dialect_state", sa.JSON),
+    )
+    updates = table(
+        "updates",
+        *(column(name, sa.String) for name in ("title", "version", "kind", "state", "mode")),
+        column("id", sa.Integer),
+        column("device_id", sa.Integer),
+        column("package_id", sa.Integer),
+        column("timeout_s", sa.Float),
+        column("force", sa.Boolean),
+        column("driver_state", sa.JSON),
+        column("created_at", sa.DateTime(timezone=True)),
+        column("updated_at", sa.DateTime(timezone=True)),
+    )
+    steps = table(
+        "update_transitions",
+        column("update_id", sa.Integer),
+        column("to_state", sa.String),
+        column("source", sa.String),
+        column("at", sa.DateTime(timezone=True)),
+    )
+    db = Database(database_url)
     try:
         async with db.engine.begin() as conn:
             await conn.run_sync(_upgrade_to, "0002")
-        async with db.session() as s, s.begin():
-            await s.execute(
-                text(
-                    "INSERT INTO devices (id, name, dialect, online, created_at, dialect_state) "
-                    "VALUES (1, 'd1', 'thin-edge', 0, '2026-01-01', '{\"a\": 1}'), "
-                    "(2, 'd2', 'enos', 0, '2026-01-01', '{}')"
+        async with db.engine.begin() as conn:
+            ids = [
+                (
+                    await conn.execute(
+                        insert(devices)
+                        .values(
+                            name=name,
+                            dialect=dialect,
+                            online=False,
+                            created_at=at,
+                            dialect_state=state,
+                        )
+                        .returning(devices.c.id)
+                    )
+                ).scalar_one()
+                for name, dialect, state in (("d1", "thin-edge", {"a": 1}), ("d2", "enos", {}))
+            ]
+            update_id = (
+                await conn.execute(
+                    insert(updates)
+                    .values(
+                        device_id=ids[0],
+                        title="fw",
+                        version="1",
+                        kind="firmware",
+                        state="downloading",
+                        mode="push",
+                        timeout_s=60.0,
+                        force=False,
+                        driver_state={"cmd_id": "x"},
+                        created_at=at,
+                        updated_at=at,
+                    )
+                    .returning(updates.c.id)
                 )
-            )
-            s.add(_package())
-            await s.flush()
-            await s.execute(
-                text(
-                    "INSERT INTO updates (id, device_id, package_id, title, version, kind, "
-                    "state, timeout_s, created_at, updated_at, mode, force, driver_state) VALUES "
-                    "(7, 1, 1, 'fw', '1', 'firmware', 'downloading', 60, '2026-01-01', "
-                    "'2026-01-01', 'push', 0, '{\"cmd_id\": \"x\"}')"
-                )
-            )
-            await s.execute(
-                text(
-                    "INSERT INTO update_transitions (update_id, to_state, source, at) "
-                    "VALUES (7, 'pending', 'api', '2026-01-01')"
-                )
+            ).scalar_one()
+            await conn.execute(
+                insert(steps).values(update_id=update_id, to_state="pending", source="api", at=at)
             )
         await db.migrate()
-        async with db.engine.connect() as conn:
-            tables = {
-                name: sql
-                for name, sql in (
-                    await conn.execute(
-                        text("SELECT name, sql FROM sqlite_master WHERE type='table'")
-                    )
-                ).all()
-            }
-            assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
-        for table in ("devices", "firmware_packages", "updates", "update_transitions"):
-            assert "AUTOINCREMENT" in tables[table], tables[table]
+        if db.is_sqlite:
+            async with db.engine.connect() as conn:
+                tables = dict(
+                    (
+                        await conn.execute(
+                            text("SELECT name, sql FROM sqlite_master WHERE type='table'")
+                        )
+                    ).all()
+                )
+                # back on for the pooled connections after the migration
+                assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+            for name in ("devices", "firmware_packages", "updates", "update_transitions"):
+                assert "AUTOINCREMENT" in tables[name], tables[name]
         async with db.session() as s:
-            devices = (await s.scalars(select(Device).order_by(Device.id))).all()
-            assert [(d.id, d.name, d.dialect_state) for d in devices] == [
-                (1, "d1", {"a": 1}),
-                (2, "d2", {}),
+            rows = (await s.scalars(select(Device).order_by(Device.id))).all()
+            assert [(d.id, d.name, d.dialect_state) for d in rows] == [
+                (ids[0], "d1", {"a": 1}),
+                (ids[1], "d2", {}),
             ]
-            update = await s.get(Update, 7)
+            update = await s.get(Update, update_id)
             assert update is not None and update.driver_state == {"cmd_id": "x"}
-            steps = (await s.scalars(select(UpdateTransition))).all()
-            assert [(t.update_id, t.to_state) for t in steps] == [(7, "pending")]
-        # The rebuilt tables keep their constraints: one active update per device and kind,
-        # and a device's updates go with it.
+            # filled in from the device by 0004
+            assert (update.device_name, update.dialect) == ("d1", "thin-edge")
+            kept = (await s.scalars(select(UpdateTransition))).all()
+            assert [(t.update_id, t.to_state) for t in kept] == [(update_id, "pending")]
+        # The constraints hold after the rebuilds: one active update per device and kind,
+        # and a device's updates outlive it.
         async with db.session() as s:
             s.add(
                 Update(
-                    device_id=1,
-                    package_id=1,
+                    device_id=ids[0],
+                    device_name="d1",
+                    dialect="thin-edge",
                     title="fw",
                     version="1",
                     kind="firmware",
@@ -259,13 +311,12 @@ async def test_migration_to_never_reused_ids_keeps_every_row_on_sqlite(tmp_path:
             with pytest.raises(IntegrityError):
                 await s.commit()
         async with db.session() as s, s.begin():
-            await s.execute(delete(Device).where(Device.id == 2))
-            await s.execute(delete(Device).where(Device.id == 1))
+            await s.execute(delete(Device).where(Device.id.in_(ids)))
         async with db.session() as s:
-            assert await s.scalar(select(func.count()).select_from(Update)) == 0
+            assert (await s.scalars(select(Update.device_id))).all() == [None]
             new = Device(name="d3", dialect="thin-edge")
             s.add(new)
             await s.commit()
-            assert new.id == 3  # not 1: the deleted ids stay used
+            assert new.id > max(ids)  # the deleted ids stay used
     finally:
         await db.close()

@@ -101,8 +101,22 @@ async def get_device(name: str, core: Core) -> DeviceOut:
     return DeviceOut.of(view, [UpdateOut.of(u) for u in history])
 
 
-@router.delete("/{name}", status_code=204)
-async def delete_device(name: str, core: Core) -> Response:
-    """Delete a device together with its updates and their history."""
-    await core.devices.delete(name)
+@router.delete(
+    "/{name}",
+    status_code=204,
+    responses={409: {"description": "the device has active updates (listed in active_updates)"}},
+)
+async def delete_device(
+    name: str,
+    core: Core,
+    force: Annotated[
+        bool, Query(description="cancel the device's active updates, then delete it")
+    ] = False,
+) -> Response:
+    """Delete a device; 409 while it has active updates unless forced.
+
+    Its finished updates stay in the history (``GET /updates``, with
+    ``device_id`` null); its id is never reused.
+    """
+    await core.devices.delete(name, force=force)
     return Response(status_code=204)

@@ -44,7 +44,7 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
 
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    return problem(exc.status, exc.detail, title=exc.title)
+    return problem(exc.status, exc.detail, title=exc.title, **exc.extra)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

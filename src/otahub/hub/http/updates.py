@@ -42,6 +42,7 @@ class Transition(BaseModel):
 class UpdateOut(BaseModel):
     id: int
     device: str
+    device_id: int | None = Field(description="null once the device was deleted")
     dialect: str
     package_id: int | None
     title: str
@@ -65,6 +66,7 @@ class UpdateOut(BaseModel):
         return cls(
             id=view.id,
             device=view.device,
+            device_id=view.device_id,
             dialect=view.dialect,
             package_id=view.package_id,
             title=view.title,

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from otahub.hub.services.errors import Conflict, Invalid, NotFound
 from otahub.hub.services.events import DeviceCreated, DeviceDeleted, DeviceReported, EventBus
-from otahub.hub.services.views import DeviceView
+from otahub.hub.services.updates import UpdateService
+from otahub.hub.services.views import DeviceView, UpdateView
 from otahub.hub.store.database import Database
-from otahub.hub.store.models import Device, utcnow
+from otahub.hub.store.models import TERMINAL_STATES, Device, Update, utcnow
+
+log = logging.getLogger("otahub.hub.devices")
 
 DIALECTS = ("thin-edge", "tedge-legacy", "thingsboard", "enos")
 _MAX_TEXT = 255
@@ -23,6 +28,10 @@ _MAX_TEXT = 255
 # wildcards, whitespace or control characters.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]*")
 _CREDENTIAL = re.compile(r"[\x21-\x7e]+")  # printable ASCII without spaces
+# A forced delete cancels the device's active updates, then deletes it. Canceling
+# may start another update (a ThingsBoard device falls back to its type's
+# package), which is canceled in the next round; this many rounds at most.
+_CANCEL_ROUNDS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +83,10 @@ class DeviceSpec:
 
 
 class DeviceService:
-    def __init__(self, db: Database, bus: EventBus) -> None:
+    def __init__(self, db: Database, bus: EventBus, updates: UpdateService) -> None:
         self.db = db
         self.bus = bus
+        self.updates = updates
 
     async def create(self, spec: DeviceSpec) -> DeviceView:
         spec = spec.validated()
@@ -158,14 +168,56 @@ class DeviceService:
             )
             return None if row is None else DeviceView.of(row)
 
-    async def delete(self, name: str) -> DeviceView:
-        """Remove a device; its updates and their history go with it."""
+    async def delete(self, name: str, *, force: bool = False) -> DeviceView:
+        """Remove a device; refused while it has active updates unless ``force``.
+
+        Forced, its active updates are canceled first, through the same path as
+        any cancel, so each driver takes back what it published for them
+        (retained commands, file links, shared attributes). The device's
+        finished updates stay as history (``device_id`` null, name and dialect
+        kept); its id is never given to another device.
+        """
+        for _ in range(_CANCEL_ROUNDS):
+            await self.get(name)  # 404 before anything else
+            active = await self.updates.list(device=name, active=True, limit=1000)
+            if not active:
+                break
+            if not force:
+                raise Conflict(
+                    f"device {name!r} has active updates: {_describe(active)}; "
+                    "cancel them first, or force the delete to cancel them",
+                    active_updates=[u.id for u in active],
+                )
+            for update in active:
+                with contextlib.suppress(Conflict, NotFound):  # finished meanwhile
+                    await self.updates.cancel(
+                        update.id, reason=f"device {name} deleted", source="api:device-delete"
+                    )
+                log.info("update %d canceled: device %s is being deleted", update.id, name)
         async with self.db.session() as s, s.begin():
             row = await s.scalar(select(Device).where(Device.name == name))
             if row is None:
                 raise NotFound(f"device {name!r} does not exist")
+            # Checked again in the deleting transaction: an update started meanwhile wins.
+            still = (
+                await s.scalars(
+                    select(Update.id).where(
+                        Update.device_id == row.id, Update.state.not_in(TERMINAL_STATES)
+                    )
+                )
+            ).all()
+            if still:
+                raise Conflict(
+                    f"device {name!r} got new updates while being deleted: "
+                    f"{', '.join(map(str, still))}; try again",
+                    active_updates=list(still),
+                )
+            kept = await s.scalar(
+                select(func.count()).select_from(Update).where(Update.device_id == row.id)
+            )
             view = DeviceView.of(row)
             await s.delete(row)
+        log.info("device %s (%s) deleted; %d update(s) kept as history", name, view.dialect, kept)
         await self.bus.publish(DeviceDeleted(view))
         return view
 
@@ -205,3 +257,7 @@ class DeviceService:
             view = DeviceView.of(row)
         await self.bus.publish(DeviceReported(view))
         return view
+
+
+def _describe(updates: list[UpdateView]) -> str:
+    return ", ".join(f"{u.id} ({u.title} {u.version}, {u.state})" for u in updates)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ServiceError(Exception):
-    """A request the hub refuses, with a message meant for the person who sent it."""
+    """A request the hub refuses, with a message meant for the person who sent it.
+
+    ``extra`` holds machine-readable members for the problem document (e.g. the
+    ids of the updates that block a delete).
+    """
 
     status = 400
     title = "Bad request"
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.extra = extra
 
 
 class NotFound(ServiceError):

@@ -107,14 +107,11 @@ class UpdateService:
     async def get(self, update_id: int, *, with_transitions: bool = True) -> UpdateView:
         _check_id(update_id)
         async with self.db.session() as s:
-            found = (
-                await s.execute(select(Update, Device).join(Device).where(Update.id == update_id))
-            ).first()
-            if found is None:
+            row = await s.get(Update, update_id)
+            if row is None:
                 raise NotFound(f"update {update_id} does not exist")
-            row, device = found
             transitions = await _transitions(s, row.id) if with_transitions else None
-            return UpdateView.of(row, device, transitions)
+            return UpdateView.of(row, transitions)
 
     async def list(
         self,
@@ -126,9 +123,10 @@ class UpdateService:
     ) -> list[UpdateView]:
         if not 1 <= limit <= 1000:
             raise Invalid("limit must be between 1 and 1000")
-        query = select(Update, Device).join(Device).order_by(Update.id.desc()).limit(limit)
+        query = select(Update).order_by(Update.id.desc()).limit(limit)
         if device is not None:
-            query = query.where(Device.name == device)
+            # The device of that name now, not a deleted one that had the same name.
+            query = query.join(Device).where(Device.name == device)
         if state is not None:
             query = query.where(Update.state == parse_state(state).value)
         if active is True:
@@ -140,23 +138,21 @@ class UpdateService:
                 await s.scalar(select(Device.id).where(Device.name == device)) is None
             ):
                 raise NotFound(f"device {device!r} does not exist")
-            return [UpdateView.of(row, dev) for row, dev in (await s.execute(query)).all()]
+            return [UpdateView.of(row) for row in (await s.scalars(query)).all()]
 
     async def active_for(self, device: str, kind: str = "firmware") -> UpdateView | None:
         """The device's unfinished update of ``kind`` (what a driver must deliver)."""
         async with self.db.session() as s:
-            found = (
-                await s.execute(
-                    select(Update, Device)
-                    .join(Device)
-                    .where(
-                        Device.name == device,
-                        Update.kind == kind,
-                        Update.state.not_in(TERMINAL_STATES),
-                    )
+            found = await s.scalar(
+                select(Update)
+                .join(Device)
+                .where(
+                    Device.name == device,
+                    Update.kind == kind,
+                    Update.state.not_in(TERMINAL_STATES),
                 )
-            ).first()
-            return None if found is None else UpdateView.of(found[0], found[1])
+            )
+            return None if found is None else UpdateView.of(found)
 
     # -- driver hooks ---------------------------------------------------------
 
@@ -180,21 +176,19 @@ class UpdateService:
         if request.replace or not self._repeat_handlers:
             return None
         async with self.db.session() as s:
-            found = (
-                await s.execute(
-                    select(Update, Device)
-                    .join(Device)
-                    .where(
-                        Device.name == request.device,
-                        Update.title == request.title,
-                        Update.version == request.version,
-                        Update.state.not_in(TERMINAL_STATES),
-                    )
+            found = await s.scalar(
+                select(Update)
+                .join(Device)
+                .where(
+                    Device.name == request.device,
+                    Update.title == request.title,
+                    Update.version == request.version,
+                    Update.state.not_in(TERMINAL_STATES),
                 )
-            ).first()
-        if found is None or found[1].dialect not in self._repeat_handlers:
+            )
+        if found is None or found.dialect not in self._repeat_handlers:
             return None
-        view = UpdateView.of(found[0], found[1])
+        view = UpdateView.of(found)
         await self._repeat_handlers[view.dialect](view)
         return view
 
@@ -258,11 +252,11 @@ class UpdateService:
                 )
                 s.add(step)
                 await s.flush()  # the partial unique index must see it finished
-                events.append(
-                    UpdateTransitioned(UpdateView.of(current, device), TransitionView.of(step))
-                )
+                events.append(UpdateTransitioned(UpdateView.of(current), TransitionView.of(step)))
             row = Update(
                 device_id=device.id,
+                device_name=device.name,
+                dialect=device.dialect,
                 package_id=package.id,
                 title=package.title,
                 version=package.version,
@@ -293,7 +287,7 @@ class UpdateService:
                 raise Conflict(
                     f"device {device.name!r} got another {package.kind} update meanwhile"
                 ) from None
-            created = UpdateView.of(row, device)
+            created = UpdateView.of(row)
             self._from_versions[row.id] = (
                 device.current_sw_version if row.kind == "software" else device.current_fw_version
             )
@@ -308,15 +302,12 @@ class UpdateService:
         """Replace the driver's bookkeeping of an update (no transition, no event)."""
         _check_id(update_id)
         async with self._write, self.db.session() as s:
-            found = (
-                await s.execute(select(Update, Device).join(Device).where(Update.id == update_id))
-            ).first()
-            if found is None:
+            row = await s.get(Update, update_id)
+            if row is None:
                 raise NotFound(f"update {update_id} does not exist")
-            row, device = found
             row.driver_state = dict(state)
             await s.commit()
-            return UpdateView.of(row, device)
+            return UpdateView.of(row)
 
     async def transition(
         self,
@@ -334,17 +325,9 @@ class UpdateService:
             raise Invalid("progress must be between 0 and 100")
         _check_id(update_id)
         async with self._write, self.db.session() as s:
-            found = (
-                await s.execute(
-                    select(Update, Device)
-                    .join(Device)
-                    .where(Update.id == update_id)
-                    .with_for_update(of=Update)
-                )
-            ).first()
-            if found is None:
+            row = await s.scalar(select(Update).where(Update.id == update_id).with_for_update())
+            if row is None:
                 raise NotFound(f"update {update_id} does not exist")
-            row, device = found
             now = utcnow()
             current = UpdateState(row.state)
             if target == current and not is_terminal(current):
@@ -372,7 +355,7 @@ class UpdateService:
                 await s.flush()
                 step_view = TransitionView.of(step)
             await s.commit()
-            view = UpdateView.of(row, device)
+            view = UpdateView.of(row)
         self._changed.set()
         await self._announce([UpdateTransitioned(view, step_view)])
         return view
@@ -437,9 +420,9 @@ class UpdateService:
         async with self.db.session() as s:
             overdue = (
                 await s.execute(
-                    select(Update.id, Update.state, Update.timeout_s, Device.dialect)
-                    .join(Device)
-                    .where(Update.state.not_in(TERMINAL_STATES), Update.deadline_at < now)
+                    select(Update.id, Update.state, Update.timeout_s, Update.dialect).where(
+                        Update.state.not_in(TERMINAL_STATES), Update.deadline_at < now
+                    )
                 )
             ).all()
         expired = []

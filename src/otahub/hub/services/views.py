@@ -124,7 +124,7 @@ class TransitionView:
 @dataclass(frozen=True, slots=True)
 class UpdateView:
     id: int
-    device_id: int
+    device_id: int | None  # None once the device was deleted (its history stays)
     device: str
     dialect: str
     package_id: int | None  # None once the package of a finished update was deleted
@@ -146,14 +146,12 @@ class UpdateView:
     driver_state: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(
-        cls, row: Update, device: Device, transitions: list[UpdateTransition] | None = None
-    ) -> UpdateView:
+    def of(cls, row: Update, transitions: list[UpdateTransition] | None = None) -> UpdateView:
         return cls(
             id=row.id,
-            device_id=device.id,
-            device=device.name,
-            dialect=device.dialect,
+            device_id=row.device_id,
+            device=row.device_name,
+            dialect=row.dialect,
             package_id=row.package_id,
             title=row.title,
             version=row.version,

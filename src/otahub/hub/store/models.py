@@ -137,7 +137,13 @@ class Update(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    # The history outlives the device: deleting a device (which cancels its active
+    # updates first) keeps its updates, with the name and dialect it had.
+    device_id: Mapped[int | None] = mapped_column(
+        ForeignKey("devices.id", ondelete="SET NULL"), index=True
+    )
+    device_name: Mapped[str] = mapped_column(String(255))
+    dialect: Mapped[str] = mapped_column(String(32))
     # Finished updates outlive their package; title and version stay for the history.
     package_id: Mapped[int | None] = mapped_column(
         ForeignKey("firmware_packages.id", ondelete="SET NULL"), index=True
@@ -161,7 +167,7 @@ class Update(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    device: Mapped[Device] = relationship(lazy="raise")
+    device: Mapped[Device | None] = relationship(lazy="raise")
     package: Mapped[FirmwarePackage | None] = relationship(lazy="raise")
     transitions: Mapped[list[UpdateTransition]] = relationship(
         lazy="raise", order_by="UpdateTransition.id", cascade="all, delete-orphan"
