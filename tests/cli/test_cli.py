@@ -163,6 +163,37 @@ def test_devices_and_updates(cli: Cli) -> None:
     assert "error: 422" in cli.fails("update", "list", "--state", "bogus")
 
 
+def test_firmware_upload_sets_the_package_checksum_algorithm(cli: Cli) -> None:
+    image = cli.cwd / "alg.bin"
+    image.write_bytes(b"firmware with its checksum algorithm")
+    package = cli.json(
+        "firmware",
+        "upload",
+        str(image),
+        "--title",
+        "ALG",
+        "--version",
+        "1",
+        "--checksum-algorithm",
+        "murmur3_128",
+    )
+    assert package["checksum_algorithm"] == "MURMUR3_128"
+    human = cli.ok("firmware", "upload", str(image), "--title", "ALG", "--version", "2")
+    assert "checksum algorithm SHA256" in human
+    refused = cli.fails(
+        "firmware",
+        "upload",
+        str(image),
+        "--title",
+        "ALG",
+        "--version",
+        "3",
+        "--checksum-algorithm",
+        "SHA1",
+    )
+    assert "error: 422" in refused and "unknown checksum algorithm 'SHA1'" in refused
+
+
 def test_device_remove_refuses_a_device_with_active_updates_unless_forced(cli: Cli) -> None:
     image = cli.cwd / "remove.bin"
     image.write_bytes(b"firmware to remove")

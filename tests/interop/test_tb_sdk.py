@@ -74,6 +74,7 @@ class SdkDevice:
             "127.0.0.1", port=port, username=token, chunk_size=chunk_size
         )
         self.received: bytes | None = None
+        self.algorithm: str | None = None  # the fw_checksum_algorithm it verified with
         self.done = threading.Event()
         self.client.set_on_firmware_received_callback(self._install)
 
@@ -82,6 +83,7 @@ class SdkDevice:
         state = tb_device_mqtt.TBFirmwareState
         client.update_firmware_info(state=state.UPDATING)
         info = client.firmware_info
+        self.algorithm = info.get("fw_checksum_algorithm")
         client.update_firmware_info(
             title=info["fw_title"], version=info["fw_version"], state=state.UPDATED
         )
@@ -135,6 +137,33 @@ def test_sdk_updates_with_each_checksum(tb: TbHub, algorithm: str) -> None:
     _check(update, device, image)
     reported = tb.device(name)
     assert reported["firmware"] == {"title": name, "version": "2.0.0"}
+
+
+def test_sdk_verifies_with_the_package_checksum_algorithm_unless_the_device_overrides_it(
+    tb: TbHub,
+) -> None:
+    title = "sdk-package-algorithm"
+    image = image_for("MURMUR3_128", seed=7)
+    while not sdk_utils.verify_checksum(image, "CRC32", _hub_checksum("CRC32", image)):
+        image = image_for("MURMUR3_128", seed=len(image) + image[0])
+    package = tb.upload(title, "2.0.0", image, checksum_algorithm="murmur3_128")
+    assert package["checksum_algorithm"] == "MURMUR3_128"
+    results = {}
+    for name, override in (("sdk-pkg-alg", None), ("sdk-dev-alg", "CRC32")):
+        tb.add_device(name, f"token-{name}")
+        if override is not None:
+            tb.settings(name, checksum_algorithm=override)
+        update_id = tb.start_update(name, title, "2.0.0")
+        device = SdkDevice(tb.mqtt_port, f"token-{name}", 4096)
+        device.run()
+        try:
+            update = tb.wait_update(update_id, ("succeeded", "failed", "canceled"), timeout=40)
+        finally:
+            device.stop()
+        _check(update, device, image)
+        results[name] = device.algorithm
+    # the package's own algorithm; the device's setting wins where it has one
+    assert results == {"sdk-pkg-alg": "MURMUR3_128", "sdk-dev-alg": "CRC32"}
 
 
 @pytest.mark.parametrize("chunk_size", [0, 4096, 65536])

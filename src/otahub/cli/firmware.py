@@ -43,6 +43,17 @@ def upload(
     device_type: Annotated[
         str | None, typer.Option(help="Device type (ThingsBoard profile / EnOS product).")
     ] = None,
+    checksum_algorithm: Annotated[
+        str | None,
+        typer.Option(
+            "--checksum-algorithm",
+            metavar="ALG",
+            help="The checksum ThingsBoard devices verify the package with: MD5, SHA256 "
+            "(default), SHA384, SHA512, CRC32, MURMUR3_32 or MURMUR3_128. A device's own "
+            "setting overrides it.",
+            show_default=False,
+        ),
+    ] = None,
     server: Server = DEFAULT_SERVER,
     token: Token = None,
     json: Json = False,
@@ -56,6 +67,8 @@ def upload(
     params = {"title": title, "version": version, "kind": kind, "filename": file.name}
     if device_type:
         params["device_type"] = device_type
+    if checksum_algorithm:
+        params["checksum_algorithm"] = checksum_algorithm
     with connect(server, token) as client:
         progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -74,7 +87,8 @@ def upload(
         return
     out.print(
         f"uploaded {package['title']} {package['version']} as firmware package "
-        f"{package['id']} ({human_size(package['size'])}, sha256 {package['sha256']})"
+        f"{package['id']} ({human_size(package['size'])}, sha256 {package['sha256']}, "
+        f"checksum algorithm {package['checksum_algorithm']})"
     )
 
 

@@ -170,6 +170,29 @@ def test_empty_firmware_upload_or_import_is_refused_with_422(api: Api, tmp_path:
     assert api.hub.log().count(f"refused firmware {title} 1: the file") == 3
 
 
+def test_package_checksum_algorithm_is_chosen_at_upload_sha256_by_default(api: Api) -> None:
+    assert upload(api, unique("alg"))["checksum_algorithm"] == "SHA256"
+    raw = upload(api, unique("alg"), checksum_algorithm="crc32")
+    assert raw["checksum_algorithm"] == "CRC32"
+    form = api.client.post(
+        "/firmware",
+        data={"title": unique("alg"), "version": "1", "checksum_algorithm": "MURMUR3_32"},
+        files={"file": ("fw.bin", b"form firmware", "application/octet-stream")},
+    )
+    assert form.status_code == 201, form.text
+    assert form.json()["checksum_algorithm"] == "MURMUR3_32"
+    assert api.client.get(f"/firmware/{raw['id']}").json()["checksum_algorithm"] == "CRC32"
+    bad = problem(
+        api.client.post(
+            "/firmware",
+            params={"title": unique("alg"), "version": "1", "checksum_algorithm": "SHA1"},
+            content=b"x",
+        ),
+        422,
+    )
+    assert "unknown checksum algorithm 'SHA1'" in bad["detail"]
+
+
 def test_download_whole_and_head(api: Api) -> None:
     package = upload(api, unique("dl"))
     url = f"/firmware/{package['id']}/content"
@@ -432,10 +455,14 @@ def test_register_by_url(api: Api, tmp_path: Path) -> None:
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/fw.bin"
         title = unique("url")
-        r = api.client.post("/firmware/import", json={"url": url, "title": title, "version": "1"})
+        r = api.client.post(
+            "/firmware/import",
+            json={"url": url, "title": title, "version": "1", "checksum_algorithm": "MD5"},
+        )
         assert r.status_code == 201, r.text
         package = r.json()
         assert (package["source_url"], package["filename"]) == (url, "fw.bin")
+        assert package["checksum_algorithm"] == "MD5"
         assert package["sha256"] == hashlib.sha256(DATA[:70_000]).hexdigest()
     finally:
         server.shutdown()

@@ -37,7 +37,7 @@ async def test_migrations_create_every_table_and_are_idempotent(database_url: st
             "update_transitions",
             "type_assignments",
         } <= tables
-        assert version == "0004"
+        assert version == "0005"
     finally:
         await db.close()
 
@@ -217,6 +217,17 @@ async def test_migrations_from_0002_keep_every_row_and_stop_reusing_ids(database
         column("created_at", sa.DateTime(timezone=True)),
         column("updated_at", sa.DateTime(timezone=True)),
     )
+    packages = table(
+        "firmware_packages",
+        *(
+            column(name, sa.String)
+            for name in ("title", "version", "kind", "content_type", "sha256", "md5", "sha384")
+        ),
+        *(column(name, sa.String) for name in ("sha512", "crc32", "murmur3_32", "murmur3_128")),
+        column("id", sa.Integer),
+        column("size", sa.BigInteger),
+        column("created_at", sa.DateTime(timezone=True)),
+    )
     steps = table(
         "update_transitions",
         column("update_id", sa.Integer),
@@ -245,11 +256,33 @@ async def test_migrations_from_0002_keep_every_row_and_stop_reusing_ids(database
                 ).scalar_one()
                 for name, dialect, state in (("d1", "thin-edge", {"a": 1}), ("d2", "enos", {}))
             ]
+            package_id = (
+                await conn.execute(
+                    insert(packages)
+                    .values(
+                        title="fw",
+                        version="1",
+                        kind="firmware",
+                        content_type="application/octet-stream",
+                        sha256="0" * 64,
+                        md5="0" * 32,
+                        sha384="0" * 96,
+                        sha512="0" * 128,
+                        crc32="0" * 8,
+                        murmur3_32="0" * 8,
+                        murmur3_128="0" * 32,
+                        size=1,
+                        created_at=at,
+                    )
+                    .returning(packages.c.id)
+                )
+            ).scalar_one()
             update_id = (
                 await conn.execute(
                     insert(updates)
                     .values(
                         device_id=ids[0],
+                        package_id=package_id,
                         title="fw",
                         version="1",
                         kind="firmware",
@@ -291,6 +324,9 @@ async def test_migrations_from_0002_keep_every_row_and_stop_reusing_ids(database
             assert update is not None and update.driver_state == {"cmd_id": "x"}
             # filled in from the device by 0004
             assert (update.device_name, update.dialect) == ("d1", "thin-edge")
+            package = await s.get(FirmwarePackage, package_id)
+            # what the hub always sent before 0005
+            assert package is not None and package.checksum_algorithm == "SHA256"
             kept = (await s.scalars(select(UpdateTransition))).all()
             assert [(t.update_id, t.to_state) for t in kept] == [(update_id, "pending")]
         # The constraints hold after the rebuilds: one active update per device and kind,
@@ -301,6 +337,7 @@ async def test_migrations_from_0002_keep_every_row_and_stop_reusing_ids(database
                     device_id=ids[0],
                     device_name="d1",
                     dialect="thin-edge",
+                    package_id=package_id,
                     title="fw",
                     version="1",
                     kind="firmware",

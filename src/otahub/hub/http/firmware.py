@@ -21,6 +21,10 @@ router = APIRouter(prefix="/firmware", tags=["firmware"])
 
 Kind = Literal["firmware", "software"]
 _MAX_FIELD = 64 * 1024  # a metadata form field, never the file
+_ALGORITHMS = (
+    "ThingsBoard's fw_checksum_algorithm for the package: "
+    "MD5, SHA256 (default), SHA384, SHA512, CRC32, MURMUR3_32 or MURMUR3_128"
+)
 
 
 class Checksums(BaseModel):
@@ -45,6 +49,10 @@ class Package(BaseModel):
     size: int
     sha256: str
     checksums: Checksums
+    checksum_algorithm: str = Field(
+        description="fw_checksum_algorithm sent to ThingsBoard devices (a device's own "
+        "setting overrides it)"
+    )
     created_at: datetime
     content_url: str
 
@@ -62,6 +70,7 @@ class Package(BaseModel):
             size=view.size,
             sha256=view.sha256,
             checksums=Checksums(**{a.value: v for a, v in view.checksums.items()}),
+            checksum_algorithm=view.checksum_algorithm.value,
             created_at=view.created_at,
             content_url=f"/api/v1/firmware/{view.id}/content",
         )
@@ -74,6 +83,7 @@ class ImportRequest(BaseModel):
     kind: Kind = "firmware"
     device_type: str | None = None
     filename: str | None = None
+    checksum_algorithm: str | None = Field(None, description=_ALGORITHMS)
 
 
 _UPLOAD_DOC = {
@@ -81,7 +91,7 @@ _UPLOAD_DOC = {
         "description": (
             "The file, either as the raw body (metadata in the query) or as "
             "multipart/form-data with a `file` part and optional `title`, `version`, "
-            "`kind`, `device_type` fields. Streams; any size."
+            "`kind`, `device_type`, `checksum_algorithm` fields. Streams; any size except 0."
         ),
         "required": True,
         "content": {
@@ -95,6 +105,7 @@ _UPLOAD_DOC = {
                         "version": {"type": "string"},
                         "kind": {"type": "string", "enum": ["firmware", "software"]},
                         "device_type": {"type": "string"},
+                        "checksum_algorithm": {"type": "string", "description": _ALGORITHMS},
                     },
                     "required": ["file"],
                 }
@@ -113,14 +124,16 @@ async def upload_firmware(
     kind: Annotated[Kind | None, Query()] = None,
     device_type: Annotated[str | None, Query()] = None,
     filename: Annotated[str | None, Query()] = None,
+    checksum_algorithm: Annotated[str | None, Query(description=_ALGORITHMS)] = None,
 ) -> Package:
-    """Upload a package. Same title and version twice: 409."""
+    """Upload a package. Same title and version twice: 409; an empty file: 422."""
     fields: dict[str, str | None] = {
         "title": title,
         "version": version,
         "kind": kind,
         "device_type": device_type,
         "filename": filename,
+        "checksum_algorithm": checksum_algorithm,
     }
     content_type = request.headers.get("content-type", "application/octet-stream")
     if content_type.lower().startswith("multipart/"):
@@ -146,6 +159,7 @@ def _meta(fields: dict[str, str | None], *, content_type: str | None = None) -> 
         device_type=fields.get("device_type") or None,
         filename=fields.get("filename") or None,
         content_type=ctype,
+        checksum_algorithm=fields.get("checksum_algorithm") or None,
     )
 
 
@@ -205,6 +219,7 @@ async def import_firmware(body: ImportRequest, core: Core) -> Package:
         kind=body.kind,
         device_type=body.device_type,
         filename=body.filename,
+        checksum_algorithm=body.checksum_algorithm,
     )
     return Package.of(await core.firmware.register_url(meta, body.url))
 

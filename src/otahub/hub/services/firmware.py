@@ -40,6 +40,8 @@ class PackageMeta:
     device_type: str | None = None
     filename: str | None = None
     content_type: str = "application/octet-stream"
+    # ThingsBoard's fw_checksum_algorithm for this package; None: SHA256
+    checksum_algorithm: str | None = None
 
     def validated(self) -> PackageMeta:
         for field, value in (("title", self.title), ("version", self.version)):
@@ -57,6 +59,12 @@ class PackageMeta:
         if filename is not None:
             # Only the last path component, and never something a header cannot carry.
             filename = _CONTROL.sub("", filename.replace("\\", "/").rsplit("/", 1)[-1])[:_MAX_TEXT]
+        algorithm = Algorithm.SHA256
+        if self.checksum_algorithm is not None:
+            try:
+                algorithm = Algorithm.parse(self.checksum_algorithm)
+            except ValueError as exc:
+                raise Invalid(f"checksum_algorithm: {exc}") from None
         return PackageMeta(
             title=self.title.strip(),
             version=self.version.strip(),
@@ -64,6 +72,7 @@ class PackageMeta:
             device_type=self.device_type.strip() if self.device_type else None,
             filename=filename or None,
             content_type=self.content_type or "application/octet-stream",
+            checksum_algorithm=algorithm.value,
         )
 
 
@@ -210,6 +219,7 @@ class FirmwareService:
             crc32=c[Algorithm.CRC32],
             murmur3_32=c[Algorithm.MURMUR3_32],
             murmur3_128=c[Algorithm.MURMUR3_128],
+            checksum_algorithm=meta.checksum_algorithm or Algorithm.SHA256.value,
         )
         async with self.db.session() as s, s.begin():
             s.add(row)

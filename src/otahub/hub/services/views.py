@@ -27,6 +27,8 @@ class PackageView:
     size: int
     checksums: dict[Algorithm, str]
     created_at: datetime
+    # what ThingsBoard devices are told to verify with, unless the device overrides it
+    checksum_algorithm: Algorithm = Algorithm.SHA256
 
     @property
     def sha256(self) -> str:
@@ -54,6 +56,7 @@ class PackageView:
                 Algorithm.MURMUR3_128: row.murmur3_128,
             },
             created_at=row.created_at,
+            checksum_algorithm=Algorithm(row.checksum_algorithm),
         )
 
 

@@ -92,6 +92,11 @@ class FirmwarePackage(Base):
     crc32: Mapped[str] = mapped_column(String(8))
     murmur3_32: Mapped[str] = mapped_column(String(8))
     murmur3_128: Mapped[str] = mapped_column(String(32))
+    # The algorithm ThingsBoard devices are told to verify with (fw_checksum_algorithm),
+    # chosen per package as ThingsBoard does; a device's own setting overrides it.
+    checksum_algorithm: Mapped[str] = mapped_column(
+        String(16), default="SHA256", server_default="SHA256"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -313,14 +313,15 @@ class ThingsBoardDriver(Driver):
         path = self.core.blobs.local_path(view.sha256)
         return RidState(view.id, view.size, path, update_id)
 
-    def algorithm(self, device: DeviceView) -> Algorithm:
+    def algorithm(self, device: DeviceView, package: PackageView | None = None) -> Algorithm:
+        """The device's own setting if it has one, else the package's (as created)."""
         raw = device.dialect_state.get(CHECKSUM_ALGORITHM)
         if isinstance(raw, str):
             try:
                 return Algorithm.parse(raw)
             except ValueError:
                 log.warning("device %s: unknown checksum algorithm %r", device.name, raw)
-        return DEFAULT_ALGORITHM
+        return DEFAULT_ALGORITHM if package is None else package.checksum_algorithm
 
     # -- assignment notifications ---------------------------------------------
 
@@ -369,7 +370,7 @@ class ThingsBoardDriver(Driver):
             return  # finished, replaced or already notified meanwhile
         package = await self.core.firmware.get(update.package_id)
         device = await self.core.devices.get(update.device)
-        algorithm = self.algorithm(device)
+        algorithm = self.algorithm(device, package)
         kind = PACKAGE_OF[update.kind]
         change = assignment_attributes(
             kind,
@@ -421,7 +422,7 @@ class ThingsBoardDriver(Driver):
 
     async def set_shared(self, device: str, package: PackageType, view: PackageView) -> None:
         """Assign without an update (the device already runs ``view``)."""
-        algorithm = self.algorithm(await self.core.devices.get(device))
+        algorithm = self.algorithm(await self.core.devices.get(device), view)
         change = assignment_attributes(
             package,
             PackageAttributes(
