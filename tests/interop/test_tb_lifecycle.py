@@ -141,3 +141,17 @@ def test_device_type_cli(tb: TbHub) -> None:
     assert "gateway firmware life 2" in " ".join(cli("list").split())
     assert "unassigned" in cli("unassign", "gateway")
     assert "gateway" not in cli("list")
+
+
+def test_forced_delete_of_an_updating_device_pushes_the_nine_deletions(tb: TbHub) -> None:
+    dev = _listening(tb, "deleted-1")
+    update_id = tb.start_update("deleted-1", "life", "1", timeout=60)
+    assert json.loads(dev.expect(5).payload) == {"deleted": ["fw_tag", "fw_url"]}
+    assert json.loads(dev.expect(5).payload)["fw_version"] == "1"
+    refused = tb.call("DELETE", "/devices/deleted-1", expect=409)
+    assert refused["active_updates"] == [update_id]
+    tb.call("DELETE", "/devices/deleted-1", expect=204, params={"force": "true"})
+    # canceled the ordinary way first: the device is told its package is unassigned
+    assert json.loads(dev.expect(5).payload) == {"deleted": NINE}
+    assert tb.update(update_id)["state"] == "canceled"
+    dev.disconnect()

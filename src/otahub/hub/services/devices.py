@@ -193,7 +193,7 @@ class DeviceService:
                     await self.updates.cancel(
                         update.id, reason=f"device {name} deleted", source="api:device-delete"
                     )
-                log.info("update %d canceled: device %s is being deleted", update.id, name)
+                    log.info("update %d canceled: device %s is being deleted", update.id, name)
         async with self.db.session() as s, s.begin():
             row = await s.scalar(select(Device).where(Device.name == name))
             if row is None:
