@@ -414,6 +414,27 @@ def test_download_url(hub: EnosHub, make: Any) -> None:
         assert http.get(url.replace(f"/{update_id}/", f"/{update_id + 1000}/")).status_code == 404
 
 
+def test_forced_delete_of_an_updating_device_kills_its_download_url(
+    hub: EnosHub, make: Any
+) -> None:
+    hub.upload("drv-del", "1.0", secrets.token_bytes(3000))
+    device = make("deleted")
+    assert device.connect() == 0
+    assert device.inform("0.9")["code"] == 200
+    update_id = hub.start_update("deleted", "drv-del", "1.0")
+    url = device.expect_upgrade()["params"]["fileUrl"]
+    with httpx.Client(timeout=10) as http:
+        assert http.get(url).status_code == 200
+        api = f"{hub.url}/api/v1"
+        refused = http.delete(f"{api}/devices/deleted")
+        assert refused.status_code == 409 and refused.json()["active_updates"] == [update_id]
+        assert http.get(url).status_code == 200
+        forced = http.delete(f"{api}/devices/deleted", params={"force": "true"})
+        assert forced.status_code == 204, forced.text
+        assert http.get(url).status_code == 404
+        assert http.get(f"{api}/updates/{update_id}").json()["state"] == "canceled"
+
+
 # -- malformed input ----------------------------------------------------------------
 
 
