@@ -10,6 +10,7 @@ serves the module; each test has its own device keys and package version.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -451,3 +452,27 @@ async def test_update_canceled_while_the_agent_was_stopped_is_not_resumed(
     assert not list((device.state_dir / "downloads").glob("*.bin"))
     assert get_update(hub, update_id)["state"] == "canceled"
     assert device.hook_runs() == []
+
+
+async def test_reconnect_after_the_login_window_signs_a_fresh_login(
+    tmp_path_factory: pytest.TempPathFactory, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    """The login's timestamp is made per connection, not once at start-up.
+
+    A hub with a 2 s window restarts after the agent's first login has aged
+    past it; the agent must come back with a new timestamp, not be refused
+    for ever with the old one.
+    """
+    data_dir = tmp_path_factory.mktemp("windowhub") / "data"
+    hub = HubProcess(data_dir, extra_args=["--no-auth", "--enos-login-window", "2"]).start()
+    try:
+        device, keys = new_device(hub, tmp_path, "enos-window")
+        agent = agents(enos_config(hub, device, keys, install_hook(device)))
+        await until(lambda: agent.log().count("connected to 127.0.0.1") >= 1)
+        hub.stop()
+        await asyncio.sleep(3)  # the first login is now outside the window
+        hub.start()
+        await until(lambda: agent.log().count("connected to 127.0.0.1") >= 2)
+        assert "stale EnOS login" not in hub.log()
+    finally:
+        hub.stop()

@@ -42,7 +42,7 @@ class Agent:
         self.versions = VersionSource(config.version)
         self.dialect = _dialect_class(config.dialect)(self)
         self.runner = Runner(config, self.store, self.state, self.versions, self.dialect)
-        self.link = MqttLink(config.mqtt, self.dialect.client_options())
+        self.link = MqttLink(config.mqtt, self.dialect.client_options)
 
     async def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         try:

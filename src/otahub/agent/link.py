@@ -46,8 +46,10 @@ OnMessage = Callable[[str, bytes, bool], Awaitable[None]]
 
 
 class MqttLink:
-    def __init__(self, config: MqttConfig, options: ClientOptions) -> None:
+    def __init__(self, config: MqttConfig, options: Callable[[], ClientOptions]) -> None:
         self.config = config
+        # asked again for every connection: a signed login (EnOS) carries the
+        # time it was made, and a server may refuse an old one
         self.options = options
         self.connected = asyncio.Event()
         self._client: aiomqtt.Client | None = None
@@ -67,7 +69,7 @@ class MqttLink:
         return context
 
     def _make_client(self) -> aiomqtt.Client:
-        opts = self.options
+        opts = self.options()
         return aiomqtt.Client(
             self.config.host,
             self.config.port,
