@@ -857,3 +857,13 @@ class TestHttpAuth:
             enos.parse_http_auth(payload).verify("p", "d", "s")
         with contextlib.suppress(EnosError):
             enos.parse_http_auth_response(payload)
+
+
+class TestTimestampSkew:
+    def test_integer_and_float_milliseconds(self) -> None:
+        assert enos.timestamp_skew("1700000060000", 1_700_000_000.0) == 60.0
+        assert enos.timestamp_skew("1699999999500.5", 1_700_000_000.0) == pytest.approx(-0.4995)
+
+    @pytest.mark.parametrize("stamp", [None, "", "yesterday", "1e12", "-5", "nan", "12.", "1.2.3"])
+    def test_anything_else_is_no_time(self, stamp: str | None) -> None:
+        assert enos.timestamp_skew(stamp, 1_700_000_000.0) is None

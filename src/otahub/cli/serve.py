@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from otahub.hub.settings import (
+    DEFAULT_ENOS_LOGIN_WINDOW,
     DEFAULT_MAX_PACKET_SIZE,
     DEFAULT_NOTIFY_RATE,
     DEFAULT_SHUTDOWN_TIMEOUT_S,
@@ -157,6 +158,15 @@ def serve(
             case_sensitive=False,
         ),
     ] = EnosFileUrl.ABSOLUTE,
+    enos_login_window: Annotated[
+        float,
+        typer.Option(
+            help="Refuse EnOS logins whose signed timestamp lies more than this many seconds "
+            "from the hub's clock (replayed logins); 0 turns the check off.",
+            envvar="OTAHUB_ENOS_LOGIN_WINDOW",
+            min=0,
+        ),
+    ] = DEFAULT_ENOS_LOGIN_WINDOW,
     broker: Annotated[
         str | None,
         typer.Option(
@@ -212,6 +222,7 @@ def serve(
         update_timeout_s=update_timeout,
         notify_rate=notify_rate,
         enos_file_url=enos_file_url,
+        enos_login_window=enos_login_window,
         broker_url=broker,
         shutdown_timeout_s=shutdown_timeout,
     )

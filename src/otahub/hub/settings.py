@@ -11,6 +11,8 @@ DEFAULT_MAX_PACKET_SIZE = 1024 * 1024
 # Assignment notifications per second; ThingsBoard's queue does 100 per 60 s.
 DEFAULT_NOTIFY_RATE = 1000.0
 DEFAULT_SHUTDOWN_TIMEOUT_S = 10.0
+# EnOS logins older or newer than this many seconds are refused (0 turns it off).
+DEFAULT_ENOS_LOGIN_WINDOW = 15 * 60
 
 
 class EnosFileUrl(StrEnum):
@@ -49,6 +51,8 @@ class HubSettings:
     enos_file_url: EnosFileUrl = EnosFileUrl.ABSOLUTE
     # how long stopping may take before what is still running is cut short
     shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S
+    # EnOS dialect: seconds a signed login's timestamp may lie from the hub's clock; 0: off
+    enos_login_window: float = DEFAULT_ENOS_LOGIN_WINDOW
 
     def public_base_url(self) -> str:
         if self.public_url:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum, IntEnum, StrEnum
@@ -184,7 +185,7 @@ class Login:
 
     ``client_id`` is the part of the MQTT client id before the first ``|``,
     kept verbatim (``{…}`` extras included) because it is signed as sent.
-    ``timestamp`` is opaque: used exactly as sent, never checked for freshness.
+    ``timestamp`` is signed exactly as sent; ``timestamp_skew`` reads it as a time.
     """
 
     client_id: str
@@ -273,6 +274,22 @@ def parse_login(client_id: str, username: str | None, password: str | bytes | No
         timestamp=params.get("timestamp"),
         password=password,
     )
+
+
+_TIMESTAMP = re.compile(r"[0-9]{1,16}(\.[0-9]{1,9})?")
+
+
+def timestamp_skew(timestamp: str | None, now: float) -> float | None:
+    """Seconds a login's ``timestamp`` lies after ``now`` (negative: before it).
+
+    The stamp is milliseconds since the epoch, an integer (the Java SDK) or a
+    float string such as ``1795459275275.31`` (the Python SDK). ``None`` when
+    it is missing or not such a number. The reference signs the stamp but
+    never checks it; a freshness window built on this is the hub's own rule.
+    """
+    if timestamp is None or not _TIMESTAMP.fullmatch(timestamp):
+        return None
+    return float(timestamp) / 1000.0 - now
 
 
 @dataclass(frozen=True)

@@ -143,11 +143,21 @@ def _raw_connect(hub: EnosHub, client_id: str, username: str, password: str) -> 
         client.disconnect()
 
 
+def _signed_connect(
+    hub: EnosHub, device: Device, head: str, timestamp: str, *, method: str = "sha256"
+) -> Any:
+    """CONNECT with a correct sign over ``head`` and ``timestamp``, as the SDKs build it."""
+    params = {"deviceKey": device.dk, "productKey": PK, "clientId": head, "timestamp": timestamp}
+    sign = enos.sign(params, device.secret, enos.parse_sign_method(method))
+    cid = f"{head}|securemode=2, signmethod={method}, timestamp={timestamp}|"
+    return _raw_connect(hub, cid, f"{device.dk}&{PK}", sign.upper())
+
+
 def test_sdk_shaped_logins(hub: EnosHub, make: Any) -> None:
     device = make("login-shapes")
-    params = {"deviceKey": device.dk, "productKey": PK}
     # Python SDK: hmacsha256 alias, float timestamp, lowercase plain SHA-256
-    ts = "1795459275275.31"
+    ts = f"{time.time() * 1000:.2f}"
+    params = {"deviceKey": device.dk, "productKey": PK}
     sign = enos.sign(
         {**params, "clientId": device.dk, "timestamp": ts}, device.secret, enos.SignMethod.SHA256
     )
@@ -155,37 +165,72 @@ def test_sdk_shaped_logins(hub: EnosHub, make: Any) -> None:
     assert _raw_connect(hub, cid, f"{device.dk}&{PK}", sign) == 0
     # Java SDK: {…} extras before the first | are signed verbatim
     head = device.dk + "{ip=10.0.0.1,version=2.3}"
-    sign = enos.sign(
-        {**params, "clientId": head, "timestamp": "1"}, device.secret, enos.SignMethod.SHA256
+    assert _signed_connect(hub, device, head, str(int(time.time() * 1000))) == 0
+    # C SDK: pk.dk client id, upper-case hex; spaces after commas (its constant
+    # year-2050 timestamp needs --enos-login-window 0, below)
+    assert _signed_connect(hub, device, f"{PK}.{device.dk}", str(int(time.time() * 1000))) == 0
+
+
+@pytest.mark.parametrize(
+    ("offset_s", "said"),
+    [
+        pytest.param(-3 * 365 * 86400.0, "behind", id="captured-years-ago"),
+        pytest.param(-16 * 60.0, "behind", id="just-past-the-window"),
+        pytest.param(16 * 60.0, "ahead of", id="from-the-future"),
+    ],
+)
+def test_correctly_signed_login_with_a_stale_timestamp_is_refused(
+    hub: EnosHub, make: Any, offset_s: float, said: str
+) -> None:
+    """A captured CONNECT replays with a valid sign; its timestamp gives it away (CONNACK 4)."""
+    device = make(f"stale-{secrets.token_hex(3)}")
+    stamp = str(int((time.time() + offset_s) * 1000))
+    assert _signed_connect(hub, device, device.dk, stamp) == BAD_USER_NAME_OR_PASSWORD
+    line = f"stale EnOS login of deviceKey {device.dk!r}: timestamp {stamp} is"
+    assert next(entry for entry in hub.proc.log().splitlines() if line in entry).endswith(
+        "[reason 0x86]"
     )
-    assert (
-        _raw_connect(
-            hub, f"{head}|securemode=2,signmethod=sha256,timestamp=1|", f"{device.dk}&{PK}", sign
-        )
-        == 0
+    assert f"{said} the hub's clock (window 900 s)" in hub.proc.log()
+    # the same device with a fresh login is still welcome
+    assert _signed_connect(hub, device, device.dk, str(int(time.time() * 1000))) == 0
+
+
+def test_login_without_a_numeric_timestamp_is_refused(hub: EnosHub, make: Any) -> None:
+    device = make("stale-nonnumeric")
+    assert _signed_connect(hub, device, device.dk, "yesterday") == BAD_USER_NAME_OR_PASSWORD
+    assert f"EnOS login of deviceKey {device.dk!r} has no timestamp in milliseconds" in (
+        hub.proc.log()
     )
-    # C SDK: pk.dk client id, the year-2050 constant, upper-case hex; spaces after commas
-    head, ts = f"{PK}.{device.dk}", "2524608000000"
-    sign = enos.sign(
-        {**params, "clientId": head, "timestamp": ts}, device.secret, enos.SignMethod.SHA256
-    )
-    cid = f"{head}|securemode=2, signmethod=sha256, timestamp={ts}|"
-    assert _raw_connect(hub, cid, f"{device.dk}&{PK}", sign.upper()) == 0
+
+
+@pytest.fixture(scope="module")
+def windowless_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnosHub]:
+    yield from hub_fixture(tmp_path_factory, "--enos-login-window", "0")
+
+
+def test_login_window_zero_accepts_the_c_sdks_constant_timestamp(
+    hub: EnosHub, windowless_hub: EnosHub
+) -> None:
+    """The C SDK always signs 2524608000000 (2050): refused by default, fine with the check off."""
+    for target, expected in ((hub, BAD_USER_NAME_OR_PASSWORD), (windowless_hub, 0)):
+        device = Device(target, f"c-sdk-{secrets.token_hex(3)}")
+        assert _signed_connect(target, device, f"{PK}.{device.dk}", "2524608000000") == expected
 
 
 def test_refused_logins(hub: EnosHub, make: Any) -> None:
     device = make("login-refused")
     assert device.connect(secret="wrong") == BAD_USER_NAME_OR_PASSWORD
     device.client = None
-    unknown = enos.build_login(PK, "no-such-dk", "x", timestamp="1")
+    now = str(int(time.time() * 1000))
+    unknown = enos.build_login(PK, "no-such-dk", "x", timestamp=now)
     assert (
         _raw_connect(hub, unknown.client_id, unknown.username, unknown.password)
         == BAD_USER_NAME_OR_PASSWORD
     )
-    bad = f"{device.dk}|securemode=2,signmethod=sha512,timestamp=1|"
+    bad = f"{device.dk}|securemode=2,signmethod=sha512,timestamp={now}|"
     assert _raw_connect(hub, bad, f"{device.dk}&{PK}", "00") == BAD_USER_NAME_OR_PASSWORD
     dynamic = enos.build_login(
-        PK, device.dk, "x", timestamp="1", secure_mode=enos.SecureMode.DYNAMIC_ACTIVATION
+        PK, device.dk, "x", timestamp=now, secure_mode=enos.SecureMode.DYNAMIC_ACTIVATION
     )
     assert (
         _raw_connect(hub, dynamic.client_id, dynamic.username, dynamic.password) == NOT_AUTHORIZED

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from otahub.hub.services.devices import DeviceService
+from otahub.hub.settings import DEFAULT_ENOS_LOGIN_WINDOW
 from otahub.mqtt.hooks import ConnectInfo, Identity, Refusal
 from otahub.mqtt.reason_codes import ReasonCode
 from otahub.protocols import enos
@@ -55,10 +58,23 @@ class EnosAcl:
 
 
 class EnosAuthenticator:
-    """Claims EnOS-shaped CONNECTs only; the rest goes to the next authenticator."""
+    """Claims EnOS-shaped CONNECTs only; the rest goes to the next authenticator.
 
-    def __init__(self, devices: DeviceService) -> None:
+    A login whose timestamp lies more than ``login_window`` seconds from the
+    hub's clock is refused before its sign is even checked: the sign covers
+    the timestamp, so a captured login replays only within the window. A
+    window of 0 turns the check off, as the EnOS reference has it.
+    """
+
+    def __init__(
+        self,
+        devices: DeviceService,
+        login_window: float = DEFAULT_ENOS_LOGIN_WINDOW,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.devices = devices
+        self.login_window = login_window
+        self.clock = clock
 
     async def __call__(self, info: ConnectInfo) -> Identity | Refusal | None:
         if not is_enos_login(info.client_id):
@@ -74,6 +90,9 @@ class EnosAuthenticator:
                 f"EnOS securemode={int(login.secure_mode)} needs a product secret; "
                 "only securemode=2 (device secret) is supported",
             )
+        stale = self._staleness(login)
+        if stale is not None:
+            return _refuse(stale)
         device = await self.devices.by_enos_keys(login.product_key, login.device_key)
         if device is None or device.enos_device_secret is None:
             return _refuse(
@@ -92,6 +111,33 @@ class EnosAuthenticator:
             acl=EnosAcl(login.product_key, login.device_key),
             data=peer,
         )
+
+    def _staleness(self, login: enos.Login) -> str | None:
+        """Why the login's timestamp is outside the window; None when it is inside (or off)."""
+        if self.login_window <= 0:
+            return None
+        skew = enos.timestamp_skew(login.timestamp, self.clock())
+        if skew is None:
+            return (
+                f"EnOS login of deviceKey {login.device_key!r} has no timestamp in "
+                f"milliseconds ({login.timestamp!r}); logins must be fresh within "
+                f"{self.login_window:.0f} s"
+            )
+        if abs(skew) <= self.login_window:
+            return None
+        return (
+            f"stale EnOS login of deviceKey {login.device_key!r}: timestamp "
+            f"{login.timestamp} is {_duration(abs(skew))} "
+            f"{'ahead of' if skew > 0 else 'behind'} the hub's clock "
+            f"(window {self.login_window:.0f} s)"
+        )
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 def _refuse(message: str) -> Refusal:

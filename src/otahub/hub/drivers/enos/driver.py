@@ -65,7 +65,11 @@ class EnosDriver(Driver):
 
     async def start(self) -> None:
         mqtt = self.ctx.mqtt
-        mqtt.add_authenticator(EnosAuthenticator(self.ctx.core.devices))
+        mqtt.add_authenticator(
+            EnosAuthenticator(
+                self.ctx.core.devices, login_window=self.ctx.settings.enos_login_window
+            )
+        )
         self._undo.append(mqtt.intercept(OTA_FILTER, self._on_publish))
         mqtt.on_session_connected(self._on_connected)
         mqtt.on_session_disconnected(self._on_disconnected)
