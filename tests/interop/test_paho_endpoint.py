@@ -225,3 +225,37 @@ def test_keepalive_enforced(shared_hub: HubProcess) -> None:
         assert sock.recv(64) == b""  # closed by the server
         elapsed = time.monotonic() - start
         assert 1.3 <= elapsed <= 3.0
+
+
+def test_serve_flags_set_the_endpoint_limits(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``otahub serve --max-subscriptions/--max-retained-per-client/--max-inflight`` reach
+    the endpoint: paho 5.0 sees SUBACK 0x97 and the Receive Maximum in CONNACK."""
+    hub = HubProcess(
+        data_dir=tmp_path_factory.mktemp("limits") / "data",
+        extra_args=[
+            "--no-auth",
+            "--max-subscriptions",
+            "2",
+            "--max-retained-per-client",
+            "1",
+            "--max-inflight",
+            "7",
+        ],
+    )
+    hub.start()
+    client = PahoClient(hub.mqtt_port, _id("limited"), V5)
+    try:
+        assert client.connect() == 0
+        assert client.connack_properties.ReceiveMaximum == 7
+        granted = [client.subscribe(topic, 1)[0] for topic in ("l/1", "l/2", "l/3")]
+        assert [int(getattr(g, "value", g)) for g in granted] == [1, 1, 0x97]
+        client.publish("l/1", b"kept", qos=1, retain=True)
+        client.publish("l/2", b"over", qos=1, retain=True)  # PUBACK 0x97: still acknowledged
+        assert client.expect().payload == b"kept"
+        client.expect_none()
+        client.disconnect()
+        log = hub.log()
+        assert log.count("holds 2 subscriptions, the most one client may") == 1
+        assert log.count("holds 1 retained messages, the most one client may") == 1
+    finally:
+        hub.stop()

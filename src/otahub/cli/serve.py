@@ -24,11 +24,13 @@ from otahub.hub.settings import (
     EnosFileUrl,
     HubSettings,
 )
+from otahub.mqtt.limits import Limits
 
 T = TypeVar("T")
 log = logging.getLogger("otahub.hub")
 # What closing the event loop and joining threads may add to the shutdown bound.
 CLOSE_TIMEOUT_S = 1.0
+_LIMITS = Limits()
 
 
 def run_async(coro: Coroutine[Any, Any, T], *, close_timeout: float = CLOSE_TIMEOUT_S) -> T:
@@ -182,6 +184,37 @@ def serve(
             min=0.1,
         ),
     ] = DEFAULT_SHUTDOWN_TIMEOUT_S,
+    max_subscriptions: Annotated[
+        int, typer.Option(help="MQTT subscriptions one client may hold.", min=1)
+    ] = _LIMITS.max_subscriptions,
+    max_retained_per_client: Annotated[
+        int, typer.Option(help="Retained MQTT messages one client may have set.", min=1)
+    ] = _LIMITS.max_retained_per_client,
+    max_retained_bytes_per_client: Annotated[
+        int, typer.Option(help="Payload bytes of one client's retained messages.", min=1)
+    ] = _LIMITS.max_retained_bytes_per_client,
+    max_retained: Annotated[
+        int, typer.Option(help="Retained MQTT messages of all clients together.", min=1)
+    ] = _LIMITS.max_retained,
+    max_retained_bytes: Annotated[
+        int, typer.Option(help="Payload bytes of all retained messages together.", min=1)
+    ] = _LIMITS.max_retained_bytes,
+    max_pre_connect_bytes: Annotated[
+        int,
+        typer.Option(
+            help="Bytes an MQTT connection may send before its CONNECT is accepted "
+            "(CONNECT and will included); more closes it.",
+            min=1,
+        ),
+    ] = _LIMITS.max_pre_connect_bytes,
+    max_inflight: Annotated[
+        int,
+        typer.Option(
+            help="QoS 1/2 MQTT messages in flight per client, each way (MQTT 5 Receive Maximum).",
+            min=1,
+            max=65535,
+        ),
+    ] = _LIMITS.max_inflight,
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="Disable admin auth (loopback only).")
     ] = False,
@@ -223,6 +256,15 @@ def serve(
         notify_rate=notify_rate,
         enos_file_url=enos_file_url,
         enos_login_window=enos_login_window,
+        mqtt_limits=Limits(
+            max_subscriptions=max_subscriptions,
+            max_retained_per_client=max_retained_per_client,
+            max_retained_bytes_per_client=max_retained_bytes_per_client,
+            max_retained=max_retained,
+            max_retained_bytes=max_retained_bytes,
+            max_pre_connect_bytes=max_pre_connect_bytes,
+            max_inflight=max_inflight,
+        ),
         broker_url=broker,
         shutdown_timeout_s=shutdown_timeout,
     )

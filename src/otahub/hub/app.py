@@ -97,7 +97,9 @@ async def _serve(
 ) -> None:
     """Run every part of the hub on ``core`` until ``stop`` or a part dies; then stop it all."""
     parts = core.parts
-    mqtt_server = MQTTServer(ServerConfig(max_packet_size=settings.max_packet_size))
+    mqtt_server = MQTTServer(
+        ServerConfig(max_packet_size=settings.max_packet_size, limits=settings.mqtt_limits)
+    )
     transport: MessageTransport = LocalTransport(mqtt_server)
     started: list[Driver] = []
     http: _EmbeddedUvicorn | None = None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+
+from otahub.mqtt.limits import Limits
 
 DEFAULT_MAX_PACKET_SIZE = 1024 * 1024
 # Assignment notifications per second; ThingsBoard's queue does 100 per 60 s.
@@ -53,6 +55,8 @@ class HubSettings:
     shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S
     # EnOS dialect: seconds a signed login's timestamp may lie from the hub's clock; 0: off
     enos_login_window: float = DEFAULT_ENOS_LOGIN_WINDOW
+    # what one client may make the MQTT endpoint hold
+    mqtt_limits: Limits = field(default_factory=Limits)
 
     def public_base_url(self) -> str:
         if self.public_url:

@@ -138,6 +138,7 @@ class Connection(asyncio.Protocol):
         self.last_rx = time.monotonic()
         self.keep_alive = 0
         self.topic_aliases: dict[int, str] = {}
+        self.pre_connect_bytes = 0
         # output produced while a driver handles a claimed PUBLISH, held back so
         # that the PUBLISH's acknowledgement goes out first (as brokers do)
         self._held: list[bytes] | None = None
@@ -156,6 +157,8 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_rx = time.monotonic()
+        if self.state != "connected" and self._over_pre_connect_limit(len(data)):
+            return
         error: MQTTError | None = None
         try:
             packets = self.decoder.feed(data)
@@ -181,6 +184,7 @@ class Connection(asyncio.Protocol):
                     )
                     return
                 self.state = "authenticating"
+                self.connect = packet
                 self.server.spawn(self._authenticate(packet))
             elif self.state == "authenticating":
                 self.backlog.append(packet)
@@ -188,6 +192,30 @@ class Connection(asyncio.Protocol):
                 return
         if error is not None:
             self.protocol_error(error)
+
+    def _over_pre_connect_limit(self, size: int) -> bool:
+        """Count bytes until the CONNECT is accepted; close the connection past the limit.
+
+        Neither the decoder's partial packet nor the backlog may grow on what
+        an unauthenticated peer sends. There is no CONNACK yet to refuse with.
+        """
+        if self.state == "closed":
+            return True
+        self.pre_connect_bytes += size
+        limit = self.server.config.limits.max_pre_connect_bytes
+        if self.pre_connect_bytes <= limit:
+            return False
+        log.warning(
+            "%s (client id %r) sent more than %d bytes before its CONNECT was accepted; closing",
+            self.peer,
+            self.connect.client_id if self.connect else None,
+            limit,
+        )
+        self.state = "closed"
+        self.backlog.clear()
+        if self.transport is not None:
+            self.transport.close()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = "closed"
@@ -471,6 +499,7 @@ class Connection(asyncio.Protocol):
             props.wildcard_subscription_available = 1
             props.subscription_identifier_available = 1
             props.shared_subscription_available = 0
+            props.receive_maximum = config.limits.max_inflight
             if (connect.properties.session_expiry_interval or 0) > config.max_session_expiry:
                 props.session_expiry_interval = config.max_session_expiry
         self.send(Connack(present, 0, props))
@@ -548,9 +577,13 @@ class Connection(asyncio.Protocol):
         topic = self._resolve_alias(packet) if self.version >= MQTT_5 else packet.topic
         qos = packet.qos
         pid = packet.packet_id
-        if qos == 2 and pid in session.incoming_qos2:
-            self.send(Pubrec(pid))  # a re-sent QoS 2 message: acknowledged, not routed again
-            return
+        if qos == 2:
+            if pid in session.incoming_qos2:
+                self.send(Pubrec(pid))  # a re-sent QoS 2 message: acknowledged, not routed again
+                return
+            if len(session.incoming_qos2) >= self.server.config.limits.max_inflight:
+                self._over_inflight(session)
+                return
         acl = session.identity.acl
         if acl is not None and not acl.can_publish(topic):
             log.warning(
@@ -599,12 +632,33 @@ class Connection(asyncio.Protocol):
             packet.retain,
             packet.given_properties if self.version >= MQTT_5 else None,
         )
+        if packet.retain:
+            refusal = server.retained_refusal(message, session.client_id)
+            if refusal is not None:
+                # not routed either: MQTT 5 says the message was not accepted
+                session.warn_once("retained", refusal)
+                self._ack_publish(qos, pid, ReasonCode.QUOTA_EXCEEDED)
+                return
         matched = server.route(message, sender=session)
         reason = 0
         if self.version >= MQTT_5 and not matched:
             reason = ReasonCode.NO_MATCHING_SUBSCRIBERS
         if qos:
             self._ack_publish(qos, pid, reason)
+
+    def _over_inflight(self, session: Session) -> None:
+        """A QoS 2 PUBLISH past the in-flight limit (our Receive Maximum).
+
+        MQTT 5 names this a protocol violation (DISCONNECT 0x93); 3.1.1 has no
+        such limit, so the PUBLISH is dropped unacknowledged and the client
+        sends it again once its earlier ones are released.
+        """
+        limit = self.server.config.limits.max_inflight
+        session.warn_once(
+            "inflight", f"has {limit} QoS 2 messages in flight, the most it may (Receive Maximum)"
+        )
+        if self.version >= MQTT_5:
+            self.close(ReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded")
 
     def _ack_publish(self, qos: int, pid: int | None, reason: int) -> None:
         if pid is None or qos == 0:
@@ -634,6 +688,7 @@ class Connection(asyncio.Protocol):
         codes: list[int] = []
         retained: list[tuple[str, SubscriptionOptions, bool]] = []
         acl = session.identity.acl
+        max_subscriptions = self.server.config.limits.max_subscriptions
         for sub in packet.subscriptions:
             topic_filter = sub.topic_filter
             if not is_valid_topic_filter(topic_filter):
@@ -653,6 +708,16 @@ class Connection(asyncio.Protocol):
                 )
                 refusal = verdict or ReasonCode.NOT_AUTHORIZED
                 codes.append(refusal if v5 else failure)
+                continue
+            if (
+                len(session.subscriptions) >= max_subscriptions
+                and topic_filter not in session.subscriptions
+            ):
+                session.warn_once(
+                    "subscriptions",
+                    f"holds {max_subscriptions} subscriptions, the most one client may",
+                )
+                codes.append(ReasonCode.QUOTA_EXCEEDED if v5 else failure)
                 continue
             options = SubscriptionOptions(
                 qos=min(sub.qos, 2),

@@ -14,7 +14,7 @@ import secrets
 import ssl as ssl_module
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
 from otahub.mqtt.connection import Connection
@@ -27,6 +27,7 @@ from otahub.mqtt.hooks import (
     Refusal,
     SessionObserver,
 )
+from otahub.mqtt.limits import HUB_OWNER, Limits, RetainedQuota
 from otahub.mqtt.message import Message
 from otahub.mqtt.packets import MQTT_5, Connect, Properties, Publish
 from otahub.mqtt.reason_codes import ReasonCode
@@ -51,6 +52,7 @@ class ServerConfig:
     # a QoS 0 message is dropped rather than buffered past this many bytes
     write_buffer_limit: int = 8 * 1024 * 1024
     allow_anonymous: bool = True
+    limits: Limits = field(default_factory=Limits)
 
 
 class _InternalSubscriber:
@@ -69,6 +71,7 @@ class MQTTServer:
         self.sessions: dict[str, Session] = {}
         self.connections: set[Connection] = set()
         self.retained: TopicStore[Message] = TopicStore()
+        self.retained_quota = RetainedQuota(self.config.limits)
         self._subscriptions: FilterTree[SubscriptionOptions] = FilterTree()
         self._internal: FilterTree[_InternalSubscriber] = FilterTree()
         self._intercepts: FilterTree[InterceptHandler] = FilterTree()
@@ -248,13 +251,28 @@ class MQTTServer:
 
     # -- routing -----------------------------------------------------------------
 
-    def route(self, message: Message, sender: Session | None) -> int:
-        """Deliver to every matching subscriber; returns how many got it."""
+    def retained_refusal(self, message: Message, owner: str) -> str | None:
+        """Why ``owner`` may not retain ``message`` (its quota is full); None if it may."""
+        if not message.retain or not message.payload or owner == HUB_OWNER:
+            return None
+        return self.retained_quota.refusal(message.topic, owner, len(message.payload))
+
+    def route(
+        self, message: Message, sender: Session | None, retained_by: str | None = None
+    ) -> int:
+        """Deliver to every matching subscriber; returns how many got it.
+
+        A retained message is kept for ``retained_by`` (default: the sender's client
+        id, or the hub's own); the caller has checked ``retained_refusal``.
+        """
         if message.retain:
             if message.payload:
                 self.retained.set(message.topic, message)
+                if retained_by is None:
+                    retained_by = HUB_OWNER if sender is None else sender.client_id
+                self.retained_quota.stored(message.topic, retained_by, len(message.payload))
             else:
-                self.retained.delete(message.topic)
+                self._forget_retained(message.topic)
         topic = message.topic
         # one delivery per session even with overlapping subscriptions (5.0 3.3.4)
         targets: dict[Session, Outgoing] | None = None
@@ -329,10 +347,14 @@ class MQTTServer:
         sub_ids = [options.identifier] if options.identifier is not None else []
         for _, message in list(self.retained.match(topic_filter)):
             if message.expired(now):
-                self.retained.delete(message.topic)
+                self._forget_retained(message.topic)
                 continue
             qos = min(message.qos, options.qos)
             session.deliver(Outgoing(message, qos, True, list(sub_ids)))
+
+    def _forget_retained(self, topic: str) -> None:
+        self.retained.delete(topic)
+        self.retained_quota.removed(topic)
 
     def subscribe_session(
         self, session: Session, topic_filter: str, options: SubscriptionOptions
@@ -395,11 +417,12 @@ class MQTTServer:
         session.connection = conn
         session.will = connect.will
         session.incoming_qos2 = session.incoming_qos2 if present else set()
+        window = self.config.limits.max_inflight
         if connect.protocol_level >= MQTT_5:
-            session.receive_maximum = connect.properties.receive_maximum or 65535
+            session.receive_maximum = min(connect.properties.receive_maximum or 65535, window)
             session.max_packet_size = connect.properties.maximum_packet_size
         else:
-            session.receive_maximum = 65535
+            session.receive_maximum = window
             session.max_packet_size = None
         return session, present
 
@@ -446,9 +469,13 @@ class MQTTServer:
             return
         log.info("publishing will of %r to %r", session.client_id, will.topic)
         props = will.properties if session.is_v5 else None
-        self.route(
-            Message.from_publish(will.topic, will.payload, will.qos, will.retain, props), None
-        )
+        message = Message.from_publish(will.topic, will.payload, will.qos, will.retain, props)
+        refusal = self.retained_refusal(message, session.client_id)
+        if refusal is not None:
+            # the will still reaches today's subscribers; it is only not kept
+            session.warn_once("retained", f"{refusal}; its will is published without retain")
+            message.retain = False
+        self.route(message, None, session.client_id)
 
     def _expire_session(self, session: Session) -> None:
         session.expiry_timer = None

@@ -91,6 +91,8 @@ class Session:
         self.expiry_timer: asyncio.TimerHandle | None = None
         self.will_timer: asyncio.TimerHandle | None = None
         self.dropped_messages = 0
+        # the limits (otahub.mqtt.limits) this client has hit, each logged once
+        self.limits_hit: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id!r} {self.identity.name!r}>"
@@ -123,6 +125,19 @@ class Session:
         """End the session's network connection (DISCONNECT first for 5.0)."""
         if self.connection is not None:
             self.connection.close(reason_code, reason)
+
+    def warn_once(self, limit: str, message: str) -> None:
+        """Log that this client hit ``limit``, the first time only: a client
+        stuck against a limit must not flood the log."""
+        if limit in self.limits_hit:
+            return
+        self.limits_hit.add(limit)
+        log.warning(
+            "client %r (%s) %s; refused (logged once per client)",
+            self.client_id,
+            self.identity.name,
+            message,
+        )
 
     # -- delivery ----------------------------------------------------------
 
