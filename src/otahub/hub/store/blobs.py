@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from otahub.hub.store.integrity import BlobMismatch, FileStamp, Verdict, VerdictCache
 from otahub.protocols.checksums import Algorithm, MultiHasher
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -89,12 +91,46 @@ class BlobStore(abc.ABC):
         """A file on this machine holding the blob, if the backend has one."""
         return None
 
+    async def verify(self, sha256: str) -> Verdict:
+        """Read the whole blob again and say whether its bytes still match ``sha256``."""
+        if not await self.exists(sha256):
+            return Verdict(sha256, None, changed=True)
+        digest = hashlib.sha256()
+        async for chunk in self.read(sha256):
+            digest.update(chunk)
+        return Verdict(sha256, digest.hexdigest(), changed=True)
+
+    def known_intact(self, sha256: str, st: os.stat_result) -> bool:
+        """Whether a file with this ``stat`` was verified to hold ``sha256``; no I/O.
+
+        False means "not known": ask ``verified_path``.
+        """
+        return False
+
+    async def verified_path(self, sha256: str) -> Path | None:
+        """``local_path``, once the file's bytes are known to match ``sha256``.
+
+        None when there is no local file; raises ``BlobMismatch`` when its
+        bytes changed. Every path that serves a blob to a device asks this.
+        """
+        path = self.local_path(sha256)
+        if path is None:
+            return None
+        verdict = await self.verify(sha256)
+        if verdict.missing:
+            return None
+        if not verdict.ok:
+            raise BlobMismatch(verdict)
+        return path
+
 
 class FileBlobStore(BlobStore):
     """Blobs as files ``<root>/sha256/<aa>/<sha256>``, written atomically."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        #: SHA-256 verdicts per blob, kept while the file is unchanged (integrity.py)
+        self.verdicts = VerdictCache()
         self._tmp = root / "tmp"
         (root / "sha256").mkdir(parents=True, exist_ok=True)
         self._tmp.mkdir(parents=True, exist_ok=True)
@@ -122,10 +158,36 @@ class FileBlobStore(BlobStore):
                 path.unlink()
 
         await asyncio.to_thread(_delete)
+        self.verdicts.forget(sha256)
 
     def local_path(self, sha256: str) -> Path | None:
         path = self.path_for(sha256)
         return path if path.is_file() else None
+
+    def known_intact(self, sha256: str, st: os.stat_result) -> bool:
+        verdict = self.verdicts.cached(sha256, FileStamp.of(st))
+        return verdict is not None and verdict.ok
+
+    async def verify(self, sha256: str) -> Verdict:
+        """Hash the file again, whatever the cached verdict says (a scrub)."""
+        return await self.verdicts.check(sha256, self.path_for(sha256), force=True)
+
+    async def verified_path(self, sha256: str) -> Path | None:
+        # One stat on the event loop when the file is unchanged since its last
+        # verdict; a hash in a worker thread when it is new to this process or changed.
+        path = self.path_for(sha256)
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        verdict = self.verdicts.cached(sha256, FileStamp.of(st))
+        if verdict is None:
+            verdict = await self.verdicts.check(sha256, path)
+        if verdict.missing:
+            return None
+        if not verdict.ok:
+            raise BlobMismatch(verdict)
+        return path
 
     async def read(
         self, sha256: str, start: int = 0, end: int | None = None
