@@ -126,7 +126,7 @@ async def test_update_succeeds(
     assert device.version_file.read_text() == "1.0.1"
 
 
-async def test_checksum_mismatch_fails_and_installs_nothing(
+async def test_blob_corrupted_on_the_hub_is_not_served_and_installs_nothing(
     enoshub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
 ) -> None:
     device, keys = new_device(enoshub, tmp_path, "enos-bad-sum")
@@ -136,11 +136,14 @@ async def test_checksum_mismatch_fails_and_installs_nothing(
     update_id = await start_update(enoshub, "enos-bad-sum", TITLE, "1.0.2")
     update = await wait_state(enoshub, update_id)
     assert update["state"] == "failed", update
-    assert update["code"] == "-3", update  # verification failure
-    assert "checksum mismatch" in update["reason"]
+    # the hub refuses to serve bytes that no longer match their SHA-256
+    assert update["code"] == "firmware_corrupt", update
+    assert "no longer matches its SHA-256" in update["reason"]
+    assert "installing" not in path_of(update)
     assert device.hook_runs() == []
     assert device.version_file.read_text().strip() == "1.0.0"
-    assert not list((device.state_dir / "downloads").iterdir())
+    # the hub failed the update at its refusal; the agent then gives up on its own
+    await until(lambda: not list((device.state_dir / "downloads").iterdir()))
 
 
 async def test_hook_failure_reports_stderr(

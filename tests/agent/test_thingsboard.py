@@ -114,7 +114,7 @@ async def test_update_succeeds(
     assert requested_chunks(agent.log()) == list(range(13))
 
 
-async def test_checksum_mismatch_fails_and_installs_nothing(
+async def test_blob_corrupted_on_the_hub_is_not_served_and_installs_nothing(
     tbhub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
 ) -> None:
     device, token = new_device(tbhub, tmp_path, "tb-bad-sum")
@@ -124,11 +124,12 @@ async def test_checksum_mismatch_fails_and_installs_nothing(
     update_id = await start_update(tbhub, "tb-bad-sum", TITLE, "1.0.2")
     update = await wait_state(tbhub, update_id)
     assert update["state"] == "failed", update
-    assert "SHA256 checksum mismatch" in update["reason"]
+    # the hub refuses to serve bytes that no longer match their SHA-256
+    assert update["code"] == "firmware_corrupt", update
+    assert "no longer matches its SHA-256" in update["reason"]
     assert "installing" not in path_of(update)
     assert device.hook_runs() == []
     assert device.version_file.read_text().strip() == "1.0.0"
-    assert not list((device.state_dir / "downloads").iterdir())
 
 
 async def test_hook_failure_reports_stderr(

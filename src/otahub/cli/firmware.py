@@ -30,6 +30,7 @@ from otahub.cli.client import (
     print_json,
     when,
 )
+from otahub.cli.firmware_verify import verify
 
 app = typer.Typer(no_args_is_help=True, help="Firmware and software packages.")
 
@@ -122,3 +123,6 @@ def list_(
             when(p["created_at"]),
         )
     out.print(table)
+
+
+app.command()(verify)

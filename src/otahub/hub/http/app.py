@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from otahub import __version__
 from otahub.hub.core import HubCore
-from otahub.hub.http import devices, firmware, problems, updates
+from otahub.hub.http import devices, firmware, integrity, problems, updates
 from otahub.hub.http.auth import AdminAuth
 
 API_PREFIX = "/api/v1"
@@ -26,6 +26,7 @@ def create_http_app(core: HubCore, *, admin_token: str | None) -> FastAPI:
     problems.install(app)
 
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(AdminAuth(admin_token))])
+    api.include_router(integrity.router)  # before firmware's /{package_id} routes
     api.include_router(firmware.router)
     api.include_router(devices.router)
     api.include_router(updates.router)

@@ -254,12 +254,13 @@ async def delete_firmware(package_id: RowId, core: Core) -> Response:
         206: {"description": "one byte range"},
         304: {"description": "If-None-Match matched the ETag (the SHA-256)"},
         416: {"description": "range not satisfiable"},
+        500: {"description": "the stored bytes no longer match the SHA-256"},
     },
 )
 async def firmware_content(package_id: RowId, request: Request, core: Core) -> Response:
     """The package's bytes: single Range, HEAD, strong ETag (its SHA-256)."""
     view = await core.firmware.get(package_id)
-    path = core.blobs.local_path(view.sha256)
+    path = await core.integrity.servable(view.sha256)  # 500 once its bytes changed
     if path is None:
         raise NotFound(f"the content of firmware package {package_id} is missing from the store")
     try:

@@ -31,6 +31,7 @@ from otahub.hub.http.files import file_response
 from otahub.hub.http.ids import RowId
 from otahub.hub.http.problems import problem
 from otahub.hub.services.errors import NotFound
+from otahub.hub.services.integrity import FirmwareCorrupt
 from otahub.hub.services.views import UpdateView
 from otahub.hub.store.ids import is_row_id
 from otahub.protocols.states import UpdateState, is_terminal
@@ -124,7 +125,10 @@ async def update_file(
     if not urls.check(update_id, package.sha256, token):
         log.warning("EnOS download of update %d with a wrong token refused", update_id)
         return gone
-    path = core.blobs.local_path(package.sha256)
+    try:
+        path = await core.integrity.servable(package.sha256)
+    except FirmwareCorrupt as exc:  # the update has failed with this reason
+        return problem(500, exc.detail, title=exc.title)
     if path is None:
         return gone
     try:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from otahub.hub.drivers.base import DriverContext
 from otahub.hub.drivers.file_transfer.store import FileTransferRoot
+from otahub.hub.services.integrity import FirmwareCorrupt
 from otahub.hub.services.views import UpdateView
 from otahub.protocols import tedge_legacy as legacy
 
@@ -35,7 +36,11 @@ async def offer_firmware(ctx: DriverContext, child: str, update: UpdateView) -> 
     if update.package_id is None:
         raise OfferFailed(f"the package of update {update.id} was deleted")
     package = await ctx.core.firmware.get(update.package_id)
-    blob = ctx.core.blobs.local_path(package.sha256)
+    try:
+        # checked before the child is told: a large blob is hashed now, not on its GET
+        blob = await ctx.core.integrity.check(package.sha256)
+    except FirmwareCorrupt as exc:
+        raise OfferFailed(exc.detail) from None
     if blob is None:
         raise OfferFailed(f"the content of {package.title} {package.version} is not stored")
     remote_url = package.source_url or f"{ctx.public_url}/api/v1/firmware/{package.id}/content"

@@ -24,6 +24,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from otahub.hub.drivers.file_transfer.store import FileTransferRoot, etag_of
 from otahub.hub.http.files import file_response
+from otahub.hub.services.integrity import FirmwareCorrupt, IntegrityService
 from otahub.protocols import tedge_legacy as legacy
 
 log = logging.getLogger("otahub.hub.file_transfer")
@@ -31,14 +32,20 @@ log = logging.getLogger("otahub.hub.file_transfer")
 METHODS = ["GET", "HEAD", "PUT", "DELETE"]
 
 
-def mount_file_transfer(app: FastAPI, root: FileTransferRoot) -> None:
-    """Add the routes once, however many drivers ask for them."""
+def mount_file_transfer(
+    app: FastAPI, root: FileTransferRoot, integrity: IntegrityService | None = None
+) -> None:
+    """Add the routes once, however many drivers ask for them.
+
+    With ``integrity``, a firmware link is served only while its blob's bytes
+    still match their SHA-256.
+    """
     if getattr(app.state, "file_transfer", None) is not None:
         return
     app.state.file_transfer = root
 
     async def handle(request: Request) -> Response:
-        return await _handle(root, request)
+        return await _handle(root, request, integrity)
 
     for prefix in (legacy.FILE_TRANSFER_PREFIX, legacy.LEGACY_FILE_TRANSFER_PREFIX):
         app.add_api_route(
@@ -55,7 +62,9 @@ def _text(status: int, text: str, headers: Mapping[str, str]) -> Response:
     return PlainTextResponse(text, status_code=status, headers=dict(headers))
 
 
-async def _handle(root: FileTransferRoot, request: Request) -> Response:
+async def _handle(
+    root: FileTransferRoot, request: Request, integrity: IntegrityService | None
+) -> Response:
     raw_path: str = request.scope["path"]
     legacy_prefix = raw_path.startswith(legacy.LEGACY_FILE_TRANSFER_PREFIX)
     headers = legacy.LEGACY_DEPRECATION_HEADERS if legacy_prefix else {}
@@ -73,6 +82,12 @@ async def _handle(root: FileTransferRoot, request: Request) -> Response:
             return await _put(root, request, parsed, target, headers)
         if method == "DELETE":
             return _delete(parsed, target, headers)
+        blob = None if integrity is None else root.firmware_blob(parsed)
+        if blob is not None and integrity is not None:
+            try:
+                await integrity.servable(blob)
+            except FirmwareCorrupt as exc:  # the update has failed with this reason
+                return _text(500, exc.detail, headers)
         return _get(request, parsed, target, headers)
     except ClientDisconnect:
         return Response(status_code=400, headers=dict(headers))

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import stat
 from pathlib import Path
 
 from otahub.protocols import tedge_legacy as legacy
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")  # the name of every file in the blob store
 
 
 class FileTransferRoot:
@@ -38,6 +41,18 @@ class FileTransferRoot:
         except OSError:
             tmp.unlink(missing_ok=True)
             raise
+
+    def firmware_blob(self, path: legacy.FileTransferPath) -> str | None:
+        """The SHA-256 of the blob a firmware link points to; None for any other file."""
+        segments = path.segments
+        if len(segments) != 3 or segments[1] != legacy.OPERATION:
+            return None
+        try:
+            target = os.readlink(self.path_of(path))
+        except OSError:  # not there, or a file a device put (not a link)
+            return None
+        name = Path(target).name
+        return name if _SHA256.fullmatch(name) else None
 
     def unlink_firmware(self, child: str, key: str) -> None:
         link = self.root / child / legacy.OPERATION / key

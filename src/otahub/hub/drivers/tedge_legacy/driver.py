@@ -92,7 +92,7 @@ class TedgeLegacyDriver(Driver):
         self._resume: asyncio.Task[None] | None = None
 
     def mount(self, app: FastAPI) -> None:
-        mount_file_transfer(app, file_root(self.ctx))
+        mount_file_transfer(app, file_root(self.ctx), self.ctx.core.integrity)
 
     async def start(self) -> None:
         core = self.ctx.core

@@ -98,7 +98,7 @@ class ThinEdgeDriver(Driver):
         self._unsubscribe: list[Any] = []
 
     def mount(self, app: FastAPI) -> None:
-        mount_file_transfer(app, file_root(self.ctx))
+        mount_file_transfer(app, file_root(self.ctx), self.ctx.core.integrity)
 
     async def start(self) -> None:
         core = self.ctx.core

@@ -46,6 +46,7 @@ class RidState:
     path: Any  # Path of the blob, or None when the blob is not a local file
     update_id: int | None
     chunk_size: int | None = None
+    sha256: str = ""  # the blob's, to check it is unchanged before each chunk
 
 
 @dataclass(eq=False)

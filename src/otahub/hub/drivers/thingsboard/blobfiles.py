@@ -35,6 +35,16 @@ class OpenBlobs:
             os.close(old)
         return fd
 
+    def stat(self, path: Path) -> os.stat_result:
+        """The file behind the descriptor that reads are served from."""
+        return os.fstat(self._fd(path))
+
+    def forget(self, path: Path) -> None:
+        """Close the descriptor, so the next read opens the file now at ``path``."""
+        fd = self._fds.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+
     def read(self, path: Path, start: int, end: int) -> bytes:
         """Bytes ``[start, end)``; shorter only if the file is."""
         if end <= start:

@@ -56,7 +56,7 @@ class Chunks:
             log.info("device %s: %r is not a chunk request topic; dropped", link.device, topic)
             return ReasonCode.TOPIC_NAME_INVALID
         rid = link.rids.get((parsed.package, parsed.request_id))
-        if rid is None or link.lock.locked():
+        if rid is None or link.lock.locked() or not self.driver.intact(rid):
             # behind earlier messages of this device, in order
             return self.driver.in_order(link, self._first(session, link, topic, parsed, payload))
         return self._answer(session, link, topic, parsed, payload, rid)
@@ -66,6 +66,10 @@ class Chunks:
     ) -> int | None:
         key = (parsed.package, parsed.request_id)
         rid = link.rids.get(key)
+        if rid is not None and not self.driver.intact(rid) and not await self.driver.reverify(rid):
+            # the blob no longer matches: resolved again, and refused as absent
+            del link.rids[key]
+            rid = None
         if rid is None:
             rid = await self.driver.resolve_rid(link.device, parsed.package)
             if rid is not None:

@@ -45,6 +45,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import FastAPI
@@ -87,6 +88,7 @@ from otahub.hub.services.events import (
     UpdateCreated,
     UpdateTransitioned,
 )
+from otahub.hub.services.integrity import FirmwareCorrupt
 from otahub.hub.services.views import DeviceView, PackageView, UpdateView
 from otahub.mqtt.packets import Publish
 from otahub.mqtt.reason_codes import ReasonCode
@@ -310,8 +312,32 @@ class ThingsBoardDriver(Driver):
         if found is None:
             return None
         view, update_id = found
-        path = self.core.blobs.local_path(view.sha256)
-        return RidState(view.id, view.size, path, update_id)
+        try:
+            path = await self.core.integrity.servable(view.sha256)
+        except FirmwareCorrupt:
+            return None  # answered as an absent package; its update has failed
+        return RidState(view.id, view.size, path, update_id, sha256=view.sha256)
+
+    def intact(self, rid: RidState) -> bool:
+        """Whether the blob a ``{rid}`` serves is unchanged since it was verified:
+        one ``fstat`` of the descriptor chunks are read from, before each chunk."""
+        if rid.path is None:
+            return True
+        try:
+            return self.core.blobs.known_intact(rid.sha256, self.blobs.stat(rid.path))
+        except OSError:
+            return False
+
+    async def reverify(self, rid: RidState) -> bool:
+        """After ``intact`` said no: hash the blob again; True if the rid may go on."""
+        if rid.path is None:
+            return True
+        self.blobs.forget(rid.path)  # the next chunk reads the file now at the path
+        try:
+            path = await self.core.integrity.servable(rid.sha256)
+        except FirmwareCorrupt:
+            return False
+        return path is not None and path == Path(rid.path)
 
     def algorithm(self, device: DeviceView, package: PackageView | None = None) -> Algorithm:
         """The device's own setting if it has one, else the package's (as created)."""

@@ -23,6 +23,7 @@ from otahub.hub.drivers.thingsboard.devicestate import CHECKSUM_ALGORITHM, MQTT_
 from otahub.hub.http.auth import AdminAuth, load_or_create_token
 from otahub.hub.http.files import file_response
 from otahub.hub.services.errors import Invalid, NotFound
+from otahub.hub.services.integrity import FirmwareCorrupt
 from otahub.protocols.checksums import Algorithm
 from otahub.protocols.thingsboard import (
     BasicMqttCredentials,
@@ -52,7 +53,10 @@ async def serve_package(
         assert device is not None
         found = await driver.effective(device.name, package)
     view = None if found is None else found[0]
-    path = None if view is None else driver.core.blobs.local_path(view.sha256)
+    try:
+        path = None if view is None else await driver.core.integrity.servable(view.sha256)
+    except FirmwareCorrupt as exc:  # the update has failed with this reason
+        return Response(exc.detail, status_code=500, media_type="text/plain")
     attrs = None
     if view is not None:
         # A package whose bytes are not a local file is served like an external URL one: 404.
