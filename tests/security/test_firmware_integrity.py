@@ -242,3 +242,27 @@ def test_verify_scrubs_the_store_and_fails_on_corruption(
     assert results[bad["id"]]["status"] == "corrupt"
     assert results[bad["id"]]["actual_sha256"] not in (None, bad["sha256"])
     assert cli().returncode != 0  # neither --all nor packages
+
+
+def test_touched_but_intact_blob_keeps_serving_chunks(hub: HubProcess, api: httpx.Client) -> None:
+    """A changed stamp with the same bytes is hashed again and served on: no false alarm."""
+    package, data = upload(api, "integrity-touch")
+    token = f"tok-{secrets.token_hex(4)}"
+    body = {"name": "tb-touch", "dialect": "thingsboard", "token": token}
+    assert api.post("/devices", json=body).status_code == 201
+    device = PahoClient(hub.mqtt_port, "tb-touch", V311, username=token)
+    assert device.connect() == 0
+    try:
+        update_id = start_update(api, "tb-touch", "integrity-touch")
+        device.publish("v2/fw/request/1/chunk/0", b"4096", qos=1)
+        assert device.expect(10).payload == data[:4096]
+        os.utime(blob_path(hub, package["sha256"]))
+        device.publish("v2/fw/request/1/chunk/1", b"", qos=1)  # the remembered size
+        second = device.expect(10)
+        assert second.topic == "v2/fw/response/1/chunk/1" and second.payload == data[4096:8192]
+        assert api.get(f"/updates/{update_id}").json()["state"] not in ("failed", "canceled")
+    finally:
+        device.disconnect()
+    assert not [
+        line for line in hub.log().splitlines() if "integrity-touch" in line and LOGGED in line
+    ]
