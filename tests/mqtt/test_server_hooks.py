@@ -275,3 +275,51 @@ async def test_acknowledgement_precedes_a_plain_handlers_reply(running: RunningS
     await client.send(Publish("ask/2", b"", qos=1, packet_id=8))
     sent = await client.closed()
     assert [type(p).__name__ for p in sent] == ["Publish", "Disconnect"]
+
+
+@pytest.mark.parametrize("clean_start", [True, False], ids=["clean", "resumed"])
+async def test_session_observers_hear_of_a_connection_taken_over(
+    running: RunningServer, clean_start: bool
+) -> None:
+    # A driver counting live connections per device must see the old one end.
+    events: list[tuple[str, int]] = []
+    running.server.on_session_connected(lambda s: events.append(("up", id(s))))
+    running.server.on_session_disconnected(lambda s: events.append(("down", id(s))))
+    first = await RawClient.open(running.port, 4)
+    await first.connect("twice", clean_start=False)
+    old = running.server.session("twice")
+    second = await RawClient.open(running.port, 4)
+    await second.connect("twice", clean_start=clean_start)
+    new = running.server.session("twice")
+    assert old is not None and new is not None
+    second.close()
+    for _ in range(100):
+        if len(events) == 4:
+            break
+        await asyncio.sleep(0.02)
+    assert events == [("up", id(old)), ("down", id(old)), ("up", id(new)), ("down", id(new))]
+
+
+async def test_subscription_observer_sees_granted_filters_after_the_suback(
+    running: RunningServer,
+) -> None:
+    seen: list[tuple[str, str]] = []
+
+    def observe(session: Session, topic_filter: str) -> None:
+        # what a driver sends here must reach the client after its SUBACK
+        session.send(f"echo/{topic_filter.replace('+', 'x')}", b"", 0)
+        seen.append((session.client_id, topic_filter))
+
+    stop = running.server.on_subscribed(observe)
+    running.server.add_authenticator(TokenDriver({"tok": "dev"}))
+    client = await RawClient.open(running.port, 5)
+    await client.connect("subs", username="tok")
+    suback = await client.subscribe("dev/dev/+", "other/topic", qos=1)
+    assert suback.reason_codes[0] == 1 and suback.reason_codes[1] >= 0x80
+    echo = await client.recv()
+    assert isinstance(echo, Publish) and echo.topic == "echo/dev/dev/x"
+    assert seen == [("subs", "dev/dev/+")]
+    stop()
+    await client.subscribe("dev/dev/a", qos=1)
+    await client.expect_nothing()
+    assert len(seen) == 1

@@ -79,8 +79,13 @@ Authenticator = Callable[[ConnectInfo], Awaitable["Identity | Refusal | None"]]
 InterceptHandler = Callable[["Session", "Publish"], "Awaitable[int | None] | int | None"]
 NO_ACK: Final = -1
 
-# Called when a session connects (after CONNACK) or its connection ends.
+# Called when a session connects (after CONNACK) or its connection ends
+# (closed, lost, or taken over by a new connection with the same client id).
 SessionObserver = Callable[["Session"], "Awaitable[None] | None"]
+
+# Called with each topic filter a session was granted, after the SUBACK and
+# the retained messages it brought: what a driver sends then arrives after them.
+SubscriptionObserver = Callable[["Session", str], "Awaitable[None] | None"]
 
 # An in-process subscriber: gets every routed message matching its filter.
 MessageCallback = Callable[["Publish"], "Awaitable[None] | None"]

@@ -26,6 +26,7 @@ from otahub.mqtt.hooks import (
     MessageCallback,
     Refusal,
     SessionObserver,
+    SubscriptionObserver,
 )
 from otahub.mqtt.limits import HUB_OWNER, Limits, RetainedQuota
 from otahub.mqtt.message import Message
@@ -83,6 +84,7 @@ class MQTTServer:
         self._authenticators: list[tuple[Authenticator, frozenset[str] | None]] = []
         self._on_connected: list[SessionObserver] = []
         self._on_disconnected: list[SessionObserver] = []
+        self._on_subscribed: list[SubscriptionObserver] = []
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -186,6 +188,16 @@ class MQTTServer:
 
     def on_session_disconnected(self, observer: SessionObserver) -> None:
         self._on_disconnected.append(observer)
+
+    def on_subscribed(self, observer: SubscriptionObserver) -> Callable[[], None]:
+        """Be told of every accepted subscription; returns a function that stops it."""
+        self._on_subscribed.append(observer)
+
+        def stop() -> None:
+            if observer in self._on_subscribed:
+                self._on_subscribed.remove(observer)
+
+        return stop
 
     async def authenticate(self, info: ConnectInfo) -> Identity | Refusal:
         for authenticator, listeners in self._authenticators:
@@ -401,6 +413,9 @@ class MQTTServer:
             session.will = None
             old.close(ReasonCode.SESSION_TAKEN_OVER, "session taken over")
             session.connection = None
+            # That connection has ended: observers hear of it like any other
+            # end (its own connection_ended no longer matches the session).
+            self._notify(self._on_disconnected, session)
         present = False
         if session is not None and not connect.clean_start:
             session.cancel_timers()
@@ -427,7 +442,15 @@ class MQTTServer:
         return session, present
 
     def session_connected(self, session: Session) -> None:
-        for observer in self._on_connected:
+        self._notify(self._on_connected, session)
+
+    def session_subscribed(self, session: Session, topic_filter: str) -> None:
+        """After the SUBACK (and the retained messages) of one accepted filter."""
+        for observer in self._on_subscribed:
+            self.call(observer, session, topic_filter)
+
+    def _notify(self, observers: list[SessionObserver], session: Session) -> None:
+        for observer in observers:
             self.call(observer, session)
 
     def connection_ended(self, session: Session, conn: Connection, publish_will: bool) -> None:
@@ -453,8 +476,7 @@ class MQTTServer:
             session.expiry_timer = loop.call_later(
                 session.expiry_interval, self._expire_session, session
             )
-        for observer in self._on_disconnected:
-            self.call(observer, session)
+        self._notify(self._on_disconnected, session)
 
     def _delayed_will(self, session: Session) -> None:
         session.will_timer = None
