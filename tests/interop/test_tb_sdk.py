@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,6 +20,7 @@ import mmh3
 import pytest
 
 from tests.hubproc import HubProcess
+from tests.interop.paho_client import V5, PahoClient
 from tests.interop.tbhub import TbHub
 
 tb_device_mqtt = pytest.importorskip("tb_device_mqtt")
@@ -66,6 +68,14 @@ def image_for(algorithm: str, seed: int) -> bytes:
     return bytes(data)
 
 
+def image_failing_for(algorithm: str) -> bytes:
+    """Random bytes whose correct checksum the SDK rejects (its CRC32 check drops a 0x00 byte)."""
+    while True:
+        data = os.urandom(IMAGE_SIZE)
+        if not sdk_utils.verify_checksum(data, algorithm, _hub_checksum(algorithm, data)):
+            return data
+
+
 class SdkDevice:
     """One TBDeviceMqttClient whose install step reports UPDATED like a real device would."""
 
@@ -75,11 +85,22 @@ class SdkDevice:
         )
         self.received: bytes | None = None
         self.algorithm: str | None = None  # the fw_checksum_algorithm it verified with
+        self.installed: list[str] = []
         self.done = threading.Event()
+        self.downloaded = threading.Event()  # set on each DOWNLOADED the SDK reports
         self.client.set_on_firmware_received_callback(self._install)
+        report = self.client.update_firmware_info
+
+        def reporting(*args: Any, **kwargs: Any) -> None:
+            if kwargs.get("state") is tb_device_mqtt.TBFirmwareState.DOWNLOADED:
+                self.downloaded.set()
+            report(*args, **kwargs)
+
+        self.client.update_firmware_info = reporting
 
     def _install(self, client: Any, data: bytes, version: str) -> None:
         self.received = data
+        self.installed.append(version)
         state = tb_device_mqtt.TBFirmwareState
         client.update_firmware_info(state=state.UPDATING)
         info = client.firmware_info
@@ -196,3 +217,69 @@ def test_sdk_gets_session_limits(tb: TbHub) -> None:
         client.disconnect()
     assert answer["maxPayloadSize"] == 65536
     assert set(answer["rateLimits"]) == {"messages", "telemetryMessages", "telemetryDataPoints"}
+
+
+def _wait_device(
+    tb: TbHub, name: str, ready: Callable[[dict[str, Any]], bool], timeout: float = 20
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        device = tb.device(name)
+        if ready(device):
+            return device
+        assert time.monotonic() < deadline, f"device {name} never got there: {device}"
+        time.sleep(0.05)
+
+
+def test_second_connection_with_the_same_token_does_not_cut_off_the_first(tb: TbHub) -> None:
+    name = "sdk-twice"
+    image = image_for("SHA256", seed=7)
+    tb.upload(name, "2.0.0", image)
+    tb.add_device(name, f"token-{name}")
+    device = SdkDevice(tb.mqtt_port, f"token-{name}", 65536)
+    device.run()
+    try:
+        first = _wait_device(tb, name, lambda d: d["online"])
+        # the same token from a second client, which connects and goes away again
+        second = PahoClient(tb.mqtt_port, f"{name}-second", V5, username=f"token-{name}")
+        assert second.connect() == 0
+        joined = _wait_device(tb, name, lambda d: d["last_seen_at"] != first["last_seen_at"])
+        second.disconnect()
+        left = _wait_device(tb, name, lambda d: d["last_seen_at"] != joined["last_seen_at"])
+        assert left["online"] is True  # the first session is still there
+        # and the hub still delivers to it: the update goes through
+        update_id = tb.start_update(name, name, "2.0.0")
+        update = tb.wait_update(update_id, ("succeeded", "failed", "canceled"), timeout=40)
+        assert update["state"] == "succeeded", update
+        assert device.received == image
+    finally:
+        device.stop()
+    _wait_device(tb, name, lambda d: not d["online"])
+
+
+def test_failed_update_then_reassignment_delivers_only_the_new_package(tb: TbHub) -> None:
+    # The SDK answers a checksum failure by fetching the package again and again;
+    # its FAILED for the old package must not end the update that replaces it.
+    name = "sdk-reassign"
+    tb.upload(name, "2.0.0", image_failing_for("CRC32"))
+    good = image_for("CRC32", seed=11)
+    tb.upload(name, "3.0.0", good)
+    tb.add_device(name, f"token-{name}")
+    tb.settings(name, checksum_algorithm="CRC32")
+    failing = tb.start_update(name, name, "2.0.0")
+    device = SdkDevice(tb.mqtt_port, f"token-{name}", 65536)
+    device.run()
+    try:
+        failed = tb.wait_update(failing, ("succeeded", "failed", "canceled"), timeout=40)
+        assert (failed["state"], failed["code"]) == ("failed", "FAILED"), failed
+        # reassigned while the SDK verifies its next copy of the old package
+        device.downloaded.clear()
+        assert device.downloaded.wait(20)
+        replacing = tb.start_update(name, name, "3.0.0")
+        update = tb.wait_update(replacing, ("succeeded", "failed", "canceled"), timeout=60)
+    finally:
+        device.stop()
+    assert update["state"] == "succeeded", update
+    assert "failed" not in [t["to_state"] for t in update["transitions"]]
+    assert device.installed == ["3.0.0"]
+    assert device.received == good

@@ -93,10 +93,17 @@ class Attributes:
         return None
 
     def push(self, device: str, change: AttributeChange) -> bool:
-        """Send a change to the device's live session if it subscribed to pushes."""
-        session = self.driver.live.get(device)
-        if session is None or not session.connected:
-            return False
+        """Send a change to every live session of the device that subscribed to pushes.
+
+        ThingsBoard serves each session of a device alike; True if any got it.
+        """
+        sent = False
+        for session in self.driver.sessions(device):
+            sent = self._push_to(session, device, change) or sent
+        return sent
+
+    @staticmethod
+    def _push_to(session: Session, device: str, change: AttributeChange) -> bool:
         for topic_filter, options in session.subscriptions.items():
             sub = accept_subscription(topic_filter)
             if sub is None or not sub.starts_attribute_pushes:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from otahub.hub.drivers.thingsboard.attributes import subscription_qos
 from otahub.hub.drivers.thingsboard.auth import Link, RidState
+from otahub.hub.drivers.thingsboard.fetches import Fetch
 from otahub.mqtt.hooks import NO_ACK
 from otahub.mqtt.reason_codes import ReasonCode
 from otahub.mqtt.session import Session
@@ -74,6 +75,9 @@ class Chunks:
             rid = await self.driver.resolve_rid(link.device, parsed.package)
             if rid is not None:
                 rid = link.rids.setdefault(key, rid)
+                self.driver.fetches.note(
+                    link.device, parsed.package, Fetch(rid.package_id, rid.update_id)
+                )
         return self._answer(session, link, topic, parsed, payload, rid)
 
     def _answer(

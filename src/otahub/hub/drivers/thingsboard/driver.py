@@ -30,6 +30,13 @@ cancel / unassign                  ``canceled``; pushes         hub
 
 The same holds for software with ``sw_`` keys and ``v2/sw`` topics.
 
+A device may hold several sessions at once (the same token twice), as on
+ThingsBoard: attribute pushes go to each of them that subscribed, and the
+device is ``online`` while any of them is connected (``presence.py``).
+Telemetry names no package, so a post-download state about a package other
+than the active update's, judged by what the device fetched last, is logged
+and ignored (``fetches.py``).
+
 The checksum algorithm of ``fw_checksum`` is chosen per device
 (``PUT /api/v1/thingsboard/devices/{name}``, ``otahub thingsboard set``),
 default SHA256; it is fixed for an update when the update is initiated.
@@ -41,7 +48,6 @@ payload still gets a PUBACK (reason 0) before the error reply or the close.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable
@@ -51,6 +57,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI
 
 from otahub.hub.drivers.base import Driver, DriverContext
+from otahub.hub.drivers.presence import Presence
 from otahub.hub.drivers.thingsboard.assignment import Assignments
 from otahub.hub.drivers.thingsboard.attributes import KIND_OF, Attributes, apply_change
 from otahub.hub.drivers.thingsboard.auth import (
@@ -71,6 +78,7 @@ from otahub.hub.drivers.thingsboard.devicestate import (
     DeviceStates,
     section,
 )
+from otahub.hub.drivers.thingsboard.fetches import Fetches
 from otahub.hub.drivers.thingsboard.http_api import mount_routes
 from otahub.hub.drivers.thingsboard.pacing import Pacer
 from otahub.hub.drivers.thingsboard.progress import (
@@ -133,7 +141,10 @@ class ThingsBoardDriver(Driver):
         self.states = DeviceStates(ctx.core.devices)
         self.driver_states = DriverStates(ctx.core)
         self.basic = BasicCredentialIndex()
-        self.live: dict[str, Session] = {}
+        # every live session of each device: a second connection with the same
+        # token neither replaces nor, when it ends, cuts off the first
+        self.presence = Presence(ctx.core.devices, DIALECT)
+        self.fetches = Fetches()
         self.blobs = OpenBlobs()
         self.progress = DownloadProgress(ctx.core)
         self.attributes = Attributes(self)
@@ -162,6 +173,7 @@ class ThingsBoardDriver(Driver):
                 self._on_event, UpdateCreated, UpdateTransitioned, DeviceCreated, DeviceDeleted
             )
         )
+        await self.presence.reset()
         self.pacer.start(self.core.parts)
         # Assignments queued before a restart are notified again.
         for update in await self.core.updates.list(state="pending", limit=1000):
@@ -178,28 +190,24 @@ class ThingsBoardDriver(Driver):
 
     # -- sessions ------------------------------------------------------------
 
+    def sessions(self, device: str) -> list[Session]:
+        """The device's connected sessions, oldest first."""
+        return [s for s in self.presence.signs(device) if isinstance(s, Session) and s.connected]
+
     def _on_connected(self, session: Session) -> Awaitable[None] | None:
         if session.identity.dialect != DIALECT:
             return None
-        self.live[session.identity.name] = session
-        return self._connected(session.identity.name)
+        return self._connected(session)
 
-    async def _connected(self, device: str) -> None:
-        await self.core.devices.report(device, online=True)
+    async def _connected(self, session: Session) -> None:
+        device = session.identity.name
+        await self.presence.add(device, session)
         await self.assignments.reconcile_device(device)
 
     def _on_disconnected(self, session: Session) -> Awaitable[None] | None:
         if session.identity.dialect != DIALECT:
             return None
-        name = session.identity.name
-        if self.live.get(name) is not session:
-            return None  # a newer connection of the same device took over
-        del self.live[name]
-        return self._offline(name)
-
-    async def _offline(self, device: str) -> None:
-        with contextlib.suppress(NotFound):
-            await self.core.devices.report(device, online=False)
+        return self.presence.remove(session.identity.name, session)
 
     # -- device publishes ----------------------------------------------------
 
@@ -367,6 +375,8 @@ class ThingsBoardDriver(Driver):
         elif isinstance(event, DeviceDeleted):
             self.basic.put(event.device.name, None)
             self.states.forget(event.device.name)
+            self.presence.forget(event.device.name)
+            self.fetches.forget(event.device.name)
 
     async def _queued(self, update: UpdateView) -> None:
         p = PACKAGE_OF[update.kind].prefix

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from otahub.hub.drivers.thingsboard.assignment import mount_assignments
 from otahub.hub.drivers.thingsboard.devicestate import CHECKSUM_ALGORITHM, MQTT_BASIC
+from otahub.hub.drivers.thingsboard.fetches import Fetch
 from otahub.hub.http.auth import AdminAuth, load_or_create_token
 from otahub.hub.http.files import file_response
 from otahub.hub.services.errors import Invalid, NotFound
@@ -73,7 +74,8 @@ async def serve_package(
             decision.reason,
         )
         return Response(decision.reason, status_code=decision.status, media_type="text/plain")
-    assert view is not None and path is not None
+    assert view is not None and path is not None and device is not None and found is not None
+    driver.fetches.note(device.name, package, Fetch(view.id, found[1]))
     file_name = view.filename or f"{view.title}-{view.version}.bin"
     headers = http_firmware_headers(file_name, view.content_type)
     content_type = headers.pop("Content-Type")

@@ -73,6 +73,19 @@ class Telemetry:
         if target is None:
             log.info("device %s: %s_state %r stored verbatim", device, p, report.state)
             return
+        other = self.driver.fetches.other_than(device, report.package, update, target)
+        if other is not None:
+            log.info(
+                "device %s: %s_state %s is about package %d (update %s) it fetched last, "
+                "not update %d; ignored",
+                device,
+                p,
+                report.state,
+                other.package_id,
+                other.update_id,
+                update.id,
+            )
+            return
         core = self.driver.core
         if target is UpdateState.SUCCEEDED:
             check = check_updated(report, update.title, update.version)

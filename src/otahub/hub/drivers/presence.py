@@ -1,0 +1,71 @@
+"""Which devices are online, counted from every live sign a driver can attribute.
+
+A device may have several signs of life at once: two MQTT sessions with the
+same ThingsBoard token, or a thin-edge child's session and its agent's
+health status. The device is online while any of them lives, so one ending
+never hides another. Each change writes the registry's ``online`` and
+``last_seen`` from the count *at the time of writing*, one write at a time
+per device, so the last write always says how things are now, whatever order
+the connect and disconnect callbacks ran in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Hashable
+
+from otahub.hub.services.devices import DeviceService
+from otahub.hub.services.errors import NotFound
+
+log = logging.getLogger("otahub.hub.drivers")
+
+
+class Presence:
+    def __init__(self, devices: DeviceService, dialect: str) -> None:
+        self.devices = devices
+        self.dialect = dialect
+        # device -> live signs, in the order they appeared (dicts keep it)
+        self._signs: dict[str, dict[Hashable, None]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def signs(self, device: str) -> list[Hashable]:
+        """The device's live signs, oldest first."""
+        return list(self._signs.get(device, ()))
+
+    def is_online(self, device: str) -> bool:
+        return bool(self._signs.get(device))
+
+    async def reset(self) -> None:
+        """At start nothing is live yet: a crash may have left devices marked online."""
+        for device in await self.devices.list(dialect=self.dialect):
+            if device.online and not self.is_online(device.name):
+                await self._write(device.name)
+
+    async def add(self, device: str, sign: Hashable) -> None:
+        signs = self._signs.setdefault(device, {})
+        if sign in signs:
+            return
+        signs[sign] = None
+        await self._write(device)
+
+    async def remove(self, device: str, sign: Hashable) -> None:
+        signs = self._signs.get(device)
+        if signs is None or sign not in signs:
+            return
+        del signs[sign]
+        if not signs:
+            del self._signs[device]
+        await self._write(device)
+
+    def forget(self, device: str) -> None:
+        """The device was deleted."""
+        self._signs.pop(device, None)
+        self._locks.pop(device, None)
+
+    async def _write(self, device: str) -> None:
+        lock = self._locks.setdefault(device, asyncio.Lock())
+        async with lock:
+            with contextlib.suppress(NotFound):  # not (or no longer) registered
+                await self.devices.report(device, online=self.is_online(device))
