@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -310,3 +311,33 @@ def test_forced_delete_of_an_updating_legacy_child_removes_its_file_link(
     respond(setup, child, json.dumps({"id": request["id"], "status": "successful"}))
     assert api.wait_for(lambda: f"ignoring successful from {child}" in setup.hub.log())
     assert api.update(update_id)["state"] == "canceled"
+def wait_online(api: Api, child: str, online: bool, timeout: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        device: dict[str, Any] = api.device(child).json()
+        if device["online"] is online:
+            return device
+        assert time.monotonic() < deadline, f"{child} never became online={online}: {device}"
+        time.sleep(0.05)
+
+
+def test_child_offline_at_start_gets_the_request_when_it_subscribes(setup: Setup) -> None:
+    if setup.external:
+        pytest.skip("through an external broker the hub cannot see the child's session")
+    api, child = setup.api, "tedge-child7"
+    add_child(setup, child)
+    assert api.device(child).json()["online"] is False
+    update_id = api.start(child, "OpenWRT", "22.03").json()["id"]
+    assert api.wait_update(update_id, lambda u: u["state"] == "sent")["state"] == "sent"
+    # the child connects and subscribes to its own requests, as seed 001 does
+    own = Listener(setup.child, f"tedge/{child}/commands/req/firmware_update").ready()
+    try:
+        request = request_for(own, child)
+        assert request["attempt"] == 2  # the first went out while nobody listened
+        assert wait_online(api, child, True)["last_seen_at"] is not None
+        respond(setup, child, f'{{"id": "{request["id"]}", "status": "successful"}}')
+        done = api.wait_update(update_id, lambda u: u["state"] == "succeeded")
+        assert done["state"] == "succeeded"
+    finally:
+        own.stop()
+    wait_online(api, child, False)

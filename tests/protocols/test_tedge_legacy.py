@@ -423,3 +423,24 @@ class TestFileTransfer:
             return
         assert path is not None
         assert ".." not in path.segments and "." not in path.segments and "" not in path.segments
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "child"),
+    [
+        ("tedge/c1/commands/req/firmware_update", "c1"),
+        ("tedge/c1/commands/req/#", "c1"),
+        ("tedge/c1/#", "c1"),
+        ("tedge/c1/commands/+/firmware_update", "c1"),
+        ("tedge/+/commands/req/firmware_update", None),  # names no child
+        ("tedge/#", None),
+        ("tedge/c1/commands/res/firmware_update", None),
+        ("tedge/c1/commands/req", None),
+        ("tedge/c1/commands/req/firmware_update/more", None),
+        ("te/device/c1///cmd/firmware_update/+", None),
+    ],
+)
+def test_subscribing_child_is_named_by_a_filter_over_its_request_topic(
+    topic_filter: str, child: str | None
+) -> None:
+    assert lg.subscribing_child(topic_filter) == child

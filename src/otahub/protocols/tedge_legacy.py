@@ -100,6 +100,27 @@ def parse_request_topic(topic: str) -> str | None:
     return _topic_child(topic, "req")
 
 
+def subscribing_child(topic_filter: str) -> str | None:
+    """The child whose request topic a subscription filter names, else ``None``.
+
+    A child subscribing to ``tedge/<child>/commands/req/firmware_update`` (or
+    a wildcard over it, such as ``tedge/<child>/commands/req/#``) is waiting
+    for requests: the only sign of a legacy child the protocol offers. A
+    filter with a wildcard in place of the child names no one.
+    """
+    parts = topic_filter.split("/")
+    if len(parts) < 2 or parts[0] != "tedge" or parts[1] in ("", "+", "#"):
+        return None
+    wanted = ["commands", "req", OPERATION]
+    rest = parts[2:]
+    for i, level in enumerate(rest):
+        if level == "#":
+            return parts[1]
+        if i >= len(wanted) or level not in ("+", wanted[i]):
+            return None
+    return parts[1] if len(rest) == len(wanted) else None
+
+
 # --------------------------------------------------------------------------
 # Request (gateway -> child)
 

@@ -22,13 +22,23 @@ child response                   canonical        notes
 
 The timeout is the update's deadline (``--update-timeout``, default 1 h, or
 per update), which the hub persists, so it keeps running across a hub
-restart. Responses are matched on (child, id); malformed ones, unknown
-operations and anything after a terminal status are logged and ignored.
-Asking again for the running update re-sends the request with ``attempt + 1``
-and the same id, without resetting the timer; a hub restart re-sends every
-request in flight the same way and keeps tracking it (upstream loses it). On
-the hub's own endpoint those re-sends wait ``RECONNECT_GRACE_S`` for the
-children to reconnect, as requests are not retained.
+restart. Responses are matched on (child, id) — the id the hub issued for
+that very update; malformed ones, unknown operations and anything after a
+terminal status are logged and ignored. Asking again for the running update
+re-sends the request with ``attempt + 1`` and the same id, without resetting
+the timer.
+
+Requests are not retained, so a child that is offline when its update
+starts would never see it. On the hub's own endpoint the driver sees each
+child come back: a session subscribing to the child's request topic (any
+filter naming the child, e.g. ``tedge/<child>/commands/req/#``) is that
+child. Then a request the child never answered (``sent``) goes out again
+with ``attempt + 1``, and so does every request in flight when the hub
+restarted (its responses may have been lost meanwhile); the child answers
+with its current status and does not start anything twice. Those sessions
+are also what makes the device ``online`` (``last_seen`` is when one came or
+went). Through an external broker (``--broker``) the hub sees no sessions:
+requests in flight re-sent at start, and ``online`` stays ``no``.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ import json
 import logging
 import secrets
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -47,10 +58,12 @@ from otahub.hub.drivers.base import Driver, DriverContext
 from otahub.hub.drivers.file_transfer.offer import OfferFailed, file_root, offer_firmware
 from otahub.hub.drivers.file_transfer.routes import mount_file_transfer
 from otahub.hub.drivers.inbox import Inbox
-from otahub.hub.services.errors import ServiceError
+from otahub.hub.drivers.presence import Presence
+from otahub.hub.services.errors import NotFound, ServiceError
 from otahub.hub.services.events import Event, UpdateCreated, UpdateTransitioned
 from otahub.hub.services.views import UpdateView
 from otahub.hub.transport import LocalTransport
+from otahub.mqtt.session import Session
 from otahub.protocols import tedge_legacy as legacy
 from otahub.protocols.states import UpdateState, is_terminal
 
@@ -61,9 +74,9 @@ SOURCE = "tedge-legacy"
 #: What upstream reports when a child fails without saying why.
 NO_REASON = "No failure reason provided by child device."
 _FINISHED_REMEMBERED = 1000
-#: Requests are not retained: after a restart of the hub's own endpoint they
-#: wait this long for children to reconnect and subscribe again. Through an
-#: external broker the children stayed connected and they go out at once.
+#: After a restart of the hub's own endpoint, a request in flight whose child
+#: has not subscribed again by name within this time (it listens with a
+#: wildcard, say) is re-sent anyway.
 RECONNECT_GRACE_S = 5.0
 
 
@@ -88,8 +101,13 @@ class TedgeLegacyDriver(Driver):
         # (child, id) -> terminal status, so late messages are ignored by name
         self._finished: OrderedDict[tuple[str, str], legacy.LegacyStatus] = OrderedDict()
         self._unsubscribe: list[Any] = []
+        self._undo: list[Callable[[], None]] = []
         self._responding: set[str] = set()  # children seen answering, this run
         self._resume: asyncio.Task[None] | None = None
+        self.presence = Presence(ctx.core.devices, DIALECT)
+        self._children: dict[Session, set[str]] = {}  # session -> children it waits for
+        # updates in flight when the hub (re)started: asked again when their child is back
+        self._reask: set[int] = set()
 
     def mount(self, app: FastAPI) -> None:
         mount_file_transfer(app, file_root(self.ctx), self.ctx.core.integrity)
@@ -109,38 +127,97 @@ class TedgeLegacyDriver(Driver):
                 continue
             if "id" in update.driver_state:
                 # In flight when the hub stopped: tracked again at once (its
-                # deadline never stopped running), re-sent below.
+                # deadline never stopped running) and asked again.
                 self._operations[(update.device, update.driver_state["id"])] = update.id
             waiting.append(update.id)
+        if isinstance(self.ctx.transport, LocalTransport):
+            # The endpoint started with the hub: nobody is connected yet.
+            await self.presence.reset()
+            self._reask.update(u for u in waiting if u in self._operations.values())
+            self._undo.append(self.ctx.mqtt.on_subscribed(self._on_subscribed))
+            self.ctx.mqtt.on_session_disconnected(self._on_disconnected)
         if waiting:
-            grace = RECONNECT_GRACE_S if isinstance(self.ctx.transport, LocalTransport) else 0.0
             self._resume = core.parts.start(
-                "tedge-legacy resume", self._send_waiting(waiting, grace), forever=False
+                "tedge-legacy resume", self._send_waiting(waiting), forever=False
             )
 
     async def stop(self) -> None:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
+        for undo in self._undo:
+            undo()
+        self._undo.clear()
         if self._resume is not None:
             self._resume.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._resume
         await self._inbox.stop()
 
-    async def _send_waiting(self, update_ids: list[int], grace: float) -> None:
-        """After a restart: re-send requests in flight with ``attempt + 1``, send pending ones."""
-        await asyncio.sleep(grace)
+    async def _send_waiting(self, update_ids: list[int]) -> None:
+        """At start: send pending requests and re-send those in flight.
+
+        On the hub's own endpoint a re-send goes out when the child subscribes
+        again (``_on_subscribed``), or after ``RECONNECT_GRACE_S`` at the latest;
+        a re-send before anyone is connected would be lost.
+        """
+        local = isinstance(self.ctx.transport, LocalTransport)
         for update_id in update_ids:
-            try:
-                update = await self.ctx.core.updates.get(update_id, with_transitions=False)
-                if is_terminal(UpdateState(update.state)):
-                    continue
-                if "id" in update.driver_state:
-                    await self._resend(update)
-                else:
-                    await self._send(update)
-            except ServiceError as exc:
-                log.warning("update %d: %s", update_id, exc.detail)
+            await self._send_or_resend(update_id, only_pending=local)
+        if local:
+            await asyncio.sleep(RECONNECT_GRACE_S)
+            for update_id in update_ids:
+                if update_id in self._reask:
+                    self._reask.discard(update_id)
+                    await self._send_or_resend(update_id, only_pending=False)
+
+    async def _send_or_resend(self, update_id: int, *, only_pending: bool) -> None:
+        try:
+            update = await self.ctx.core.updates.get(update_id, with_transitions=False)
+            if is_terminal(UpdateState(update.state)):
+                return
+            if "id" not in update.driver_state:
+                await self._send(update)
+            elif not only_pending:
+                await self._resend(update)
+        except ServiceError as exc:
+            log.warning("update %d: %s", update_id, exc.detail)
+
+    # -- children's sessions (the hub's own endpoint only) ----------------------
+
+    def _on_subscribed(self, session: Session, topic_filter: str) -> Awaitable[None] | None:
+        child = legacy.subscribing_child(topic_filter)
+        if child is None:
+            return None
+        return self._child_back(session, child)
+
+    async def _child_back(self, session: Session, child: str) -> None:
+        try:
+            device = await self.ctx.core.devices.get(child)
+        except NotFound:
+            log.info("a session subscribed to the requests of %s, which is not a device", child)
+            return
+        if device.dialect != DIALECT:
+            return
+        if session.connected:
+            self._children.setdefault(session, set()).add(child)
+            await self.presence.add(child, session)
+        update = await self.ctx.core.updates.active_for(child)
+        if update is None or "id" not in update.driver_state:
+            return  # nothing sent yet: its request goes out when it is sent
+        if update.state == UpdateState.SENT or update.id in self._reask:
+            self._reask.discard(update.id)
+            log.info("update %d: %s subscribed to its requests; asking again", update.id, child)
+            await self._resend(update)
+
+    def _on_disconnected(self, session: Session) -> Awaitable[None] | None:
+        children = self._children.pop(session, None)
+        if not children:
+            return None
+        return self._children_gone(session, children)
+
+    async def _children_gone(self, session: Session, children: set[str]) -> None:
+        for child in children:
+            await self.presence.remove(child, session)
 
     # -- updates -> requests ---------------------------------------------------
 
