@@ -170,6 +170,7 @@ class TopicKind(Enum):
     CAPABILITY = "capability"
     COMMAND = "command"
     TWIN = "twin"
+    HEALTH = "health"
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,50 @@ def parse_topic(topic: str) -> FirmwareTopic | None:
         return FirmwareTopic(TopicKind.COMMAND, entity, channel[2])
     if channel == ["twin", "firmware"]:
         return FirmwareTopic(TopicKind.TWIN, entity)
+    if channel == ["status", "health"]:
+        return FirmwareTopic(TopicKind.HEALTH, entity)
     return None
+
+
+def subscribing_device(topic_filter: str) -> str | None:
+    """The device whose firmware commands a subscription filter names, else ``None``.
+
+    A child subscribing to ``te/device/<id>///cmd/firmware_update/+`` (or a
+    wildcard over it: ``…///cmd/+/+`` like the ESP32 client, ``te/device/<id>/#``)
+    waits for commands. A wildcard in place of the device id names no one.
+    """
+    parts = topic_filter.split("/")
+    if len(parts) < 3 or parts[:2] != [TOPIC_ROOT, "device"] or parts[2] in ("", "+", "#"):
+        return None
+    command = ["", "", "cmd", OPERATION, "any-id"]
+    rest = parts[3:]
+    for i, level in enumerate(rest):
+        if level == "#":
+            return parts[2]
+        if i >= len(command) or level not in ("+", command[i]):
+            return None
+    return parts[2] if len(rest) == len(command) else None
+
+
+#: The service whose health is the device's (upstream's default ``@health``).
+DEFAULT_HEALTH_SERVICE: Final = "tedge-agent"
+
+
+def health_service(registration: Mapping[str, JSONValue] | None) -> str:
+    """Which service's health stands for a device: its registration's ``@health``, or the agent."""
+    value = None if registration is None else registration.get("@health")
+    if isinstance(value, str) and value:
+        # ``@health`` names an entity (``device/child01/service/agent``) or a service id
+        return value.rstrip("/").rsplit("/", 1)[-1]
+    return DEFAULT_HEALTH_SERVICE
+
+
+def parse_health(payload: Payload) -> bool | None:
+    """``status/health``: True for ``up``, False for anything else, None when cleared."""
+    if len(payload) == 0:
+        return None
+    body = _json.decode_object(payload, _error, "health status")
+    return body.get("status") == "up"
 
 
 # --------------------------------------------------------------------------

@@ -41,14 +41,14 @@ class Presence:
         """At start nothing is live yet: a crash may have left devices marked online."""
         for device in await self.devices.list(dialect=self.dialect):
             if device.online and not self.is_online(device.name):
-                await self._write(device.name)
+                await self.write(device.name)
 
     async def add(self, device: str, sign: Hashable) -> None:
         signs = self._signs.setdefault(device, {})
         if sign in signs:
             return
         signs[sign] = None
-        await self._write(device)
+        await self.write(device)
 
     async def remove(self, device: str, sign: Hashable) -> None:
         signs = self._signs.get(device)
@@ -57,14 +57,15 @@ class Presence:
         del signs[sign]
         if not signs:
             del self._signs[device]
-        await self._write(device)
+        await self.write(device)
 
     def forget(self, device: str) -> None:
         """The device was deleted."""
         self._signs.pop(device, None)
         self._locks.pop(device, None)
 
-    async def _write(self, device: str) -> None:
+    async def write(self, device: str) -> None:
+        """Write the device's state now (e.g. once it is registered)."""
         lock = self._locks.setdefault(device, asyncio.Lock())
         async with lock:
             with contextlib.suppress(NotFound):  # not (or no longer) registered

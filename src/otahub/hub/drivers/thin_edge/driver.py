@@ -37,6 +37,11 @@ records the verbatim status in its source (``thin-edge:<status>``). When the
 hub ends an update itself (canceled, timed out) it clears the command too.
 After a restart of the hub's own endpoint, whose retained store lives in
 memory, running commands are published again with their last status.
+
+A child is online while its health says ``up`` (``te/device/<id>///status/health``,
+or the service its registration's ``@health`` names, ``tedge-agent`` by
+default) and, on the hub's own endpoint, while a session is subscribed to its
+commands (``Presence`` counts each of these signs).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import FastAPI
@@ -56,12 +62,14 @@ from otahub.hub.drivers.file_transfer.offer import (
 )
 from otahub.hub.drivers.file_transfer.routes import mount_file_transfer
 from otahub.hub.drivers.inbox import Inbox
+from otahub.hub.drivers.presence import Presence
 from otahub.hub.services.devices import DeviceSpec
 from otahub.hub.services.errors import Conflict, Invalid, NotFound, ServiceError
 from otahub.hub.services.events import Event, UpdateCreated, UpdateTransitioned
 from otahub.hub.services.updates import UpdateRequest
 from otahub.hub.services.views import DeviceView, UpdateView
 from otahub.hub.transport import LocalTransport
+from otahub.mqtt.session import Session
 from otahub.protocols import thin_edge as te
 from otahub.protocols.states import UpdateState, can_transition, is_terminal
 
@@ -75,6 +83,7 @@ FILTERS = (
     "te/+/+/+/+/cmd/firmware_update",
     "te/+/+/+/+/cmd/firmware_update/+",
     "te/+/+/+/+/twin/firmware",
+    "te/+/+/+/+/status/health",
 )
 
 
@@ -96,6 +105,8 @@ class ThinEdgeDriver(Driver):
         self._inbox = Inbox("thin-edge", self._on_message)
         self._commands: dict[str, int] = {}  # command topic -> update id
         self._unsubscribe: list[Any] = []
+        self.presence = Presence(ctx.core.devices, DIALECT)
+        self._children: dict[Session, set[str]] = {}  # session -> devices it waits for
 
     def mount(self, app: FastAPI) -> None:
         mount_file_transfer(app, file_root(self.ctx), self.ctx.core.integrity)
@@ -115,6 +126,11 @@ class ThinEdgeDriver(Driver):
                 await self._restore(update, topic)
             elif update.state == UpdateState.PENDING:
                 await self._send(update)
+        # Nothing is live before the sessions and retained health come (again).
+        await self.presence.reset()
+        if isinstance(self.ctx.transport, LocalTransport):
+            self._unsubscribe.append(self.ctx.mqtt.on_subscribed(self._on_subscribed))
+            self.ctx.mqtt.on_session_disconnected(self._on_disconnected)
         self._inbox.start(core.parts)
         for topic_filter in FILTERS:
             await self.ctx.transport.subscribe(topic_filter, self._inbox.put)
@@ -222,7 +238,15 @@ class ThinEdgeDriver(Driver):
 
     async def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         parsed = te.parse_topic(topic)
-        if parsed is None or parsed.entity.service_id is not None:
+        if parsed is None:
+            return
+        if parsed.kind is te.TopicKind.HEALTH:
+            try:
+                await self._on_health(parsed.entity, payload)
+            except te.ThinEdgeError as exc:
+                log.warning("ignoring %s: %s", topic, exc)
+            return
+        if parsed.entity.service_id is not None:
             return  # services take no firmware
         try:
             if parsed.kind is te.TopicKind.REGISTRATION:
@@ -237,6 +261,53 @@ class ThinEdgeDriver(Driver):
             log.warning("ignoring %s: %s", topic, exc)
         except ServiceError as exc:  # e.g. the update was canceled meanwhile
             log.warning("%s: %s", topic, exc.detail)
+
+    # -- signs of life -------------------------------------------------------------
+
+    async def _on_health(self, entity: te.EntityTopicId, payload: bytes) -> None:
+        """The device's own health, or that of the service standing for it (``@health``)."""
+        up = te.parse_health(payload)
+        device = await self._device(te.EntityTopicId(entity.device_id), create=False)
+        if device is None:
+            return
+        registration = device.dialect_state.get("registration")
+        service = te.health_service(registration if isinstance(registration, dict) else None)
+        if entity.service_id not in (None, service):
+            return
+        sign = ("health", entity.service_id or "")
+        if up:
+            await self.presence.add(device.name, sign)
+        else:
+            await self.presence.remove(device.name, sign)
+
+    def _on_subscribed(self, session: Session, topic_filter: str) -> Awaitable[None] | None:
+        name = te.subscribing_device(topic_filter)
+        if name is None or name == "main":
+            return None
+        return self._session_waits(session, name)
+
+    async def _session_waits(self, session: Session, name: str) -> None:
+        """A session waiting for a child's commands is that child (the hub's endpoint only)."""
+        try:
+            device = await self.ctx.core.devices.get(name)
+            if device.dialect != DIALECT:
+                return
+        except NotFound:
+            pass  # its registration, just published, makes it a device: written then
+        if not session.connected:
+            return
+        self._children.setdefault(session, set()).add(name)
+        await self.presence.add(name, session)
+
+    def _on_disconnected(self, session: Session) -> Awaitable[None] | None:
+        names = self._children.pop(session, None)
+        if not names:
+            return None
+        return self._sessions_gone(session, names)
+
+    async def _sessions_gone(self, session: Session, names: set[str]) -> None:
+        for name in names:
+            await self.presence.remove(name, session)
 
     async def _device(
         self, entity: te.EntityTopicId, *, create: bool, **kind: str | None
@@ -254,6 +325,8 @@ class ThinEdgeDriver(Driver):
                     DeviceSpec(name=name, dialect=DIALECT, device_type=kind.get("device_type"))
                 )
                 log.info("registered thin-edge device %s", name)
+                if self.presence.is_online(name):
+                    await self.presence.write(name)
             except Invalid as exc:
                 log.warning("ignoring entity %s: %s", entity, exc.detail)
                 return None

@@ -1,0 +1,105 @@
+"""The thin-edge driver in ``otahub serve``: online from what the protocol shows, and restarts.
+
+Children are played with paho as seed 000 types them; the hub runs as a
+real process on its own MQTT endpoint, and is killed with SIGKILL where a
+crash is the point.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.hubproc import HubProcess
+from tests.interop.paho_client import PahoClient
+
+pytestmark = pytest.mark.interop
+
+IMAGE = b"thin-edge image\n" * 1000
+
+
+class Hub:
+    def __init__(self, root: Path) -> None:
+        self.proc = HubProcess(data_dir=root / "data", extra_args=["--no-auth"]).start()
+        self.http = httpx.Client(base_url=f"{self.proc.http_url}/api/v1", timeout=30)
+
+    def device(self, name: str) -> dict[str, Any]:
+        """The device, or {} while the hub has not registered it yet."""
+        response = self.http.get(f"/devices/{name}")
+        assert response.status_code in (200, 404), response.text
+        body: dict[str, Any] = response.json() if response.status_code == 200 else {}
+        return body
+
+    def update(self, update_id: int) -> dict[str, Any]:
+        body: dict[str, Any] = self.http.get(f"/updates/{update_id}").json()
+        return body
+
+    def wait(self, what: Callable[[], dict[str, Any]], ready: Callable[[dict[str, Any]], bool]):
+        deadline = time.monotonic() + 30
+        while True:
+            got = what()
+            if ready(got):
+                return got
+            assert time.monotonic() < deadline, f"never got there: {got}"
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.http.close()
+        self.proc.stop()
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[Hub]:
+    running = Hub(tmp_path)
+    response = running.http.post(
+        "/firmware", params={"title": "fw", "version": "2.0"}, content=IMAGE
+    )
+    assert response.status_code == 201, response.text
+    try:
+        yield running
+    finally:
+        running.close()
+        assert "Traceback" not in running.proc.log()
+
+
+def child(hub: Hub, name: str, *, subscribe: bool = True) -> PahoClient:
+    """Seed 000, steps 1-4: registration, capability, twin, then the command subscription."""
+    client = PahoClient(hub.proc.mqtt_port, name)
+    assert client.connect() == 0
+    entity = f"te/device/{name}//"
+    client.publish(entity, json.dumps({"@type": "child-device", "type": "demo"}), 1, True)
+    client.publish(f"te/device/{name}///cmd/firmware_update", "{}", 1, True)
+    client.publish(f"te/device/{name}///twin/firmware", '{"name":"fw","version":"1.0"}', 1, True)
+    if subscribe:
+        client.subscribe(f"te/device/{name}///cmd/firmware_update/+", 1)
+    return client
+
+
+def test_child_is_online_while_its_session_waits_for_commands(hub: Hub) -> None:
+    device = child(hub, "te-online")
+    seen = hub.wait(lambda: hub.device("te-online"), lambda d: d.get("online") is True)
+    assert seen["last_seen_at"] is not None
+    device.disconnect()
+    hub.wait(lambda: hub.device("te-online"), lambda d: d.get("online") is False)
+
+
+def test_child_is_online_while_its_agent_reports_up(hub: Hub) -> None:
+    # A connector that only registers (no subscription the hub could see) and
+    # keeps its agent's health, with the broker's will saying "down" on a crash.
+    device = child(hub, "te-health", subscribe=False)
+    hub.wait(lambda: hub.device("te-health"), lambda d: "online" in d)
+    assert hub.device("te-health")["online"] is False
+    health = "te/device/te-health/service/tedge-agent/status/health"
+    device.publish(health, '{"status":"up","pid":1}', 1, True)
+    hub.wait(lambda: hub.device("te-health"), lambda d: d.get("online") is True)
+    # another service's health says nothing about the device
+    device.publish("te/device/te-health/service/other/status/health", '{"status":"down"}', 1, True)
+    device.publish(health, '{"status":"down"}', 1, True)
+    hub.wait(lambda: hub.device("te-health"), lambda d: d.get("online") is False)
+    device.disconnect()
