@@ -394,25 +394,35 @@ class ThinEdgeDriver(Driver):
             return
         if command.known_status is te.CommandStatus.INIT:
             return  # our own command coming back
-        if retained and status == update.driver_state.get("status"):
+        if retained and not command.is_terminal and status == update.driver_state.get("status"):
             return  # replayed after a reconnect: nothing new
-        await updates.set_driver_state(update.id, {**update.driver_state, "status": status})
         target = te.status_to_state(status)
         source = f"{SOURCE}:{status}"
         progress = None if command.progress is None else round(command.progress)
+        # The transition is stored before the status it came from: after a crash
+        # between the two, the replayed status is applied again, never skipped.
         if command.known_status is te.CommandStatus.SUCCESSFUL:
             await updates.transition(update.id, UpdateState.SUCCEEDED, source=source)
+            await self._record_status(update, status)
             await self._on_success(update, command)
             await self._finish(update, clear=True)
         elif command.known_status is te.CommandStatus.FAILED:
             await updates.transition(
                 update.id, UpdateState.FAILED, reason=command.failure_reason, source=source
             )
+            await self._record_status(update, status)
             await self._finish(update, clear=True)
         else:
             # Custom statuses never move an update back; they count as progress.
             state = target if can_transition(current, target) else current
             await updates.transition(update.id, state, progress=progress, source=source)
+            await self._record_status(update, status)
+
+    async def _record_status(self, update: UpdateView, status: str) -> None:
+        """The child's last status: what the command is put back with after a restart."""
+        await self.ctx.core.updates.set_driver_state(
+            update.id, {**update.driver_state, "status": status}
+        )
 
     async def _on_success(self, update: UpdateView, command: te.FirmwareCommand) -> None:
         """Publish the new twin as the mapper does, and cross-check the child's own."""
