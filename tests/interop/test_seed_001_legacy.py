@@ -341,3 +341,24 @@ def test_child_offline_at_start_gets_the_request_when_it_subscribes(setup: Setup
     finally:
         own.stop()
     wait_online(api, child, False)
+
+
+def test_late_response_of_a_deleted_child_leaves_another_update_alone(
+    setup: Setup, listener: Listener
+) -> None:
+    # The deleted child's update id may be given to the next update (SQLite
+    # reuses the highest id): a response is matched by the operation the hub
+    # issued to that child, not by the id it was filed under.
+    api = setup.api
+    add_child(setup, "tedge-gone")
+    api.start("tedge-gone", "OpenWRT", "22.03")
+    gone = request_for(listener, "tedge-gone")
+    deleted = api.client.delete("/devices/tedge-gone", params={"force": "true"})
+    assert deleted.status_code == 204, deleted.text
+    add_child(setup, "tedge-next")
+    update_id = api.start("tedge-next", "OpenWRT", "22.03").json()["id"]
+    request = request_for(listener, "tedge-next")
+    respond(setup, "tedge-gone", f'{{"id": "{gone["id"]}", "status": "successful"}}')
+    respond(setup, "tedge-next", f'{{"id": "{request["id"]}", "status": "executing"}}')
+    update = api.wait_update(update_id, lambda u: u["state"] != "sent")
+    assert update["state"] == "downloading", update

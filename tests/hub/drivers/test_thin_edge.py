@@ -173,3 +173,30 @@ def test_status_stored_without_its_transition_is_applied_after_a_kill(hub: Hub) 
     hub.proc.start()
     done = hub.wait(lambda: hub.update(update_id), lambda u: u["state"] != "downloading")
     assert done["state"] == "succeeded", done
+
+
+def test_late_status_of_a_deleted_device_s_command_leaves_another_update_alone(hub: Hub) -> None:
+    # The deleted device's update id may be given to the next update (SQLite
+    # reuses the highest id): its command's late status must still be matched
+    # by the command the hub issued, not by that id.
+    gone = child(hub, "te-gone")
+    first, gone_topic, gone_command = _start_and_execute(hub, gone, "te-gone")
+    response = hub.http.delete("/devices/te-gone", params={"force": "true"})
+    assert response.status_code == 204, response.text
+    other = child(hub, "te-other")
+    hub.wait(lambda: hub.device("te-other"), lambda d: "online" in d)
+    response = hub.http.post(
+        "/updates", json={"device": "te-other", "title": "fw", "version": "2.0", "force": True}
+    )
+    assert response.status_code == 201, response.text
+    second = response.json()["id"]
+    command = other.expect(10)
+    assert json.loads(command.payload)["status"] == "init"
+    # the deleted child's executor finishes late
+    gone.publish(gone_topic, json.dumps({**gone_command, "status": "successful"}), 1, True)
+    gone.publish("te/device/te-gone///twin/firmware", '{"name":"fw","version":"2.0"}', 1, True)
+    hub.wait(lambda: hub.http.get("/devices/te-gone").json(), lambda d: "online" in d)
+    assert hub.update(second)["state"] == "sent", (first, second)
+    other.expect_none(1.0)  # its command was not cleared either
+    gone.disconnect()
+    other.disconnect()

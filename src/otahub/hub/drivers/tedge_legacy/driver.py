@@ -312,13 +312,32 @@ class TedgeLegacyDriver(Driver):
             )
             return
         try:
-            await self._apply(update_id, response)
+            await self._apply(child, update_id, response)
         except ServiceError as exc:  # e.g. canceled meanwhile
             log.warning("%s: %s", topic, exc.detail)
 
-    async def _apply(self, update_id: int, response: legacy.FirmwareResponse) -> None:
+    async def _apply(self, child: str, update_id: int, response: legacy.FirmwareResponse) -> None:
         updates = self.ctx.core.updates
-        update = await updates.get(update_id, with_transitions=False)
+        try:
+            update = await updates.get(update_id, with_transitions=False)
+        except NotFound:
+            update = None
+        if update is None or (update.device, update.driver_state.get("id")) != (
+            child,
+            response.id,
+        ):
+            # The update this operation was issued for is gone (its device was
+            # deleted): its late response must not touch whichever update now
+            # has that id.
+            self._operations.pop((child, response.id), None)
+            log.warning(
+                "ignoring %s from %s for operation %s: update %d was not issued it",
+                response.status,
+                child,
+                response.id,
+                update_id,
+            )
+            return
         if update.device not in self._responding:
             # Upstream's other sign of a legacy-capable child besides configuration.
             device = await self.ctx.core.devices.get(update.device)

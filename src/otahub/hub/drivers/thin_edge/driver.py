@@ -385,7 +385,22 @@ class ThinEdgeDriver(Driver):
                 log.info("ignoring %s on %s: no running update", command.status, topic)
             return
         updates = self.ctx.core.updates
-        update = await updates.get(update_id, with_transitions=False)
+        try:
+            update = await updates.get(update_id, with_transitions=False)
+        except NotFound:
+            update = None
+        if update is None or update.driver_state.get("topic") != topic:
+            # The update this command was issued for is gone (its device was
+            # deleted): never let its late status touch whichever update now
+            # has that id.
+            self._commands.pop(topic, None)
+            log.warning(
+                "ignoring %s on %s: update %d was not issued this command",
+                command.status,
+                topic,
+                update_id,
+            )
+            return
         status = command.status
         current = UpdateState(update.state)
         if is_terminal(current):
