@@ -239,7 +239,8 @@ def test_second_connection_with_the_same_token_does_not_cut_off_the_first(tb: Tb
     device = SdkDevice(tb.mqtt_port, f"token-{name}", 65536)
     device.run()
     try:
-        first = _wait_device(tb, name, lambda d: d["online"])
+        # online, and its telemetry in: from here only sessions move last_seen
+        first = _wait_device(tb, name, lambda d: d["online"] and d["firmware"]["version"] == "v0")
         # the same token from a second client, which connects and goes away again
         second = PahoClient(tb.mqtt_port, f"{name}-second", V5, username=f"token-{name}")
         assert second.connect() == 0
