@@ -267,18 +267,23 @@ class ThinEdgeDriver(Driver):
     async def _on_health(self, entity: te.EntityTopicId, payload: bytes) -> None:
         """The device's own health, or that of the service standing for it (``@health``)."""
         up = te.parse_health(payload)
-        device = await self._device(te.EntityTopicId(entity.device_id), create=False)
-        if device is None:
-            return
-        registration = device.dialect_state.get("registration")
+        name = entity.device_id
+        registration = None
+        try:
+            device = await self.ctx.core.devices.get(name)
+            if device.dialect != DIALECT:
+                return
+            registration = device.dialect_state.get("registration")
+        except NotFound:
+            pass  # retained health may come before the registration: kept, written then
         service = te.health_service(registration if isinstance(registration, dict) else None)
         if entity.service_id not in (None, service):
             return
         sign = ("health", entity.service_id or "")
         if up:
-            await self.presence.add(device.name, sign)
+            await self.presence.add(name, sign)
         else:
-            await self.presence.remove(device.name, sign)
+            await self.presence.remove(name, sign)
 
     def _on_subscribed(self, session: Session, topic_filter: str) -> Awaitable[None] | None:
         name = te.subscribing_device(topic_filter)
