@@ -155,3 +155,12 @@ def test_forced_delete_of_an_updating_device_pushes_the_nine_deletions(tb: TbHub
     assert json.loads(dev.expect(5).payload) == {"deleted": NINE}
     assert tb.update(update_id)["state"] == "canceled"
     dev.disconnect()
+
+
+def test_deleting_a_device_closes_its_sessions(tb: TbHub) -> None:
+    dev = _listening(tb, "deleted-2")
+    tb.call("DELETE", "/devices/deleted-2", params={"force": "true"}, expect=204)
+    assert dev.wait_disconnected(10)
+    # and its token no longer opens one
+    again = PahoClient(tb.mqtt_port, "deleted-2-again", V5, username="tok-deleted-2")
+    assert again.connect() != 0

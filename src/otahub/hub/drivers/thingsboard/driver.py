@@ -373,6 +373,12 @@ class ThingsBoardDriver(Driver):
             if event.device.dialect == DIALECT:
                 await self.assignments.reconcile_device(event.device.name)
         elif isinstance(event, DeviceDeleted):
+            if event.device.dialect == DIALECT:
+                # Its credentials are gone; so are the sessions they opened (a
+                # chunk request on one must not reach an update filed later).
+                for session in self.sessions(event.device.name):
+                    log.info("device %s deleted: closing its session", event.device.name)
+                    session.disconnect(ReasonCode.NOT_AUTHORIZED, "device deleted")
             self.basic.put(event.device.name, None)
             self.states.forget(event.device.name)
             self.presence.forget(event.device.name)
