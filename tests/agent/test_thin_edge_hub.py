@@ -7,6 +7,7 @@ the canonical states, the hook's stderr becomes the failure reason.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.agent.agentproc import AgentProcess
-from tests.agent.hubapi import path_of, start_update, upload, wait_state
+from tests.agent.hubapi import path_of, start_update, until, upload, wait_state
 from tests.agent.test_thin_edge import Device, agents, install_hook
 from tests.hubproc import HubProcess
 
@@ -86,3 +87,34 @@ async def test_rollback_to_a_version_installed_before_succeeds(
         assert update["state"] == "succeeded", update
         assert device.version_file.read_text() == version
     assert device.hook_runs() == ["1.0.4", "1.0.5", "1.0.4"]
+
+
+async def test_hub_killed_while_a_child_installs_ends_in_the_child_s_real_state(
+    agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    # The child finishes while the hub is down (SIGKILL); after the restart on
+    # the same data dir the update must converge to what the child did.
+    hub = HubProcess(tmp_path / "hub" / "data", extra_args=["--no-auth"]).start()
+    try:
+        device = Device(tmp_path)
+        gate = tmp_path / "gate"
+        hook = (
+            f"sh -c 'while [ ! -e {gate} ]; do sleep 0.05; done; "
+            f'echo "$2" >> {device.hook_log}; printf %s "$2" > {device.version_file}\''
+            " hook {file} {version}"
+        )
+        upload(hub, TITLE, "1.0.7", os.urandom(50_000))
+        cfg = config(hub, device, "te-hub-killed", hook)
+        cfg["mqtt"]["reconnect_max"] = 0.5
+        cfg["hooks"]["timeout"] = 120
+        agents(cfg)
+        update_id = await start_update(hub, "te-hub-killed", TITLE, "1.0.7")
+        await wait_state(hub, update_id, "installing")
+        hub.stop(signal.SIGKILL)
+        gate.touch()
+        await until(lambda: device.hook_runs() == ["1.0.7"])
+        hub.start()
+        update = await wait_state(hub, update_id)
+        assert update["state"] == "succeeded", update
+    finally:
+        hub.stop()
