@@ -38,7 +38,7 @@ restarted (its responses may have been lost meanwhile); the child answers
 with its current status and does not start anything twice. Those sessions
 are also what makes the device ``online`` (``last_seen`` is when one came or
 went). Through an external broker (``--broker``) the hub sees no sessions:
-requests in flight re-sent at start, and ``online`` stays ``no``.
+requests in flight are re-sent at start, and ``online`` stays ``no``.
 """
 
 from __future__ import annotations
@@ -156,28 +156,26 @@ class TedgeLegacyDriver(Driver):
     async def _send_waiting(self, update_ids: list[int]) -> None:
         """At start: send pending requests and re-send those in flight.
 
-        On the hub's own endpoint a re-send goes out when the child subscribes
-        again (``_on_subscribed``), or after ``RECONNECT_GRACE_S`` at the latest;
-        a re-send before anyone is connected would be lost.
+        On the hub's own endpoint nobody is connected yet: a request in flight
+        goes out again when its child subscribes (``_on_subscribed``), and
+        whatever is still waiting after ``RECONNECT_GRACE_S`` goes out then.
         """
         local = isinstance(self.ctx.transport, LocalTransport)
-        for update_id in update_ids:
-            await self._send_or_resend(update_id, only_pending=local)
         if local:
             await asyncio.sleep(RECONNECT_GRACE_S)
-            for update_id in update_ids:
-                if update_id in self._reask:
-                    self._reask.discard(update_id)
-                    await self._send_or_resend(update_id, only_pending=False)
+        for update_id in update_ids:
+            in_flight = update_id in self._reask
+            self._reask.discard(update_id)
+            await self._send_or_resend(update_id, resend=in_flight or not local)
 
-    async def _send_or_resend(self, update_id: int, *, only_pending: bool) -> None:
+    async def _send_or_resend(self, update_id: int, *, resend: bool) -> None:
         try:
             update = await self.ctx.core.updates.get(update_id, with_transitions=False)
             if is_terminal(UpdateState(update.state)):
                 return
             if "id" not in update.driver_state:
                 await self._send(update)
-            elif not only_pending:
+            elif resend:
                 await self._resend(update)
         except ServiceError as exc:
             log.warning("update %d: %s", update_id, exc.detail)
