@@ -309,3 +309,16 @@ def test_device_delete_refused_while_updating_and_forced_delete_clears_command_a
     kept = api.update(update_id)
     assert (kept["state"], kept["device"], kept["device_id"]) == ("canceled", name, None)
     assert kept["transitions"][-1]["reason"] == f"device {name} deleted"
+def test_online_follows_the_agent_health_through_either_broker(
+    setup: tuple[HubProcess, Child, Api],
+) -> None:
+    # thin-edge's health endpoint: the service standing for the device (tedge-agent
+    # unless the registration's @health names another) says up, or its will says down.
+    _, child, api = setup
+    announce(child, api, "child-health")
+    assert api.device("child-health").json()["online"] is False
+    health = "te/device/child-health/service/tedge-agent/status/health"
+    child.pub(health, '{"pid": 4711, "status": "up", "time": 1674739912}', "-r")
+    assert api.wait_for(lambda: api.device("child-health").json()["online"] is True)
+    child.pub(health, '{"status": "down"}', "-r")
+    assert api.wait_for(lambda: api.device("child-health").json()["online"] is False)
