@@ -733,8 +733,8 @@ class Connection(asyncio.Protocol):
         self.send(Suback(packet.packet_id, codes))
         for topic_filter, options, _ in retained:
             self.server.send_retained(session, topic_filter, options)
-        for sub, granted in zip(packet.subscriptions, codes, strict=True):
-            if granted < 0x80:
+        for i, sub in enumerate(packet.subscriptions):
+            if codes[i] < 0x80:
                 self.server.session_subscribed(session, sub.topic_filter)
 
     def _on_unsubscribe(self, session: Session, packet: Unsubscribe) -> None:
