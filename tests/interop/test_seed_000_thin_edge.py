@@ -309,6 +309,8 @@ def test_device_delete_refused_while_updating_and_forced_delete_clears_command_a
     kept = api.update(update_id)
     assert (kept["state"], kept["device"], kept["device_id"]) == ("canceled", name, None)
     assert kept["transitions"][-1]["reason"] == f"device {name} deleted"
+
+
 def test_online_follows_the_agent_health_through_either_broker(
     setup: tuple[HubProcess, Child, Api],
 ) -> None:

@@ -311,6 +311,8 @@ def test_forced_delete_of_an_updating_legacy_child_removes_its_file_link(
     respond(setup, child, json.dumps({"id": request["id"], "status": "successful"}))
     assert api.wait_for(lambda: f"ignoring successful from {child}" in setup.hub.log())
     assert api.update(update_id)["state"] == "canceled"
+
+
 def wait_online(api: Api, child: str, online: bool, timeout: float = 20) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
