@@ -241,6 +241,8 @@ class Listener:
             text=True,
         )
         self.lines: queue.Queue[str] = queue.Queue()
+        # messages that came in while ``ready`` waited for its probe
+        self.early: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -253,16 +255,21 @@ class Listener:
         while time.monotonic() < deadline:
             self.child.pub(self.probe, "probe")
             try:
-                if self.lines.get(timeout=0.3).startswith(self.probe):
-                    return self
+                line = self.lines.get(timeout=0.3)
             except queue.Empty:
                 continue
+            if line.startswith(self.probe):
+                return self
+            self.early.append(line)  # a message sent right on subscription
         raise AssertionError("mosquitto_sub did not subscribe")
 
     def next(self, timeout: float = 15) -> tuple[str, str]:
         deadline = time.monotonic() + timeout
         while True:
-            line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            if self.early:
+                line = self.early.pop(0)
+            else:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
             if not line.startswith(self.probe):
                 topic, _, payload = line.partition(" ")
                 return topic, payload
