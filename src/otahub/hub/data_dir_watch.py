@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 DEFAULT_INTERVAL_S = 2.0
 
@@ -25,9 +27,19 @@ def _identity(path: Path) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-async def watch_paths(paths: list[Path], interval_s: float = DEFAULT_INTERVAL_S) -> None:
-    """Return never; raise :class:`DataDirGone` once one of ``paths`` is gone or replaced."""
-    started = {path: _identity(path) for path in paths}
+def watch_paths(
+    paths: list[Path], interval_s: float = DEFAULT_INTERVAL_S
+) -> Coroutine[Any, Any, None]:
+    """A coroutine that never returns; it raises :class:`DataDirGone` once one
+    of ``paths`` is gone or replaced.
+
+    The paths are looked at now, not when the coroutine first runs: a removal
+    right after start-up must be seen as one.
+    """
+    return _watch({path: _identity(path) for path in paths}, interval_s)
+
+
+async def _watch(started: dict[Path, tuple[int, int]], interval_s: float) -> None:
     while True:
         await asyncio.sleep(interval_s)
         for path, identity in started.items():
