@@ -20,8 +20,10 @@ class RawClient:
         self._pid = 0
 
     @classmethod
-    async def open(cls, port: int, version: int = 4) -> RawClient:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async def open(cls, port: int, version: int = 4, source: str | None = None) -> RawClient:
+        """Connect to 127.0.0.1:port, from the loopback address ``source`` if given."""
+        local_addr = None if source is None else (source, 0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=local_addr)
         return cls(reader, writer, version)
 
     def next_pid(self) -> int:

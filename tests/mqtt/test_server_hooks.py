@@ -82,7 +82,7 @@ async def test_authenticator_refusal_gets_connack_code(
 
 
 async def test_anonymous_refused_when_not_allowed(running: RunningServer) -> None:
-    running.server.config.allow_anonymous = False
+    running.server.config.anonymous_from = ()
     running.server.add_authenticator(TokenDriver({}))
     client = await RawClient.open(running.port, 4)
     connack = await client.connect("anon")

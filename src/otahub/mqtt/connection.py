@@ -453,6 +453,10 @@ class Connection(asyncio.Protocol):
         if isinstance(verdict, Refusal):
             self._refuse(verdict.reason_code, verdict.message)
             return
+        refusal = server.takeover_refusal(client_id, verdict)
+        if refusal is not None:
+            self._refuse(refusal.reason_code, refusal.message)
+            return
         self._accept(connect, client_id, assigned, verdict)
 
     def _peer_cert(self) -> dict[str, Any] | None:

@@ -5,6 +5,9 @@
   authenticator decides;
 - the identity may carry an *ACL* consulted for every PUBLISH and SUBSCRIBE
   of that session;
+- a CONNECT no authenticator accepts is *anonymous*: allowed only from the
+  networks in ``ServerConfig.anonymous_from`` (or from anywhere with
+  ``allow_anonymous``), with the ACL an *anonymous policy* gives it;
 - a driver may *intercept* topic patterns: PUBLISHes on them are handed to
   the driver with the sending session instead of being routed;
 - a driver may *deliver* a PUBLISH straight to one session (see
@@ -59,6 +62,20 @@ class Identity:
     acl: Acl | None = None
     # anything the driver wants back with every intercepted message
     data: Any = None
+    # accepted without credentials (see ServerConfig.anonymous_from)
+    anonymous: bool = False
+    # False for sessions whose topics are per connection (ThingsBoard's
+    # ``v1/devices/me/...``): plain routing and retained messages never reach
+    # their subscriptions, only what a driver sends them directly.
+    routed: bool = True
+
+    def same_principal(self, other: Identity) -> bool:
+        """Whether two identities are the same client (may take over its session)."""
+        return (
+            self.name == other.name
+            and self.dialect == other.dialect
+            and self.anonymous == other.anonymous
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +85,10 @@ class Refusal:
 
 
 Authenticator = Callable[[ConnectInfo], Awaitable["Identity | Refusal | None"]]
+
+# The ACL of an anonymous client, given its CONNECT and whether it came from
+# one of the ``anonymous_from`` networks (False: let in by ``allow_anonymous``).
+AnonymousPolicy = Callable[[ConnectInfo, bool], "Acl | None"]
 
 # An interception handler may be a plain function or a coroutine function;
 # a coroutine is run as a task so the connection keeps reading. What it

@@ -17,8 +17,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
+from otahub.mqtt.anonymous import LOOPBACK, parse_networks, peer_in
 from otahub.mqtt.connection import Connection
 from otahub.mqtt.hooks import (
+    AnonymousPolicy,
     Authenticator,
     ConnectInfo,
     Identity,
@@ -52,8 +54,17 @@ class ServerConfig:
     topic_alias_maximum: int = 16
     # a QoS 0 message is dropped rather than buffered past this many bytes
     write_buffer_limit: int = 8 * 1024 * 1024
-    allow_anonymous: bool = True
+    # clients no authenticator accepts are let in from these networks (CIDRs)...
+    anonymous_from: tuple[str, ...] = LOOPBACK
+    # ...or from anywhere when this is set
+    allow_anonymous: bool = False
     limits: Limits = field(default_factory=Limits)
+
+
+def _describe(identity: Identity) -> str:
+    if identity.anonymous:
+        return "an anonymous client"
+    return f"{identity.dialect or 'device'} {identity.name!r}"
 
 
 class _InternalSubscriber:
@@ -82,6 +93,7 @@ class MQTTServer:
         self._intercept_cache: dict[str, InterceptHandler | None] = {}
         self._route_cache: dict[str, list[tuple[object, SubscriptionOptions]]] = {}
         self._authenticators: list[tuple[Authenticator, frozenset[str] | None]] = []
+        self._anonymous_policy: AnonymousPolicy | None = None
         self._on_connected: list[SessionObserver] = []
         self._on_disconnected: list[SessionObserver] = []
         self._on_subscribed: list[SubscriptionObserver] = []
@@ -154,6 +166,10 @@ class MQTTServer:
             (authenticator, frozenset(listeners) if listeners is not None else None)
         )
 
+    def set_anonymous_policy(self, policy: AnonymousPolicy | None) -> None:
+        """What anonymous clients may do: the ACL ``policy`` gives each of them."""
+        self._anonymous_policy = policy
+
     def intercept(self, pattern: str, handler: InterceptHandler) -> Callable[[], None]:
         """Claim a topic pattern; returns a function that releases the claim."""
         if not is_valid_topic_filter(pattern):
@@ -206,9 +222,31 @@ class MQTTServer:
             verdict = await authenticator(info)
             if verdict is not None:
                 return verdict
-        if self.config.allow_anonymous:
-            return Identity(name=info.client_id)
-        return Refusal(ReasonCode.NOT_AUTHORIZED, "no authenticator accepted the credentials")
+        return self._anonymous(info)
+
+    def _anonymous(self, info: ConnectInfo) -> Identity | Refusal:
+        trusted = peer_in(info.peer, parse_networks(self.config.anonymous_from))
+        if not trusted and not self.config.allow_anonymous:
+            return Refusal(
+                ReasonCode.NOT_AUTHORIZED,
+                "anonymous access is allowed only from "
+                + (", ".join(self.config.anonymous_from) or "nowhere"),
+            )
+        policy = self._anonymous_policy
+        acl = None if policy is None else policy(info, trusted)
+        return Identity(name=info.client_id, acl=acl, anonymous=True)
+
+    def takeover_refusal(self, client_id: str, identity: Identity) -> Refusal | None:
+        """Refuse a CONNECT that would take over another client's live session."""
+        session = self.sessions.get(client_id)
+        if session is None or session.connection is None:
+            return None
+        if session.identity.same_principal(identity):
+            return None
+        return Refusal(
+            ReasonCode.CLIENT_IDENTIFIER_NOT_VALID,
+            f"client id is in use by {_describe(session.identity)}",
+        )
 
     # -- the in-process API for drivers ------------------------------------------
 
@@ -291,7 +329,7 @@ class MQTTServer:
         first: tuple[Session, Outgoing] | None = None
         for owner, options in self._subscribers(topic):
             assert isinstance(owner, Session)
-            if options.no_local and owner is sender:
+            if (options.no_local and owner is sender) or not owner.identity.routed:
                 continue
             qos = message.qos if message.qos < options.qos else options.qos
             if first is None:
@@ -355,6 +393,8 @@ class MQTTServer:
     def send_retained(
         self, session: Session, topic_filter: str, options: SubscriptionOptions
     ) -> None:
+        if not session.identity.routed:
+            return  # its topics are per connection: nothing retained is its own
         now = time.monotonic()
         sub_ids = [options.identifier] if options.identifier is not None else []
         for _, message in list(self.retained.match(topic_filter)):
@@ -417,7 +457,11 @@ class MQTTServer:
             # end (its own connection_ended no longer matches the session).
             self._notify(self._on_disconnected, session)
         present = False
-        if session is not None and not connect.clean_start:
+        if (
+            session is not None
+            and not connect.clean_start
+            and session.identity.same_principal(identity)
+        ):
             session.cancel_timers()
             session.will = None  # a resumed session cancels a delayed will
             present = True
