@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -20,6 +21,7 @@ from otahub.cli.client import (
     print_json,
     when,
 )
+from otahub.hub.device_auth.passwords import generate_password as new_password
 
 app = typer.Typer(no_args_is_help=True, help="The device registry.")
 
@@ -39,11 +41,28 @@ def add(
     device_type: Annotated[
         str | None, typer.Option(help="Device type (ThingsBoard profile / EnOS product).")
     ] = None,
+    password_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File holding the device's MQTT password alone (thin-edge, tedge-legacy; "
+            "the user name is the device name).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    generate_password: Annotated[
+        bool,
+        typer.Option(
+            "--generate-password",
+            help="Generate the device's MQTT password and print it once (thin-edge, tedge-legacy).",
+        ),
+    ] = False,
     server: Server = DEFAULT_SERVER,
     admin_token: AdminToken = None,
     json: Json = False,
 ) -> None:
     """Register a device. Here --token is the device's ThingsBoard token; see --admin-token."""
+    password = _password(password_file, generate_password)
     body: dict[str, Any] = {
         "name": name,
         "dialect": dialect,
@@ -52,13 +71,36 @@ def add(
         "product_key": product_key,
         "device_key": device_key,
         "secret": secret,
+        "password": password,
     }
     with connect(server, admin_token) as client:
         device = client.post("/devices", {k: v for k, v in body.items() if v is not None})
+    if generate_password:
+        device = {**device, "password": password}  # shown this once: only its hash is kept
     if json:
         print_json(device)
         return
     out.print(f"added {device['dialect']} device {device['name']} (id {device['id']})")
+    if generate_password:
+        out.print(f"MQTT user name: {device['name']}", highlight=False)
+        out.print(f"MQTT password:  {password}  (shown once, stored hashed)", highlight=False)
+
+
+def _password(password_file: Path | None, generate: bool) -> str | None:
+    if password_file is not None and generate:
+        raise typer.BadParameter(
+            "give either --password-file or --generate-password", param_hint="--password-file"
+        )
+    if generate:
+        return new_password()
+    if password_file is None:
+        return None
+    try:
+        text = password_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--password-file") from None
+    # the file holds the password alone; the line break an editor adds is not part of it
+    return text.rstrip("\r\n")
 
 
 @app.command()

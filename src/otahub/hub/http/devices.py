@@ -26,6 +26,11 @@ class DeviceCreate(BaseModel):
     product_key: str | None = Field(None, description="EnOS product key (enos)")
     device_key: str | None = Field(None, description="EnOS device key (enos)")
     secret: str | None = Field(None, description="EnOS device secret (enos)")
+    password: str | None = Field(
+        None,
+        description="MQTT password (thin-edge, tedge-legacy; the user name is the device "
+        "name); stored hashed, never returned",
+    )
 
 
 class Reported(BaseModel):
@@ -42,6 +47,9 @@ class DeviceOut(BaseModel):
     product_key: str | None
     device_key: str | None
     has_secret: bool = Field(description="secrets are stored, never returned")
+    has_password: bool = Field(
+        description="MQTT credentials are set (the password is never returned)"
+    )
     firmware: Reported
     software: Reported
     last_seen_at: datetime | None
@@ -60,6 +68,7 @@ class DeviceOut(BaseModel):
             product_key=view.enos_product_key,
             device_key=view.enos_device_key,
             has_secret=view.enos_device_secret is not None,
+            has_password=view.has_password,
             firmware=Reported(title=view.current_fw_title, version=view.current_fw_version),
             software=Reported(title=view.current_sw_title, version=view.current_sw_version),
             last_seen_at=view.last_seen_at,
@@ -81,6 +90,7 @@ async def create_device(body: DeviceCreate, core: Core) -> DeviceOut:
             product_key=body.product_key,
             device_key=body.device_key,
             secret=body.secret,
+            password=body.password,
         )
     )
     return DeviceOut.of(view)

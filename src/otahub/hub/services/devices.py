@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from otahub.hub.device_auth.passwords import check_password_text, hash_password_async
 from otahub.hub.services.errors import Conflict, Invalid, NotFound
 from otahub.hub.services.events import DeviceCreated, DeviceDeleted, DeviceReported, EventBus
 from otahub.hub.services.updates import UpdateService
@@ -23,6 +24,8 @@ from otahub.hub.store.models import TERMINAL_STATES, Device, Update, utcnow
 log = logging.getLogger("otahub.hub.devices")
 
 DIALECTS = ("thin-edge", "tedge-legacy", "thingsboard", "enos")
+# dialects whose devices log in with user name (the device name) and password
+PASSWORD_DIALECTS = ("thin-edge", "tedge-legacy")
 _MAX_TEXT = 255
 # Names end up in MQTT topics (thin-edge child ids) and URLs: no separators,
 # wildcards, whitespace or control characters.
@@ -43,6 +46,7 @@ class DeviceSpec:
     product_key: str | None = None  # EnOS
     device_key: str | None = None  # EnOS
     secret: str | None = None  # EnOS device secret
+    password: str | None = None  # thin-edge / tedge-legacy MQTT password (stored hashed)
 
     def validated(self) -> DeviceSpec:
         if not _NAME.fullmatch(self.name) or len(self.name) > _MAX_TEXT:
@@ -73,6 +77,14 @@ class DeviceSpec:
             raise Invalid(f"{self.dialect} devices need {', '.join(missing)}")
         if extra := sorted(given - needed):
             raise Invalid(f"{', '.join(extra)}: not used by {self.dialect} devices")
+        if self.password is not None:
+            if self.dialect not in PASSWORD_DIALECTS:
+                raise Invalid(
+                    f"password: not used by {self.dialect} devices "
+                    f"(only {', '.join(PASSWORD_DIALECTS)})"
+                )
+            if (problem := check_password_text(self.password)) is not None:
+                raise Invalid(f"password: {problem}")
         for field in sorted(given):
             value = getattr(self, field)
             if not _CREDENTIAL.fullmatch(value) or len(value) > _MAX_TEXT:
@@ -90,6 +102,7 @@ class DeviceService:
 
     async def create(self, spec: DeviceSpec) -> DeviceView:
         spec = spec.validated()
+        password_hash = None if spec.password is None else await hash_password_async(spec.password)
         async with self.db.session() as s:
             await self._check_unique(s, spec)
             row = Device(
@@ -100,6 +113,7 @@ class DeviceService:
                 enos_product_key=spec.product_key,
                 enos_device_key=spec.device_key,
                 enos_device_secret=spec.secret,
+                password_hash=password_hash,
             )
             s.add(row)
             try:

@@ -78,6 +78,12 @@ class DeviceView:
     online: bool
     created_at: datetime
     dialect_state: dict[str, Any] = field(default_factory=dict)
+    # argon2 hash of a thin-edge / tedge-legacy device's MQTT password
+    password_hash: str | None = None
+
+    @property
+    def has_password(self) -> bool:
+        return self.password_hash is not None
 
     @classmethod
     def of(cls, row: Device) -> DeviceView:
@@ -98,6 +104,7 @@ class DeviceView:
             online=row.online,
             created_at=row.created_at,
             dialect_state=dict(row.dialect_state or {}),
+            password_hash=row.password_hash,
         )
 
 

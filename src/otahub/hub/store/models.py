@@ -112,6 +112,8 @@ class Device(Base):
     enos_product_key: Mapped[str | None] = mapped_column(String(255))
     enos_device_key: Mapped[str | None] = mapped_column(String(255))
     enos_device_secret: Mapped[str | None] = mapped_column(String(255))
+    # thin-edge / tedge-legacy MQTT password (user name = device name), argon2 hash
+    password_hash: Mapped[str | None] = mapped_column(String(255))
     current_fw_title: Mapped[str | None] = mapped_column(String(255))
     current_fw_version: Mapped[str | None] = mapped_column(String(255))
     current_sw_title: Mapped[str | None] = mapped_column(String(255))
