@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.agent.agentproc import AgentProcess
-from tests.agent.hubapi import path_of, start_update, until, upload, wait_state
+from tests.agent.hubapi import path_of, register, start_update, until, upload, wait_state
 from tests.agent.test_thin_edge import Device, agents, install_hook
 from tests.hubproc import HubProcess
 
@@ -118,3 +118,19 @@ async def test_hub_killed_while_a_child_installs_ends_in_the_child_s_real_state(
         assert update["state"] == "succeeded", update
     finally:
         hub.stop()
+
+
+async def test_agent_with_credentials_updates_its_own_device(
+    tehub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    """A child whose credentials are set logs in with them and stays in its own topics."""
+    device = Device(tmp_path)
+    register(tehub, name="te-hub-creds", dialect="thin-edge", password="te-hub-creds pw")
+    upload(tehub, TITLE, "1.0.7", os.urandom(10_000))
+    agent_config = config(tehub, device, "te-hub-creds", install_hook(device))
+    agent_config["mqtt"] |= {"username": "te-hub-creds", "password": "te-hub-creds pw"}
+    agents(agent_config)
+    update_id = await start_update(tehub, "te-hub-creds", TITLE, "1.0.7")
+    update = await wait_state(tehub, update_id)
+    assert update["state"] == "succeeded", update
+    assert device.hook_runs() == ["1.0.7"]

@@ -25,6 +25,7 @@ from otahub.hub.settings import (
     HubSettings,
 )
 from otahub.mqtt.limits import Limits
+from otahub.mqtt.anonymous import LOOPBACK, parse_networks
 
 T = TypeVar("T")
 log = logging.getLogger("otahub.hub")
@@ -215,6 +216,20 @@ def serve(
             max=65535,
         ),
     ] = _LIMITS.max_inflight,
+    anonymous_from: Annotated[
+        str,
+        typer.Option(
+            help="Networks (CIDR[,CIDR...]) MQTT clients without credentials may connect from.",
+            envvar="OTAHUB_ANONYMOUS_FROM",
+        ),
+    ] = ",".join(LOOPBACK),
+    allow_anonymous: Annotated[
+        bool,
+        typer.Option(
+            "--allow-anonymous",
+            help="Accept MQTT clients without credentials from anywhere (a trusted network).",
+        ),
+    ] = False,
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="Disable admin auth (loopback only).")
     ] = False,
@@ -232,6 +247,10 @@ def serve(
         )
     if mqtt_tls_port is not None and (tls_cert is None or tls_key is None):
         raise typer.BadParameter("needs --tls-cert and --tls-key", param_hint="--mqtt-tls-port")
+    try:
+        anonymous_networks = tuple(str(n) for n in parse_networks(anonymous_from.split(",")))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--anonymous-from") from None
     if broker is not None:
         from otahub.hub.broker_transport import parse_broker_url
 
@@ -267,6 +286,8 @@ def serve(
         ),
         broker_url=broker,
         shutdown_timeout_s=shutdown_timeout,
+        anonymous_from=anonymous_networks,
+        allow_anonymous=allow_anonymous,
     )
     status = 0
     try:

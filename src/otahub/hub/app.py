@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import ssl
@@ -19,6 +20,7 @@ from otahub import mqtt
 from otahub.hub.broker_transport import BrokerTransport, client_id_for, parse_broker_url
 from otahub.hub.core import CoreConfig, HubCore
 from otahub.hub.data_dir_watch import watch_paths
+from otahub.hub.device_auth.install import install_device_auth
 from otahub.hub.drivers.base import Driver, DriverContext
 from otahub.hub.drivers.registry import DRIVERS
 from otahub.hub.http.app import create_http_app
@@ -98,8 +100,15 @@ async def _serve(
     """Run every part of the hub on ``core`` until ``stop`` or a part dies; then stop it all."""
     parts = core.parts
     mqtt_server = MQTTServer(
-        ServerConfig(max_packet_size=settings.max_packet_size, limits=settings.mqtt_limits)
+        ServerConfig(
+            max_packet_size=settings.max_packet_size,
+            limits=settings.mqtt_limits,
+            anonymous_from=settings.anonymous_from,
+            allow_anonymous=settings.allow_anonymous,
+        )
     )
+    stop_device_auth = await install_device_auth(core, mqtt_server)
+    warn_anonymous(settings)
     transport: MessageTransport = LocalTransport(mqtt_server)
     started: list[Driver] = []
     http: _EmbeddedUvicorn | None = None
@@ -132,9 +141,37 @@ async def _serve(
         _log_ready(settings)
         await parts.wait(stop)
     finally:
-        await Shutdown(settings.shutdown_timeout_s, outside=outside).run(
-            core, mqtt_server, transport, started, http, http_task
+        try:
+            await Shutdown(settings.shutdown_timeout_s, outside=outside).run(
+                core, mqtt_server, transport, started, http, http_task
+            )
+        finally:
+            stop_device_auth()
+
+
+def warn_anonymous(settings: HubSettings) -> None:
+    """Say at start-up who may connect without credentials; warn when it is anyone."""
+    beyond_loopback = not is_loopback_host(settings.host)
+    if settings.allow_anonymous and beyond_loopback:
+        log.warning(
+            "--allow-anonymous: MQTT clients without credentials are accepted from anywhere "
+            "that reaches %s; they may act for every device without a password",
+            settings.host,
         )
+    elif settings.allow_anonymous:
+        log.info("--allow-anonymous: MQTT clients without credentials are accepted")
+    else:
+        log.info(
+            "MQTT clients without credentials are accepted from %s only",
+            ", ".join(settings.anonymous_from) or "nowhere",
+        )
+
+
+def is_loopback_host(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _http_server(settings: HubSettings, app: FastAPI) -> _EmbeddedUvicorn:

@@ -8,6 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from otahub.mqtt.limits import Limits
+from otahub.mqtt.anonymous import LOOPBACK
 
 DEFAULT_MAX_PACKET_SIZE = 1024 * 1024
 # Assignment notifications per second; ThingsBoard's queue does 100 per 60 s.
@@ -57,6 +58,10 @@ class HubSettings:
     enos_login_window: float = DEFAULT_ENOS_LOGIN_WINDOW
     # what one client may make the MQTT endpoint hold
     mqtt_limits: Limits = field(default_factory=Limits)
+    # MQTT clients without credentials: accepted from these networks (CIDRs)...
+    anonymous_from: tuple[str, ...] = LOOPBACK
+    # ...or from anywhere
+    allow_anonymous: bool = False
 
     def public_base_url(self) -> str:
         if self.public_url:

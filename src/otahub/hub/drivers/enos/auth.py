@@ -110,6 +110,7 @@ class EnosAuthenticator:
             dialect=DIALECT,
             acl=EnosAcl(login.product_key, login.device_key),
             data=peer,
+            routed=False,  # its topics are per connection: only the driver sends there
         )
 
     def _staleness(self, login: enos.Login) -> str | None:

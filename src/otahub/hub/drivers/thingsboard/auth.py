@@ -110,7 +110,8 @@ class Authenticator:
         self.basic = basic
 
     def _identity(self, device: str) -> Identity:
-        return Identity(name=device, dialect=DIALECT, acl=ACL, data=Link(device))
+        # routed=False: ``v1/devices/me/...`` is per connection, only the driver sends there
+        return Identity(name=device, dialect=DIALECT, acl=ACL, data=Link(device), routed=False)
 
     async def __call__(self, info: ConnectInfo) -> Identity | Refusal | None:
         user = info.username or None

@@ -1,0 +1,45 @@
+"""CONNECT with user name = device name and password, for thin-edge and legacy devices."""
+
+from __future__ import annotations
+
+from otahub.hub.device_auth.acl import OwnTopicsAcl, topic_prefix
+from otahub.hub.device_auth.passwords import verify_password_async
+from otahub.hub.services.devices import PASSWORD_DIALECTS, DeviceService
+from otahub.hub.services.errors import NotFound
+from otahub.mqtt.hooks import ConnectInfo, Identity, Refusal
+from otahub.mqtt.reason_codes import ReasonCode
+
+
+class DevicePasswordAuthenticator:
+    """Claims CONNECTs whose user name is a thin-edge or tedge-legacy device's name;
+    passes every other one to the next authenticator (ThingsBoard, EnOS)."""
+
+    def __init__(self, devices: DeviceService) -> None:
+        self.devices = devices
+
+    async def __call__(self, info: ConnectInfo) -> Identity | Refusal | None:
+        if not info.username:
+            return None
+        try:
+            device = await self.devices.get(info.username)
+        except NotFound:
+            return None
+        if device.dialect not in PASSWORD_DIALECTS:
+            return None
+        if device.password_hash is None:
+            return Refusal(
+                ReasonCode.BAD_USER_NAME_OR_PASSWORD,
+                f"{device.dialect} device {device.name!r} has no credentials set",
+            )
+        if info.password is None or not await verify_password_async(
+            device.password_hash, info.password
+        ):
+            return Refusal(
+                ReasonCode.BAD_USER_NAME_OR_PASSWORD,
+                f"wrong password for {device.dialect} device {device.name!r}",
+            )
+        return Identity(
+            name=device.name,
+            dialect=device.dialect,
+            acl=OwnTopicsAcl(topic_prefix(device.dialect, device.name)),
+        )
