@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from otahub.hub.core import HubCore
+from otahub.hub.device_auth.passwords import verify_password
 from otahub.hub.services.devices import DeviceSpec
 from otahub.hub.services.errors import Conflict, Invalid, NotFound
 
@@ -66,3 +67,34 @@ async def test_report_updates_what_the_device_runs(core: HubCore) -> None:
         True,
     )
     assert view.last_seen_at is not None
+
+
+async def test_password_is_stored_as_an_argon2_hash(core: HubCore) -> None:
+    device = await core.devices.create(
+        DeviceSpec(name="child-9", dialect="thin-edge", password="pass word 9")
+    )
+    assert device.has_password
+    assert device.password_hash is not None and device.password_hash.startswith("$argon2id$")
+    assert "pass word 9" not in device.password_hash
+    assert verify_password(device.password_hash, b"pass word 9")
+    assert not verify_password(device.password_hash, b"pass word 8")
+    assert not (await core.devices.create(DeviceSpec(name="c", dialect="thin-edge"))).has_password
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (DeviceSpec(name="t", dialect="thingsboard", token="T", password="p"), "thingsboard"),
+        (
+            DeviceSpec(
+                name="e", dialect="enos", product_key="p", device_key="d", secret="s", password="p"
+            ),
+            "enos",
+        ),
+        (DeviceSpec(name="c", dialect="thin-edge", password=""), "empty"),
+        (DeviceSpec(name="c", dialect="tedge-legacy", password="pw\n"), "control characters"),
+    ],
+)
+async def test_invalid_passwords(core: HubCore, spec: DeviceSpec, message: str) -> None:
+    with pytest.raises(Invalid, match=message):
+        await core.devices.create(spec)

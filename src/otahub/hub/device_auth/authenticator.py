@@ -24,13 +24,10 @@ class DevicePasswordAuthenticator:
             device = await self.devices.get(info.username)
         except NotFound:
             return None
-        if device.dialect not in PASSWORD_DIALECTS:
+        if device.dialect not in PASSWORD_DIALECTS or device.password_hash is None:
+            # a device without credentials connects anonymously; the user name may
+            # still be another dialect's (a ThingsBoard token), so the next one decides
             return None
-        if device.password_hash is None:
-            return Refusal(
-                ReasonCode.BAD_USER_NAME_OR_PASSWORD,
-                f"{device.dialect} device {device.name!r} has no credentials set",
-            )
         if info.password is None or not await verify_password_async(
             device.password_hash, info.password
         ):
