@@ -3,6 +3,7 @@ to ``te/device/<own id>/...``; anonymous clients cannot act for them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -19,24 +20,20 @@ from tests.security.conftest import SecureHub
 FIRMWARE = b"firmware for child01\n" * 100
 
 
-def cli_add(hub: SecureHub, name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "otahub",
-            "device",
-            "add",
-            name,
-            "--server",
-            hub.process.http_url,
-            *args,
-        ],
+def cli(hub: SecureHub, *args: str) -> subprocess.CompletedProcess[str]:
+    """``otahub ARGS --server <the hub>``, which must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "otahub", *args, "--server", hub.process.http_url],
         capture_output=True,
         text=True,
         timeout=60,
-        check=True,
     )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def cli_add(hub: SecureHub, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return cli(hub, "device", "add", name, *args)
 
 
 async def puback_of(raw: RawClient) -> Puback:
@@ -161,3 +158,44 @@ async def test_thin_edge_device_publishing_another_childs_command_or_status_is_r
     assert done["state"] == "succeeded"
     for raw in (child01, child02, anonymous):
         raw.close()
+
+
+async def test_setting_a_password_confines_a_self_registered_device(
+    secure_hub: Callable[..., SecureHub], tmp_path: Path
+) -> None:
+    """A child registered anonymously gets credentials later: from then on only it may act."""
+    hub = secure_hub()
+    anonymous, _ = await hub.client("connector", 5)
+    await anonymous.publish("te/device/child05//", b'{"@type":"child-device"}', qos=1, retain=True)
+    assert (await anonymous.recv()).reason_code == 0  # type: ignore[attr-defined]
+    hub.wait_log(r"registered thin-edge device child05")
+    assert hub.api.get("/devices/child05").json()["has_password"] is False
+
+    secret = tmp_path / "child05.password"
+    secret.write_text("child05-pw")
+    await asyncio.to_thread(
+        cli, hub, "device", "set-password", "child05", "--password-file", str(secret)
+    )
+    assert hub.api.get("/devices/child05").json()["has_password"] is True
+    await anonymous.publish("te/device/child05///cmd/firmware_update", b"{}", qos=1)
+    ack = await anonymous.recv()
+    assert isinstance(ack, Puback) and ack.reason_code == ReasonCode.NOT_AUTHORIZED
+    hub.wait_log(r"'connector' \(connector\) may not publish to 'te/device/child05///cmd")
+
+    child, accepted = await hub.client("c5", 5, username="child05", password="child05-pw")
+    assert accepted == 0
+    # a new password closes the sessions logged in with the old one
+    changed = hub.api.put("/devices/child05/password", json={"password": "new-pw"})
+    assert changed.status_code == 200, changed.text
+    assert [type(p).__name__ for p in await child.closed()] == ["Disconnect"]
+    _, refused = await hub.client("c5", 5, username="child05", password="child05-pw")
+    assert refused == ReasonCode.BAD_USER_NAME_OR_PASSWORD
+    # removed: the device connects anonymously again
+    assert hub.api.put("/devices/child05/password", json={"password": None}).status_code == 200
+    await anonymous.publish("te/device/child05///cmd/firmware_update", b"{}", qos=1)
+    assert (await anonymous.recv()).reason_code == 0  # type: ignore[attr-defined]
+    # and the other dialects have no such password
+    hub.add_device("tb5", "thingsboard", token="tb5-token")
+    refused_tb = hub.api.put("/devices/tb5/password", json={"password": "x"})
+    assert refused_tb.status_code == 422 and "thingsboard" in refused_tb.text
+    anonymous.close()

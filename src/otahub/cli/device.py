@@ -86,6 +86,44 @@ def add(
         out.print(f"MQTT password:  {password}  (shown once, stored hashed)", highlight=False)
 
 
+@app.command("set-password")
+def set_password(
+    name: Annotated[str, typer.Argument(help="The device.", show_default=False)],
+    password_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the new MQTT password alone.", exists=True, dir_okay=False),
+    ] = None,
+    generate_password: Annotated[
+        bool,
+        typer.Option("--generate-password", help="Generate the new password; printed once."),
+    ] = False,
+    clear: Annotated[
+        bool,
+        typer.Option("--clear", help="Remove the password: the device connects anonymously."),
+    ] = False,
+    server: Server = DEFAULT_SERVER,
+    admin_token: AdminToken = None,
+) -> None:
+    """Set, change or remove a thin-edge or tedge-legacy device's MQTT password.
+
+    The device's connected sessions are closed: it logs in again with the new one.
+    """
+    password = _password(password_file, generate_password)
+    if (password is None) != clear:
+        raise typer.BadParameter(
+            "give one of --password-file, --generate-password or --clear",
+            param_hint="--password-file",
+        )
+    with connect(server, admin_token) as client:
+        client.call("PUT", f"/devices/{name}/password", json={"password": password})
+    if clear:
+        out.print(f"removed the password of {name}")
+        return
+    out.print(f"set the password of {name}")
+    if generate_password:
+        out.print(f"MQTT password:  {password}  (shown once, stored hashed)", highlight=False)
+
+
 def _password(password_file: Path | None, generate: bool) -> str | None:
     if password_file is not None and generate:
         raise typer.BadParameter(

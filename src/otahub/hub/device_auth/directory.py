@@ -7,7 +7,12 @@ index, which follows the registry through the event bus.
 from __future__ import annotations
 
 from otahub.hub.services.devices import DeviceService
-from otahub.hub.services.events import DeviceCreated, DeviceDeleted, Event
+from otahub.hub.services.events import (
+    DeviceCreated,
+    DeviceCredentialsChanged,
+    DeviceDeleted,
+    Event,
+)
 from otahub.hub.services.views import DeviceView
 
 
@@ -28,7 +33,7 @@ class DeviceDirectory:
             self._with_password.discard(device.name)
 
     async def on_event(self, event: Event) -> None:
-        if isinstance(event, DeviceCreated):
+        if isinstance(event, DeviceCreated | DeviceCredentialsChanged):
             self._put(event.device)
         elif isinstance(event, DeviceDeleted):
             self._dialects.pop(event.device.name, None)

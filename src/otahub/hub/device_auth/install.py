@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from otahub.hub.core import HubCore
 from otahub.hub.device_auth.acl import AnonymousAcl
 from otahub.hub.device_auth.authenticator import DevicePasswordAuthenticator
 from otahub.hub.device_auth.directory import DeviceDirectory
-from otahub.hub.services.events import DeviceCreated, DeviceDeleted
+from otahub.hub.services.devices import PASSWORD_DIALECTS
+from otahub.hub.services.events import DeviceCreated, DeviceCredentialsChanged, DeviceDeleted, Event
 from otahub.mqtt.hooks import Acl, ConnectInfo
+from otahub.mqtt.reason_codes import ReasonCode
 from otahub.mqtt.server import MQTTServer
+
+log = logging.getLogger("otahub.hub.device_auth")
 
 
 async def install_device_auth(core: HubCore, mqtt: MQTTServer) -> Callable[[], None]:
@@ -19,7 +24,18 @@ async def install_device_auth(core: HubCore, mqtt: MQTTServer) -> Callable[[], N
     Returns a function that stops following the registry.
     """
     directory = DeviceDirectory()
-    unsubscribe = core.bus.subscribe(directory.on_event, DeviceCreated, DeviceDeleted)
+
+    async def on_event(event: Event) -> None:
+        await directory.on_event(event)
+        if (
+            isinstance(event, DeviceCredentialsChanged | DeviceDeleted)
+            and event.device.dialect in PASSWORD_DIALECTS
+        ):
+            end_sessions_of(mqtt, event.device.name, event.device.dialect)
+
+    unsubscribe = core.bus.subscribe(
+        on_event, DeviceCreated, DeviceCredentialsChanged, DeviceDeleted
+    )
     await directory.load(core.devices)
     mqtt.add_authenticator(DevicePasswordAuthenticator(core.devices))
 
@@ -28,3 +44,20 @@ async def install_device_auth(core: HubCore, mqtt: MQTTServer) -> Callable[[], N
 
     mqtt.set_anonymous_policy(anonymous_acl)
     return unsubscribe
+
+
+def end_sessions_of(mqtt: MQTTServer, device: str, dialect: str) -> None:
+    """Close the connections logged in as ``device``: its old credentials no longer hold."""
+    for session in list(mqtt.sessions.values()):
+        identity = session.identity
+        connection = session.connection
+        if identity.anonymous or identity.name != device or identity.dialect != dialect:
+            continue
+        if connection is not None:
+            log.info(
+                "closing %r of %s device %s: credentials changed",
+                session.client_id,
+                dialect,
+                device,
+            )
+            connection.close(ReasonCode.NOT_AUTHORIZED, "credentials changed")

@@ -111,6 +111,19 @@ async def get_device(name: str, core: Core) -> DeviceOut:
     return DeviceOut.of(view, [UpdateOut.of(u) for u in history])
 
 
+class PasswordChange(BaseModel):
+    password: str | None = Field(
+        description="the new MQTT password (thin-edge, tedge-legacy); null removes it, "
+        "and the device then connects without credentials"
+    )
+
+
+@router.put("/{name}/password")
+async def set_device_password(name: str, body: PasswordChange, core: Core) -> DeviceOut:
+    """Set, change or remove a device's MQTT password; its connected sessions are closed."""
+    return DeviceOut.of(await core.devices.set_password(name, body.password))
+
+
 @router.delete(
     "/{name}",
     status_code=204,

@@ -15,7 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from otahub.hub.device_auth.passwords import check_password_text, hash_password_async
 from otahub.hub.services.errors import Conflict, Invalid, NotFound
-from otahub.hub.services.events import DeviceCreated, DeviceDeleted, DeviceReported, EventBus
+from otahub.hub.services.events import (
+    DeviceCreated,
+    DeviceCredentialsChanged,
+    DeviceDeleted,
+    DeviceReported,
+    EventBus,
+)
 from otahub.hub.services.updates import UpdateService
 from otahub.hub.services.views import DeviceView, UpdateView
 from otahub.hub.store.database import Database
@@ -233,6 +239,26 @@ class DeviceService:
             await s.delete(row)
         log.info("device %s (%s) deleted; %d update(s) kept as history", name, view.dialect, kept)
         await self.bus.publish(DeviceDeleted(view))
+        return view
+
+    async def set_password(self, name: str, password: str | None) -> DeviceView:
+        """Set, change (``password``) or remove (None) a thin-edge or legacy device's password."""
+        device = await self.get(name)
+        if device.dialect not in PASSWORD_DIALECTS:
+            raise Invalid(
+                f"password: not used by {device.dialect} devices "
+                f"(only {', '.join(PASSWORD_DIALECTS)})"
+            )
+        if password is not None and (problem := check_password_text(password)) is not None:
+            raise Invalid(f"password: {problem}")
+        password_hash = None if password is None else await hash_password_async(password)
+        async with self.db.session() as s, s.begin():
+            row = await s.scalar(select(Device).where(Device.name == name))
+            if row is None:
+                raise NotFound(f"device {name!r} does not exist")
+            row.password_hash = password_hash
+            view = DeviceView.of(row)
+        await self.bus.publish(DeviceCredentialsChanged(view))
         return view
 
     async def set_dialect_state(self, name: str, state: dict[str, Any]) -> DeviceView:

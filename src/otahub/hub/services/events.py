@@ -61,6 +61,13 @@ class DeviceDeleted:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceCredentialsChanged:
+    """A thin-edge or legacy device's password was set, changed or removed."""
+
+    device: DeviceView
+
+
+@dataclass(frozen=True, slots=True)
 class PackageCreated:
     package: PackageView
 
@@ -76,6 +83,7 @@ Event = (
     | DeviceCreated
     | DeviceReported
     | DeviceDeleted
+    | DeviceCredentialsChanged
     | PackageCreated
     | PackageDeleted
 )
