@@ -153,3 +153,24 @@ async def test_rollback_to_a_version_installed_before_succeeds(
         assert update["state"] == "succeeded", update
         assert device.version_file.read_text() == version
     assert device.hook_runs() == ["1.0.4", "1.0.5", "1.0.4"]
+
+
+async def test_agent_with_credentials_answers_its_own_requests(
+    hub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    """A legacy child with a password logs in with it and stays in ``tedge/<own id>/``."""
+    with api(hub) as client:
+        r = client.post(
+            "/devices", json={"name": CHILD, "dialect": "tedge-legacy", "password": "child pw"}
+        )
+        assert r.status_code == 201, r.text
+    upload(hub, "OpenWRT", "1.0.6", os.urandom(10_000))
+    device = Device(tmp_path)
+    config = legacy_config(hub, device)
+    config["mqtt"] |= {"username": CHILD, "password": "child pw"}
+    agent = agents(config)
+    await until(lambda: "waiting for firmware requests" in agent.log())
+    update_id = await start_update(hub, CHILD, "OpenWRT", "1.0.6")
+    update = await wait_state(hub, update_id)
+    assert update["state"] == "succeeded", update
+    assert device.hook_runs() == ["1.0.6"]
