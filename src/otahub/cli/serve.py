@@ -24,8 +24,8 @@ from otahub.hub.settings import (
     EnosFileUrl,
     HubSettings,
 )
-from otahub.mqtt.limits import Limits
 from otahub.mqtt.anonymous import LOOPBACK, parse_networks
+from otahub.mqtt.limits import Limits
 
 T = TypeVar("T")
 log = logging.getLogger("otahub.hub")

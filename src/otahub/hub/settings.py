@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from otahub.mqtt.limits import Limits
 from otahub.mqtt.anonymous import LOOPBACK
+from otahub.mqtt.limits import Limits
 
 DEFAULT_MAX_PACKET_SIZE = 1024 * 1024
 # Assignment notifications per second; ThingsBoard's queue does 100 per 60 s.
