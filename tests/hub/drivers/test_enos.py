@@ -195,6 +195,36 @@ def test_correctly_signed_login_with_a_stale_timestamp_is_refused(
     assert _signed_connect(hub, device, device.dk, str(int(time.time() * 1000))) == 0
 
 
+def test_reconnect_with_the_last_login_s_timestamp_is_accepted_past_the_window(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The Python SDK signs once per process and its reconnects repeat that login.
+
+    Such a reconnect is accepted however old its timestamp, also after a hub
+    restart; a timestamp the device is not using any more is refused.
+    """
+    gen = hub_fixture(tmp_path_factory, "--enos-login-window", "2")
+    hub = next(gen)
+    try:
+        device = Device(hub, f"sdk-{secrets.token_hex(3)}")
+        older = str(int(time.time() * 1000) - 1000)
+        assert _signed_connect(hub, device, device.dk, older) == 0
+        stamp = str(int(time.time() * 1000))
+        assert _signed_connect(hub, device, device.dk, stamp) == 0
+        time.sleep(3)  # both timestamps are now outside the window
+        assert _signed_connect(hub, device, device.dk, stamp) == 0
+        assert _signed_connect(hub, device, device.dk, older) == BAD_USER_NAME_OR_PASSWORD
+        assert f"stale EnOS login of deviceKey {device.dk!r}: timestamp {older} is" in (
+            hub.proc.log()
+        )
+        hub.proc.stop()
+        hub.proc.start()
+        assert _signed_connect(hub, device, device.dk, stamp) == 0
+        assert f"logs in again with the timestamp of its last login ({stamp}" in hub.proc.log()
+    finally:
+        gen.close()
+
+
 def test_login_without_a_numeric_timestamp_is_refused(hub: EnosHub, make: Any) -> None:
     device = make("stale-nonnumeric")
     assert _signed_connect(hub, device, device.dk, "yesterday") == BAD_USER_NAME_OR_PASSWORD

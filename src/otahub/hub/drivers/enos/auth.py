@@ -16,6 +16,8 @@ from otahub.protocols import enos
 log = logging.getLogger("otahub.hub.enos")
 
 DIALECT = "enos"
+#: ``Device.dialect_state`` key: the timestamp of the last login accepted within the window.
+LAST_LOGIN = "last_login_timestamp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +63,13 @@ class EnosAuthenticator:
     """Claims EnOS-shaped CONNECTs only; the rest goes to the next authenticator.
 
     A login whose timestamp lies more than ``login_window`` seconds from the
-    hub's clock is refused before its sign is even checked: the sign covers
-    the timestamp, so a captured login replays only within the window. A
-    window of 0 turns the check off, as the EnOS reference has it.
+    hub's clock is refused: the sign covers the timestamp, so a captured
+    login replays only within the window. One exception keeps real devices
+    connected: the Python SDK stamps its login once per process and its
+    reconnects reuse that stamp, so a correctly signed login that repeats
+    the timestamp of the device's last login accepted within the window is
+    accepted at any age (it is what that device sends now); no other is. A window
+    of 0 turns the check off, as the EnOS reference has it.
     """
 
     def __init__(
@@ -91,8 +97,6 @@ class EnosAuthenticator:
                 "only securemode=2 (device secret) is supported",
             )
         stale = self._staleness(login)
-        if stale is not None:
-            return _refuse(stale)
         device = await self.devices.by_enos_keys(login.product_key, login.device_key)
         if device is None or device.enos_device_secret is None:
             return _refuse(
@@ -103,6 +107,20 @@ class EnosAuthenticator:
             return _refuse(
                 f"wrong sign for EnOS device {device.name!r} "
                 f"(signmethod {login.sign_method.value}, timestamp {login.timestamp!r})"
+            )
+        last = device.dialect_state.get(LAST_LOGIN)
+        if stale is not None:
+            if login.timestamp != last:
+                return _refuse(stale)
+            log.info(
+                "EnOS device %r logs in again with the timestamp of its last login "
+                "(%s, now outside the window): accepted",
+                device.name,
+                login.timestamp,
+            )
+        elif login.timestamp != last and self.login_window > 0:
+            await self.devices.set_dialect_state(
+                device.name, {**device.dialect_state, LAST_LOGIN: login.timestamp}
             )
         peer = EnosPeer(device.name, login.product_key, login.device_key)
         return Identity(
