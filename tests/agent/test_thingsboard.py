@@ -147,6 +147,28 @@ async def test_hook_failure_reports_stderr(
     assert device.version_file.read_text().strip() == "1.0.0"
 
 
+async def test_same_package_started_again_after_a_failure_is_installed(
+    tbhub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    """A retry assigns what is already assigned: the hub must make it a change."""
+    device, token = new_device(tbhub, tmp_path, "tb-retry")
+    upload(tbhub, TITLE, "1.0.6", os.urandom(10_000))
+    # fails on its first run only
+    marker = tmp_path / "failed-once"
+    hook = (
+        f'sh -c \'echo "$2" >> {device.hook_log}; '
+        f"if [ ! -e {marker} ]; then touch {marker}; exit 7; fi; "
+        f'printf %s "$2" > {device.version_file}\' hook {{file}} {{version}}'
+    )
+    agents(tb_config(tbhub, device, token, hook))
+    first = await wait_state(tbhub, await start_update(tbhub, "tb-retry", TITLE, "1.0.6"))
+    assert first["state"] == "failed", first
+    again = await wait_state(tbhub, await start_update(tbhub, "tb-retry", TITLE, "1.0.6"))
+    assert again["state"] == "succeeded", again
+    assert device.hook_runs() == ["1.0.6", "1.0.6"]
+    assert device.version_file.read_text() == "1.0.6"
+
+
 async def test_reboot_required_verifies_after_restart(
     tbhub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
 ) -> None:

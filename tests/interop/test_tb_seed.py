@@ -84,9 +84,13 @@ def test_seed_003_sequence(tb: TbHub, protocol: object) -> None:
         }
         assert json.loads(response.payload) == {"shared": shared}
         tb.wait_update(first, "sent")
-        # 4: subscribe for pushes; the operator re-assigns, the device gets the push
+        # 4: subscribe for pushes; the operator assigns the same package again:
+        # the device is told it was unassigned, then gets the assignment's push
         assert dev.subscribe("v1/devices/me/attributes", 1)[0] == 1
         second = tb.start_update(name, "CIM-168", "1.0.1", replace=True)
+        unassigned = json.loads(dev.expect().payload)
+        assert unassigned["deleted"][:2] == ["fw_title", "fw_version"]
+        assert len(unassigned["deleted"]) == 9
         deleted = dev.expect()
         assert deleted.topic == "v1/devices/me/attributes"
         assert json.loads(deleted.payload) == {"deleted": ["fw_tag", "fw_url"]}

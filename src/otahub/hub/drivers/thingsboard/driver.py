@@ -425,7 +425,14 @@ class ThingsBoardDriver(Driver):
             ),
         )
         async with self.states.edit(device.name) as state:
-            apply_change(section(state, SHARED), change)
+            shared = section(state, SHARED)
+            # A retry of the package already assigned changes no attribute, and a
+            # device acts on changes only: unassign first, as an operator would.
+            again = (
+                shared.get(attribute_key(kind, OtaKey.TITLE)) == package.title
+                and shared.get(attribute_key(kind, OtaKey.VERSION)) == package.version
+            )
+            apply_change(shared, change)
             section(state, TELEMETRY)[f"{kind.prefix}_state"] = FwState.INITIATED.value
         await self.driver_states.merge(
             update.id, {"initiated": True, "checksum_algorithm": algorithm.value}
@@ -438,6 +445,8 @@ class ThingsBoardDriver(Driver):
             update.version,
             algorithm.value,
         )
+        if again:
+            self.attributes.push(device.name, unassignment_attributes(kind))
         if self.attributes.push(device.name, change):
             await advance(self.core, update.id, UpdateState.SENT)
 
