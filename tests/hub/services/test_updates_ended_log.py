@@ -105,3 +105,38 @@ def test_every_update_that_ends_is_logged_once_with_how_it_ended(
         assert float(lines[timed_out]["duration"]) >= 3
 
     asyncio.run(run())
+
+
+def test_the_from_version_outlives_a_hub_restart(
+    hub_factory: Callable[..., HubProcess],
+) -> None:
+    hub = hub_factory("--no-auth")
+    register(hub, name="meter-3", dialect="thingsboard", token="tok-3")
+    upload(hub, "meter-fw", "2.0.1", b"2.0.1" * 1000)
+
+    async def run() -> int:
+        device = await RawClient.open(hub.mqtt_port)
+        await device.send(Connect(client_id="meter-3", protocol_level=4, username="tok-3"))
+        assert isinstance(await device.recv(), Connack)
+        telemetry = {"current_fw_title": "meter-fw", "current_fw_version": "2.0.0"}
+        await device.publish("v1/devices/me/telemetry", json.dumps(telemetry).encode(), qos=1)
+        with api(hub) as client:
+            deadline = time.monotonic() + 30
+            while client.get("/devices/meter-3").json()["firmware"]["version"] != "2.0.0":
+                assert time.monotonic() < deadline, "the device's version never arrived"
+                await asyncio.sleep(0.05)
+            r = client.post(
+                "/updates", json={"device": "meter-3", "title": "meter-fw", "version": "2.0.1"}
+            )
+            assert r.status_code == 201, r.text
+            assert r.json()["from_version"] == "2.0.0"
+        device.close()
+        return int(r.json()["id"])
+
+    update_id = asyncio.run(run())
+    hub.stop()
+    hub.start()
+    with api(hub) as client:
+        assert client.post(f"/updates/{update_id}/cancel").status_code == 200
+    line = _wait_logged(hub, 1)[update_id]
+    assert (line["from"], line["to"], line["state"]) == ("2.0.0", "2.0.1", "canceled")

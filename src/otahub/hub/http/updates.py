@@ -47,6 +47,9 @@ class UpdateOut(BaseModel):
     package_id: int | None
     title: str
     version: str
+    from_version: str | None = Field(
+        None, description="what the device reported running when the update was created"
+    )
     kind: str
     state: UpdateState
     progress: int | None
@@ -71,6 +74,7 @@ class UpdateOut(BaseModel):
             package_id=view.package_id,
             title=view.title,
             version=view.version,
+            from_version=view.from_version,
             kind=view.kind,
             state=UpdateState(view.state),
             progress=view.progress,

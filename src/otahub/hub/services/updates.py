@@ -49,7 +49,6 @@ MAX_TIMEOUT_S = 30 * 24 * 3600.0
 UPDATE_MODES = ("push", "on-request")
 TIMEOUT_CODE = "timeout"
 START_FAILED_CODE = "start_failed"
-UNKNOWN_VERSION = "?"
 
 
 def parse_state(value: str) -> UpdateState:
@@ -100,7 +99,6 @@ class UpdateService:
         self._changed = asyncio.Event()  # wakes the sweeper when a deadline moves
         # update id -> the version its device ran when it was created, for the
         # line logged when it ends (unknown for updates created before a restart)
-        self._from_versions: dict[int, str | None] = {}
 
     # -- queries --------------------------------------------------------------
 
@@ -260,6 +258,11 @@ class UpdateService:
                 package_id=package.id,
                 title=package.title,
                 version=package.version,
+                from_version=(
+                    device.current_sw_version
+                    if package.kind == "software"
+                    else device.current_fw_version
+                ),
                 kind=package.kind,
                 state=UpdateState.PENDING.value,
                 timeout_s=timeout_s,
@@ -288,9 +291,6 @@ class UpdateService:
                     f"device {device.name!r} got another {package.kind} update meanwhile"
                 ) from None
             created = UpdateView.of(row)
-            self._from_versions[row.id] = (
-                device.current_sw_version if row.kind == "software" else device.current_fw_version
-            )
         self._changed.set()
         await self._announce(events)  # the replaced update's end first
         failures = await self._announce([UpdateCreated(created)])
@@ -389,7 +389,6 @@ class UpdateService:
         return failures
 
     def _log_ended(self, update: UpdateView) -> None:
-        from_version = self._from_versions.pop(update.id, UNKNOWN_VERSION)
         ended = update.finished_at or update.updated_at
         log.log(
             logging.WARNING if update.state == UpdateState.FAILED else logging.INFO,
@@ -400,7 +399,7 @@ class UpdateService:
             update.dialect,
             update.kind,
             update.title,
-            from_version or "none",
+            update.from_version or "none",
             update.version,
             update.state,
             (ended - update.created_at).total_seconds(),

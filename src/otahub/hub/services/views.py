@@ -154,6 +154,7 @@ class UpdateView:
     mode: str = "push"
     force: bool = False
     driver_state: dict[str, Any] = field(default_factory=dict)
+    from_version: str | None = None  # what the device ran when the update was created
 
     @classmethod
     def of(cls, row: Update, transitions: list[UpdateTransition] | None = None) -> UpdateView:
@@ -178,6 +179,7 @@ class UpdateView:
             mode=row.mode or "push",
             force=bool(row.force),
             driver_state=dict(row.driver_state or {}),
+            from_version=row.from_version,
             transitions=None
             if transitions is None
             else tuple(TransitionView.of(t) for t in transitions),

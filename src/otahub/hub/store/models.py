@@ -157,6 +157,8 @@ class Update(Base):
     )
     title: Mapped[str] = mapped_column(String(255))
     version: Mapped[str] = mapped_column(String(255))
+    # what the device reported running when the update was created (None: nothing)
+    from_version: Mapped[str | None] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(16))  # copied from the package for the index
     state: Mapped[str] = mapped_column(String(16))
     progress: Mapped[int | None] = mapped_column(Integer)
