@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Hashable
+from collections.abc import Awaitable, Hashable
 
 from otahub.hub.services.devices import DeviceService
 from otahub.hub.services.errors import NotFound
@@ -29,6 +29,9 @@ class Presence:
         # device -> live signs, in the order they appeared (dicts keep it)
         self._signs: dict[str, dict[Hashable, None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # a sign that stands for several devices (a session waiting for the
+        # commands of a gateway's children) -> those devices
+        self._devices_of: dict[Hashable, set[str]] = {}
 
     def signs(self, device: str) -> list[Hashable]:
         """The device's live signs, oldest first."""
@@ -58,6 +61,22 @@ class Presence:
         if not signs:
             del self._signs[device]
         await self.write(device)
+
+    async def add_for(self, device: str, sign: Hashable) -> None:
+        """Like :meth:`add`, remembering the device under ``sign`` for :meth:`ended`."""
+        self._devices_of.setdefault(sign, set()).add(device)
+        await self.add(device, sign)
+
+    def ended(self, sign: Hashable) -> Awaitable[None] | None:
+        """``sign`` (a session) ended: every device added for it loses it."""
+        devices = self._devices_of.pop(sign, None)
+        if not devices:
+            return None
+        return self._remove_from(devices, sign)
+
+    async def _remove_from(self, devices: set[str], sign: Hashable) -> None:
+        for device in devices:
+            await self.remove(device, sign)
 
     def forget(self, device: str) -> None:
         """The device was deleted."""

@@ -105,7 +105,6 @@ class TedgeLegacyDriver(Driver):
         self._responding: set[str] = set()  # children seen answering, this run
         self._resume: asyncio.Task[None] | None = None
         self.presence = Presence(ctx.core.devices, DIALECT)
-        self._children: dict[Session, set[str]] = {}  # session -> children it waits for
         # updates in flight when the hub (re)started: asked again when their child is back
         self._reask: set[int] = set()
 
@@ -135,7 +134,7 @@ class TedgeLegacyDriver(Driver):
             await self.presence.reset()
             self._reask.update(u for u in waiting if u in self._operations.values())
             self._undo.append(self.ctx.mqtt.on_subscribed(self._on_subscribed))
-            self.ctx.mqtt.on_session_disconnected(self._on_disconnected)
+            self.ctx.mqtt.on_session_disconnected(self.presence.ended)
         if waiting:
             self._resume = core.parts.start(
                 "tedge-legacy resume", self._send_waiting(waiting), forever=False
@@ -197,8 +196,7 @@ class TedgeLegacyDriver(Driver):
         if device.dialect != DIALECT:
             return
         if session.connected:
-            self._children.setdefault(session, set()).add(child)
-            await self.presence.add(child, session)
+            await self.presence.add_for(child, session)
         update = await self.ctx.core.updates.active_for(child)
         if update is None or "id" not in update.driver_state:
             return  # nothing sent yet: its request goes out when it is sent
@@ -206,16 +204,6 @@ class TedgeLegacyDriver(Driver):
             self._reask.discard(update.id)
             log.info("update %d: %s subscribed to its requests; asking again", update.id, child)
             await self._resend(update)
-
-    def _on_disconnected(self, session: Session) -> Awaitable[None] | None:
-        children = self._children.pop(session, None)
-        if not children:
-            return None
-        return self._children_gone(session, children)
-
-    async def _children_gone(self, session: Session, children: set[str]) -> None:
-        for child in children:
-            await self.presence.remove(child, session)
 
     # -- updates -> requests ---------------------------------------------------
 

@@ -106,7 +106,6 @@ class ThinEdgeDriver(Driver):
         self._commands: dict[str, int] = {}  # command topic -> update id
         self._unsubscribe: list[Any] = []
         self.presence = Presence(ctx.core.devices, DIALECT)
-        self._children: dict[Session, set[str]] = {}  # session -> devices it waits for
 
     def mount(self, app: FastAPI) -> None:
         mount_file_transfer(app, file_root(self.ctx), self.ctx.core.integrity)
@@ -130,7 +129,7 @@ class ThinEdgeDriver(Driver):
         await self.presence.reset()
         if isinstance(self.ctx.transport, LocalTransport):
             self._unsubscribe.append(self.ctx.mqtt.on_subscribed(self._on_subscribed))
-            self.ctx.mqtt.on_session_disconnected(self._on_disconnected)
+            self.ctx.mqtt.on_session_disconnected(self.presence.ended)
         self._inbox.start(core.parts)
         for topic_filter in FILTERS:
             await self.ctx.transport.subscribe(topic_filter, self._inbox.put)
@@ -301,18 +300,7 @@ class ThinEdgeDriver(Driver):
             pass  # its registration, just published, makes it a device: written then
         if not session.connected:
             return
-        self._children.setdefault(session, set()).add(name)
-        await self.presence.add(name, session)
-
-    def _on_disconnected(self, session: Session) -> Awaitable[None] | None:
-        names = self._children.pop(session, None)
-        if not names:
-            return None
-        return self._sessions_gone(session, names)
-
-    async def _sessions_gone(self, session: Session, names: set[str]) -> None:
-        for name in names:
-            await self.presence.remove(name, session)
+        await self.presence.add_for(name, session)
 
     async def _device(
         self, entity: te.EntityTopicId, *, create: bool, **kind: str | None
