@@ -37,6 +37,21 @@ def _wait_logged(hub: HubProcess, count: int) -> dict[int, dict[str, str]]:
     return lines
 
 
+async def _device_running(hub: HubProcess, name: str, token: str, version: str) -> RawClient:
+    """A raw ThingsBoard device that has reported ``version`` of meter-fw, as the hub saw."""
+    device = await RawClient.open(hub.mqtt_port)
+    await device.send(Connect(client_id=name, protocol_level=4, username=token))
+    assert isinstance(await device.recv(), Connack)
+    telemetry = {"current_fw_title": "meter-fw", "current_fw_version": version}
+    await device.publish("v1/devices/me/telemetry", json.dumps(telemetry).encode(), qos=1)
+    with api(hub) as client:
+        deadline = time.monotonic() + 30
+        while client.get(f"/devices/{name}").json()["firmware"]["version"] != version:
+            assert time.monotonic() < deadline, "the device's version never arrived"
+            await asyncio.sleep(0.05)
+    return device
+
+
 def test_every_update_that_ends_is_logged_once_with_how_it_ended(
     hub_factory: Callable[..., HubProcess],
 ) -> None:
@@ -47,16 +62,8 @@ def test_every_update_that_ends_is_logged_once_with_how_it_ended(
         upload(hub, "meter-fw", version, version.encode() * 1000)
 
     async def run() -> None:
-        device = await RawClient.open(hub.mqtt_port)
-        await device.send(Connect(client_id="meter-1", protocol_level=4, username="tok-1"))
-        assert isinstance(await device.recv(), Connack)
-        telemetry = {"current_fw_title": "meter-fw", "current_fw_version": "1.0.0"}
-        await device.publish("v1/devices/me/telemetry", json.dumps(telemetry).encode(), qos=1)
+        device = await _device_running(hub, "meter-1", "tok-1", "1.0.0")
         with api(hub) as client:
-            deadline = time.monotonic() + 30
-            while client.get("/devices/meter-1").json()["firmware"]["version"] != "1.0.0":
-                assert time.monotonic() < deadline, "the device's version never arrived"
-                await asyncio.sleep(0.05)
             r = client.post(
                 "/updates", json={"device": "meter-1", "title": "meter-fw", "version": "1.0.1"}
             )
@@ -115,16 +122,8 @@ def test_the_from_version_outlives_a_hub_restart(
     upload(hub, "meter-fw", "2.0.1", b"2.0.1" * 1000)
 
     async def run() -> int:
-        device = await RawClient.open(hub.mqtt_port)
-        await device.send(Connect(client_id="meter-3", protocol_level=4, username="tok-3"))
-        assert isinstance(await device.recv(), Connack)
-        telemetry = {"current_fw_title": "meter-fw", "current_fw_version": "2.0.0"}
-        await device.publish("v1/devices/me/telemetry", json.dumps(telemetry).encode(), qos=1)
+        device = await _device_running(hub, "meter-3", "tok-3", "2.0.0")
         with api(hub) as client:
-            deadline = time.monotonic() + 30
-            while client.get("/devices/meter-3").json()["firmware"]["version"] != "2.0.0":
-                assert time.monotonic() < deadline, "the device's version never arrived"
-                await asyncio.sleep(0.05)
             r = client.post(
                 "/updates", json={"device": "meter-3", "title": "meter-fw", "version": "2.0.1"}
             )
