@@ -57,6 +57,14 @@ def add(
             help="Generate the device's MQTT password and print it once (thin-edge, tedge-legacy).",
         ),
     ] = False,
+    gateway: Annotated[
+        bool,
+        typer.Option(
+            "--gateway",
+            help="A thin-edge gateway: the children it registers belong to it and it may "
+            "use their topics.",
+        ),
+    ] = False,
     server: Server = DEFAULT_SERVER,
     admin_token: AdminToken = None,
     json: Json = False,
@@ -72,6 +80,7 @@ def add(
         "device_key": device_key,
         "secret": secret,
         "password": password,
+        "gateway": gateway or None,
     }
     with connect(server, admin_token) as client:
         device = client.post("/devices", {k: v for k, v in body.items() if v is not None})
@@ -80,7 +89,8 @@ def add(
     if json:
         print_json(device)
         return
-    out.print(f"added {device['dialect']} device {device['name']} (id {device['id']})")
+    kind = "gateway" if device.get("gateway") else "device"
+    out.print(f"added {device['dialect']} {kind} {device['name']} (id {device['id']})")
     if generate_password:
         out.print(f"MQTT user name: {device['name']}", highlight=False)
         out.print(f"MQTT password:  {password}  (shown once, stored hashed)", highlight=False)
@@ -159,6 +169,35 @@ def remove(
             "DELETE", f"/devices/{quote(name, safe='')}", params={"force": "true"} if force else {}
         )
     out.print(f"removed device {name}")
+
+
+@app.command()
+def show(
+    name: Annotated[str, typer.Argument(help="The device's name.", show_default=False)],
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+    json: Json = False,
+) -> None:
+    """Show a device: its dialect, credentials set, gateway or owner, and what it runs."""
+    with connect(server, token) as client:
+        device = client.get(f"/devices/{quote(name, safe='')}")
+    if json:
+        print_json(device)
+        return
+    rows = [
+        ("name", device["name"]),
+        ("dialect", device["dialect"]),
+        ("device type", dash(device["device_type"])),
+        ("password", "set" if device["has_password"] else "none"),
+        ("gateway", "yes" if device["gateway"] else "no"),
+        ("owner", dash(device["owner"])),
+        ("firmware", _reported(device["firmware"])),
+        ("software", _reported(device["software"])),
+        ("online", "yes" if device["online"] else "no"),
+        ("last seen", when(device["last_seen_at"])),
+    ]
+    for label, value in rows:
+        out.print(f"{label + ':':<13}{value}", highlight=False)
 
 
 @app.command("list")

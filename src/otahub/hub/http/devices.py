@@ -31,6 +31,11 @@ class DeviceCreate(BaseModel):
         description="MQTT password (thin-edge, tedge-legacy; the user name is the device "
         "name); stored hashed, never returned",
     )
+    gateway: bool = Field(
+        False,
+        description="a thin-edge gateway: the children it registers (te/device/<child>//) "
+        "belong to it and it may use their topics",
+    )
 
 
 class Reported(BaseModel):
@@ -50,6 +55,8 @@ class DeviceOut(BaseModel):
     has_password: bool = Field(
         description="MQTT credentials are set (the password is never returned)"
     )
+    gateway: bool = Field(description="a thin-edge gateway")
+    owner: str | None = Field(description="the gateway that registered this thin-edge child")
     firmware: Reported
     software: Reported
     last_seen_at: datetime | None
@@ -69,6 +76,8 @@ class DeviceOut(BaseModel):
             device_key=view.enos_device_key,
             has_secret=view.enos_device_secret is not None,
             has_password=view.has_password,
+            gateway=view.gateway,
+            owner=view.owner,
             firmware=Reported(title=view.current_fw_title, version=view.current_fw_version),
             software=Reported(title=view.current_sw_title, version=view.current_sw_version),
             last_seen_at=view.last_seen_at,
@@ -91,6 +100,7 @@ async def create_device(body: DeviceCreate, core: Core) -> DeviceOut:
             device_key=body.device_key,
             secret=body.secret,
             password=body.password,
+            gateway=body.gateway,
         )
     )
     return DeviceOut.of(view)

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +33,8 @@ log = logging.getLogger("otahub.hub.devices")
 DIALECTS = ("thin-edge", "tedge-legacy", "thingsboard", "enos")
 # dialects whose devices log in with user name (the device name) and password
 PASSWORD_DIALECTS = ("thin-edge", "tedge-legacy")
+# gateways register children and act for them on the ``te/`` API
+GATEWAY_DIALECT = "thin-edge"
 _MAX_TEXT = 255
 # Names end up in MQTT topics (thin-edge child ids) and URLs: no separators,
 # wildcards, whitespace or control characters.
@@ -53,6 +56,7 @@ class DeviceSpec:
     device_key: str | None = None  # EnOS
     secret: str | None = None  # EnOS device secret
     password: str | None = None  # thin-edge / tedge-legacy MQTT password (stored hashed)
+    gateway: bool = False  # a thin-edge gateway: registers children and acts for them
 
     def validated(self) -> DeviceSpec:
         if not _NAME.fullmatch(self.name) or len(self.name) > _MAX_TEXT:
@@ -62,6 +66,8 @@ class DeviceSpec:
             )
         if self.dialect not in DIALECTS:
             raise Invalid(f"dialect must be one of {', '.join(DIALECTS)}, not {self.dialect!r}")
+        if self.gateway and self.dialect != GATEWAY_DIALECT:
+            raise Invalid(f"gateway: only {GATEWAY_DIALECT} devices are gateways")
         if self.device_type is not None and (
             not self.device_type.strip() or len(self.device_type) > _MAX_TEXT
         ):
@@ -120,6 +126,7 @@ class DeviceService:
                 enos_device_key=spec.device_key,
                 enos_device_secret=spec.secret,
                 password_hash=password_hash,
+                gateway=spec.gateway,
             )
             s.add(row)
             try:
@@ -237,6 +244,9 @@ class DeviceService:
             )
             view = DeviceView.of(row)
             await s.delete(row)
+            if view.gateway:
+                # its children stay, belonging to nobody until registered again
+                await s.execute(sql_update(Device).where(Device.owner == name).values(owner=None))
         log.info("device %s (%s) deleted; %d update(s) kept as history", name, view.dialect, kept)
         await self.bus.publish(DeviceDeleted(view))
         return view
@@ -260,6 +270,15 @@ class DeviceService:
             view = DeviceView.of(row)
         await self.bus.publish(DeviceCredentialsChanged(view))
         return view
+
+    async def set_owner(self, name: str, owner: str) -> DeviceView:
+        """Record the gateway that registered the thin-edge child ``name``."""
+        async with self.db.session() as s, s.begin():
+            row = await s.scalar(select(Device).where(Device.name == name))
+            if row is None:
+                raise NotFound(f"device {name!r} does not exist")
+            row.owner = owner
+            return DeviceView.of(row)
 
     async def set_dialect_state(self, name: str, state: dict[str, Any]) -> DeviceView:
         """Replace what the device's driver remembers about it."""

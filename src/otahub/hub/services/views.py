@@ -80,6 +80,8 @@ class DeviceView:
     dialect_state: dict[str, Any] = field(default_factory=dict)
     # argon2 hash of a thin-edge / tedge-legacy device's MQTT password
     password_hash: str | None = None
+    gateway: bool = False
+    owner: str | None = None  # the gateway that registered this child
 
     @property
     def has_password(self) -> bool:
@@ -105,6 +107,8 @@ class DeviceView:
             created_at=row.created_at,
             dialect_state=dict(row.dialect_state or {}),
             password_hash=row.password_hash,
+            gateway=bool(row.gateway),
+            owner=row.owner,
         )
 
 

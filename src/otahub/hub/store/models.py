@@ -114,6 +114,10 @@ class Device(Base):
     enos_device_secret: Mapped[str | None] = mapped_column(String(255))
     # thin-edge / tedge-legacy MQTT password (user name = device name), argon2 hash
     password_hash: Mapped[str | None] = mapped_column(String(255))
+    # a thin-edge gateway: may register children and act for them
+    gateway: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the gateway that registered this thin-edge child (its name)
+    owner: Mapped[str | None] = mapped_column(String(255))
     current_fw_title: Mapped[str | None] = mapped_column(String(255))
     current_fw_version: Mapped[str | None] = mapped_column(String(255))
     current_sw_title: Mapped[str | None] = mapped_column(String(255))
