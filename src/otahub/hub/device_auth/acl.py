@@ -2,11 +2,13 @@
 
 A thin-edge device uses ``te/device/<own id>/...`` only, a legacy child
 ``tedge/<own id>/...`` only, to publish and to subscribe (no wildcard can
-reach past its own id). Anonymous clients are the local broker's trusted
-connectors (as on a thin-edge gateway); they may not speak ThingsBoard's or
-EnOS's per-session topics, nor act for a device that logs in with a
-password; one let in from beyond the ``anonymous_from`` networks
-(``--allow-anonymous``) may not bring new devices into being.
+reach past its own id); a thin-edge gateway also its children's, the
+devices it was first to use (see ``DeviceDirectory.claim``). Anonymous
+clients are the local broker's trusted connectors (as on a thin-edge
+gateway); they may not speak ThingsBoard's or EnOS's per-session topics, nor
+act for a device that logs in with a password or belongs to a gateway; one
+let in from beyond the ``anonymous_from`` networks (``--allow-anonymous``)
+may not bring new devices into being.
 """
 
 from __future__ import annotations
@@ -58,6 +60,28 @@ class OwnTopicsAcl:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewayAcl:
+    """A thin-edge gateway: its own ``te/device/<name>/...`` topics and its children's."""
+
+    name: str
+    directory: DeviceDirectory
+
+    def _may_use(self, topic: str) -> bool:
+        device = device_of_topic(topic)
+        if device is None or not topic.startswith(f"te/device/{device}/"):
+            return False
+        if "+" in device or "#" in device:
+            return False  # a wildcard for the id would reach every device
+        return device == self.name or self.directory.claim(device, self.name)
+
+    def can_publish(self, topic: str) -> bool:
+        return self._may_use(topic)
+
+    def can_subscribe(self, topic_filter: str) -> bool | int:
+        return self._may_use(topic_filter)
+
+
+@dataclass(frozen=True, slots=True)
 class AnonymousAcl:
     directory: DeviceDirectory
     # came from an ``anonymous_from`` network (False: let in by --allow-anonymous)
@@ -69,7 +93,7 @@ class AnonymousAcl:
         device = device_of_topic(topic)
         if device is None:
             return True
-        if self.directory.has_password(device):
+        if self.directory.has_password(device) or self.directory.owner(device) is not None:
             return False
         return self.trusted or self.directory.exists(device)
 

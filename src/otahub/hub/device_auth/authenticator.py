@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from otahub.hub.device_auth.acl import OwnTopicsAcl, topic_prefix
+from otahub.hub.device_auth.acl import GatewayAcl, OwnTopicsAcl, topic_prefix
+from otahub.hub.device_auth.directory import DeviceDirectory
 from otahub.hub.device_auth.passwords import verify_password_async
 from otahub.hub.services.devices import PASSWORD_DIALECTS, DeviceService
 from otahub.hub.services.errors import NotFound
@@ -14,8 +15,9 @@ class DevicePasswordAuthenticator:
     """Claims CONNECTs whose user name is a thin-edge or tedge-legacy device's name;
     passes every other one to the next authenticator (ThingsBoard, EnOS)."""
 
-    def __init__(self, devices: DeviceService) -> None:
+    def __init__(self, devices: DeviceService, directory: DeviceDirectory) -> None:
         self.devices = devices
+        self.directory = directory
 
     async def __call__(self, info: ConnectInfo) -> Identity | Refusal | None:
         if not info.username:
@@ -35,8 +37,9 @@ class DevicePasswordAuthenticator:
                 ReasonCode.BAD_USER_NAME_OR_PASSWORD,
                 f"wrong password for {device.dialect} device {device.name!r}",
             )
-        return Identity(
-            name=device.name,
-            dialect=device.dialect,
-            acl=OwnTopicsAcl(topic_prefix(device.dialect, device.name)),
-        )
+        acl: GatewayAcl | OwnTopicsAcl
+        if device.gateway:
+            acl = GatewayAcl(device.name, self.directory)
+        else:
+            acl = OwnTopicsAcl(topic_prefix(device.dialect, device.name))
+        return Identity(name=device.name, dialect=device.dialect, acl=acl)

@@ -1,4 +1,5 @@
-"""Which devices exist and which log in with a password, kept in memory.
+"""Which devices exist, which log in with a password and which gateway owns
+which child, kept in memory.
 
 ACLs are consulted for every PUBLISH and must answer at once: they read this
 index, which follows the registry through the event bus.
@@ -20,6 +21,9 @@ class DeviceDirectory:
     def __init__(self) -> None:
         self._dialects: dict[str, str] = {}
         self._with_password: set[str] = set()
+        # child -> its gateway: stored, or claimed by the gateway's first use of
+        # the child's topics (written to the registry once the child exists)
+        self._owners: dict[str, str] = {}
 
     async def load(self, devices: DeviceService) -> None:
         for device in await devices.list():
@@ -31,6 +35,8 @@ class DeviceDirectory:
             self._with_password.add(device.name)
         else:
             self._with_password.discard(device.name)
+        if device.owner is not None:
+            self._owners[device.name] = device.owner
 
     async def on_event(self, event: Event) -> None:
         if isinstance(event, DeviceCreated | DeviceCredentialsChanged):
@@ -38,9 +44,33 @@ class DeviceDirectory:
         elif isinstance(event, DeviceDeleted):
             self._dialects.pop(event.device.name, None)
             self._with_password.discard(event.device.name)
+            self._owners.pop(event.device.name, None)
+            if event.device.gateway:
+                for child in [c for c, g in self._owners.items() if g == event.device.name]:
+                    del self._owners[child]
 
     def exists(self, name: str) -> bool:
         return name in self._dialects
 
     def has_password(self, name: str) -> bool:
         return name in self._with_password
+
+    def owner(self, name: str) -> str | None:
+        """The gateway ``name`` belongs to (stored or claimed), if any."""
+        return self._owners.get(name)
+
+    def claim(self, child: str, gateway: str) -> bool:
+        """Whether ``gateway`` may act for ``child``: it is the child's gateway
+        already, or ``child`` is no device yet and nobody claimed it (then it
+        is ``gateway``'s from now on)."""
+        owner = self._owners.get(child)
+        if owner is not None:
+            return owner == gateway
+        if child in self._dialects:
+            return False  # registered without a gateway: by itself, an admin or a local connector
+        self._owners[child] = gateway
+        return True
+
+    def release(self, child: str) -> None:
+        """Forget a claim that did not make ``child`` a gateway's child."""
+        self._owners.pop(child, None)

@@ -9,8 +9,10 @@ from otahub.hub.core import HubCore
 from otahub.hub.device_auth.acl import AnonymousAcl
 from otahub.hub.device_auth.authenticator import DevicePasswordAuthenticator
 from otahub.hub.device_auth.directory import DeviceDirectory
-from otahub.hub.services.devices import PASSWORD_DIALECTS
+from otahub.hub.services.devices import GATEWAY_DIALECT, PASSWORD_DIALECTS
+from otahub.hub.services.errors import NotFound
 from otahub.hub.services.events import DeviceCreated, DeviceCredentialsChanged, DeviceDeleted, Event
+from otahub.hub.services.views import DeviceView
 from otahub.mqtt.hooks import Acl, ConnectInfo
 from otahub.mqtt.reason_codes import ReasonCode
 from otahub.mqtt.server import MQTTServer
@@ -27,6 +29,8 @@ async def install_device_auth(core: HubCore, mqtt: MQTTServer) -> Callable[[], N
 
     async def on_event(event: Event) -> None:
         await directory.on_event(event)
+        if isinstance(event, DeviceCreated):
+            await record_owner(core, directory, event.device)
         if (
             isinstance(event, DeviceCredentialsChanged | DeviceDeleted)
             and event.device.dialect in PASSWORD_DIALECTS
@@ -37,13 +41,28 @@ async def install_device_auth(core: HubCore, mqtt: MQTTServer) -> Callable[[], N
         on_event, DeviceCreated, DeviceCredentialsChanged, DeviceDeleted
     )
     await directory.load(core.devices)
-    mqtt.add_authenticator(DevicePasswordAuthenticator(core.devices))
+    mqtt.add_authenticator(DevicePasswordAuthenticator(core.devices, directory))
 
     def anonymous_acl(info: ConnectInfo, trusted: bool) -> Acl:
         return AnonymousAcl(directory, trusted)
 
     mqtt.set_anonymous_policy(anonymous_acl)
     return unsubscribe
+
+
+async def record_owner(core: HubCore, directory: DeviceDirectory, device: DeviceView) -> None:
+    """A new device whose topics a gateway used first is that gateway's child."""
+    gateway = directory.owner(device.name)
+    if gateway is None or device.owner == gateway:
+        return
+    if device.dialect != GATEWAY_DIALECT or device.has_password:
+        directory.release(device.name)  # added by hand as another kind of device
+        return
+    try:
+        await core.devices.set_owner(device.name, gateway)
+    except NotFound:
+        return  # deleted meanwhile
+    log.info("device %s belongs to gateway %s", device.name, gateway)
 
 
 def end_sessions_of(mqtt: MQTTServer, device: str, dialect: str) -> None:
