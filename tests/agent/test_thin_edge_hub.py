@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.agent.agentproc import AgentProcess
-from tests.agent.hubapi import path_of, register, start_update, until, upload, wait_state
+from tests.agent.hubapi import api, path_of, register, start_update, until, upload, wait_state
 from tests.agent.test_thin_edge import Device, agents, install_hook
 from tests.hubproc import HubProcess
 
@@ -134,3 +134,27 @@ async def test_agent_with_credentials_updates_its_own_device(
     update = await wait_state(tehub, update_id)
     assert update["state"] == "succeeded", update
     assert device.hook_runs() == ["1.0.7"]
+
+
+async def test_agent_logged_in_as_its_gateway_serves_the_child_it_registers(
+    tehub: HubProcess, agents: Callable[..., AgentProcess], tmp_path: Path
+) -> None:
+    """The agent of a child behind a gateway uses the gateway's credentials: the child
+    it registers becomes the gateway's, and its update goes through."""
+    device = Device(tmp_path)
+    register(tehub, name="te-hub-gw", dialect="thin-edge", password="gw pw", gateway=True)
+    upload(tehub, TITLE, "1.0.8", os.urandom(10_000))
+    agent_config = config(tehub, device, "te-hub-gw-child", install_hook(device))
+    agent_config["mqtt"] |= {"username": "te-hub-gw", "password": "gw pw"}
+    agents(agent_config)
+    await until(lambda: owner_of(tehub, "te-hub-gw-child") == "te-hub-gw")
+    update_id = await start_update(tehub, "te-hub-gw-child", TITLE, "1.0.8")
+    update = await wait_state(tehub, update_id)
+    assert update["state"] == "succeeded", update
+    assert device.hook_runs() == ["1.0.8"]
+
+
+def owner_of(hub: HubProcess, name: str) -> str | None:
+    with api(hub) as client:
+        response = client.get(f"/devices/{name}")
+    return response.json().get("owner") if response.status_code == 200 else None
