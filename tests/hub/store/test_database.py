@@ -357,3 +357,52 @@ async def test_migrations_from_0002_keep_every_row_and_stop_reusing_ids(database
             assert new.id > max(ids)  # the deleted ids stay used
     finally:
         await db.close()
+
+
+async def _migrate_to(db: Database, revision: str, *, down: bool = False) -> None:
+    """As ``Database.migrate`` does it (SQLite: foreign keys off while tables are rebuilt)."""
+    step = command.downgrade if down else command.upgrade
+    async with db.engine.connect() as conn:
+        if db.is_sqlite:
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        await conn.run_sync(lambda c: step(alembic_config(c), revision))
+        await conn.commit()
+        if db.is_sqlite:
+            await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            await conn.commit()
+
+
+async def test_devices_from_before_gateways_are_no_gateways_and_belong_to_none(
+    database_url: str,
+) -> None:
+    devices = table(
+        "devices",
+        column("name", sa.String),
+        column("dialect", sa.String),
+        column("online", sa.Boolean),
+        column("created_at", sa.DateTime(timezone=True)),
+        column("dialect_state", sa.JSON),
+    )
+    db = Database(database_url)
+    try:
+        await _migrate_to(db, "0007")
+        async with db.engine.begin() as conn:
+            await conn.execute(
+                insert(devices).values(
+                    name="child01",
+                    dialect="thin-edge",
+                    online=False,
+                    created_at=datetime(2026, 1, 1, tzinfo=UTC),
+                    dialect_state={},
+                )
+            )
+        await db.migrate()
+        async with db.session() as s:
+            device = await s.scalar(select(Device))
+            assert device is not None and (device.gateway, device.owner) == (False, None)
+        await _migrate_to(db, "0007", down=True)
+        async with db.engine.connect() as conn:
+            names = (await conn.execute(text("SELECT name FROM devices"))).scalars().all()
+            assert names == ["child01"]
+    finally:
+        await db.close()
