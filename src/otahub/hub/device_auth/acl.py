@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from otahub.hub.device_auth.directory import DeviceDirectory
+from otahub.hub.services.views import DeviceView
 from otahub.protocols.thingsboard import DEVICE_TOPIC_PREFIXES
 
 # Topics that only a logged-in ThingsBoard or EnOS session speaks on (the
@@ -79,6 +80,13 @@ class GatewayAcl:
 
     def can_subscribe(self, topic_filter: str) -> bool | int:
         return self._may_use(topic_filter)
+
+
+def device_acl(device: DeviceView, directory: DeviceDirectory) -> GatewayAcl | OwnTopicsAcl:
+    """The topic rules of a thin-edge or legacy device, however it logged in."""
+    if device.gateway:
+        return GatewayAcl(device.name, directory)
+    return OwnTopicsAcl(topic_prefix(device.dialect, device.name))
 
 
 @dataclass(frozen=True, slots=True)

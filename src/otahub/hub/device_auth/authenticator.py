@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from otahub.hub.device_auth.acl import GatewayAcl, OwnTopicsAcl, topic_prefix
+from otahub.hub.device_auth.acl import device_acl
 from otahub.hub.device_auth.directory import DeviceDirectory
 from otahub.hub.device_auth.passwords import verify_password_async
 from otahub.hub.services.devices import PASSWORD_DIALECTS, DeviceService
@@ -37,9 +37,6 @@ class DevicePasswordAuthenticator:
                 ReasonCode.BAD_USER_NAME_OR_PASSWORD,
                 f"wrong password for {device.dialect} device {device.name!r}",
             )
-        acl: GatewayAcl | OwnTopicsAcl
-        if device.gateway:
-            acl = GatewayAcl(device.name, self.directory)
-        else:
-            acl = OwnTopicsAcl(topic_prefix(device.dialect, device.name))
-        return Identity(name=device.name, dialect=device.dialect, acl=acl)
+        return Identity(
+            name=device.name, dialect=device.dialect, acl=device_acl(device, self.directory)
+        )
