@@ -215,3 +215,19 @@ def test_only_thin_edge_devices_are_gateways(gw_hub: SecureHub) -> None:
     added = cli_add(gw_hub, "gw3", "--dialect", "thin-edge", "--gateway", "--generate-password")
     assert "added thin-edge gateway gw3" in added.stdout
     assert gw_hub.api.get("/devices/gw3").json()["gateway"] is True
+
+
+async def test_gateway_subscribing_to_every_devices_topics_is_refused(gw_hub: SecureHub) -> None:
+    gw = await register(gw_hub, "gw1", "child01")
+    suback = await gw.subscribe(
+        "#",
+        "te/#",
+        "te/device/+/+/+/cmd/firmware_update/+",
+        "te/device/#",
+        "te/device/child01/+/+/cmd/firmware_update/+",
+        qos=1,
+    )
+    refusal = ReasonCode.NOT_AUTHORIZED
+    assert suback.reason_codes == [refusal, refusal, refusal, refusal, 1]
+    gw_hub.wait_log(r"client 'gw1-conn' \(gw1\) may not subscribe to 'te/device/\+/\+/\+/cmd/")
+    gw.close()
