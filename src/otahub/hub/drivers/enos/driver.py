@@ -11,9 +11,10 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 from otahub.hub.drivers.base import Driver, DriverContext
+from otahub.hub.drivers.download_links import link_signer
 from otahub.hub.drivers.enos.auth import DIALECT, EnosAuthenticator, EnosPeer
 from otahub.hub.drivers.enos.broker_http import HttpSessions, broker_router
-from otahub.hub.drivers.enos.downloads import DownloadUrls, download_router, load_or_create_key
+from otahub.hub.drivers.enos.downloads import DownloadUrls, download_router
 from otahub.hub.drivers.enos.links import Link, LinkTable, Online, PushCheck, WorkItem
 from otahub.hub.drivers.enos.ota import FIRMWARE, PUSH, SOURCE, OtaConversation
 from otahub.hub.services.errors import Conflict, NotFound
@@ -50,7 +51,7 @@ class EnosDriver(Driver):
     def __init__(self, ctx: DriverContext) -> None:
         super().__init__(ctx)
         self.urls = DownloadUrls(
-            load_or_create_key(ctx.settings.data_dir),
+            link_signer(ctx.settings.data_dir),
             ctx.public_url,
             relative=ctx.settings.enos_file_url is EnosFileUrl.RELATIVE,
         )
