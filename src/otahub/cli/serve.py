@@ -18,6 +18,8 @@ import typer
 
 from otahub.hub.settings import (
     DEFAULT_ENOS_LOGIN_WINDOW,
+    DEFAULT_FILE_TRANSFER_MAX_BYTES,
+    DEFAULT_FILE_TRANSFER_MIN_FREE_BYTES,
     DEFAULT_MAX_PACKET_SIZE,
     DEFAULT_NOTIFY_RATE,
     DEFAULT_SHUTDOWN_TIMEOUT_S,
@@ -230,6 +232,23 @@ def serve(
             help="Accept MQTT clients without credentials from anywhere (a trusted network).",
         ),
     ] = False,
+    file_transfer_max_bytes: Annotated[
+        int,
+        typer.Option(
+            help="Largest body a PUT on /te/v1/files may store (413 above).",
+            envvar="OTAHUB_FILE_TRANSFER_MAX_BYTES",
+            min=0,
+        ),
+    ] = DEFAULT_FILE_TRANSFER_MAX_BYTES,
+    file_transfer_min_free_bytes: Annotated[
+        int,
+        typer.Option(
+            help="Refuse a PUT on /te/v1/files (507) that would leave less free space "
+            "than this in the data dir.",
+            envvar="OTAHUB_FILE_TRANSFER_MIN_FREE_BYTES",
+            min=0,
+        ),
+    ] = DEFAULT_FILE_TRANSFER_MIN_FREE_BYTES,
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="Disable admin auth (loopback only).")
     ] = False,
@@ -288,6 +307,8 @@ def serve(
         shutdown_timeout_s=shutdown_timeout,
         anonymous_from=anonymous_networks,
         allow_anonymous=allow_anonymous,
+        file_transfer_max_bytes=file_transfer_max_bytes,
+        file_transfer_min_free_bytes=file_transfer_min_free_bytes,
     )
     status = 0
     try:

@@ -16,6 +16,9 @@ DEFAULT_NOTIFY_RATE = 1000.0
 DEFAULT_SHUTDOWN_TIMEOUT_S = 10.0
 # EnOS logins older or newer than this many seconds are refused (0 turns it off).
 DEFAULT_ENOS_LOGIN_WINDOW = 15 * 60
+# What devices may PUT on /te/v1/files: configuration and log uploads, not images.
+DEFAULT_FILE_TRANSFER_MAX_BYTES = 256 << 20
+DEFAULT_FILE_TRANSFER_MIN_FREE_BYTES = 512 << 20
 
 
 class EnosFileUrl(StrEnum):
@@ -62,6 +65,10 @@ class HubSettings:
     anonymous_from: tuple[str, ...] = LOOPBACK
     # ...or from anywhere
     allow_anonymous: bool = False
+    # the largest body a PUT on /te/v1/files may store
+    file_transfer_max_bytes: int = DEFAULT_FILE_TRANSFER_MAX_BYTES
+    # a file-transfer PUT is refused when it would leave less free space in the data dir
+    file_transfer_min_free_bytes: int = DEFAULT_FILE_TRANSFER_MIN_FREE_BYTES
 
     def public_base_url(self) -> str:
         if self.public_url:

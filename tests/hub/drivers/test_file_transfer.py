@@ -10,8 +10,14 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from otahub.hub.core import CoreConfig, HubCore
+from otahub.hub.drivers.base import DriverContext
+from otahub.hub.drivers.file_transfer.offer import file_root
 from otahub.hub.drivers.file_transfer.routes import mount_file_transfer
 from otahub.hub.drivers.file_transfer.store import FileTransferRoot
+from otahub.hub.settings import HubSettings
+from otahub.hub.transport import LocalTransport
+from otahub.mqtt.server import MQTTServer, ServerConfig
 from otahub.protocols import tedge_legacy as legacy
 
 V1 = "/te/v1/files"
@@ -25,12 +31,21 @@ def root(tmp_path: Path) -> FileTransferRoot:
 
 
 @pytest.fixture
-def client(root: FileTransferRoot) -> Iterator[TestClient]:
+def client(tmp_path: Path, root: FileTransferRoot) -> Iterator[TestClient]:
+    """The routes of a hub whose data dir holds ``root``, asked from loopback."""
+    settings = HubSettings(data_dir=tmp_path)
+    core = HubCore(CoreConfig(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'db'}"))
+    mqtt = MQTTServer(ServerConfig())
+    ctx = DriverContext(core=core, mqtt=mqtt, transport=LocalTransport(mqtt), settings=settings)
     app = FastAPI()
-    mount_file_transfer(app, root)
-    mount_file_transfer(app, root)  # a second driver asking again adds nothing
-    with TestClient(app) as c:
+    mount_file_transfer(app, ctx)
+    mount_file_transfer(app, ctx)  # a second driver asking again adds nothing
+    assert file_root(ctx).root == root.root
+    with TestClient(app, client=("127.0.0.1", 50000)) as c:
+        # the database is used on the client's event loop only
+        c.portal.call(core.db.migrate)  # type: ignore[union-attr]
         yield c
+        c.portal.call(core.close)  # type: ignore[union-attr]
 
 
 def test_put_get_delete_status_codes(client: TestClient, root: FileTransferRoot) -> None:
@@ -144,17 +159,21 @@ def test_dot_segments_inside_the_root_are_resolved(client: TestClient) -> None:
     assert client.get(f"{V1}/a/./b").content == b"inside"
 
 
-def test_firmware_links_serve_the_blob(client: TestClient, root: FileTransferRoot) -> None:
-    blob = root.root.parent / "blob"
+def test_firmware_links_are_read_only_and_served_only_for_their_update(
+    client: TestClient, root: FileTransferRoot
+) -> None:
+    blob = root.root.parent / hashlib.sha256(DATA).hexdigest()
     blob.write_bytes(DATA)
-    key = legacy.cache_key("http://hub/api/v1/firmware/1/content")
+    key = "ab" * 32
     root.link_firmware("child1", key, blob)
-    got = client.get(f"{V1}/child1/firmware_update/{key}")
-    assert hashlib.sha256(got.content).hexdigest() == hashlib.sha256(DATA).hexdigest()
-    # a PUT onto the link replaces the link, never the blob it points at
-    client.put(f"{V1}/child1/firmware_update/{key}", content=b"other")
+    # no update offers it: not served (the hub tests serve it with one)
+    assert client.get(f"{V1}/child1/firmware_update/{key}").status_code == 404
+    assert client.put(f"{V1}/child1/firmware_update/{key}", content=b"other").status_code == 403
+    assert client.delete(f"{V1}/child1/firmware_update/{key}").status_code == 403
     assert blob.read_bytes() == DATA
-    root.link_firmware("child1", key, blob)
+    assert root.firmware_blob(legacy.FileTransferPath(("child1", legacy.OPERATION, key))) == (
+        blob.name
+    )
     root.unlink_firmware("child1", key)
     assert client.get(f"{V1}/child1/firmware_update/{key}").status_code == 404
     assert blob.read_bytes() == DATA

@@ -7,6 +7,11 @@ directory), DELETE 202 (also when missing; 404 for a directory), 404
 old prefix adds the deprecation headers. Beyond upstream, GET honours one
 ``Range`` (206/416), ``If-None-Match``/``If-Range`` and sends an ``ETag``, so a
 child on a flaky link can resume.
+
+Beyond upstream too, every request passes ``access.FileAccess`` (401/403/404),
+and a PUT body is refused over ``--file-transfer-max-bytes`` (413) or when the
+data dir's free space would drop below ``--file-transfer-min-free-bytes``
+(507): what a device sends cannot fill the disk the database and blobs are on.
 """
 
 from __future__ import annotations
@@ -14,14 +19,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import stat
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 
+from otahub.hub.drivers.base import DriverContext
+from otahub.hub.drivers.file_transfer.access import FileAccess
+from otahub.hub.drivers.file_transfer.offer import file_root
 from otahub.hub.drivers.file_transfer.store import FileTransferRoot, etag_of
 from otahub.hub.http.files import file_response
 from otahub.hub.services.integrity import FirmwareCorrupt, IntegrityService
@@ -32,20 +42,32 @@ log = logging.getLogger("otahub.hub.file_transfer")
 METHODS = ["GET", "HEAD", "PUT", "DELETE"]
 
 
-def mount_file_transfer(
-    app: FastAPI, root: FileTransferRoot, integrity: IntegrityService | None = None
-) -> None:
+@dataclass(frozen=True, slots=True)
+class PutLimits:
+    max_bytes: int
+    min_free_bytes: int
+    volume: Path  # whose free space is watched
+
+
+def mount_file_transfer(app: FastAPI, ctx: DriverContext) -> None:
     """Add the routes once, however many drivers ask for them.
 
-    With ``integrity``, a firmware link is served only while its blob's bytes
-    still match their SHA-256.
+    A firmware link is served only while its blob's bytes still match their SHA-256.
     """
     if getattr(app.state, "file_transfer", None) is not None:
         return
+    root = file_root(ctx)
     app.state.file_transfer = root
+    access = FileAccess(ctx, root)
+    limits = PutLimits(
+        ctx.settings.file_transfer_max_bytes,
+        ctx.settings.file_transfer_min_free_bytes,
+        ctx.settings.data_dir,
+    )
+    integrity = ctx.core.integrity
 
     async def handle(request: Request) -> Response:
-        return await _handle(root, request, integrity)
+        return await _handle(root, request, integrity, access, limits)
 
     for prefix in (legacy.FILE_TRANSFER_PREFIX, legacy.LEGACY_FILE_TRANSFER_PREFIX):
         app.add_api_route(
@@ -63,7 +85,11 @@ def _text(status: int, text: str, headers: Mapping[str, str]) -> Response:
 
 
 async def _handle(
-    root: FileTransferRoot, request: Request, integrity: IntegrityService | None
+    root: FileTransferRoot,
+    request: Request,
+    integrity: IntegrityService,
+    access: FileAccess,
+    limits: PutLimits,
 ) -> Response:
     raw_path: str = request.scope["path"]
     legacy_prefix = raw_path.startswith(legacy.LEGACY_FILE_TRANSFER_PREFIX)
@@ -75,15 +101,18 @@ async def _handle(
         return _text(404, legacy.INVALID_FILE_PATH, headers)
     if parsed is None:  # the route only matches the two prefixes
         return _text(404, legacy.INVALID_FILE_PATH, headers)
+    refused = await access.check(request, parsed)
+    if refused is not None:
+        return _text(refused.status, refused.text, {**headers, **dict(refused.headers)})
     target = root.path_of(parsed)
     method = request.method
     try:
         if method == "PUT":
-            return await _put(root, request, parsed, target, headers)
+            return await _put(root, request, parsed, target, headers, limits)
         if method == "DELETE":
             return _delete(parsed, target, headers)
-        blob = None if integrity is None else root.firmware_blob(parsed)
-        if blob is not None and integrity is not None:
+        blob = root.firmware_blob(parsed)
+        if blob is not None:
             try:
                 await integrity.servable(blob)
             except FirmwareCorrupt as exc:  # the update has failed with this reason
@@ -142,6 +171,7 @@ async def _put(
     parsed: legacy.FileTransferPath,
     target: Path,
     headers: Mapping[str, str],
+    limits: PutLimits,
 ) -> Response:
     found = _stat(target) if parsed.segments else root.root.stat()
     is_dir = found is not None and stat.S_ISDIR(found.st_mode)
@@ -150,18 +180,71 @@ async def _put(
     )
     if status != 201:
         return _text(status, f'Cannot replace the directory "{parsed.relative}"', headers)
+    declared = _content_length(request)
+    refused = await _over_limits(limits, declared or 0, declared or 0)
+    if refused is not None:
+        return _refuse_put(request, parsed, refused, headers)
     await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
     tmp = root.temporary_for(target)
+    written = checked = 0
     try:
         out = await asyncio.to_thread(tmp.open, "xb")
         try:
             async for chunk in request.stream():
-                if chunk:
-                    await asyncio.to_thread(out.write, chunk)
+                if not chunk:
+                    continue
+                written += len(chunk)
+                if written > limits.max_bytes or written - checked >= _SPACE_CHECK_EVERY:
+                    refused = await _over_limits(limits, written, written - checked)
+                    checked = written
+                    if refused is not None:
+                        break
+                await asyncio.to_thread(out.write, chunk)
         finally:
             await asyncio.to_thread(out.close)
+        if refused is not None:
+            tmp.unlink(missing_ok=True)
+            return _refuse_put(request, parsed, refused, headers)
         await asyncio.to_thread(os.replace, tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return Response(status_code=201, headers=dict(headers))
+
+
+_SPACE_CHECK_EVERY = 8 << 20  # bytes written between two looks at the free space
+
+
+def _content_length(request: Request) -> int | None:
+    raw = request.headers.get("content-length")
+    if raw is None or not raw.isascii() or not raw.isdigit():
+        return None
+    return int(raw)
+
+
+async def _over_limits(limits: PutLimits, size: int, coming: int) -> tuple[int, str] | None:
+    """(status, reason) when a body of ``size`` bytes, ``coming`` of them not yet
+    on disk, breaks the size cap or the free-space floor."""
+    if size > limits.max_bytes:
+        return 413, f"the body is over the {limits.max_bytes}-byte limit"
+    if coming:
+        free = (await asyncio.to_thread(shutil.disk_usage, limits.volume)).free
+        if free - coming < limits.min_free_bytes:
+            return 507, (
+                f"storing it would leave less than {limits.min_free_bytes} bytes free "
+                f"({free} free now)"
+            )
+    return None
+
+
+def _refuse_put(
+    request: Request,
+    parsed: legacy.FileTransferPath,
+    refused: tuple[int, str],
+    headers: Mapping[str, str],
+) -> Response:
+    status, reason = refused
+    client = request.client
+    peer = f"{client.host}:{client.port}" if client is not None else "?"
+    log.warning("file transfer: refused PUT %s from %s: %s", parsed.relative, peer, reason)
+    return _text(status, reason[0].upper() + reason[1:], headers)

@@ -109,7 +109,7 @@ class TedgeLegacyDriver(Driver):
         self._reask: set[int] = set()
 
     def mount(self, app: FastAPI) -> None:
-        mount_file_transfer(app, file_root(self.ctx), self.ctx.core.integrity)
+        mount_file_transfer(app, self.ctx)
 
     async def start(self) -> None:
         core = self.ctx.core

@@ -108,7 +108,7 @@ class ThinEdgeDriver(Driver):
         self.presence = Presence(ctx.core.devices, DIALECT)
 
     def mount(self, app: FastAPI) -> None:
-        mount_file_transfer(app, file_root(self.ctx), self.ctx.core.integrity)
+        mount_file_transfer(app, self.ctx)
 
     async def start(self) -> None:
         core = self.ctx.core
