@@ -169,7 +169,10 @@ class FileAccess:
             found = None
         if found is not None and found.password_hash is not None:
             return Refused(
-                403, "Forbidden", f"device {owner!r} has credentials; anonymous clients may not"
+                401,
+                "Unauthorized",
+                f"device {owner!r} has credentials; anonymous clients may not use its paths",
+                headers=tuple(REALM_HEADER.items()),
             )
         if found is None and not trusted:
             return Refused(
