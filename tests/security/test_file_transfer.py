@@ -195,3 +195,17 @@ def test_put_that_would_eat_into_the_free_space_floor_is_refused_with_507(
     assert refused.status_code == 507
     assert not stored(small, "open/config/a").exists()
     wait_log(small, r"refused PUT open/config/a from .*: storing it would leave less than")
+
+
+def test_allow_anonymous_from_outside_reaches_existing_devices_only(
+    hub_factory: Callable[..., HubProcess],
+) -> None:
+    opened = hub_factory("--no-auth", "--anonymous-from", "127.0.0.1/32", "--allow-anonymous")
+    body = {"name": "open04", "dialect": "thin-edge"}
+    assert httpx.post(f"{opened.http_url}/api/v1/devices", json=body).status_code == 201
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=OUTSIDE)) as outside:
+        assert outside.put(files(opened, "open04/config/c"), content=b"c").status_code == 201
+        evil = outside.put(files(opened, "evil/evil.bin"), content=b"6.6.6")
+        assert evil.status_code == 403
+    assert not stored(opened, "evil/evil.bin").exists()
+    wait_log(opened, r"refused PUT evil/evil\.bin from 127\.0\.0\.2:\d+: no device 'evil'")
