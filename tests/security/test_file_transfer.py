@@ -195,6 +195,10 @@ def test_put_that_would_eat_into_the_free_space_floor_is_refused_with_507(
     assert refused.status_code == 507
     assert not stored(small, "open/config/a").exists()
     wait_log(small, r"refused PUT open/config/a from .*: storing it would leave less than")
+    # a small body without Content-Length too
+    streamed = httpx.put(files(small, "open/config/b"), content=iter([b"b"]))
+    assert streamed.status_code == 507
+    assert not stored(small, "open/config/b").exists()
 
 
 def test_allow_anonymous_from_outside_reaches_existing_devices_only(

@@ -224,16 +224,18 @@ def _content_length(request: Request) -> int | None:
 
 async def _over_limits(limits: PutLimits, size: int, coming: int) -> tuple[int, str] | None:
     """(status, reason) when a body of ``size`` bytes, ``coming`` of them not yet
-    on disk, breaks the size cap or the free-space floor."""
+    on disk, breaks the size cap or the free-space floor.
+
+    A body without Content-Length is looked at before its first byte and then
+    every ``_SPACE_CHECK_EVERY`` bytes, so it may end up to that far below the floor.
+    """
     if size > limits.max_bytes:
         return 413, f"the body is over the {limits.max_bytes}-byte limit"
-    if coming:
-        free = (await asyncio.to_thread(shutil.disk_usage, limits.volume)).free
-        if free - coming < limits.min_free_bytes:
-            return 507, (
-                f"storing it would leave less than {limits.min_free_bytes} bytes free "
-                f"({free} free now)"
-            )
+    free = (await asyncio.to_thread(shutil.disk_usage, limits.volume)).free
+    if free - coming < limits.min_free_bytes:
+        return 507, (
+            f"storing it would leave less than {limits.min_free_bytes} bytes free ({free} free now)"
+        )
     return None
 
 
