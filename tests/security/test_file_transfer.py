@@ -213,3 +213,28 @@ def test_allow_anonymous_from_outside_reaches_existing_devices_only(
         assert evil.status_code == 403
     assert not stored(opened, "evil/evil.bin").exists()
     wait_log(opened, r"refused PUT evil/evil\.bin from 127\.0\.0\.2:\d+: no device 'evil'")
+
+
+def test_gateway_uses_the_paths_of_the_children_it_registered_only(hub: HubProcess) -> None:
+    with httpx.Client(base_url=f"{hub.http_url}/api/v1", timeout=30) as api:
+        body = {"name": "gw9", "dialect": "thin-edge", "password": "gw9-pw", "gateway": True}
+        assert api.post("/devices", json=body).status_code == 201
+        gateway = PahoClient(hub.mqtt_port, "gw9-conn", V311, username="gw9", password="gw9-pw")
+        assert gateway.connect() == 0
+        try:
+            registration = '{"@type":"child-device","@parent":"device/gw9//"}'
+            gateway.publish("te/device/gw9child//", registration, qos=1, retain=True)
+            deadline = time.monotonic() + 10
+            while api.get("/devices/gw9child").json().get("owner") != "gw9":
+                assert time.monotonic() < deadline, "the gateway's child was never registered"
+                time.sleep(0.05)
+        finally:
+            gateway.disconnect()
+    put = httpx.put(files(hub, "gw9child/config.toml"), content=b"a=1", auth=as_device("gw9"))
+    assert put.status_code == 201, put.text
+    assert httpx.get(files(hub, "gw9child/config.toml"), auth=as_device("gw9")).content == b"a=1"
+    # another device's paths stay closed to it
+    foreign = httpx.put(files(hub, "child02/config.toml"), content=b"a=2", auth=as_device("gw9"))
+    assert foreign.status_code == 403
+    assert not stored(hub, "child02/config.toml").exists()
+    wait_log(hub, r"refused PUT child02/config\.toml .*'gw9' may use only its own paths")

@@ -97,9 +97,12 @@ class FileAccess:
             if isinstance(device_or_refusal, Refused):
                 return device_or_refusal
             device = device_or_refusal
-            if owner != device:
+            if owner != device and not await self._is_gateway_of(device, owner):
                 return Refused(
-                    403, "Forbidden", f"device {device!r} may use only its own paths ({device}/...)"
+                    403,
+                    "Forbidden",
+                    f"device {device!r} may use only its own paths ({device}/...) "
+                    "and those of the children it registered as their gateway",
                 )
         blob = self.root.firmware_blob(path)
         if blob is not None and owner is not None:
@@ -120,6 +123,15 @@ class FileAccess:
         if device is not None:
             return None
         return await self._anonymous(request, owner)
+
+    async def _is_gateway_of(self, gateway: str, child: str | None) -> bool:
+        """Whether the registry says ``gateway`` registered ``child`` (its owner)."""
+        if child is None:
+            return False
+        try:
+            return (await self.core.devices.get(child)).owner == gateway
+        except NotFound:
+            return False
 
     async def _authenticate(self, header: str) -> str | Refused:
         credentials = _basic_credentials(header)
