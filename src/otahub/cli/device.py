@@ -65,6 +65,15 @@ def add(
             "use their topics.",
         ),
     ] = False,
+    cert_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="The device's X.509 client certificate (PEM), for the MQTT TLS listener "
+            "(any dialect; replaces the ThingsBoard token / EnOS secret).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
     server: Server = DEFAULT_SERVER,
     admin_token: AdminToken = None,
     json: Json = False,
@@ -81,6 +90,7 @@ def add(
         "secret": secret,
         "password": password,
         "gateway": gateway or None,
+        "certificate": None if cert_file is None else _read_text(cert_file, "--cert-file"),
     }
     with connect(server, admin_token) as client:
         device = client.post("/devices", {k: v for k, v in body.items() if v is not None})
@@ -149,6 +159,13 @@ def _password(password_file: Path | None, generate: bool) -> str | None:
         raise typer.BadParameter(str(exc), param_hint="--password-file") from None
     # the file holds the password alone; the line break an editor adds is not part of it
     return text.rstrip("\r\n")
+
+
+def _read_text(path: Path, option: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
 
 
 @app.command()

@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from otahub.hub.device_auth.certificates import CertIdentity
 from otahub.hub.settings import (
     DEFAULT_ENOS_LOGIN_WINDOW,
     DEFAULT_FILE_TRANSFER_MAX_BYTES,
@@ -122,7 +123,39 @@ def serve(
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate (chain).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key.")] = None,
     tls_ca: Annotated[
-        Path | None, typer.Option(help="CA for client certificates (optional).")
+        Path | None,
+        typer.Option(
+            help="CA for MQTT client certificates: a client may present one signed by it "
+            "(it then logs in as the device registered with it, see --cert-file)."
+        ),
+    ] = None,
+    require_client_cert: Annotated[
+        bool,
+        typer.Option(
+            "--require-client-cert",
+            help="Refuse MQTT TLS clients without a certificate signed by --tls-ca.",
+        ),
+    ] = False,
+    client_cert_identity: Annotated[
+        CertIdentity,
+        typer.Option(
+            help="What of a client certificate names its device: its SHA-256 fingerprint "
+            "or its subject CN."
+        ),
+    ] = CertIdentity.FINGERPRINT,
+    admin_host: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve the admin REST API on its own listener at this address "
+            "(default 127.0.0.1 when --admin-port is given)."
+        ),
+    ] = None,
+    admin_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve the admin REST API on this port only; the HTTP port keeps "
+            "downloads and the device APIs (default: the admin API is on the HTTP port)."
+        ),
     ] = None,
     max_packet_size: Annotated[
         int, typer.Option(help="Largest MQTT packet accepted, in bytes.")
@@ -260,12 +293,20 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if no_auth and not _is_loopback(host):
+    if admin_host is not None and admin_port is None:
+        raise typer.BadParameter("needs --admin-port", param_hint="--admin-host")
+    if admin_port is not None and admin_host is None:
+        admin_host = "127.0.0.1"
+    if no_auth and not _is_loopback(host if admin_host is None else admin_host):
         raise typer.BadParameter(
             "--no-auth is only allowed when bound to loopback", param_hint="--no-auth"
         )
     if mqtt_tls_port is not None and (tls_cert is None or tls_key is None):
         raise typer.BadParameter("needs --tls-cert and --tls-key", param_hint="--mqtt-tls-port")
+    if require_client_cert and (tls_ca is None or mqtt_tls_port is None):
+        raise typer.BadParameter(
+            "needs --tls-ca and --mqtt-tls-port", param_hint="--require-client-cert"
+        )
     try:
         anonymous_networks = tuple(str(n) for n in parse_networks(anonymous_from.split(",")))
     except ValueError as exc:
@@ -286,6 +327,10 @@ def serve(
         tls_cert=tls_cert,
         tls_key=tls_key,
         tls_ca=tls_ca,
+        require_client_cert=require_client_cert,
+        client_cert_identity=client_cert_identity,
+        admin_host=admin_host,
+        admin_port=admin_port,
         max_packet_size=max_packet_size,
         no_auth=no_auth,
         public_url=public_url,

@@ -20,6 +20,7 @@ from otahub import mqtt
 from otahub.hub.broker_transport import BrokerTransport, client_id_for, parse_broker_url
 from otahub.hub.core import CoreConfig, HubCore
 from otahub.hub.data_dir_watch import watch_paths
+from otahub.hub.device_auth.certificate_check import CertificateCheck
 from otahub.hub.device_auth.install import install_device_auth
 from otahub.hub.drivers.base import Driver, DriverContext
 from otahub.hub.drivers.registry import DRIVERS
@@ -51,7 +52,12 @@ def tls_context(settings: HubSettings) -> ssl.SSLContext:
     ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
     if settings.tls_ca is not None:
         ctx.load_verify_locations(settings.tls_ca)
-        ctx.verify_mode = ssl.CERT_OPTIONAL
+        # A client may present a certificate (verified against the CA: then it
+        # names its device) or log in with its dialect's credentials instead,
+        # unless --require-client-cert makes the certificate mandatory.
+        ctx.verify_mode = ssl.CERT_REQUIRED if settings.require_client_cert else ssl.CERT_OPTIONAL
+    elif settings.require_client_cert:
+        raise ValueError("--require-client-cert needs --tls-ca")
     return ctx
 
 
@@ -107,7 +113,8 @@ async def _serve(
             allow_anonymous=settings.allow_anonymous,
         )
     )
-    stop_device_auth = await install_device_auth(core, mqtt_server)
+    certificates = CertificateCheck(core.devices, settings.client_cert_identity)
+    stop_device_auth = await install_device_auth(core, mqtt_server, certificates)
     warn_anonymous(settings)
     transport: MessageTransport = LocalTransport(mqtt_server)
     started: list[Driver] = []
@@ -126,6 +133,8 @@ async def _serve(
             transport = broker
         ctx = DriverContext(core=core, mqtt=mqtt_server, transport=transport, settings=settings)
         drivers = [driver_class(ctx) for driver_class in DRIVERS]
+        for driver in drivers:  # device_auth already speaks for thin-edge and legacy
+            certificates.dialects.setdefault(driver.dialect, driver.session_identity)
         for driver in drivers:
             driver.mount(app)
         for driver in drivers:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from otahub.hub.device_auth.certificates import CertIdentity
 from otahub.mqtt.anonymous import LOOPBACK
 from otahub.mqtt.limits import Limits
 
@@ -37,10 +38,18 @@ class HubSettings:
     host: str = "127.0.0.1"
     mqtt_port: int = 1883
     http_port: int = 8000
+    # the admin REST API on its own listener; None: on host / http_port with the rest
+    admin_host: str | None = None
+    admin_port: int | None = None
     mqtt_tls_port: int | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    tls_ca: Path | None = None  # when set, TLS clients must present a certificate it signed
+    # when set, TLS clients may present a certificate it signed (and are then the
+    # device registered with that certificate); required with require_client_cert
+    tls_ca: Path | None = None
+    require_client_cert: bool = False
+    # what of a client certificate names its device
+    client_cert_identity: CertIdentity = CertIdentity.FINGERPRINT
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
     no_auth: bool = False
     # base URL devices download from; None: derived from host and HTTP port
@@ -69,6 +78,10 @@ class HubSettings:
     file_transfer_max_bytes: int = DEFAULT_FILE_TRANSFER_MAX_BYTES
     # a file-transfer PUT is refused when it would leave less free space in the data dir
     file_transfer_min_free_bytes: int = DEFAULT_FILE_TRANSFER_MIN_FREE_BYTES
+
+    @property
+    def separate_admin(self) -> bool:
+        return self.admin_port is not None
 
     def public_base_url(self) -> str:
         if self.public_url:

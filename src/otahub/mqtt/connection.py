@@ -441,6 +441,7 @@ class Connection(asyncio.Protocol):
             listener=self.listener,
             peer=self.peer,
             peer_cert=self._peer_cert(),
+            peer_cert_der=self._peer_cert_der(),
             properties=connect.properties,
         )
         try:
@@ -464,6 +465,15 @@ class Connection(asyncio.Protocol):
             return None
         cert = self.transport.get_extra_info("peercert")
         return cert if cert else None
+
+    def _peer_cert_der(self) -> bytes | None:
+        if self.transport is None:
+            return None
+        ssl_object = self.transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return None
+        der = ssl_object.getpeercert(binary_form=True)
+        return der if isinstance(der, bytes) and der else None
 
     def _refuse(self, reason: int, message: str) -> None:
         client = self.connect.client_id if self.connect else ""

@@ -5,6 +5,9 @@
   authenticator decides;
 - the identity may carry an *ACL* consulted for every PUBLISH and SUBSCRIBE
   of that session;
+- a *certificate check* has the last word on a CONNECT that presented a
+  verified TLS client certificate: it gets the authenticators' verdict
+  (None when none decided) and confirms, replaces or refuses it;
 - a CONNECT no authenticator accepts is *anonymous*: allowed only from the
   networks in ``ServerConfig.anonymous_from`` (or from anywhere with
   ``allow_anonymous``), with the ACL an *anonymous policy* gives it;
@@ -39,6 +42,7 @@ class ConnectInfo:
     listener: str  # "mqtt" or "mqtts" (or a name given to MQTTServer.listen)
     peer: str  # "host:port"
     peer_cert: Mapping[str, Any] | None = None  # TLS client certificate, as ssl.getpeercert()
+    peer_cert_der: bytes | None = None  # the same certificate, DER-encoded
     properties: Properties = field(default_factory=Properties)
 
 
@@ -85,6 +89,13 @@ class Refusal:
 
 
 Authenticator = Callable[[ConnectInfo], Awaitable["Identity | Refusal | None"]]
+
+# Given a CONNECT with a client certificate and the authenticators' verdict
+# (None: no credentials any authenticator claimed), the final verdict; None
+# lets the client in anonymously.
+CertificateCheck = Callable[
+    [ConnectInfo, "Identity | Refusal | None"], Awaitable["Identity | Refusal | None"]
+]
 
 # The ACL of an anonymous client, given its CONNECT and whether it came from
 # one of the ``anonymous_from`` networks (False: let in by ``allow_anonymous``).

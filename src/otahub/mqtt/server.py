@@ -22,6 +22,7 @@ from otahub.mqtt.connection import Connection
 from otahub.mqtt.hooks import (
     AnonymousPolicy,
     Authenticator,
+    CertificateCheck,
     ConnectInfo,
     Identity,
     InterceptHandler,
@@ -94,6 +95,7 @@ class MQTTServer:
         self._route_cache: dict[str, list[tuple[object, SubscriptionOptions]]] = {}
         self._authenticators: list[tuple[Authenticator, frozenset[str] | None]] = []
         self._anonymous_policy: AnonymousPolicy | None = None
+        self._certificate_check: CertificateCheck | None = None
         self._on_connected: list[SessionObserver] = []
         self._on_disconnected: list[SessionObserver] = []
         self._on_subscribed: list[SubscriptionObserver] = []
@@ -215,13 +217,23 @@ class MQTTServer:
 
         return stop
 
+    def set_certificate_check(self, check: CertificateCheck | None) -> None:
+        """Who a client with a TLS client certificate is: ``check`` has the last word."""
+        self._certificate_check = check
+
     async def authenticate(self, info: ConnectInfo) -> Identity | Refusal:
+        verdict: Identity | Refusal | None = None
         for authenticator, listeners in self._authenticators:
             if listeners is not None and info.listener not in listeners:
                 continue
             verdict = await authenticator(info)
             if verdict is not None:
-                return verdict
+                break
+        check = self._certificate_check
+        if check is not None and info.peer_cert_der is not None:
+            verdict = await check(info, verdict)
+        if verdict is not None:
+            return verdict
         return self._anonymous(info)
 
     def _anonymous(self, info: ConnectInfo) -> Identity | Refusal:

@@ -6,9 +6,9 @@ reach past its own id); a thin-edge gateway also its children's, the
 devices it was first to use (see ``DeviceDirectory.claim``). Anonymous
 clients are the local broker's trusted connectors (as on a thin-edge
 gateway); they may not speak ThingsBoard's or EnOS's per-session topics, nor
-act for a device that logs in with a password or belongs to a gateway; one
-let in from beyond the ``anonymous_from`` networks (``--allow-anonymous``)
-may not bring new devices into being.
+act for a device that logs in with a password or a client certificate or
+belongs to a gateway; one let in from beyond the ``anonymous_from`` networks
+(``--allow-anonymous``) may not bring new devices into being.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class AnonymousAcl:
         device = device_of_topic(topic)
         if device is None:
             return True
-        if self.directory.has_password(device) or self.directory.owner(device) is not None:
+        if self.directory.has_credentials(device) or self.directory.owner(device) is not None:
             return False
         return self.trusted or self.directory.exists(device)
 

@@ -37,6 +37,10 @@ class DevicePasswordAuthenticator:
                 ReasonCode.BAD_USER_NAME_OR_PASSWORD,
                 f"wrong password for {device.dialect} device {device.name!r}",
             )
-        return Identity(
-            name=device.name, dialect=device.dialect, acl=device_acl(device, self.directory)
-        )
+        return device_identity(device, self.directory)
+
+
+def device_identity(device: DeviceView, directory: DeviceDirectory) -> Identity:
+    """A logged-in thin-edge or tedge-legacy device, however it logged in (password
+    or client certificate): its own topics, a gateway's also its children's."""
+    return Identity(name=device.name, dialect=device.dialect, acl=device_acl(device, directory))

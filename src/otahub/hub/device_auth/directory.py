@@ -1,5 +1,5 @@
-"""Which devices exist, which log in with a password and which gateway owns
-which child, kept in memory.
+"""Which devices exist, which log in with credentials (a password or a client
+certificate) and which gateway owns which child, kept in memory.
 
 ACLs are consulted for every PUBLISH and must answer at once: they read this
 index, which follows the registry through the event bus.
@@ -20,7 +20,7 @@ from otahub.hub.services.views import DeviceView
 class DeviceDirectory:
     def __init__(self) -> None:
         self._dialects: dict[str, str] = {}
-        self._with_password: set[str] = set()
+        self._with_credentials: set[str] = set()
         # child -> its gateway: stored, or claimed by the gateway's first use of
         # the child's topics (written to the registry once the child exists)
         self._owners: dict[str, str] = {}
@@ -31,10 +31,10 @@ class DeviceDirectory:
 
     def _put(self, device: DeviceView) -> None:
         self._dialects[device.name] = device.dialect
-        if device.has_password:
-            self._with_password.add(device.name)
+        if device.has_password or device.has_certificate:
+            self._with_credentials.add(device.name)
         else:
-            self._with_password.discard(device.name)
+            self._with_credentials.discard(device.name)
         if device.owner is not None:
             self._owners[device.name] = device.owner
 
@@ -43,7 +43,7 @@ class DeviceDirectory:
             self._put(event.device)
         elif isinstance(event, DeviceDeleted):
             self._dialects.pop(event.device.name, None)
-            self._with_password.discard(event.device.name)
+            self._with_credentials.discard(event.device.name)
             self._owners.pop(event.device.name, None)
             if event.device.gateway:
                 for child in [c for c, g in self._owners.items() if g == event.device.name]:
@@ -52,8 +52,8 @@ class DeviceDirectory:
     def exists(self, name: str) -> bool:
         return name in self._dialects
 
-    def has_password(self, name: str) -> bool:
-        return name in self._with_password
+    def has_credentials(self, name: str) -> bool:
+        return name in self._with_credentials
 
     def owner(self, name: str) -> str | None:
         """The gateway ``name`` belongs to (stored or claimed), if any."""

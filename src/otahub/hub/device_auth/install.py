@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 from otahub.hub.core import HubCore
 from otahub.hub.device_auth.acl import AnonymousAcl
-from otahub.hub.device_auth.authenticator import DevicePasswordAuthenticator
+from otahub.hub.device_auth.authenticator import DevicePasswordAuthenticator, device_identity
+from otahub.hub.device_auth.certificate_check import CertificateCheck
 from otahub.hub.device_auth.directory import DeviceDirectory
 from otahub.hub.services.devices import GATEWAY_DIALECT, PASSWORD_DIALECTS
 from otahub.hub.services.errors import NotFound
@@ -20,8 +21,11 @@ from otahub.mqtt.server import MQTTServer
 log = logging.getLogger("otahub.hub.device_auth")
 
 
-async def install_device_auth(core: HubCore, mqtt: MQTTServer) -> Callable[[], None]:
-    """Before the drivers' own authenticators: a device name as user name is ours.
+async def install_device_auth(
+    core: HubCore, mqtt: MQTTServer, certificates: CertificateCheck | None = None
+) -> Callable[[], None]:
+    """Before the drivers' own authenticators: a device name as user name is ours;
+    with ``certificates``, a TLS client certificate names its device.
 
     Returns a function that stops following the registry.
     """
@@ -42,6 +46,11 @@ async def install_device_auth(core: HubCore, mqtt: MQTTServer) -> Callable[[], N
     )
     await directory.load(core.devices)
     mqtt.add_authenticator(DevicePasswordAuthenticator(core.devices, directory))
+    if certificates is not None:
+        # thin-edge and legacy identities come from here, whatever the login
+        for dialect in PASSWORD_DIALECTS:
+            certificates.dialects[dialect] = lambda device: device_identity(device, directory)
+    mqtt.set_certificate_check(certificates)
 
     def anonymous_acl(info: ConnectInfo, trusted: bool) -> Acl:
         return AnonymousAcl(directory, trusted)
@@ -55,7 +64,7 @@ async def record_owner(core: HubCore, directory: DeviceDirectory, device: Device
     gateway = directory.owner(device.name)
     if gateway is None or device.owner == gateway:
         return
-    if device.dialect != GATEWAY_DIALECT or device.has_password:
+    if device.dialect != GATEWAY_DIALECT or device.has_password or device.has_certificate:
         directory.release(device.name)  # added by hand as another kind of device
         return
     try:

@@ -9,8 +9,10 @@ from typing import ClassVar
 from fastapi import FastAPI
 
 from otahub.hub.core import HubCore
+from otahub.hub.services.views import DeviceView
 from otahub.hub.settings import HubSettings
 from otahub.hub.transport import MessageTransport
+from otahub.mqtt.hooks import Identity
 from otahub.mqtt.server import MQTTServer
 
 
@@ -50,3 +52,8 @@ class Driver(ABC):
 
     async def stop(self) -> None:  # noqa: B027  (optional hook)
         """Release what start() acquired; nothing by default."""
+
+    def session_identity(self, device: DeviceView) -> Identity | None:
+        """The MQTT identity of ``device`` when its client certificate names it: what
+        its dialect's own login gives it. None: it cannot log in that way."""
+        return None

@@ -36,6 +36,12 @@ class DeviceCreate(BaseModel):
         description="a thin-edge gateway: the children it registers (te/device/<child>//) "
         "belong to it and it may use their topics",
     )
+    certificate: str | None = Field(
+        None,
+        description="X.509 client certificate, PEM (any dialect): the device is recognised by "
+        "its SHA-256 fingerprint (or CN) on the MQTT TLS listener; replaces the ThingsBoard "
+        "token and the EnOS secret",
+    )
 
 
 class Reported(BaseModel):
@@ -57,6 +63,10 @@ class DeviceOut(BaseModel):
     )
     gateway: bool = Field(description="a thin-edge gateway")
     owner: str | None = Field(description="the gateway that registered this thin-edge child")
+    certificate_sha256: str | None = Field(
+        None, description="SHA-256 fingerprint of the device's client certificate"
+    )
+    certificate_cn: str | None = Field(None, description="subject CN of that certificate")
     firmware: Reported
     software: Reported
     last_seen_at: datetime | None
@@ -78,6 +88,8 @@ class DeviceOut(BaseModel):
             has_password=view.has_password,
             gateway=view.gateway,
             owner=view.owner,
+            certificate_sha256=view.cert_sha256,
+            certificate_cn=view.cert_cn,
             firmware=Reported(title=view.current_fw_title, version=view.current_fw_version),
             software=Reported(title=view.current_sw_title, version=view.current_sw_version),
             last_seen_at=view.last_seen_at,
@@ -101,6 +113,7 @@ async def create_device(body: DeviceCreate, core: Core) -> DeviceOut:
             secret=body.secret,
             password=body.password,
             gateway=body.gateway,
+            certificate=body.certificate,
         )
     )
     return DeviceOut.of(view)

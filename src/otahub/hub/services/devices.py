@@ -14,6 +14,7 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from otahub.hub.device_auth.certificates import CertificateError, CertificateId, identify_pem
 from otahub.hub.device_auth.passwords import check_password_text, hash_password_async
 from otahub.hub.services.errors import Conflict, Invalid, NotFound
 from otahub.hub.services.events import (
@@ -57,6 +58,15 @@ class DeviceSpec:
     secret: str | None = None  # EnOS device secret
     password: str | None = None  # thin-edge / tedge-legacy MQTT password (stored hashed)
     gateway: bool = False  # a thin-edge gateway: registers children and acts for them
+    certificate: str | None = None  # X.509 client certificate, PEM (any dialect)
+
+    def certificate_id(self) -> CertificateId | None:
+        if self.certificate is None:
+            return None
+        try:
+            return identify_pem(self.certificate)
+        except CertificateError as exc:
+            raise Invalid(f"certificate: {exc}") from None
 
     def validated(self) -> DeviceSpec:
         if not _NAME.fullmatch(self.name) or len(self.name) > _MAX_TEXT:
@@ -79,15 +89,21 @@ class DeviceSpec:
             "secret": self.secret,
         }
         given = {k for k, v in credentials.items() if v is not None}
+        optional: set[str] = set()
         if self.dialect == "thingsboard":
             needed = {"token"}
         elif self.dialect == "enos":
             needed = {"product_key", "device_key", "secret"}
         else:
             needed = set()
+        if self.certificate is not None:
+            # the certificate replaces the token / the signed login's secret; an
+            # EnOS device still needs its keys (they are in its topics)
+            optional = needed & {"token", "secret"}
+            needed = needed - optional
         if missing := sorted(needed - given):
             raise Invalid(f"{self.dialect} devices need {', '.join(missing)}")
-        if extra := sorted(given - needed):
+        if extra := sorted(given - needed - optional):
             raise Invalid(f"{', '.join(extra)}: not used by {self.dialect} devices")
         if self.password is not None:
             if self.dialect not in PASSWORD_DIALECTS:
@@ -115,8 +131,15 @@ class DeviceService:
     async def create(self, spec: DeviceSpec) -> DeviceView:
         spec = spec.validated()
         password_hash = None if spec.password is None else await hash_password_async(spec.password)
+        cert = spec.certificate_id()
         async with self.db.session() as s:
             await self._check_unique(s, spec)
+            if (
+                cert is not None
+                and (await s.scalar(select(Device.name).where(Device.cert_sha256 == cert.sha256)))
+                is not None
+            ):
+                raise Conflict("another device already has this certificate")
             row = Device(
                 name=spec.name,
                 dialect=spec.dialect,
@@ -127,6 +150,8 @@ class DeviceService:
                 enos_device_secret=spec.secret,
                 password_hash=password_hash,
                 gateway=spec.gateway,
+                cert_sha256=None if cert is None else cert.sha256,
+                cert_cn=None if cert is None else cert.cn,
             )
             s.add(row)
             try:
@@ -194,6 +219,18 @@ class DeviceService:
                 )
             )
             return None if row is None else DeviceView.of(row)
+
+    async def by_certificate(self, sha256: str) -> DeviceView | None:
+        """The device whose registered client certificate has this SHA-256 fingerprint."""
+        async with self.db.session() as s:
+            row = await s.scalar(select(Device).where(Device.cert_sha256 == sha256))
+            return None if row is None else DeviceView.of(row)
+
+    async def by_certificate_cn(self, cn: str) -> tuple[DeviceView, ...]:
+        """The devices whose registered client certificate has this subject CN."""
+        async with self.db.session() as s:
+            rows = (await s.scalars(select(Device).where(Device.cert_cn == cn))).all()
+            return tuple(DeviceView.of(row) for row in rows)
 
     async def delete(self, name: str, *, force: bool = False) -> DeviceView:
         """Remove a device; refused while it has active updates unless ``force``.

@@ -82,10 +82,17 @@ class DeviceView:
     password_hash: str | None = None
     gateway: bool = False
     owner: str | None = None  # the gateway that registered this child
+    # X.509 client certificate: SHA-256 fingerprint (hex) and subject CN
+    cert_sha256: str | None = None
+    cert_cn: str | None = None
 
     @property
     def has_password(self) -> bool:
         return self.password_hash is not None
+
+    @property
+    def has_certificate(self) -> bool:
+        return self.cert_sha256 is not None
 
     @classmethod
     def of(cls, row: Device) -> DeviceView:
@@ -109,6 +116,8 @@ class DeviceView:
             password_hash=row.password_hash,
             gateway=bool(row.gateway),
             owner=row.owner,
+            cert_sha256=row.cert_sha256,
+            cert_cn=row.cert_cn,
         )
 
 

@@ -118,6 +118,9 @@ class Device(Base):
     gateway: Mapped[bool] = mapped_column(Boolean, default=False)
     # the gateway that registered this thin-edge child (its name)
     owner: Mapped[str | None] = mapped_column(String(255))
+    # X.509 client certificate (any dialect): SHA-256 of its DER form, and its subject CN
+    cert_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
+    cert_cn: Mapped[str | None] = mapped_column(String(255))
     current_fw_title: Mapped[str | None] = mapped_column(String(255))
     current_fw_version: Mapped[str | None] = mapped_column(String(255))
     current_sw_title: Mapped[str | None] = mapped_column(String(255))

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from otahub.hub.services.devices import DeviceService
+from otahub.hub.services.views import DeviceView
 from otahub.hub.settings import DEFAULT_ENOS_LOGIN_WINDOW
 from otahub.mqtt.hooks import ConnectInfo, Identity, Refusal
 from otahub.mqtt.reason_codes import ReasonCode
@@ -57,6 +58,23 @@ class EnosAcl:
         if parts[:3] == ["", "ext", "session"]:
             return parts[3:5] == [self.product_key, self.device_key] and len(parts) > 5
         return False
+
+
+def keys_identity(device: str, product_key: str, device_key: str) -> Identity:
+    """A logged-in EnOS device (by signed login or by client certificate)."""
+    return Identity(
+        name=device,
+        dialect=DIALECT,
+        acl=EnosAcl(product_key, device_key),
+        data=EnosPeer(device, product_key, device_key),
+        routed=False,  # its topics are per connection: only the driver sends there
+    )
+
+
+def session_identity(device: DeviceView) -> Identity | None:
+    if device.enos_product_key is None or device.enos_device_key is None:
+        return None
+    return keys_identity(device.name, device.enos_product_key, device.enos_device_key)
 
 
 class EnosAuthenticator:
@@ -122,14 +140,7 @@ class EnosAuthenticator:
             await self.devices.set_dialect_state(
                 device.name, {**device.dialect_state, LAST_LOGIN: login.timestamp}
             )
-        peer = EnosPeer(device.name, login.product_key, login.device_key)
-        return Identity(
-            name=device.name,
-            dialect=DIALECT,
-            acl=EnosAcl(login.product_key, login.device_key),
-            data=peer,
-            routed=False,  # its topics are per connection: only the driver sends there
-        )
+        return keys_identity(device.name, login.product_key, login.device_key)
 
     def _staleness(self, login: enos.Login) -> str | None:
         """Why the login's timestamp is outside the window; None when it is inside (or off)."""

@@ -12,14 +12,16 @@ from fastapi import FastAPI
 
 from otahub.hub.drivers.base import Driver, DriverContext
 from otahub.hub.drivers.download_links import link_signer
-from otahub.hub.drivers.enos.auth import DIALECT, EnosAuthenticator, EnosPeer
+from otahub.hub.drivers.enos.auth import DIALECT, EnosAuthenticator, EnosPeer, session_identity
 from otahub.hub.drivers.enos.broker_http import HttpSessions, broker_router
 from otahub.hub.drivers.enos.downloads import DownloadUrls, download_router
 from otahub.hub.drivers.enos.links import Link, LinkTable, Online, PushCheck, WorkItem
 from otahub.hub.drivers.enos.ota import FIRMWARE, PUSH, SOURCE, OtaConversation
 from otahub.hub.services.errors import Conflict, NotFound
 from otahub.hub.services.events import Event, UpdateCreated
+from otahub.hub.services.views import DeviceView
 from otahub.hub.settings import EnosFileUrl
+from otahub.mqtt.hooks import Identity
 from otahub.mqtt.packets import Publish
 from otahub.mqtt.session import Session
 from otahub.protocols.enos import OTA_FILTER
@@ -75,6 +77,9 @@ class EnosDriver(Driver):
         mqtt.on_session_connected(self._on_connected)
         mqtt.on_session_disconnected(self._on_disconnected)
         self._undo.append(self.ctx.core.bus.subscribe(self._on_event, UpdateCreated))
+
+    def session_identity(self, device: DeviceView) -> Identity | None:
+        return session_identity(device)
 
     async def stop(self) -> None:
         for undo in reversed(self._undo):

@@ -100,6 +100,12 @@ class BasicCredentialIndex:
         return None if found is None else found[0]
 
 
+def session_identity(device: str) -> Identity:
+    """A logged-in ThingsBoard device (by credentials or by client certificate)."""
+    # routed=False: ``v1/devices/me/...`` is per connection, only the driver sends there
+    return Identity(name=device, dialect=DIALECT, acl=ACL, data=Link(device), routed=False)
+
+
 def _looks_like_enos(info: ConnectInfo) -> bool:
     return "|" in info.client_id and "securemode=" in info.client_id
 
@@ -110,8 +116,7 @@ class Authenticator:
         self.basic = basic
 
     def _identity(self, device: str) -> Identity:
-        # routed=False: ``v1/devices/me/...`` is per connection, only the driver sends there
-        return Identity(name=device, dialect=DIALECT, acl=ACL, data=Link(device), routed=False)
+        return session_identity(device)
 
     async def __call__(self, info: ConnectInfo) -> Identity | Refusal | None:
         user = info.username or None

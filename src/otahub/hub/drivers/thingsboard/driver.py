@@ -67,6 +67,7 @@ from otahub.hub.drivers.thingsboard.auth import (
     Link,
     RidState,
     parse_stored_basic,
+    session_identity,
 )
 from otahub.hub.drivers.thingsboard.blobfiles import OpenBlobs
 from otahub.hub.drivers.thingsboard.chunks import Chunks
@@ -98,6 +99,7 @@ from otahub.hub.services.events import (
 )
 from otahub.hub.services.integrity import FirmwareCorrupt
 from otahub.hub.services.views import DeviceView, PackageView, UpdateView
+from otahub.mqtt.hooks import Identity
 from otahub.mqtt.packets import Publish
 from otahub.mqtt.reason_codes import ReasonCode
 from otahub.mqtt.session import Session
@@ -179,6 +181,9 @@ class ThingsBoardDriver(Driver):
         for update in await self.core.updates.list(state="pending", limit=1000):
             if update.dialect == DIALECT and not update.driver_state.get("initiated"):
                 self.pacer.put(update.id)
+
+    def session_identity(self, device: DeviceView) -> Identity | None:
+        return session_identity(device.name)
 
     async def stop(self) -> None:
         for undo in reversed(self._undo):
