@@ -9,6 +9,7 @@ import logging
 import signal
 import ssl
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,12 +119,20 @@ async def _serve(
     warn_anonymous(settings)
     transport: MessageTransport = LocalTransport(mqtt_server)
     started: list[Driver] = []
-    http: _EmbeddedUvicorn | None = None
+    http: _HttpListeners | None = None
     http_task: asyncio.Task[None] | None = None
     try:
         admin_token = None if settings.no_auth else load_or_create_token(settings.data_dir)
-        app = create_http_app(core, admin_token=admin_token)
-        http = _http_server(settings, app)
+        app = create_http_app(core, admin_token=admin_token, admin=not settings.separate_admin)
+        admin_app = app
+        listeners = [_HttpListener("HTTP server", settings.host, settings.http_port, app)]
+        if settings.admin_port is not None:
+            admin_app = create_http_app(core, admin_token=admin_token)
+            admin_host = settings.admin_host or "127.0.0.1"
+            listeners.append(
+                _HttpListener("admin HTTP server", admin_host, settings.admin_port, admin_app)
+            )
+        http = _HttpListeners(settings, listeners)
         if settings.broker_url:
             broker = BrokerTransport(
                 parse_broker_url(settings.broker_url),
@@ -137,6 +146,7 @@ async def _serve(
             certificates.dialects.setdefault(driver.dialect, driver.session_identity)
         for driver in drivers:
             driver.mount(app)
+            driver.mount_admin(admin_app)
         for driver in drivers:
             await driver.start()
             started.append(driver)
@@ -145,7 +155,7 @@ async def _serve(
             await mqtt_server.listen(
                 settings.host, settings.mqtt_tls_port, ssl=tls_context(settings)
             )
-        http_task = await _start_http(http, parts, settings)
+        http_task = await http.start(parts)
         parts.start("data dir watch", watch_paths(_watched_paths(settings, core)))
         _log_ready(settings)
         await parts.wait(stop)
@@ -183,39 +193,68 @@ def is_loopback_host(host: str) -> bool:
         return host == "localhost"
 
 
-def _http_server(settings: HubSettings, app: FastAPI) -> _EmbeddedUvicorn:
-    return _EmbeddedUvicorn(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.http_port,
-            log_level="warning",
-            lifespan="on",
-            # open requests (downloads, event streams) get the shutdown's time, no more
-            timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s / 2)),
-        )
-    )
+@dataclass(frozen=True, slots=True)
+class _HttpListener:
+    name: str
+    host: str
+    port: int
+    app: FastAPI
 
 
-async def _serve_http(http: _EmbeddedUvicorn, port: int) -> None:
+class _HttpListeners:
+    """The HTTP server devices reach and, with ``--admin-port``, the admin API's own;
+    started and stopped together."""
+
+    def __init__(self, settings: HubSettings, listeners: list[_HttpListener]) -> None:
+        self.listeners = listeners
+        self.servers = [
+            _EmbeddedUvicorn(
+                uvicorn.Config(
+                    listener.app,
+                    host=listener.host,
+                    port=listener.port,
+                    log_level="warning",
+                    lifespan="on",
+                    # open requests (downloads, event streams) get the shutdown's time, no more
+                    timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s / 2)),
+                )
+            )
+            for listener in listeners
+        ]
+
+    @property
+    def should_exit(self) -> bool:
+        return all(server.should_exit for server in self.servers)
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        for server in self.servers:
+            server.should_exit = value
+
+    async def start(self, parts: Supervisor) -> asyncio.Task[None]:
+        """Start every server; the task returned ends when all of them have."""
+        tasks = []
+        for listener, server in zip(self.listeners, self.servers, strict=True):
+            task = asyncio.create_task(_serve_http(server, listener), name=listener.name)
+            while not server.started:
+                if task.done():  # a start-up failure: the caller reports it
+                    await task
+                    raise OSError(f"the {listener.name} could not start on port {listener.port}")
+                await asyncio.sleep(0.02)
+            tasks.append(parts.adopt(listener.name, task))
+        return asyncio.create_task(_all_ended(tasks), name="HTTP servers")
+
+
+async def _all_ended(tasks: list[asyncio.Task[None]]) -> None:
+    await asyncio.wait(tasks)
+
+
+async def _serve_http(http: _EmbeddedUvicorn, listener: _HttpListener) -> None:
     try:
         await http.serve()
     except SystemExit:
         # uvicorn exits the process when it cannot bind; the hub reports it instead
-        raise OSError(f"the HTTP server could not start on port {port}") from None
-
-
-async def _start_http(
-    http: _EmbeddedUvicorn, parts: Supervisor, settings: HubSettings
-) -> asyncio.Task[None]:
-    name = "HTTP server"
-    task = asyncio.create_task(_serve_http(http, settings.http_port), name=name)
-    while not http.started:
-        if task.done():  # a start-up failure: the caller reports it
-            await task
-            raise OSError(f"the HTTP server could not start on port {settings.http_port}")
-        await asyncio.sleep(0.02)
-    return parts.adopt(name, task)
+        raise OSError(f"the {listener.name} could not start on port {listener.port}") from None
 
 
 def _watched_paths(settings: HubSettings, core: HubCore) -> list[Path]:
@@ -237,6 +276,12 @@ def _log_ready(settings: HubSettings) -> None:
         settings.data_dir,
         "compiled" if mqtt.compiled() else "pure Python",
     )
+    if settings.admin_port is not None:
+        log.info(
+            "admin API on http://%s:%d only (not on the HTTP port devices use)",
+            settings.admin_host or "127.0.0.1",
+            settings.admin_port,
+        )
     stale = mqtt.stale_compiled_modules()
     if stale:
         log.warning(

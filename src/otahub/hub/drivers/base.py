@@ -45,7 +45,11 @@ class Driver(ABC):
         self.ctx = ctx
 
     def mount(self, app: FastAPI) -> None:  # noqa: B027  (optional hook)
-        """Add the driver's HTTP routes; most drivers have none."""
+        """Add the driver's device-facing HTTP routes (downloads, device APIs)."""
+
+    def mount_admin(self, app: FastAPI) -> None:  # noqa: B027  (optional hook)
+        """Add the driver's admin REST routes; ``app`` is the admin listener's when
+        ``--admin-port`` gives the admin API its own (else the same as ``mount``'s)."""
 
     @abstractmethod
     async def start(self) -> None: ...

@@ -12,28 +12,33 @@ from otahub.hub.http.auth import AdminAuth
 API_PREFIX = "/api/v1"
 
 
-def create_http_app(core: HubCore, *, admin_token: str | None) -> FastAPI:
-    """The REST API under ``/api/v1``; ``admin_token=None`` turns auth off (loopback only)."""
+def create_http_app(core: HubCore, *, admin_token: str | None, admin: bool = True) -> FastAPI:
+    """The REST API under ``/api/v1``; ``admin_token=None`` turns auth off (loopback only).
+
+    ``admin=False`` leaves the admin API (and its documentation) out: the app
+    devices reach when the admin API has a listener of its own.
+    """
     app = FastAPI(
         title="otahub",
         version=__version__,
         description="Over-the-air firmware and software updates for MQTT-connected devices.",
-        openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        openapi_url=f"{API_PREFIX}/openapi.json" if admin else None,
+        docs_url=f"{API_PREFIX}/docs" if admin else None,
         redoc_url=None,
     )
     app.state.core = core
     problems.install(app)
 
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    if not admin:
+        return app
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(AdminAuth(admin_token))])
     api.include_router(integrity.router)  # before firmware's /{package_id} routes
     api.include_router(firmware.router)
     api.include_router(devices.router)
     api.include_router(updates.router)
     app.include_router(api)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
     return app

@@ -80,7 +80,7 @@ from otahub.hub.drivers.thingsboard.devicestate import (
     section,
 )
 from otahub.hub.drivers.thingsboard.fetches import Fetches
-from otahub.hub.drivers.thingsboard.http_api import mount_routes
+from otahub.hub.drivers.thingsboard.http_api import mount_admin_routes, mount_routes
 from otahub.hub.drivers.thingsboard.pacing import Pacer
 from otahub.hub.drivers.thingsboard.progress import (
     SOURCE,
@@ -160,6 +160,9 @@ class ThingsBoardDriver(Driver):
 
     def mount(self, app: FastAPI) -> None:
         mount_routes(self, app)
+
+    def mount_admin(self, app: FastAPI) -> None:
+        mount_admin_routes(self, app)
 
     async def start(self) -> None:
         mqtt = self.ctx.mqtt

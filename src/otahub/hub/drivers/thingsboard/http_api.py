@@ -174,9 +174,7 @@ async def update_settings(
 
 
 def mount_routes(driver: ThingsBoardDriver, app: FastAPI) -> None:
-    settings = driver.ctx.settings
-    auth = AdminAuth(None if settings.no_auth else load_or_create_token(settings.data_dir))
-
+    """ThingsBoard's device HTTP API, where ThingsBoard has it (``/api/v1/{token}/...``)."""
     devices = APIRouter(tags=["thingsboard devices"])
 
     @devices.api_route("/api/v1/{token}/firmware", methods=["GET", "HEAD"])
@@ -189,6 +187,13 @@ def mount_routes(driver: ThingsBoardDriver, app: FastAPI) -> None:
         """ThingsBoard's HTTP software download for a device token."""
         return await serve_package(driver, request, token, PackageType.SOFTWARE)
 
+    app.include_router(devices)
+
+
+def mount_admin_routes(driver: ThingsBoardDriver, app: FastAPI) -> None:
+    """Device settings and device-type assignments, for the operator."""
+    settings = driver.ctx.settings
+    auth = AdminAuth(None if settings.no_auth else load_or_create_token(settings.data_dir))
     admin = APIRouter(prefix="/api/v1/thingsboard", tags=["thingsboard"])
     admin.dependencies.append(Depends(auth))
 
@@ -199,4 +204,3 @@ def mount_routes(driver: ThingsBoardDriver, app: FastAPI) -> None:
 
     mount_assignments(driver.assignments, app, auth)
     app.include_router(admin)
-    app.include_router(devices)
