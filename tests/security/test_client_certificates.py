@@ -12,6 +12,7 @@ import json
 import socket
 import ssl
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +21,12 @@ from typing import Any
 import pytest
 import trustme
 
+from otahub.protocols import enos
 from tests.hubproc import free_port
 from tests.interop.paho_client import V5, V311, PahoClient
 from tests.interop.tedge_child import HAVE_CLIENTS, Child, payload_with, sha256
 from tests.security.conftest import SecureHub
+from tests.security.test_thin_edge_devices import cli_add
 
 pytestmark = pytest.mark.interop
 
@@ -224,6 +227,30 @@ def test_enos_device_with_certificate_has_its_keys_topics(
     client.disconnect()
 
 
+def test_enos_signed_login_with_its_own_certificate_is_accepted_with_another_refused(
+    cert_hub: Callable[..., CertHub],
+) -> None:
+    hub = cert_hub()
+    cert_a, cert_b = hub.pki.device("enos-a"), hub.pki.device("enos-b")
+    hub.add("enos-a", "enos", cert_a[0], product_key="pk", device_key="dk-a", secret="sa")
+    hub.add("enos-b", "enos", cert_b[0], product_key="pk", device_key="dk-b", secret="sb")
+    now = str(int(time.time() * 1000))
+    login = enos.build_login("pk", "dk-a", "sa", timestamp=now)
+
+    def signed(cert: tuple[Path, Path]) -> PahoClient:
+        return hub.paho(
+            login.client_id, cert, V311, username=login.username, password=login.password
+        )
+
+    own = signed(cert_a)
+    assert own.connect() == 0  # the SDK's signed login, unchanged, over its certificate
+    own.disconnect()
+    assert own.wait_disconnected()
+    foreign = signed(cert_b)
+    assert foreign.connect() == BAD_CREDENTIALS
+    hub.hub.wait_log(r"is enos device 'enos-b'.s, the credentials are enos device 'enos-a'")
+
+
 def test_cn_identity_names_the_device_by_its_certificate_cn(
     cert_hub: Callable[..., CertHub],
 ) -> None:
@@ -240,6 +267,29 @@ def test_cn_identity_names_the_device_by_its_certificate_cn(
     assert client.connect() == 0
     assert [rc.value for rc in client.subscribe("te/device/child-cn///cmd/#", 1)] == [1]
     client.disconnect()
+
+
+def test_registering_a_bad_or_taken_certificate_is_refused_clearly(
+    cert_hub: Callable[..., CertHub],
+) -> None:
+    hub = cert_hub()
+    api = hub.hub.api
+    bad = api.post(
+        "/devices", json={"name": "b", "dialect": "thin-edge", "certificate": "not a PEM"}
+    )
+    assert bad.status_code == 422
+    assert "certificate: no PEM certificate" in bad.text
+    cert_file, _ = hub.pki.device("taken")
+    hub.add("taken-1", "thin-edge", cert_file)
+    again = api.post(
+        "/devices",
+        json={"name": "taken-2", "dialect": "enos", "certificate": cert_file.read_text()}
+        | {"product_key": "pk", "device_key": "dk"},
+    )
+    assert again.status_code == 409
+    assert "another device already has this certificate" in again.text
+    # a ThingsBoard device needs its token unless it has a certificate
+    assert api.post("/devices", json={"name": "t", "dialect": "thingsboard"}).status_code == 422
 
 
 def test_thingsboard_sdk_with_x509_certificate_gets_its_update(
@@ -278,7 +328,8 @@ def test_seed_000_with_mosquitto_clients_over_tls_with_client_certificate(
     hub = cert_hub()
     name = "child04"
     cert_file, key_file = hub.pki.device(name)
-    hub.add(name, "thin-edge", cert_file)
+    added = cli_add(hub.hub, name, "--dialect", "thin-edge", "--cert-file", str(cert_file))
+    assert f"added thin-edge device {name}" in added.stdout
     tls = ("--cafile", str(hub.pki.ca_file), "--cert", str(cert_file), "--key", str(key_file))
     creds = (*tls, "-i", f"{name}-agent")
     child = Child(hub.tls_port)
@@ -340,8 +391,6 @@ def test_seed_000_with_mosquitto_clients_over_tls_with_client_certificate(
 
 
 def _wait(check: Callable[[], bool], timeout: float = 15) -> None:
-    import time
-
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "timed out"
