@@ -64,9 +64,12 @@ class DeviceSpec:
         if self.certificate is None:
             return None
         try:
-            return identify_pem(self.certificate)
+            found = identify_pem(self.certificate)
         except CertificateError as exc:
             raise Invalid(f"certificate: {exc}") from None
+        if found.cn is not None and len(found.cn) > _MAX_TEXT:
+            raise Invalid(f"certificate: its CN is longer than {_MAX_TEXT} characters")
+        return found
 
     def validated(self) -> DeviceSpec:
         if not _NAME.fullmatch(self.name) or len(self.name) > _MAX_TEXT:
