@@ -12,6 +12,7 @@ import json
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -225,6 +226,34 @@ def test_enos_device_with_certificate_has_its_keys_topics(
     assert own[0].value == 1
     assert other[0].value >= 0x80
     client.disconnect()
+
+
+def test_cn_naming_two_devices_is_refused_as_ambiguous(
+    cert_hub: Callable[..., CertHub],
+) -> None:
+    hub = cert_hub("--client-cert-identity", "cn")
+    first = hub.pki.device("shared-cn")
+    hub.add("twin-1", "thin-edge", first[0])
+    second_cert = hub.pki.ca.issue_cert("second.devices.test", common_name="shared-cn")
+    second = (hub.pki.root / "second.pem", hub.pki.root / "second.key")
+    second_cert.cert_chain_pems[0].write_to_path(second[0])
+    second_cert.private_key_pem.write_to_path(second[1])
+    hub.add("twin-2", "thin-edge", second[0])
+    client = hub.paho("twin", first, V5)
+    assert client.connect() == BAD_CREDENTIALS
+    hub.hub.wait_log(r"its CN names several devices \('twin-1', 'twin-2'\)")
+
+
+def test_require_client_cert_without_a_ca_is_a_usage_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "otahub", "serve", "--require-client-cert"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert "needs --tls-ca and --mqtt-tls-port" in done.stderr
 
 
 def test_enos_signed_login_with_its_own_certificate_is_accepted_with_another_refused(
