@@ -61,9 +61,8 @@ from otahub.hub.drivers.inbox import Inbox
 from otahub.hub.drivers.presence import Presence
 from otahub.hub.services.errors import NotFound, ServiceError
 from otahub.hub.services.events import Event, UpdateCreated, UpdateTransitioned
-from otahub.hub.services.views import DeviceView, UpdateView
+from otahub.hub.services.views import UpdateView
 from otahub.hub.transport import LocalTransport
-from otahub.mqtt.hooks import Identity
 from otahub.mqtt.session import Session
 from otahub.protocols import tedge_legacy as legacy
 from otahub.protocols.states import UpdateState, is_terminal

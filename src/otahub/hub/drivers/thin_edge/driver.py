@@ -69,7 +69,6 @@ from otahub.hub.services.events import Event, UpdateCreated, UpdateTransitioned
 from otahub.hub.services.updates import UpdateRequest
 from otahub.hub.services.views import DeviceView, UpdateView
 from otahub.hub.transport import LocalTransport
-from otahub.mqtt.hooks import Identity
 from otahub.mqtt.session import Session
 from otahub.protocols import thin_edge as te
 from otahub.protocols.states import UpdateState, can_transition, is_terminal
