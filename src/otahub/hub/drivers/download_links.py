@@ -14,11 +14,11 @@ import contextlib
 import functools
 import hashlib
 import hmac
-import os
 import secrets
 from pathlib import Path
 
 from otahub.hub.core import HubCore
+from otahub.hub.private_file import write_private
 from otahub.hub.services.errors import NotFound
 from otahub.hub.services.views import UpdateView
 from otahub.hub.store.ids import is_row_id
@@ -46,15 +46,7 @@ def load_or_create_key(data_dir: Path) -> bytes:
     if key is not None:
         return key
     key = _read_key(data_dir / _OLD_KEY_FILE) or secrets.token_bytes(32)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{KEY_FILE}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, f"{key.hex()}\n".encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_private(path, f"{key.hex()}\n")
     return key
 
 

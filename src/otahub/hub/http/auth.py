@@ -10,6 +10,8 @@ from pathlib import Path
 from fastapi import Request
 from starlette.exceptions import HTTPException
 
+from otahub.hub.private_file import write_private
+
 TOKEN_FILE = "admin.token"
 TOKEN_ENV = "OTAHUB_ADMIN_TOKEN"
 
@@ -25,15 +27,7 @@ def load_or_create_token(data_dir: Path) -> str:
         if existing:
             return existing
     token = secrets.token_urlsafe(32)
-    tmp = path.with_name(f".{TOKEN_FILE}.{secrets.token_hex(4)}")
-    # Created with 0600 from the start, so the token is never readable by others.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, f"{token}\n".encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_private(path, f"{token}\n")
     return token
 
 
