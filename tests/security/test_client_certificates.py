@@ -213,6 +213,22 @@ def test_thin_edge_device_with_certificate_is_confined_to_its_own_topics(
     assert len(device["certificate_sha256"]) == 64
 
 
+def test_gateway_with_certificate_acts_for_the_children_it_registers(
+    cert_hub: Callable[..., CertHub],
+) -> None:
+    hub = cert_hub()
+    cert = hub.pki.device("gw-c")
+    hub.add("gw-c", "thin-edge", cert[0], gateway=True)
+    client = hub.paho("gw-c", cert, V5)
+    assert client.connect() == 0
+    registration = '{"@type":"child-device","@parent":"device/gw-c//"}'
+    client.publish("te/device/gw-c-child//", registration, qos=1, retain=True)
+    hub.hub.wait_log(r"device gw-c-child belongs to gateway gw-c\b")
+    assert [rc.value for rc in client.subscribe("te/device/gw-c-child///cmd/+/+", 1)] == [1]
+    client.disconnect()
+    assert hub.hub.api.get("/devices/gw-c-child").json()["owner"] == "gw-c"
+
+
 def test_enos_device_with_certificate_has_its_keys_topics(
     cert_hub: Callable[..., CertHub],
 ) -> None:
