@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
-from otahub.mqtt.anonymous import LOOPBACK, parse_networks, peer_in
+from otahub.mqtt.anonymous import LOOPBACK, IPNetwork, parse_networks, peer_in
 from otahub.mqtt.connection import Connection
 from otahub.mqtt.hooks import (
     AnonymousPolicy,
@@ -96,6 +96,9 @@ class MQTTServer:
         self._authenticators: list[tuple[Authenticator, frozenset[str] | None]] = []
         self._anonymous_policy: AnonymousPolicy | None = None
         self._certificate_check: CertificateCheck | None = None
+        # ``config.anonymous_from`` parsed, redone only when the setting changes
+        self._anonymous_cidrs: tuple[str, ...] = self.config.anonymous_from
+        self._anonymous_networks = parse_networks(self._anonymous_cidrs)
         self._on_connected: list[SessionObserver] = []
         self._on_disconnected: list[SessionObserver] = []
         self._on_subscribed: list[SubscriptionObserver] = []
@@ -237,7 +240,7 @@ class MQTTServer:
         return self._anonymous(info)
 
     def _anonymous(self, info: ConnectInfo) -> Identity | Refusal:
-        trusted = peer_in(info.peer, parse_networks(self.config.anonymous_from))
+        trusted = peer_in(info.peer, self._anonymous_from())
         if not trusted and not self.config.allow_anonymous:
             return Refusal(
                 ReasonCode.NOT_AUTHORIZED,
@@ -247,6 +250,13 @@ class MQTTServer:
         policy = self._anonymous_policy
         acl = None if policy is None else policy(info, trusted)
         return Identity(name=info.client_id, acl=acl, anonymous=True)
+
+    def _anonymous_from(self) -> tuple[IPNetwork, ...]:
+        cidrs = self.config.anonymous_from
+        if cidrs != self._anonymous_cidrs:
+            self._anonymous_networks = parse_networks(cidrs)
+            self._anonymous_cidrs = cidrs
+        return self._anonymous_networks
 
     def takeover_refusal(self, client_id: str, identity: Identity) -> Refusal | None:
         """Refuse a CONNECT that would take over another client's live session."""
