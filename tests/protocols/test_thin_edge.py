@@ -510,8 +510,9 @@ class TestExecutorRules:
             te.executor_action(self.cmd(status), local_status="executing") is ExecutorAction.IGNORE
         )
 
-    def test_clear_is_ignored(self) -> None:
-        assert te.executor_action(None) is ExecutorAction.IGNORE
+    def test_clear_withdraws_the_command(self) -> None:
+        assert te.executor_action(None) is ExecutorAction.WITHDRAW
+        assert te.executor_action(None, local_status="executing") is ExecutorAction.WITHDRAW
 
     def test_replayed_executing_after_reboot_resumes(self) -> None:
         # ESP32 flow: the broker redelivers the retained executing command.

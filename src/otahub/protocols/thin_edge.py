@@ -584,7 +584,11 @@ class ExecutorAction(Enum):
     #: It already finished this command but the topic does not show it yet:
     #: publish its terminal status again.
     REPORT = "report"
-    #: A clear, a terminal status, or an ``init`` while busy (not queued).
+    #: A clear: the requester withdrew the command. The executor stops working
+    #: on it unless its install already started, and publishes nothing more on
+    #: the topic (a status would put a retained command back).
+    WITHDRAW = "withdraw"
+    #: A terminal status, or an ``init`` while busy (not queued).
     IGNORE = "ignore"
 
 
@@ -597,7 +601,9 @@ def executor_action(
     command's topic (``None`` if it has no record); ``busy`` says whether it
     runs another command.
     """
-    if command is None or command.is_terminal:
+    if command is None:
+        return ExecutorAction.WITHDRAW
+    if command.is_terminal:
         return ExecutorAction.IGNORE
     if local_status is not None:
         if local_status in TERMINAL_STATUSES:

@@ -146,22 +146,22 @@ class ThinEdgeClient(DialectClient):
             # Not an object we could echo back: nothing to answer in protocol terms.
             log.warning("ignoring malformed command on %s: %s", topic, exc)
             return
-        if command is None:
-            # A clear: the requester withdrew the command (or closes a finished
-            # one, which is no longer current). Work on it stops.
+        local = self._local_status(topic)
+        action = te.executor_action(command, local_status=local, busy=self.agent.runner.busy)
+        if action is te.ExecutorAction.WITHDRAW:
+            # Also the requester closing a finished command, no longer current.
             if topic == self._unconfirmed:
                 self._unconfirmed = None
             await self.agent.runner.abandon(topic, CLEARED_REASON)
             return
+        assert command is not None  # only a clear is withdrawn
         if topic == self._unconfirmed:
             self._unconfirmed = None
             log.info("command %s replayed; resuming its update", topic)
             self.agent.runner.start()
             return
-        local = self._local_status(topic)
-        action = te.executor_action(command, local_status=local, busy=self.agent.runner.busy)
-        if command is None or action is te.ExecutorAction.IGNORE:
-            if command is not None and not command.is_terminal:
+        if action is te.ExecutorAction.IGNORE:
+            if not command.is_terminal:
                 log.info("ignoring %s on %s: another update is in progress", command.status, topic)
             return
         if action is te.ExecutorAction.START:
