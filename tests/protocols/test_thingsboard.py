@@ -777,6 +777,11 @@ class TestFirmwareAttributes:
         with pytest.raises(ThingsBoardError, match="fw_version must be a string"):
             tb.package_from_attributes(FW, {"fw_title": "t", "fw_version": 1})
 
+    def test_assignment_is_title_and_version_both_non_empty(self) -> None:
+        assert PackageAttributes(title="t", version="v", size=3).assignment == ("t", "v")
+        assert PackageAttributes(title="t", version="").assignment is None
+        assert PackageAttributes(title="", version="v").assignment is None
+
 
 class TestFwStateMapping:
     @pytest.mark.parametrize(

@@ -654,6 +654,17 @@ class PackageAttributes:
     def is_external(self) -> bool:
         return self.url is not None
 
+    @property
+    def assignment(self) -> tuple[str, str] | None:
+        """``(title, version)`` of the assigned package; ``None`` when either is empty.
+
+        This pair is what an assignment is: attributes that leave it unchanged
+        (a deletion of other keys, a new tag or size) assign nothing new.
+        """
+        if not self.title or not self.version:
+            return None
+        return (self.title, self.version)
+
 
 @dataclass(frozen=True)
 class AttributeChange:

@@ -183,9 +183,7 @@ class ThingsBoardClient(DialectClient):
         except tb.ThingsBoardError as exc:
             log.warning("unusable %s attributes: %s", _KIND[kind], exc)
             return
-        assigned = None
-        if package is not None and package.title and package.version:
-            assigned = (package.title, package.version)
+        assigned = None if package is None else package.assignment
         runner = self.agent.runner
         state = self.agent.state
         current = runner.current
