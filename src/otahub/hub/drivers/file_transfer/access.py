@@ -150,17 +150,18 @@ class FileAccess:
         return found.name
 
     async def _offered_now(self, owner: str, key: str, blob: str) -> bool:
-        """Whether an unfinished update of ``owner`` offers this blob under ``key``."""
-        try:
-            updates = await self.core.updates.list(device=owner, active=True, limit=1000)
-        except NotFound:  # a link left behind by a deleted device
-            return False
-        for update in updates:
-            if update.driver_state.get("key") == key and is_file_key(
-                self.data_dir, update.id, owner, blob, key
-            ):
-                return True
-        return False
+        """Whether the unfinished firmware update of ``owner`` offers this blob under ``key``.
+
+        Asked on every GET of an offered file (each Range of a resumed download):
+        one row, the device's single unfinished firmware update, not a list of them.
+        """
+        # None too for a link left behind by a deleted device
+        update = await self.core.updates.active_for(owner)
+        return (
+            update is not None
+            and update.driver_state.get("key") == key
+            and is_file_key(self.data_dir, update.id, owner, blob, key)
+        )
 
     async def _anonymous(self, request: Request, owner: str | None) -> Refused | None:
         client = request.client
