@@ -200,3 +200,22 @@ def test_download_url_with_an_altered_token_is_refused(
         wait_log(hub, rf"file transfer: refused GET {path} from 127\.0\.0\.1:\d+: ")
     # the genuine link still works
     assert httpx.get(url).content == data
+
+
+@pytest.mark.parametrize("dialect", ["thin-edge", "tedge-legacy"])
+def test_another_device_with_credentials_cannot_read_a_running_offer(
+    hub: HubProcess, api: httpx.Client, dialect: str
+) -> None:
+    _, url, data, _ = offered(hub, api, dialect)
+    other = f"d{secrets.token_hex(4)}"
+    body = {"name": other, "dialect": dialect, "password": PASSWORD}
+    assert api.post("/devices", json=body).status_code == 201
+    # the URL is a capability, but a device that logs in is held to its own paths
+    refused = httpx.get(url, auth=(other, PASSWORD))
+    assert refused.status_code == 403
+    assert data not in refused.content
+    ranged = httpx.get(url, auth=(other, PASSWORD), headers={"Range": "bytes=0-9999"})
+    assert ranged.status_code == 403
+    assert httpx.get(url, auth=(other, "wrong")).status_code == 401
+    # while the same URL still serves whoever comes without credentials
+    assert httpx.get(url).content == data
