@@ -61,6 +61,30 @@ def test_auth_refused_without_or_with_a_wrong_token(api: Api) -> None:
     assert bare.get(f"{api.hub.http_url}/healthz").status_code == 200
 
 
+def test_new_admin_routes_refuse_a_missing_or_wrong_token(api: Api) -> None:
+    """Verify, password change and forced delete are admin routes like the rest."""
+    name = unique("auth-guard")
+    created = api.client.post(
+        "/devices", json={"name": name, "dialect": "thin-edge", "password": "right-pw"}
+    )
+    assert created.status_code == 201, created.text
+    bare = httpx.Client(base_url=f"{api.hub.http_url}/api/v1")
+    routes = (
+        ("POST", "/firmware/verify", {"all": True}),
+        ("PUT", f"/devices/{name}/password", {"password": "taken-over"}),
+        ("DELETE", f"/devices/{name}?force=true", None),
+    )
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        for method, path, body in routes:
+            r = bare.request(method, path, json=body, headers=headers)
+            problem(r, 401)
+    # nothing happened: the device is still there with its password
+    device = api.client.get(f"/devices/{name}")
+    assert device.status_code == 200, device.text
+    assert device.json()["has_password"] is True
+    bare.close()
+
+
 def test_openapi_document_lists_the_api(api: Api) -> None:
     doc = httpx.get(f"{api.hub.http_url}/api/v1/openapi.json").json()
     paths = set(doc["paths"])
