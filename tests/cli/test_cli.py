@@ -209,6 +209,19 @@ def test_device_remove_refuses_a_device_with_active_updates_unless_forced(cli: C
     assert (kept["state"], kept["device"]) == ("canceled", "rm-01")
 
 
+def test_device_set_password_from_a_file_then_clear(cli: Cli) -> None:
+    cli.ok("device", "add", "pw-01", "--dialect", "thin-edge")
+    assert cli.json("device", "show", "pw-01")["has_password"] is False
+    secret = cli.cwd / "pw-01.password"
+    secret.write_text("s3cret-pw\n")
+    out = cli.ok("device", "set-password", "pw-01", "--password-file", str(secret))
+    assert "set the password of pw-01" in out
+    assert cli.json("device", "show", "pw-01")["has_password"] is True
+    assert "error: 404" in cli.fails("device", "set-password", "no-such-device", "--clear")
+    assert "removed the password of pw-01" in cli.ok("device", "set-password", "pw-01", "--clear")
+    assert cli.json("device", "show", "pw-01")["has_password"] is False
+
+
 def test_token_sources(cli: Cli, tmp_path: Path) -> None:
     token = (cli.cwd / "otahub-data" / "admin.token").read_text().strip()
     # ./otahub-data/admin.token is found from the working directory (the fixture's).

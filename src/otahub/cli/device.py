@@ -135,7 +135,7 @@ def set_password(
             param_hint="--password-file",
         )
     with connect(server, admin_token) as client:
-        client.call("PUT", f"/devices/{name}/password", json={"password": password})
+        client.call("PUT", f"/devices/{quote(name, safe='')}/password", json={"password": password})
     if clear:
         out.print(f"removed the password of {name}")
         return
@@ -153,12 +153,8 @@ def _password(password_file: Path | None, generate: bool) -> str | None:
         return new_password()
     if password_file is None:
         return None
-    try:
-        text = password_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise typer.BadParameter(str(exc), param_hint="--password-file") from None
     # the file holds the password alone; the line break an editor adds is not part of it
-    return text.rstrip("\r\n")
+    return _read_text(password_file, "--password-file").rstrip("\r\n")
 
 
 def _read_text(path: Path, option: str) -> str:
