@@ -97,8 +97,6 @@ class UpdateService:
         # follow them must not interleave (SQLite has no SELECT ... FOR UPDATE).
         self._write = asyncio.Lock()
         self._changed = asyncio.Event()  # wakes the sweeper when a deadline moves
-        # update id -> the version its device ran when it was created, for the
-        # line logged when it ends (unknown for updates created before a restart)
 
     # -- queries --------------------------------------------------------------
 
