@@ -85,6 +85,13 @@ def test_new_admin_routes_refuse_a_missing_or_wrong_token(api: Api) -> None:
     bare.close()
 
 
+def test_verify_answers_404_not_500_for_ids_beyond_the_database_range(api: Api) -> None:
+    # past PostgreSQL's INTEGER and past SQLite's 64-bit range
+    for bad in (2147483648, 9223372036854775808):
+        body = problem(api.client.post("/firmware/verify", json={"ids": [bad]}), 404)
+        assert str(bad) in body["detail"]
+
+
 def test_openapi_document_lists_the_api(api: Api) -> None:
     doc = httpx.get(f"{api.hub.http_url}/api/v1/openapi.json").json()
     paths = set(doc["paths"])

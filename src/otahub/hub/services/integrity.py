@@ -24,6 +24,7 @@ from otahub.hub.services.updates import UpdateService
 from otahub.hub.services.views import PackageView
 from otahub.hub.store.blobs import BlobStore
 from otahub.hub.store.database import Database
+from otahub.hub.store.ids import is_row_id
 from otahub.hub.store.integrity import BlobMismatch, Verdict
 from otahub.hub.store.models import TERMINAL_STATES, FirmwarePackage, Update
 from otahub.protocols.states import UpdateState
@@ -95,7 +96,10 @@ class IntegrityService:
         async with self.db.session() as s:
             query = select(FirmwarePackage).order_by(FirmwarePackage.id)
             if package_ids is not None:
-                query = query.where(FirmwarePackage.id.in_(package_ids))
+                # an id no row can have is unknown, not an overflow in the driver
+                query = query.where(
+                    FirmwarePackage.id.in_([i for i in package_ids if is_row_id(i)])
+                )
             packages = [PackageView.of(row) for row in (await s.scalars(query)).all()]
         if package_ids is not None:
             unknown = sorted(set(package_ids) - {p.id for p in packages})
