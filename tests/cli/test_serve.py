@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 
 def _run(code: str) -> subprocess.CompletedProcess[str]:
@@ -60,3 +62,25 @@ def test_process_exits_with_its_status_although_a_worker_thread_never_ends() -> 
     assert result.returncode == 3, result.stderr
     assert "not reached" not in result.stdout
     assert "shutdown cut short: threads db-worker still running; exiting" in result.stderr
+
+
+def test_no_auth_is_refused_beyond_loopback_and_on_a_public_admin_listener(
+    tmp_path: Path,
+) -> None:
+    def serve(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "otahub", "serve", "--data-dir", str(tmp_path), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "COLUMNS": "300"},
+        )
+
+    for args in (
+        ("--host", "0.0.0.0", "--no-auth"),
+        ("--host", "localhost", "--admin-port", "1", "--admin-host", "0.0.0.0", "--no-auth"),
+    ):
+        refused = serve(*args)
+        assert refused.returncode == 2, refused.stderr
+        assert "only allowed when bound to loopback" in refused.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import sys
@@ -99,15 +98,6 @@ def exit_without_waiting_for_stuck_threads(status: int, timeout: float = CLOSE_T
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def serve(
@@ -288,7 +278,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run the hub: MQTT endpoint, HTTP API and downloads."""
-    from otahub.hub.app import HubPartFailed, run_hub
+    from otahub.hub.app import HubPartFailed, is_loopback_host, run_hub
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -297,7 +287,7 @@ def serve(
         raise typer.BadParameter("needs --admin-port", param_hint="--admin-host")
     if admin_port is not None and admin_host is None:
         admin_host = "127.0.0.1"
-    if no_auth and not _is_loopback(host if admin_host is None else admin_host):
+    if no_auth and not is_loopback_host(host if admin_host is None else admin_host):
         raise typer.BadParameter(
             "--no-auth is only allowed when bound to loopback", param_hint="--no-auth"
         )
