@@ -47,6 +47,16 @@ _CREDENTIAL = re.compile(r"[\x21-\x7e]+")  # printable ASCII without spaces
 _CANCEL_ROUNDS = 5
 
 
+def _check_password(dialect: str, password: str | None) -> None:
+    """A password (None: none) is for a password dialect and is acceptable text."""
+    if dialect not in PASSWORD_DIALECTS:
+        raise Invalid(
+            f"password: not used by {dialect} devices (only {', '.join(PASSWORD_DIALECTS)})"
+        )
+    if password is not None and (problem := check_password_text(password)) is not None:
+        raise Invalid(f"password: {problem}")
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceSpec:
     name: str
@@ -109,13 +119,7 @@ class DeviceSpec:
         if extra := sorted(given - needed - optional):
             raise Invalid(f"{', '.join(extra)}: not used by {self.dialect} devices")
         if self.password is not None:
-            if self.dialect not in PASSWORD_DIALECTS:
-                raise Invalid(
-                    f"password: not used by {self.dialect} devices "
-                    f"(only {', '.join(PASSWORD_DIALECTS)})"
-                )
-            if (problem := check_password_text(self.password)) is not None:
-                raise Invalid(f"password: {problem}")
+            _check_password(self.dialect, self.password)
         for field in sorted(given):
             value = getattr(self, field)
             if not _CREDENTIAL.fullmatch(value) or len(value) > _MAX_TEXT:
@@ -294,13 +298,7 @@ class DeviceService:
     async def set_password(self, name: str, password: str | None) -> DeviceView:
         """Set, change (``password``) or remove (None) a thin-edge or legacy device's password."""
         device = await self.get(name)
-        if device.dialect not in PASSWORD_DIALECTS:
-            raise Invalid(
-                f"password: not used by {device.dialect} devices "
-                f"(only {', '.join(PASSWORD_DIALECTS)})"
-            )
-        if password is not None and (problem := check_password_text(password)) is not None:
-            raise Invalid(f"password: {problem}")
+        _check_password(device.dialect, password)
         password_hash = None if password is None else await hash_password_async(password)
         async with self.db.session() as s, s.begin():
             row = await s.scalar(select(Device).where(Device.name == name))
