@@ -37,7 +37,7 @@ async def test_migrations_create_every_table_and_are_idempotent(database_url: st
             "update_transitions",
             "type_assignments",
         } <= tables
-        assert version == "0009"
+        assert version == "0010"
     finally:
         await db.close()
 

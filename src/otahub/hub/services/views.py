@@ -85,6 +85,7 @@ class DeviceView:
     # X.509 client certificate: SHA-256 fingerprint (hex) and subject CN
     cert_sha256: str | None = None
     cert_cn: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def has_password(self) -> bool:
@@ -118,6 +119,7 @@ class DeviceView:
             owner=row.owner,
             cert_sha256=row.cert_sha256,
             cert_cn=row.cert_cn,
+            labels=dict(row.labels or {}),
         )
 
 

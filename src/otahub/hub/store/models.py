@@ -131,6 +131,8 @@ class Device(Base):
     # what the device's dialect driver remembers about it (registration, client
     # attributes, capabilities); JSON so a driver needs no schema of its own
     dialect_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # operator-given key=value pairs (site, ring, ...) that groups and rollouts select by
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
 
 
 class Update(Base):
