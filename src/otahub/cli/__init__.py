@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from otahub.cli import device, device_type, firmware, update
+from otahub.cli import device, device_type, firmware, keys, update
 from otahub.cli.agent import agent
 from otahub.cli.demo import demo
 from otahub.cli.serve import serve
@@ -21,6 +21,7 @@ app.add_typer(firmware.app, name="firmware")
 app.add_typer(device.app, name="device")
 app.add_typer(device_type.app, name="device-type")
 app.add_typer(update.app, name="update")
+app.add_typer(keys.app, name="keys")
 
 
 @app.callback()

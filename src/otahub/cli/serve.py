@@ -272,6 +272,38 @@ def serve(
             min=0,
         ),
     ] = DEFAULT_FILE_TRANSFER_MIN_FREE_BYTES,
+    signing_keys: Annotated[
+        Path | None,
+        typer.Option(
+            help="Serve signed metadata under /tuf/ and re-sign it with the online keys in "
+            "this directory (a key directory's online/, from `otahub keys init`).",
+            envvar="OTAHUB_SIGNING_KEYS",
+        ),
+    ] = None,
+    require_signed: Annotated[
+        bool,
+        typer.Option(
+            "--require-signed",
+            help="Refuse to start an update of a package without a matching signed target "
+            "(409). Needs --signing-keys.",
+        ),
+    ] = False,
+    hub_signs_targets: Annotated[
+        bool,
+        typer.Option(
+            "--hub-signs-targets",
+            help="Sign uploaded packages with a targets key kept in --signing-keys "
+            "(targets.pem): convenient, but whoever controls the hub can then sign too.",
+        ),
+    ] = False,
+    timestamp_lifetime: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a signed timestamp is valid; the hub re-signs it at half-time. "
+            "Devices refuse updates once it expired (a frozen or cut-off hub).",
+            min=1,
+        ),
+    ] = 86400.0,
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="Disable admin auth (loopback only).")
     ] = False,
@@ -296,6 +328,11 @@ def serve(
     if require_client_cert and (tls_ca is None or mqtt_tls_port is None):
         raise typer.BadParameter(
             "needs --tls-ca and --mqtt-tls-port", param_hint="--require-client-cert"
+        )
+    if (require_signed or hub_signs_targets) and signing_keys is None:
+        raise typer.BadParameter(
+            "needs --signing-keys",
+            param_hint="--require-signed" if require_signed else "--hub-signs-targets",
         )
     try:
         anonymous_networks = tuple(str(n) for n in parse_networks(anonymous_from.split(",")))
@@ -344,6 +381,10 @@ def serve(
         allow_anonymous=allow_anonymous,
         file_transfer_max_bytes=file_transfer_max_bytes,
         file_transfer_min_free_bytes=file_transfer_min_free_bytes,
+        signing_keys=signing_keys,
+        require_signed=require_signed,
+        hub_signs_targets=hub_signs_targets,
+        timestamp_lifetime_s=timestamp_lifetime,
     )
     status = 0
     try:

@@ -10,6 +10,7 @@ import signal
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,14 @@ from otahub.hub.drivers.base import Driver, DriverContext
 from otahub.hub.drivers.registry import DRIVERS
 from otahub.hub.http.app import create_http_app
 from otahub.hub.http.auth import load_or_create_token
+from otahub.hub.services.signing import SigningService
 from otahub.hub.settings import HubSettings
 from otahub.hub.shutdown import Shutdown
 from otahub.hub.supervision import HubPartFailed, Supervisor
 from otahub.hub.transport import LocalTransport, MessageTransport
 from otahub.mqtt.server import MQTTServer, ServerConfig
+from otahub.signing.keys import KeyFileError
+from otahub.signing.metadata import MetadataError
 
 __all__ = ["HubPartFailed", "run_hub"]
 
@@ -95,10 +99,31 @@ async def _start_core(settings: HubSettings) -> HubCore:
         raise OSError(f"cannot start the hub: {exc}") from exc
     try:
         await core.start()
+        if settings.signing_keys is not None:
+            _start_signing(settings, settings.signing_keys, core)
     except BaseException:
         await core.close()
         raise
     return core
+
+
+def _start_signing(settings: HubSettings, keys: Path, core: HubCore) -> None:
+    """Serve signed metadata from the data dir, re-signed with the online keys in ``keys``."""
+    lifetime = settings.timestamp_lifetime_s
+    try:
+        signing = SigningService.open(
+            settings.data_dir,
+            keys,
+            require_signed=settings.require_signed,
+            hub_signs_targets=settings.hub_signs_targets,
+            timestamp_lifetime=None if lifetime is None else timedelta(seconds=lifetime),
+        )
+    except (MetadataError, KeyFileError, OSError) as exc:
+        raise OSError(f"cannot start the hub: signing keys {keys}: {exc}") from exc
+    core.firmware.signing = signing
+    if settings.require_signed:
+        core.updates.package_check = signing.unsigned_reason
+    core.parts.start("metadata signing", signing.run())
 
 
 async def _serve(

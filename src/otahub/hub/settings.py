@@ -78,6 +78,14 @@ class HubSettings:
     file_transfer_max_bytes: int = DEFAULT_FILE_TRANSFER_MAX_BYTES
     # a file-transfer PUT is refused when it would leave less free space in the data dir
     file_transfer_min_free_bytes: int = DEFAULT_FILE_TRANSFER_MIN_FREE_BYTES
+    # signed updates: the key directory's online/ part; None: no signed metadata
+    signing_keys: Path | None = None
+    # refuse updates of packages without a matching signed target
+    require_signed: bool = False
+    # the hub signs targets itself with signing_keys/targets.pem (gives up the offline key)
+    hub_signs_targets: bool = False
+    # seconds a signed timestamp is valid; None: one day
+    timestamp_lifetime_s: float | None = None
 
     @property
     def separate_admin(self) -> bool:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from otahub import __version__
 from otahub.hub.core import HubCore
-from otahub.hub.http import devices, firmware, integrity, problems, updates
+from otahub.hub.http import devices, firmware, integrity, problems, signing, tuf, updates
 from otahub.hub.http.auth import AdminAuth
 
 API_PREFIX = "/api/v1"
@@ -33,6 +33,7 @@ def create_http_app(core: HubCore, *, admin_token: str | None, admin: bool = Tru
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    app.include_router(tuf.router)  # public: devices fetch the signed metadata
     if not admin:
         return app
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(AdminAuth(admin_token))])
@@ -40,5 +41,6 @@ def create_http_app(core: HubCore, *, admin_token: str | None, admin: bool = Tru
     api.include_router(firmware.router)
     api.include_router(devices.router)
     api.include_router(updates.router)
+    api.include_router(signing.router)
     app.include_router(api)
     return app

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from otahub.hub.services.errors import Conflict, Invalid, NotFound, UpstreamFailed
 from otahub.hub.services.events import EventBus, PackageCreated, PackageDeleted
+from otahub.hub.services.signing import SigningService, StagedTargets
 from otahub.hub.services.views import PackageView
 from otahub.hub.store.blobs import BlobInfo, BlobStore, BlobUpload
 from otahub.hub.store.database import Database
@@ -94,6 +95,8 @@ class FirmwareService:
         # delete never removes a file that a concurrent upload of the same bytes
         # is about to point a new row at.
         self._blob_refs = asyncio.Lock()
+        #: Signed metadata (``otahub serve --signing-keys``); None: packages are unsigned.
+        self.signing: SigningService | None = None
 
     # -- queries ------------------------------------------------------------
 
@@ -153,10 +156,24 @@ class FirmwareService:
         """For callers that learn the metadata only after the bytes (multipart forms)."""
         return self.blobs.begin()
 
-    async def finish_upload(self, meta: PackageMeta, upload: BlobUpload) -> PackageView:
+    async def finish_upload(
+        self, meta: PackageMeta, upload: BlobUpload, *, targets: bytes | None = None
+    ) -> PackageView:
+        """Keep ``upload`` as a package; ``targets`` is the publisher's metadata signing it."""
         meta = meta.validated()
         await self.ensure_new(meta)
-        return await self._commit(meta, upload, source_url=None)
+        staged = self.stage_targets(meta, targets) if targets is not None else None
+        return await self._commit(meta, upload, source_url=None, staged=staged)
+
+    def stage_targets(self, meta: PackageMeta, targets: bytes) -> StagedTargets:
+        """Check signed targets metadata for ``meta`` before its bytes are kept."""
+        if self.signing is None:
+            raise Invalid(
+                "this hub keeps no signed metadata (start it with --signing-keys) "
+                "and cannot accept a signed package"
+            )
+        meta = meta.validated()
+        return self.signing.stage(targets, meta.title, meta.version, meta.kind)
 
     async def register_url(self, meta: PackageMeta, url: str) -> PackageView:
         """Download ``url`` once (resuming after network errors) and keep it as a package."""
@@ -177,7 +194,12 @@ class FirmwareService:
             return await self._commit(meta.validated(), upload, source_url=url)
 
     async def _commit(
-        self, meta: PackageMeta, upload: BlobUpload, *, source_url: str | None
+        self,
+        meta: PackageMeta,
+        upload: BlobUpload,
+        *,
+        source_url: str | None,
+        staged: StagedTargets | None = None,
     ) -> PackageView:
         if upload.size == 0:
             # Nothing to install: agents would download, verify and retry it forever.
@@ -189,13 +211,27 @@ class FirmwareService:
         async with self._blob_refs:
             info = await upload.commit()
             try:
-                view = await self._insert(meta, info, source_url)
+                if staged is not None:
+                    assert self.signing is not None
+                    self.signing.check_blob(staged, info)
+                    # Row and metadata together: no signed target without its package.
+                    async with self.signing.lock:
+                        self.signing.check_version(staged)
+                        view = await self._insert(meta, info, source_url)
+                        await self.signing.publish(staged)
+                else:
+                    view = await self._insert(meta, info, source_url)
             except IntegrityError:
                 await self._drop_blob_if_unused(info.sha256)
                 raise Conflict(
                     f"firmware {meta.title!r} version {meta.version!r} already exists"
                 ) from None
+            except (Invalid, Conflict):
+                await self._drop_blob_if_unused(info.sha256)
+                raise
         log.info("stored firmware %s %s (%d bytes)", meta.title, meta.version, info.size)
+        if staged is None and self.signing is not None and self.signing.hub_signs_targets:
+            await self.signing.sign_package(view)
         await self.bus.publish(PackageCreated(view))
         return view
 

@@ -30,7 +30,7 @@ from otahub.hub.services.events import (
     UpdateCreated,
     UpdateTransitioned,
 )
-from otahub.hub.services.views import DeviceView, TransitionView, UpdateView
+from otahub.hub.services.views import DeviceView, PackageView, TransitionView, UpdateView
 from otahub.hub.store.database import Database
 from otahub.hub.store.ids import is_row_id
 from otahub.hub.store.models import (
@@ -80,6 +80,8 @@ class UpdateRequest:
 CreateCheck = Callable[[DeviceView, "UpdateRequest"], None]
 # Re-delivers an update that was asked for again while it runs.
 RepeatHandler = Callable[[UpdateView], Awaitable[None]]
+#: Why a package may not be sent to devices at all (None: it may), e.g. unsigned.
+PackageCheck = Callable[[PackageView], str | None]
 # The failure reason of an update whose deadline passed.
 TimeoutReason = Callable[[UpdateView], str]
 
@@ -91,6 +93,8 @@ class UpdateService:
         self.default_timeout_s = check_timeout(default_timeout_s)
         # Per-dialect hooks that drivers register.
         self._create_checks: dict[str, CreateCheck] = {}
+        #: Refuses packages that must not start an update (``--require-signed``).
+        self.package_check: PackageCheck | None = None
         self._repeat_handlers: dict[str, RepeatHandler] = {}
         self._timeout_reasons: dict[str, TimeoutReason] = {}
         # One writer at a time within this hub: state checks and the writes that
@@ -213,6 +217,11 @@ class UpdateService:
             )
             if package is None:
                 raise NotFound(f"no firmware package {request.title!r} version {request.version!r}")
+            if self.package_check is not None:
+                refusal = self.package_check(PackageView.of(package))
+                if refusal is not None:
+                    log.warning("refused an update of %s: %s", request.device, refusal)
+                    raise Conflict(refusal)
             if package.device_type and device.device_type not in (None, package.device_type):
                 raise Invalid(
                     f"package {package.title} {package.version} is for device type "
