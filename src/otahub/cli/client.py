@@ -118,6 +118,46 @@ class Client:
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
         )
 
+    def upload_signed(
+        self,
+        file: Path,
+        params: dict[str, str],
+        targets: bytes,
+        on_progress: Callable[[int], None],
+    ) -> Any:
+        """Stream ``file`` as multipart, after the signed ``targets`` metadata that lists it."""
+
+        class _Counting:
+            def __init__(self, f: Any) -> None:
+                self._f = f
+
+            def read(self, n: int = -1) -> bytes:
+                data: bytes = self._f.read(n)
+                on_progress(len(data))
+                return data
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._f, name)
+
+        with file.open("rb") as f:
+            return self.call(
+                "POST",
+                "/firmware",
+                params=params,
+                data={"targets": targets.decode()},
+                files={"file": (file.name, _Counting(f), "application/octet-stream")},
+            )
+
+    def raw(self, path: str) -> bytes:
+        """GET ``path`` as bytes (metadata that must stay byte for byte)."""
+        try:
+            response = self._http.get(path)
+        except httpx.TransportError as exc:
+            raise CliError(f"cannot reach the hub at {self.server}: {_reason(exc)}") from None
+        if response.status_code >= 400:
+            raise CliError(_problem(response))
+        return response.content
+
 
 def _reason(exc: Exception) -> str:
     text = str(exc)

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from otahub.cli.client import (
     DEFAULT_SERVER,
+    Client,
     Json,
     Server,
     Token,
@@ -31,6 +32,12 @@ from otahub.cli.client import (
     when,
 )
 from otahub.cli.firmware_verify import verify
+from otahub.cli.keys import ask_passphrase
+from otahub.signing.keydir import current_root
+from otahub.signing.keydir import signer as keydir_signer
+from otahub.signing.keys import KeyFileError, is_encrypted, key_path
+from otahub.signing.metadata import MetadataError, utcnow
+from otahub.signing.publish import sign_package, verified_targets
 
 app = typer.Typer(no_args_is_help=True, help="Firmware and software packages.")
 
@@ -55,11 +62,21 @@ def upload(
             show_default=False,
         ),
     ] = None,
+    sign: Annotated[
+        Path | None,
+        typer.Option(
+            "--sign",
+            metavar="KEYDIR",
+            help="Sign the package with the targets key in KEYDIR (otahub keys init) and "
+            "upload the signed metadata with it.",
+            show_default=False,
+        ),
+    ] = None,
     server: Server = DEFAULT_SERVER,
     token: Token = None,
     json: Json = False,
 ) -> None:
-    """Upload FILE as a package, with a progress bar."""
+    """Upload FILE as a package, with a progress bar; signed with --sign."""
     if kind not in ("firmware", "software"):
         fail(f"--kind must be firmware or software, not {kind!r}")
     if not file.is_file():
@@ -80,9 +97,19 @@ def upload(
             console=err,
             transient=True,
         )
+        targets = (
+            _signed_targets(client, sign, file, title, version, kind, device_type)
+            if sign is not None
+            else None
+        )
         with progress:
             task = progress.add_task(f"uploading {file.name}", total=size)
-            package = client.upload(file, params, lambda n: progress.advance(task, n))
+            if targets is None:
+                package = client.upload(file, params, lambda n: progress.advance(task, n))
+            else:
+                package = client.upload_signed(
+                    file, params, targets, lambda n: progress.advance(task, n)
+                )
     if json:
         print_json(package)
         return
@@ -90,7 +117,37 @@ def upload(
         f"uploaded {package['title']} {package['version']} as firmware package "
         f"{package['id']} ({human_size(package['size'])}, sha256 {package['sha256']}, "
         f"checksum algorithm {package['checksum_algorithm']})"
+        + (f", signed as {title}/{version}" if sign is not None else "")
     )
+
+
+def _signed_targets(
+    client: Client,
+    keydir: Path,
+    file: Path,
+    title: str,
+    version: str,
+    kind: str,
+    device_type: str | None,
+) -> bytes:
+    """The hub's targets metadata plus FILE, signed here with KEYDIR's targets key."""
+    path = key_path(keydir, "targets")
+    secret = ask_passphrase(confirm=False) if path.exists() and is_encrypted(path) else None
+    try:
+        signer = keydir_signer(keydir, "targets", secret)
+        current = verified_targets(client.raw("/signing/targets"), current_root(keydir).signed)
+        return sign_package(
+            current,
+            file,
+            title=title,
+            version=version,
+            kind=kind,
+            device_type=device_type,
+            signer=signer,
+            now=utcnow(),
+        )
+    except (KeyFileError, MetadataError) as exc:
+        fail(str(exc))
 
 
 @app.command("list")

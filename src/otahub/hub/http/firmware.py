@@ -21,6 +21,9 @@ router = APIRouter(prefix="/firmware", tags=["firmware"])
 
 Kind = Literal["firmware", "software"]
 _MAX_FIELD = 64 * 1024  # a metadata form field, never the file
+#: The signed targets metadata lists every package: larger than the other fields.
+_MAX_TARGETS = 32 * 1024 * 1024
+TARGETS_FIELD = "targets"
 _ALGORITHMS = (
     "ThingsBoard's fw_checksum_algorithm for the package: "
     "MD5, SHA256 (default), SHA384, SHA512, CRC32, MURMUR3_32 or MURMUR3_128"
@@ -91,7 +94,11 @@ _UPLOAD_DOC = {
         "description": (
             "The file, either as the raw body (metadata in the query) or as "
             "multipart/form-data with a `file` part and optional `title`, `version`, "
-            "`kind`, `device_type`, `checksum_algorithm` fields. Streams; any size except 0."
+            "`kind`, `device_type`, `checksum_algorithm` fields. Streams; any size except 0. "
+            "A `targets` field before the file (TUF targets metadata signed by the "
+            "publisher, listing `<title>/<version>`) makes it a signed package: the hub "
+            "checks the signature against its root and the file against the signed length "
+            "and hashes (422 otherwise; 409 when the metadata is not newer than the hub's)."
         ),
         "required": True,
         "content": {
@@ -106,6 +113,7 @@ _UPLOAD_DOC = {
                         "kind": {"type": "string", "enum": ["firmware", "software"]},
                         "device_type": {"type": "string"},
                         "checksum_algorithm": {"type": "string", "description": _ALGORITHMS},
+                        "targets": {"type": "string", "description": "signed targets metadata"},
                     },
                     "required": ["file"],
                 }
@@ -174,6 +182,7 @@ async def _upload_multipart(
     file_type: str | None = None
     current: PartStart | None = None
     value = bytearray()
+    targets: bytes | None = None
     try:
         async for event in parts(request.stream(), request.headers["content-type"]):
             if isinstance(event, PartStart):
@@ -183,6 +192,9 @@ async def _upload_multipart(
                         raise Invalid("send exactly one file part")
                     if fields.get("title") and fields.get("version"):
                         await core.firmware.ensure_new(_meta(fields))
+                        if targets is not None:
+                            # A bad signature is refused before the file is received.
+                            core.firmware.stage_targets(_meta(fields), targets)
                     upload = await core.firmware.begin_upload()
                     file_type = event.content_type
                     if event.filename and not fields.get("filename"):
@@ -193,18 +205,23 @@ async def _upload_multipart(
                     await upload.write(event.data)
                 else:
                     value += event.data
-                    if len(value) > _MAX_FIELD:
+                    limit = _MAX_TARGETS if current.name == TARGETS_FIELD else _MAX_FIELD
+                    if len(value) > limit:
                         raise Invalid(f"form field {current.name!r} is too large")
             elif isinstance(event, PartEnd) and current is not None:
                 # Query parameters win over form fields of the same name.
-                if not _is_file(current) and current.name in fields and not fields[current.name]:
+                if not _is_file(current) and current.name == TARGETS_FIELD:
+                    targets = bytes(value)
+                elif not _is_file(current) and current.name in fields and not fields[current.name]:
                     fields[current.name] = value.decode("utf-8", "replace")
                 current = None
         if upload is None:
             raise Invalid("multipart upload without a file part")
         if current is not None:
             raise Invalid("multipart body ended inside a part")
-        return await core.firmware.finish_upload(_meta(fields, content_type=file_type), upload)
+        return await core.firmware.finish_upload(
+            _meta(fields, content_type=file_type), upload, targets=targets
+        )
     finally:
         if upload is not None:
             await upload.abort()
