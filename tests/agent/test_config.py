@@ -45,3 +45,21 @@ def test_enos_http_broker_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("OTAHUB_AGENT_ENOS__HTTP_BROKER", "broker.example:8443")
     with pytest.raises(ValueError, match="must be an http"):
         load_config(EXAMPLE)
+
+
+def test_signing_needs_root_and_repository_together(tmp_path: Path) -> None:
+    assert not load_config(EXAMPLE).signing.enabled
+    base = EXAMPLE.read_text()
+    path = tmp_path / "a.toml"
+    path.write_text(base + '\n[signing]\nroot = "/etc/otahub/root.json"\n')
+    with pytest.raises(ValueError, match="both root and repository"):
+        load_config(path)
+    path.write_text(
+        base + '\n[signing]\nroot = "/etc/otahub/root.json"\nrepository = "http://hub:8000/tuf"\n'
+    )
+    signing = load_config(path).signing
+    assert signing.enabled
+    assert signing.repository == "http://hub:8000/tuf/"
+    path.write_text(base + '\n[signing]\nroot = "/r.json"\nrepository = "hub:8000/tuf/"\n')
+    with pytest.raises(ValueError, match="must be an http"):
+        load_config(path)

@@ -176,6 +176,41 @@ class DownloadConfig(BaseModel):
     ca_file: Path | None = None
 
 
+class SigningConfig(BaseModel):
+    """Signed updates (TUF): install only what the publisher's targets key signed.
+
+    ``root`` is the trusted root metadata provisioned on the device (the key
+    directory's ``root.json``), ``repository`` the hub's metadata URL
+    (``http://HUB:8000/tuf/``). Both or neither; unset = checksums only.
+    """
+
+    root: Path | None = None
+    repository: str | None = None
+    #: Seconds the metadata requests of one refresh may each take.
+    timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("repository")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL, not {value!r}")
+        return value if value.endswith("/") else value + "/"
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> SigningConfig:
+        if (self.root is None) != (self.repository is None):
+            raise ValueError("signing needs both root and repository, or neither")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.root is not None
+
+
 class AgentConfig(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -195,6 +230,7 @@ class AgentConfig(BaseSettings):
     version: VersionConfig = VersionConfig()
     hooks: HooksConfig = HooksConfig()
     download: DownloadConfig = DownloadConfig()
+    signing: SigningConfig = SigningConfig()
 
     @model_validator(mode="after")
     def _identity_present(self) -> AgentConfig:

@@ -30,6 +30,7 @@ from otahub.agent.config import AgentConfig
 from otahub.agent.dialects.base import DialectClient, Step
 from otahub.agent.download import DownloadError
 from otahub.agent.hooks import HookOutcome, run_hook
+from otahub.agent.signed import SignedTargets
 from otahub.agent.state import (
     AgentState,
     FailureKind,
@@ -72,6 +73,12 @@ class Runner:
         #: Where the running software version comes from (ThingsBoard ``sw_*``).
         self.software_versions = VersionSource(config.thingsboard.software)
         self.dialect = dialect
+        #: Checks every image against the publisher's signed metadata when configured.
+        self.signed = (
+            SignedTargets(config.signing, config.download, store.dir)
+            if config.signing.enabled
+            else None
+        )
         self._task: asyncio.Task[None] | None = None
         #: Set once an install asked for a reboot; nothing more happens until restart.
         self.awaiting_restart = False
@@ -244,6 +251,8 @@ class Runner:
             )
             return
         result = await verify_file(dest, record.checksums, record.size)
+        if result.ok and self.signed is not None:
+            result = await self.signed.verify(record, dest)
         if not result.ok:
             _remove(dest)
             self._finish(record, Outcome.FAILED, FailureKind.VERIFY, result.reason)
