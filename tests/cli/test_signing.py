@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -248,5 +250,66 @@ def test_hub_signs_targets_mode_signs_plain_uploads(tmp_path: Path) -> None:
         target = served_targets(hub)["hub-fw/1"]
         assert target["hashes"]["sha256"] == hashlib.sha256(data).hexdigest()
         assert json.loads(json.dumps(target["custom"])) == {"kind": "firmware"}
+    finally:
+        hub.stop()
+
+
+def served_timestamp(hub: HubProcess) -> dict[str, Any]:
+    with httpx.Client(base_url=f"{hub.http_url}/tuf", timeout=30) as tuf:
+        timestamp: dict[str, Any] = tuf.get("/timestamp.json").json()
+        return timestamp
+
+
+def test_hub_re_signs_the_timestamp_before_it_expires(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    init_keydir(keys, datetime.now(UTC))
+    hub = HubProcess(
+        data_dir=tmp_path / "data",
+        extra_args=[
+            "--no-auth", "--signing-keys", str(keys / "online"), "--timestamp-lifetime", "2",
+        ],
+    ).start()  # fmt: skip
+    try:
+        first = served_timestamp(hub)["signed"]
+        deadline = time.monotonic() + 30
+        while (latest := served_timestamp(hub)["signed"])["version"] <= first["version"] + 1:
+            assert time.monotonic() < deadline, latest
+            time.sleep(0.1)
+        assert latest["expires"] > first["expires"]
+        # re-signing the timestamp alone leaves the snapshot as it was
+        assert latest["meta"] == first["meta"]
+    finally:
+        hub.stop()
+
+
+def test_revoked_timestamp_key_is_replaced_when_the_hub_restarts_with_the_new_keys(
+    tmp_path: Path,
+) -> None:
+    keys = tmp_path / "keys"
+    init_keydir(keys, datetime.now(UTC))
+    old = signer(keys, "timestamp").public_key.keyid
+    hub = HubProcess(
+        data_dir=tmp_path / "data", extra_args=["--no-auth", "--signing-keys", str(keys / "online")]
+    ).start()
+    cli = SigningCli(hub, tmp_path)
+    try:
+        assert served_timestamp(hub)["signatures"][0]["keyid"] == old
+        hub.stop()
+        # a stolen copy of the old online directory no longer starts a hub that signs
+        stale = tmp_path / "stale-online"
+        shutil.copytree(keys / "online", stale)
+        out = cli.ok("keys", "rotate", str(keys), "--role", "timestamp", server=False)
+        assert "copy" in out and "online" in out
+        new = signer(keys, "timestamp").public_key.keyid
+        hub.extra_args = ["--no-auth", "--signing-keys", str(keys / "online")]
+        hub.start()
+        assert served_timestamp(hub)["signatures"][0]["keyid"] == new
+        with httpx.Client(base_url=f"{hub.http_url}/tuf", timeout=30) as tuf:
+            root = tuf.get("/2.root.json").json()["signed"]
+        assert root["roles"]["timestamp"]["keyids"] == [new]
+        hub.stop()
+        hub.extra_args = ["--no-auth", "--signing-keys", str(stale)]
+        with pytest.raises(RuntimeError, match="timestamp key given to the hub is not"):
+            hub.start()
     finally:
         hub.stop()
