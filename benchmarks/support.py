@@ -20,7 +20,9 @@ def free_port() -> int:
         return port
 
 
-def start_hub(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_hub(
+    data_dir: Path, log_path: Path, extra_args: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], str]:
     """``otahub serve --no-auth`` on free loopback ports; returns it and its HTTP base URL."""
     http_port = free_port()
     with log_path.open("wb") as log:
@@ -39,6 +41,7 @@ def start_hub(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], 
                 str(free_port()),
                 "--log-level",
                 "warning",
+                *extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

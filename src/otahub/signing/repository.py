@@ -175,7 +175,6 @@ class Repository:
         self._write(f"{md.signed.version}.targets.json", to_bytes(md))
         self.targets = md
         self._sign_snapshot()
-        self._prune()
         return md
 
     def _check_targets(self, md: Metadata[Targets]) -> None:
@@ -225,6 +224,7 @@ class Repository:
         self._write(f"{version}.snapshot.json", to_bytes(md))
         self.snapshot = md
         self._sign_timestamp()
+        self._prune()
 
     def _sign_timestamp(self) -> None:
         assert self.snapshot is not None
