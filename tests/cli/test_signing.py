@@ -20,8 +20,8 @@ import httpx
 import pytest
 from tuf.api.metadata import Targets
 
-from otahub.signing.keydir import init_keydir, signer
-from otahub.signing.metadata import parse
+from otahub.signing.keydir import init_keydir, rotate, signer
+from otahub.signing.metadata import parse, to_bytes
 from otahub.signing.publish import sign_package
 from tests.cli.test_cli import Cli
 from tests.hubproc import HubProcess
@@ -313,3 +313,36 @@ def test_revoked_timestamp_key_is_replaced_when_the_hub_restarts_with_the_new_ke
             hub.start()
     finally:
         hub.stop()
+
+
+def test_root_rotations_the_hub_could_not_serve_are_refused(cli: SigningCli) -> None:
+    """A root not signed by the current root key, one that names another targets key
+    without re-signed targets, and one naming online keys the hub lacks: all 422."""
+    other = cli.cwd / "rotation-keys"
+    shutil.copytree(cli.keys, other)
+    foreign = cli.cwd / "foreign-keys"
+    init_keydir(foreign, datetime.now(UTC))
+    rotated_foreign, _ = rotate(foreign, "targets", datetime.now(UTC))
+    rotated_targets, _ = rotate(other, "targets", datetime.now(UTC))
+    shutil.rmtree(other)
+    shutil.copytree(cli.keys, other)
+    rotated_timestamp, _ = rotate(other, "timestamp", datetime.now(UTC))
+    cases = [
+        (rotated_foreign, "not signed by the root's root key"),
+        (rotated_targets, "send the current targets metadata signed by it along"),
+        (rotated_timestamp, "timestamp key given to the hub is not"),
+    ]
+    for root, reason in cases:
+        with cli.api() as client:
+            r = client.post("/signing/root", json={"root": json.loads(to_bytes(root))})
+        assert r.status_code == 422, r.text
+        assert reason in r.json()["detail"]
+    with httpx.Client(base_url=f"{cli.hub.http_url}/tuf", timeout=30) as tuf:
+        assert tuf.get("/2.root.json").status_code == 404
+    assert signed_ok(cli)
+
+
+def signed_ok(cli: SigningCli) -> bool:
+    """The hub still accepts packages signed with the publisher's unrotated keys."""
+    upload_signed(cli, image(cli, "after-refusals.bin"), "cli-fw", "9.0")
+    return "cli-fw/9.0" in served_targets(cli.hub)

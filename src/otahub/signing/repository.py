@@ -134,8 +134,9 @@ class Repository:
         timestamp = self._read(TIMESTAMP_FILE)
         self.timestamp = parse(timestamp, Timestamp) if timestamp is not None else None
 
-    def _check_online_keys(self) -> None:
-        roles = self.root.signed.roles
+    def _check_online_keys(self, root: Root | None = None) -> None:
+        root = root or self.root.signed
+        roles = root.roles
         pairs: list[tuple[str, Signer]] = [
             ("snapshot", self.keys.snapshot),
             ("timestamp", self.keys.timestamp),
@@ -146,8 +147,7 @@ class Repository:
             if signer.public_key.keyid not in roles[role].keyids:
                 raise MetadataError(
                     f"the {role} key given to the hub is not the {role} key of root version "
-                    f"{self.root.signed.version} (rotated? give the key directory's current "
-                    "online/ files)"
+                    f"{root.version} (rotated? give the key directory's current online/ files)"
                 )
 
     def _online_signatures_valid(self) -> bool:
@@ -199,11 +199,13 @@ class Repository:
         """Accept the next root version (signed by the current root keys and its own)."""
         md = parse(data, Root)
         check_next_root(self.root.signed, md)
+        if refresh:
+            # Never serve a root the hub cannot keep signing for.
+            self._check_online_keys(md.signed)
         self._write(f"{md.signed.version}.root.json", to_bytes(md))
         self.root = md
         log.info("root metadata version %d", md.signed.version)
         if refresh:
-            self._check_online_keys()
             self.refresh(force=True)
         return md
 

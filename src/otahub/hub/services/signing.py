@@ -176,20 +176,34 @@ class SigningService:
             return _bytes(self.repo.targets)
 
     async def add_root(self, root: bytes, targets: bytes | None) -> int:
-        """A rotation from the publisher: the next root, and targets re-signed for it."""
+        """A rotation from the publisher: the next root, and targets re-signed for it.
+
+        Refused (422) unless the current and the new root keys signed it, and
+        unless the targets metadata devices will get verifies under it: a new
+        targets key comes with the current targets signed again by that key.
+        """
         async with self.lock:
             try:
                 new_root = parse(root, Root)
-                if targets is not None:
-                    check_next_root(self.repo.root.signed, new_root)
-                    md = parse(targets, Targets)
+                check_next_root(self.repo.root.signed, new_root)
+                md = self.repo.targets if targets is None else parse(targets, Targets)
+                try:
                     check_signed_by(new_root.signed, "targets", md)
+                except MetadataError:
+                    if targets is not None:
+                        raise
+                    raise MetadataError(
+                        "the new root names another targets key: send the current targets "
+                        "metadata signed by it along (otahub keys rotate does)"
+                    ) from None
+                if targets is not None:
                     self._check_version(md)
                 await asyncio.to_thread(self.repo.add_root, root)
                 if targets is not None:
                     await asyncio.to_thread(self.repo.publish_targets, targets)
             except MetadataError as exc:
                 raise Invalid(f"root metadata refused: {exc}") from None
+            log.info("root metadata version %d installed", self.repo.root.signed.version)
             return self.repo.root.signed.version
 
     # -- enforcement --------------------------------------------------------
