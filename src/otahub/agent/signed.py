@@ -96,10 +96,14 @@ class SignedTargets:
         name = target_path(record.name, record.version)
         try:
             updater = self._updater()
+        except (OSError, ValueError, exceptions.RepositoryError) as exc:
+            # A broken provisioned root (or trusted copy) is the device's fault, not the hub's.
+            return _refused(f"the trusted root is not usable: {type(exc).__name__}: {exc}")
+        try:
             updater.refresh()
             target = updater.get_targetinfo(name)
         except OSError as exc:
-            return _refused(f"the trusted root cannot be read: {exc}")
+            return _refused(f"the trusted metadata cannot be stored: {exc}")
         except exceptions.DownloadError as exc:
             return _refused(f"the signed metadata could not be fetched: {exc}")
         except exceptions.ExpiredMetadataError as exc:
@@ -108,8 +112,6 @@ class SignedTargets:
             return _refused(f"the signed metadata was rolled back: {exc}")
         except exceptions.RepositoryError as exc:
             return _refused(f"the signed metadata was refused: {type(exc).__name__}: {exc}")
-        except ValueError as exc:  # a trusted root that is not TUF metadata
-            return _refused(f"the trusted root is not usable: {exc}")
         if target is None:
             return _refused(f"{name} is not signed: the signed targets metadata does not list it")
         custom = target.custom if isinstance(target.custom, dict) else {}
