@@ -38,6 +38,8 @@ log = logging.getLogger("otahub.hub.signing")
 
 #: Longest sleep of the re-signing task, so a changed clock is noticed.
 MAX_SLEEP_S = 60.0
+#: Pause before signing again after the metadata could not be written.
+RETRY_S = 5.0
 METADATA_DIR = "tuf"
 
 
@@ -233,7 +235,15 @@ class SigningService:
             delay = (self.repo.next_refresh() - utcnow()).total_seconds()
             await asyncio.sleep(min(max(delay, 0.05), MAX_SLEEP_S))
             async with self.lock:
-                if await asyncio.to_thread(self.repo.refresh):
+                try:
+                    signed = await asyncio.to_thread(self.repo.refresh)
+                except OSError as exc:
+                    # A full or read-only disk: try again, devices see an error only
+                    # once the current timestamp expires.
+                    log.error("cannot write signed metadata: %s; retrying", exc)
+                    await asyncio.sleep(RETRY_S)
+                    continue
+                if signed:
                     assert self.repo.timestamp is not None
                     log.debug("timestamp version %d signed", self.repo.timestamp.signed.version)
 
