@@ -6,6 +6,7 @@ test file server, so each case controls exactly what the agent is shown.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -86,3 +87,30 @@ async def test_a_root_that_is_not_metadata_fails_the_check(
     assert not result.ok
     assert result.reason is not None
     assert "the trusted root" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("tamper", "detail"),
+    [
+        (lambda data: data[:-1] + bytes([data[-1] ^ 1]), "hash"),
+        (lambda data: data + b"!", "length"),
+    ],
+    ids=["same-length-other-bytes", "longer"],
+)
+async def test_image_that_differs_from_the_signed_target_is_refused(
+    served: tuple[Path, Path],
+    files: FileServer,
+    tmp_path: Path,
+    tamper: Callable[[bytes], bytes],
+    detail: str,
+) -> None:
+    keys, image = served
+    image.write_bytes(tamper(image.read_bytes()))
+    check = checker(keys, files.url("tuf/"), tmp_path / "state")
+    result = await check.verify(UpdateRecord(key="k", name="fw", version="1.0"), image)
+    assert not result.ok
+    assert result.reason is not None
+    assert result.reason.startswith(
+        "signature check failed: the image does not match the signed target fw/1.0"
+    )
+    assert detail in result.reason.lower()
