@@ -12,7 +12,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -346,3 +346,26 @@ def signed_ok(cli: SigningCli) -> bool:
     """The hub still accepts packages signed with the publisher's unrotated keys."""
     upload_signed(cli, image(cli, "after-refusals.bin"), "cli-fw", "9.0")
     return "cli-fw/9.0" in served_targets(cli.hub)
+
+
+def test_renew_pushes_root_and_targets_expiry_ahead_on_the_hub(cli: SigningCli) -> None:
+    with httpx.Client(base_url=f"{cli.hub.http_url}/tuf", timeout=30) as tuf:
+        before = tuf.get("/1.root.json").json()["signed"]
+    targets_before = current_targets(cli).signed
+    out = cli.ok("keys", "renew", str(cli.keys))
+    assert "the hub serves root version 2" in out
+    with httpx.Client(base_url=f"{cli.hub.http_url}/tuf", timeout=30) as tuf:
+        after = tuf.get("/2.root.json").json()["signed"]
+    a_year = (datetime.now(UTC) + timedelta(days=364)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert after["expires"] > a_year
+    assert after["roles"] == before["roles"]  # same keys
+    targets_after = current_targets(cli).signed
+    assert targets_after.version == targets_before.version + 1
+    assert targets_after.expires > datetime.now(UTC) + timedelta(days=364)
+    assert targets_after.targets == targets_before.targets
+    assert signed_ok_after_renewal(cli)
+
+
+def signed_ok_after_renewal(cli: SigningCli) -> bool:
+    upload_signed(cli, image(cli, "after-renewal.bin"), "cli-fw", "10.0")
+    return "cli-fw/10.0" in served_targets(cli.hub)

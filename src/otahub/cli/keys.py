@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from otahub.cli.client import DEFAULT_SERVER, Server, Token, connect, fail, out
-from otahub.signing.keydir import current_root, init_keydir, rotate
+from otahub.signing.keydir import current_root, init_keydir, renew_root, rotate, signer
 from otahub.signing.keys import (
     ONLINE_DIR,
     PASSPHRASE_ENV,
@@ -117,6 +117,37 @@ def rotate_key(
     out.print(
         f"{role} key replaced: root version {new_root.signed.version} in {keydir}; "
         f"the hub serves root version {answer['root_version']}"
+    )
+
+
+@app.command()
+def renew(
+    keydir: KeyDir,
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+) -> None:
+    """Push the expiry of root and targets a year ahead (same keys), on the hub too.
+
+    Devices refuse every update once either has expired; the hub renews only
+    snapshot and timestamp, which it signs itself.
+    """
+    secret = passphrase_from_env()
+    if secret is None and (_encrypted(keydir, "root") or _encrypted(keydir, "targets")):
+        secret = ask_passphrase(confirm=False)
+    with connect(server, token) as client:
+        try:
+            targets_signer = signer(keydir, "targets", secret)
+            current = verified_targets(client.raw("/signing/targets"), current_root(keydir).signed)
+            root = renew_root(keydir, utcnow(), secret)
+            targets = sign(resigned_targets(current, utcnow()), targets_signer)
+        except (KeyFileError, MetadataError) as exc:
+            fail(str(exc))
+        body = {"root": json.loads(to_bytes(root)), "targets": json.loads(to_bytes(targets))}
+        answer = client.post("/signing/root", body)
+    out.print(
+        f"root version {root.signed.version} and targets version {targets.signed.version} "
+        f"valid until {root.signed.expires:%Y-%m-%d}; the hub serves root version "
+        f"{answer['root_version']}"
     )
 
 

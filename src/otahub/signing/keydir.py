@@ -31,6 +31,7 @@ from otahub.signing.keys import (
     write_private,
 )
 from otahub.signing.metadata import (
+    ROOT_LIFETIME,
     TARGETS_LIFETIME,
     MetadataError,
     expiry,
@@ -113,6 +114,17 @@ def rotate(
     write_private(path, key.pem)
     _write_root(keydir, root)
     return root, key.signer
+
+
+def renew_root(keydir: Path, now: datetime, passphrase: bytes | None = None) -> Metadata[Root]:
+    """The next root version with the same keys and a fresh expiry, signed by the root key."""
+    root_signer = signer(keydir, "root", passphrase)
+    root = parse(to_bytes(current_root(keydir)), Root)
+    root.signed.version += 1
+    root.signed.expires = expiry(now, ROOT_LIFETIME)
+    sign(root, root_signer)
+    _write_root(keydir, root)
+    return root
 
 
 def _write_root(keydir: Path, root: Metadata[Root]) -> None:
