@@ -19,6 +19,7 @@ from otahub.signing.keys import (
     OFFLINE_ROLES,
     ONLINE_DIR,
     ONLINE_ROLES,
+    PASSPHRASE_ENV,
     RETIRED_DIR,
     ROLES,
     ROOT_FILE,
@@ -79,7 +80,7 @@ def signer(keydir: Path, role: str, passphrase: bytes | None = None) -> Signer:
     """The key ``role`` signs with, checked against the current root."""
     path = key_path(keydir, role)
     if passphrase is None and path.exists() and is_encrypted(path):
-        env = os.environ.get("OTAHUB_KEY_PASSPHRASE")
+        env = os.environ.get(PASSPHRASE_ENV)
         passphrase = env.encode() if env else None
     loaded = load_signer(path, passphrase)
     root = current_root(keydir).signed

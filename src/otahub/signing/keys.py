@@ -55,10 +55,6 @@ class NewKey:
     def public(self) -> Key:
         return self.signer.public_key
 
-    @property
-    def keyid(self) -> str:
-        return self.signer.public_key.keyid
-
 
 def generate_key(passphrase: bytes | None = None) -> NewKey:
     """A fresh ed25519 key and its PEM (encrypted with ``passphrase`` when given)."""
