@@ -12,6 +12,7 @@ from pathlib import Path
 from otahub.hub.services.devices import DeviceService
 from otahub.hub.services.events import EventBus
 from otahub.hub.services.firmware import FirmwareService
+from otahub.hub.services.groups import GroupService
 from otahub.hub.services.integrity import IntegrityService
 from otahub.hub.services.updates import UpdateService, check_timeout
 from otahub.hub.store.blobs import BlobStore, FileBlobStore
@@ -61,6 +62,7 @@ class HubCore:
         self.firmware = FirmwareService(self.db, self.blobs, self.bus)
         self.updates = UpdateService(self.db, self.bus, default_timeout_s=config.update_timeout_s)
         self.devices = DeviceService(self.db, self.bus, self.updates)
+        self.groups = GroupService(self.db, self.bus)
         self.parts = Supervisor()  # the hub's long-running tasks, watched
         self.integrity = IntegrityService(self.db, self.blobs, self.updates)
         self._sweeper: asyncio.Task[None] | None = None

@@ -15,6 +15,8 @@ from otahub.hub.store.database import Database, alembic_config, normalize_url, s
 from otahub.hub.store.models import (
     Base,
     Device,
+    DeviceGroup,
+    DeviceGroupMember,
     FirmwarePackage,
     TypeAssignment,
     Update,
@@ -36,8 +38,10 @@ async def test_migrations_create_every_table_and_are_idempotent(database_url: st
             "updates",
             "update_transitions",
             "type_assignments",
+            "device_groups",
+            "device_group_members",
         } <= tables
-        assert version == "0010"
+        assert version == "0011"
     finally:
         await db.close()
 
@@ -138,7 +142,7 @@ def test_normalize_url() -> None:
 
 
 async def _add_one_of_each(db: Database, n: int) -> dict[str, int]:
-    """A device, package, update, transition and type assignment; their ids by table."""
+    """A device, package, update, transition, type assignment and group; their ids by table."""
     async with db.session() as s, s.begin():
         device = Device(name=f"d{n}", dialect="thin-edge")
         package = _package(version=str(n))
@@ -146,8 +150,10 @@ async def _add_one_of_each(db: Database, n: int) -> dict[str, int]:
         await s.flush()
         update = _update(device, package, "failed")
         assignment = TypeAssignment(device_type=f"t{n}", kind="firmware", package_id=package.id)
-        s.add_all([update, assignment])
+        group = DeviceGroup(name=f"g{n}")
+        s.add_all([update, assignment, group])
         await s.flush()
+        s.add(DeviceGroupMember(group_id=group.id, device_id=device.id))
         step = UpdateTransition(update_id=update.id, to_state="failed", source="test")
         s.add(step)
         await s.flush()
@@ -157,13 +163,21 @@ async def _add_one_of_each(db: Database, n: int) -> dict[str, int]:
             "updates": update.id,
             "update_transitions": step.id,
             "type_assignments": assignment.id,
+            "device_groups": group.id,
         }
 
 
 async def _delete_newest(db: Database) -> None:
     """Delete the rows with the highest ids (the device's delete cascades to its updates)."""
     async with db.session() as s, s.begin():
-        for model in (TypeAssignment, UpdateTransition, Update, Device, FirmwarePackage):
+        for model in (
+            DeviceGroup,
+            TypeAssignment,
+            UpdateTransition,
+            Update,
+            Device,
+            FirmwarePackage,
+        ):
             newest = await s.scalar(select(func.max(model.id)))
             await s.execute(delete(model).where(model.id == newest))
 
@@ -173,6 +187,7 @@ async def test_ids_are_never_reused_after_deleting_the_highest_and_reopening(
 ) -> None:
     used: dict[str, set[int]] = {table: set() for table in Base.metadata.tables}
     used.pop("alembic_version", None)
+    used.pop("device_group_members", None)  # no id of its own
     for round_ in range(3):
         db = Database(database_url)  # reopened each round: nothing lives only in memory
         try:

@@ -20,14 +20,48 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from otahub.hub.services.devices import DIALECTS
 from otahub.hub.services.errors import Invalid
 from otahub.hub.services.labels import RESERVED_KEYS, key_problem, value_problem
-from otahub.hub.services.views import DeviceView
 
 MAX_EXPRESSION = 4096
 _BOOLEANS = {"true": True, "false": False}
+
+
+class Selectable(Protocol):
+    """What a filter looks at: a :class:`~otahub.hub.services.views.DeviceView`,
+    or :class:`DeviceFacts` when only these columns were loaded."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def dialect(self) -> str: ...
+    @property
+    def device_type(self) -> str | None: ...
+    @property
+    def current_fw_version(self) -> str | None: ...
+    @property
+    def current_sw_version(self) -> str | None: ...
+    @property
+    def online(self) -> bool: ...
+    @property
+    def labels(self) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFacts:
+    """The fields a filter needs, without credentials and driver state (cheap to load)."""
+
+    id: int
+    name: str
+    dialect: str
+    device_type: str | None
+    current_fw_version: str | None
+    current_sw_version: str | None
+    online: bool
+    labels: dict[str, str]
 
 
 class Op(StrEnum):
@@ -45,13 +79,13 @@ class Term:
     def __str__(self) -> str:
         return f"{self.key}{self.op.value}{self.value}"
 
-    def matches(self, device: DeviceView) -> bool:
+    def matches(self, device: Selectable) -> bool:
         if self.op is Op.HAS:
             return self.key in device.labels
         holds = self._equals(device)
         return holds if self.op is Op.EQ else not holds
 
-    def _equals(self, device: DeviceView) -> bool:
+    def _equals(self, device: Selectable) -> bool:
         key, value = self.key, self.value
         if key == "name":
             return fnmatch.fnmatchcase(device.name, value)
@@ -83,7 +117,7 @@ class DeviceFilter:
         terms = {_parse_term(raw.strip()) for raw in expr.split(",") if raw.strip()}
         return cls(tuple(sorted(terms)))
 
-    def matches(self, device: DeviceView) -> bool:
+    def matches(self, device: Selectable) -> bool:
         return all(term.matches(device) for term in self.terms)
 
     @property

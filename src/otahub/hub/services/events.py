@@ -21,7 +21,13 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from otahub.hub.services.views import DeviceView, PackageView, TransitionView, UpdateView
+from otahub.hub.services.views import (
+    DeviceView,
+    GroupView,
+    PackageView,
+    TransitionView,
+    UpdateView,
+)
 
 log = logging.getLogger("otahub.hub.events")
 
@@ -77,6 +83,16 @@ class PackageDeleted:
     package: PackageView
 
 
+@dataclass(frozen=True, slots=True)
+class GroupCreated:
+    group: GroupView
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDeleted:
+    group: GroupView
+
+
 Event = (
     UpdateCreated
     | UpdateTransitioned
@@ -86,6 +102,8 @@ Event = (
     | DeviceCredentialsChanged
     | PackageCreated
     | PackageDeleted
+    | GroupCreated
+    | GroupDeleted
 )
 Handler = Callable[[Event], Awaitable[None]]
 

@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from otahub.hub.store.models import Device, FirmwarePackage, Update, UpdateTransition
+from otahub.hub.store.models import (
+    Device,
+    DeviceGroup,
+    FirmwarePackage,
+    Update,
+    UpdateTransition,
+)
 from otahub.protocols.checksums import Algorithm
 
 
@@ -121,6 +127,23 @@ class DeviceView:
             cert_cn=row.cert_cn,
             labels=dict(row.labels or {}),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class GroupView:
+    id: int
+    name: str
+    # canonical filter expression of a dynamic group; None: a static group (listed devices)
+    filter: str | None
+    created_at: datetime
+
+    @property
+    def dynamic(self) -> bool:
+        return self.filter is not None
+
+    @classmethod
+    def of(cls, row: DeviceGroup) -> GroupView:
+        return cls(id=row.id, name=row.name, filter=row.filter, created_at=row.created_at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -225,3 +225,29 @@ class TypeAssignment(Base):
         ForeignKey("firmware_packages.id", ondelete="RESTRICT"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeviceGroup(Base):
+    """A named set of devices: static (its members listed) or dynamic (a filter)."""
+
+    __tablename__ = "device_groups"
+    __table_args__ = NEVER_REUSE_IDS
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    # canonical filter expression of a dynamic group; None for a static group
+    filter: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeviceGroupMember(Base):
+    """A device listed in a static group; goes with the group or the device."""
+
+    __tablename__ = "device_group_members"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("device_groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
