@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from otahub.cli import device, device_type, firmware, keys, update
+from otahub.cli import device, device_type, firmware, group, keys, update
 from otahub.cli.agent import agent
 from otahub.cli.demo import demo
 from otahub.cli.serve import serve
@@ -22,6 +22,7 @@ app.add_typer(device.app, name="device")
 app.add_typer(device_type.app, name="device-type")
 app.add_typer(update.app, name="update")
 app.add_typer(keys.app, name="keys")
+app.add_typer(group.app, name="group")
 
 
 @app.callback()

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from otahub import __version__
 from otahub.hub.core import HubCore
-from otahub.hub.http import devices, firmware, integrity, problems, signing, tuf, updates
+from otahub.hub.http import devices, firmware, groups, integrity, problems, signing, tuf, updates
 from otahub.hub.http.auth import AdminAuth
 
 API_PREFIX = "/api/v1"
@@ -42,5 +42,6 @@ def create_http_app(core: HubCore, *, admin_token: str | None, admin: bool = Tru
     api.include_router(devices.router)
     api.include_router(updates.router)
     api.include_router(signing.router)
+    api.include_router(groups.router)
     app.include_router(api)
     return app

@@ -141,6 +141,33 @@ class GroupService:
         """The group's devices now, ordered by device id."""
         return await self._members(await self.get(name))
 
+    async def member_names(
+        self, name: str, *, limit: int, offset: int = 0
+    ) -> tuple[int, builtins.list[str]]:
+        """How many devices the group has, and a page of their names (by device id).
+
+        Only names are read, not whole devices: cheap enough for a listing.
+        """
+        group = await self.get(name)
+        if group.filter is not None:
+            flt = DeviceFilter.parse(group.filter)
+            names = [d.name async for facts in self._facts() for d in facts if flt.matches(d)]
+            return len(names), names[offset : offset + limit]
+        of_group = DeviceGroupMember.group_id == group.id
+        async with self.db.session() as s:
+            total = await s.scalar(
+                select(func.count()).select_from(DeviceGroupMember).where(of_group)
+            )
+            page = await s.scalars(
+                select(Device.name)
+                .join(DeviceGroupMember, DeviceGroupMember.device_id == Device.id)
+                .where(of_group)
+                .order_by(Device.id)
+                .limit(limit)
+                .offset(offset)
+            )
+            return total or 0, list(page)
+
     async def resolve(
         self, *, group: str | None = None, filter: str | None = None
     ) -> builtins.list[DeviceView]:
