@@ -74,12 +74,17 @@ def add(
             dir_okay=False,
         ),
     ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", help="A label key=value (repeatable).", show_default=False),
+    ] = None,
     server: Server = DEFAULT_SERVER,
     admin_token: AdminToken = None,
     json: Json = False,
 ) -> None:
     """Register a device. Here --token is the device's ThingsBoard token; see --admin-token."""
     password = _password(password_file, generate_password)
+    labels = _pairs(label or [], "--label")
     body: dict[str, Any] = {
         "name": name,
         "dialect": dialect,
@@ -91,6 +96,7 @@ def add(
         "password": password,
         "gateway": gateway or None,
         "certificate": None if cert_file is None else _read_text(cert_file, "--cert-file"),
+        "labels": labels or None,
     }
     with connect(server, admin_token) as client:
         device = client.post("/devices", {k: v for k, v in body.items() if v is not None})
@@ -204,6 +210,7 @@ def show(
         ("password", "set" if device["has_password"] else "none"),
         ("gateway", "yes" if device["gateway"] else "no"),
         ("owner", dash(device["owner"])),
+        ("labels", labels_text(device["labels"])),
         ("firmware", _reported(device["firmware"])),
         ("software", _reported(device["software"])),
         ("online", "yes" if device["online"] else "no"),
@@ -213,15 +220,68 @@ def show(
         out.print(f"{label + ':':<13}{value}", highlight=False)
 
 
+@app.command()
+def label(
+    name: Annotated[str, typer.Argument(help="The device.", show_default=False)],
+    pairs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Labels to set, key=value.", show_default=False),
+    ] = None,
+    remove: Annotated[
+        list[str] | None,
+        typer.Option("--remove", help="A label key to remove (repeatable).", show_default=False),
+    ] = None,
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+    json: Json = False,
+) -> None:
+    """Set labels (key=value) on a device and remove others (--remove key); the rest stay."""
+    to_set = _pairs(pairs or [], "PAIRS")
+    if not to_set and not remove:
+        raise typer.BadParameter("give labels to set (key=value) or --remove KEY")
+    with connect(server, token) as client:
+        device = client.call(
+            "PATCH",
+            f"/devices/{quote(name, safe='')}/labels",
+            json={"set": to_set, "remove": remove or []},
+        )
+    if json:
+        print_json(device)
+        return
+    out.print(f"{device['name']}: {labels_text(device['labels'])}", highlight=False)
+
+
+def _pairs(pairs: list[str], hint: str) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise typer.BadParameter(f"{pair!r} is not key=value", param_hint=hint)
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def labels_text(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"
+
+
 @app.command("list")
 def list_(
+    filter_: Annotated[
+        str | None,
+        typer.Option(
+            "--filter",
+            help="Only the devices this filter selects, e.g. 'site=berlin,dialect=thingsboard'.",
+            show_default=False,
+        ),
+    ] = None,
     server: Server = DEFAULT_SERVER,
     token: Token = None,
     json: Json = False,
 ) -> None:
     """List the devices."""
     with connect(server, token) as client:
-        devices = client.get("/devices")
+        devices = client.get("/devices", filter=filter_)
     if json:
         print_json(devices)
         return
@@ -229,7 +289,8 @@ def list_(
         out.print("no devices")
         return
     table = Table(show_edge=False, header_style="bold")
-    for column in ("NAME", "DIALECT", "DEVICE TYPE", "FIRMWARE", "SOFTWARE", "ONLINE", "LAST SEEN"):
+    columns = ("NAME", "DIALECT", "DEVICE TYPE", "FIRMWARE", "SOFTWARE", "ONLINE", "LAST SEEN")
+    for column in (*columns, "LABELS"):
         table.add_column(column)
     for d in devices:
         table.add_row(
@@ -240,6 +301,7 @@ def list_(
             _reported(d["software"]),
             "yes" if d["online"] else "no",
             when(d["last_seen_at"]),
+            labels_text(d["labels"]),
         )
     out.print(table)
 

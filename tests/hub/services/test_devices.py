@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from otahub.hub.core import HubCore
 from otahub.hub.device_auth.passwords import verify_password
 from otahub.hub.services.devices import DeviceSpec
 from otahub.hub.services.errors import Conflict, Invalid, NotFound
+from otahub.hub.services.events import DeviceReported
 
 
 async def test_create_list_get_delete(core: HubCore) -> None:
@@ -98,3 +101,59 @@ async def test_password_is_stored_as_an_argon2_hash(core: HubCore) -> None:
 async def test_invalid_passwords(core: HubCore, spec: DeviceSpec, message: str) -> None:
     with pytest.raises(Invalid, match=message):
         await core.devices.create(spec)
+
+
+async def test_labels_are_set_removed_and_reported(core: HubCore) -> None:
+    created = await core.devices.create(
+        DeviceSpec(name="s-1", dialect="thin-edge", labels={"site": "berlin"})
+    )
+    assert created.labels == {"site": "berlin"}
+    async with core.bus.listen(DeviceReported) as events:
+        view = await core.devices.set_labels("s-1", {"ring": "canary", "floor": "2"}, ["site"])
+        assert view.labels == {"ring": "canary", "floor": "2"}
+        assert (await core.devices.get("s-1")).labels == view.labels
+        # removing an absent label is no error; the others stay
+        view = await core.devices.set_labels("s-1", {"ring": "all"}, ["nope"])
+        assert view.labels == {"ring": "all", "floor": "2"}
+        reported = [events.get_nowait() for _ in range(events.qsize())]
+    assert [e.device.labels for e in reported if isinstance(e, DeviceReported)] == [
+        {"ring": "canary", "floor": "2"},
+        {"ring": "all", "floor": "2"},
+    ]
+    assert [d.name for d in await core.groups.resolve(filter="ring=all")] == ["s-1"]
+
+
+@pytest.mark.parametrize(
+    ("labels", "remove", "message"),
+    [
+        ({"dialect": "enos"}, [], "'dialect' is reserved"),
+        ({"online": "x"}, [], "'online' is reserved"),
+        ({"a,b": "x"}, [], "label key 'a,b'"),
+        ({"a=b": "x"}, [], "label key 'a=b'"),
+        ({"a;b": "x"}, [], "label key 'a;b'"),
+        ({"a b": "x"}, [], "label key 'a b'"),
+        ({"k" * 64: "x"}, [], "longer than 63"),
+        ({"site": ""}, [], "'site' has an empty value"),
+        ({"site": "a,b"}, [], "without ',' or ';'"),
+        ({"site": "line\nbreak"}, [], "printable"),
+        ({"site": " padded"}, [], "starts or ends with a blank"),
+        ({"site": "v" * 256}, [], "longer than 255"),
+        ({"site": "x"}, ["site"], "both set and removed: site"),
+        ({f"k{i}": "v" for i in range(65)}, [], "at most 64 labels"),
+    ],
+)
+async def test_bad_labels_are_refused(
+    core: HubCore, labels: dict[str, str], remove: list[str], message: str
+) -> None:
+    await core.devices.create(DeviceSpec(name="s-1", dialect="thin-edge"))
+    with pytest.raises(Invalid, match=re.escape(message)):
+        await core.devices.set_labels("s-1", labels, remove)
+    assert (await core.devices.get("s-1")).labels == {}
+    if not remove:
+        with pytest.raises(Invalid, match=re.escape(message)):
+            await core.devices.create(DeviceSpec(name="s-2", dialect="thin-edge", labels=labels))
+
+
+async def test_labels_of_an_unknown_device(core: HubCore) -> None:
+    with pytest.raises(NotFound, match="'ghost'"):
+        await core.devices.set_labels("ghost", {"site": "x"}, [])

@@ -42,6 +42,25 @@ class DeviceCreate(BaseModel):
         "its SHA-256 fingerprint (or CN) on the MQTT TLS listener; replaces the ThingsBoard "
         "token and the EnOS secret",
     )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="key=value pairs that groups and rollouts select by (e.g. site, ring)",
+    )
+
+    def spec(self) -> DeviceSpec:
+        return DeviceSpec(
+            name=self.name,
+            dialect=self.dialect,
+            device_type=self.device_type,
+            token=self.token,
+            product_key=self.product_key,
+            device_key=self.device_key,
+            secret=self.secret,
+            password=self.password,
+            gateway=self.gateway,
+            certificate=self.certificate,
+            labels=self.labels,
+        )
 
 
 class Reported(BaseModel):
@@ -67,6 +86,7 @@ class DeviceOut(BaseModel):
         None, description="SHA-256 fingerprint of the device's client certificate"
     )
     certificate_cn: str | None = Field(None, description="subject CN of that certificate")
+    labels: dict[str, str]
     firmware: Reported
     software: Reported
     last_seen_at: datetime | None
@@ -90,6 +110,7 @@ class DeviceOut(BaseModel):
             owner=view.owner,
             certificate_sha256=view.cert_sha256,
             certificate_cn=view.cert_cn,
+            labels=view.labels,
             firmware=Reported(title=view.current_fw_title, version=view.current_fw_version),
             software=Reported(title=view.current_sw_title, version=view.current_sw_version),
             last_seen_at=view.last_seen_at,
@@ -102,28 +123,28 @@ class DeviceOut(BaseModel):
 @router.post("", status_code=201)
 async def create_device(body: DeviceCreate, core: Core) -> DeviceOut:
     """Register a device with its dialect's credentials; names and credentials are unique."""
-    view = await core.devices.create(
-        DeviceSpec(
-            name=body.name,
-            dialect=body.dialect,
-            device_type=body.device_type,
-            token=body.token,
-            product_key=body.product_key,
-            device_key=body.device_key,
-            secret=body.secret,
-            password=body.password,
-            gateway=body.gateway,
-            certificate=body.certificate,
-        )
-    )
-    return DeviceOut.of(view)
+    return DeviceOut.of(await core.devices.create(body.spec()))
 
 
 @router.get("")
 async def list_devices(
-    core: Core, dialect: Annotated[Dialect | None, Query()] = None
+    core: Core,
+    dialect: Annotated[Dialect | None, Query()] = None,
+    filter: Annotated[
+        str | None,
+        Query(
+            description="only the devices this filter expression selects, e.g. "
+            "'site=berlin,dialect=thingsboard' (see the groups)"
+        ),
+    ] = None,
 ) -> list[DeviceOut]:
-    return [DeviceOut.of(v) for v in await core.devices.list(dialect=dialect)]
+    """The devices by name, all or those of a dialect or a filter."""
+    if filter is None:
+        views = await core.devices.list(dialect=dialect)
+    else:
+        views = sorted(await core.groups.resolve(filter=filter), key=lambda v: v.name)
+        views = [v for v in views if dialect is None or v.dialect == dialect]
+    return [DeviceOut.of(v) for v in views]
 
 
 @router.get("/{name}")
@@ -132,6 +153,21 @@ async def get_device(name: str, core: Core) -> DeviceOut:
     view = await core.devices.get(name)
     history = await core.updates.list(device=name, limit=1000)
     return DeviceOut.of(view, [UpdateOut.of(u) for u in history])
+
+
+class LabelChange(BaseModel):
+    set: dict[str, str] = Field(
+        default_factory=dict, description="labels to add or change (key: value)"
+    )
+    remove: list[str] = Field(
+        default_factory=list, description="label keys to remove (absent ones are ignored)"
+    )
+
+
+@router.patch("/{name}/labels")
+async def change_device_labels(name: str, body: LabelChange, core: Core) -> DeviceOut:
+    """Set and remove labels of a device; the labels not named stay as they are."""
+    return DeviceOut.of(await core.devices.set_labels(name, body.set, body.remove))
 
 
 class PasswordChange(BaseModel):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +26,7 @@ from otahub.hub.services.events import (
     DeviceReported,
     EventBus,
 )
+from otahub.hub.services.labels import MAX_LABELS, check_labels
 from otahub.hub.services.updates import UpdateService
 from otahub.hub.services.views import DeviceView, UpdateView
 from otahub.hub.store.database import Database
@@ -69,6 +72,7 @@ class DeviceSpec:
     password: str | None = None  # thin-edge / tedge-legacy MQTT password (stored hashed)
     gateway: bool = False  # a thin-edge gateway: registers children and acts for them
     certificate: str | None = None  # X.509 client certificate, PEM (any dialect)
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)  # key=value pairs
 
     def certificate_id(self) -> CertificateId | None:
         if self.certificate is None:
@@ -126,6 +130,7 @@ class DeviceSpec:
                 raise Invalid(
                     f"{field} must be 1 to {_MAX_TEXT} printable characters without spaces"
                 )
+        check_labels(self.labels)
         return self
 
 
@@ -159,6 +164,7 @@ class DeviceService:
                 gateway=spec.gateway,
                 cert_sha256=None if cert is None else cert.sha256,
                 cert_cn=None if cert is None else cert.cn,
+                labels=dict(spec.labels),
             )
             s.add(row)
             try:
@@ -309,6 +315,29 @@ class DeviceService:
         await self.bus.publish(DeviceCredentialsChanged(view))
         return view
 
+    async def set_labels(
+        self, name: str, set: Mapping[str, str], remove: Sequence[str] = ()
+    ) -> DeviceView:
+        """Set the labels in ``set`` and remove those named in ``remove`` (absent ones
+        are ignored); the others stay. Groups and rollouts see the change at once."""
+        check_labels(set)
+        if both := sorted(k for k in remove if k in set):
+            raise Invalid(f"label(s) both set and removed: {', '.join(both)}")
+        async with self.db.session() as s, s.begin():
+            row = await s.scalar(select(Device).where(Device.name == name).with_for_update())
+            if row is None:
+                raise NotFound(f"device {name!r} does not exist")
+            labels = {k: v for k, v in (row.labels or {}).items() if k not in remove}
+            labels.update(set)
+            if len(labels) > MAX_LABELS:
+                raise Invalid(f"a device has at most {MAX_LABELS} labels, not {len(labels)}")
+            if labels != (row.labels or {}):
+                row.labels = labels  # a new dict: the JSON column is not mutation-tracked
+            view = DeviceView.of(row)
+        log.info("device %s labels: %s", name, _pairs(view.labels))
+        await self.bus.publish(DeviceReported(view))
+        return view
+
     async def set_owner(self, name: str, owner: str) -> DeviceView:
         """Record the gateway that registered the thin-edge child ``name``."""
         async with self.db.session() as s, s.begin():
@@ -354,6 +383,10 @@ class DeviceService:
             view = DeviceView.of(row)
         await self.bus.publish(DeviceReported(view))
         return view
+
+
+def _pairs(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "(none)"
 
 
 def _describe(updates: list[UpdateView]) -> str:
