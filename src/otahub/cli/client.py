@@ -75,13 +75,17 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The hub's answer whatever its status (for callers that read problem details)."""
         try:
-            response = self._http.request(method, path, **kwargs)
+            return self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise CliError(f"cannot reach the hub at {self.server}: {_reason(exc)}") from None
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.send(method, path, **kwargs)
         if response.status_code >= 400:
-            raise CliError(_problem(response))
+            raise CliError(problem_text(response))
         if response.status_code == 204 or not response.content:
             return None
         try:
@@ -166,7 +170,8 @@ def _reason(exc: Exception) -> str:
     return text or type(exc).__name__
 
 
-def _problem(response: httpx.Response) -> str:
+def problem_text(response: httpx.Response) -> str:
+    """One line saying why the hub refused a request."""
     detail = ""
     with contextlib.suppress(ValueError):
         body = response.json()

@@ -12,15 +12,19 @@ from rich.table import Table
 from otahub.cli.client import (
     DEFAULT_SERVER,
     AdminToken,
+    CliError,
     Json,
     Server,
     Token,
     connect,
     dash,
+    err,
     out,
     print_json,
+    problem_text,
     when,
 )
+from otahub.cli.device_import import ImportFileError, read_import_file
 from otahub.hub.device_auth.passwords import generate_password as new_password
 
 app = typer.Typer(no_args_is_help=True, help="The device registry.")
@@ -110,6 +114,78 @@ def add(
     if generate_password:
         out.print(f"MQTT user name: {device['name']}", highlight=False)
         out.print(f"MQTT password:  {password}  (shown once, stored hashed)", highlight=False)
+
+
+@app.command("import")
+def import_(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A .csv file (a header row naming the columns) or a .jsonl file (one JSON "
+            "object a line).",
+            exists=True,
+            dir_okay=False,
+            show_default=False,
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every row; register nothing.")
+    ] = False,
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+    json: Json = False,
+) -> None:
+    """Register every device of a file, or none: one refused row refuses the file.
+
+    Columns / keys: name, dialect, token, product_key, device_key, secret, password,
+    device_type, gateway, labels (CSV: k=v;k=v, JSON Lines: an object), certificate.
+    Every refused row is listed with its line and why. The file goes to the hub as one
+    batch, in one request.
+    """
+    try:
+        found = read_import_file(file)
+    except ImportFileError as exc:
+        raise typer.BadParameter(str(exc), param_hint="FILE") from None
+    total = len(found.rows) + len(found.refused)
+    refused = list(found.refused)
+    with connect(server, token) as client:
+        # rows the CLI could not read refuse the file; the hub still checks the others
+        check = dry_run or bool(refused)
+        response = client.send(
+            "POST", "/devices/batch", json=found.rows, params={"dry_run": "true"} if check else {}
+        )
+        body = _json_or_none(response)
+        if response.status_code == 422 and isinstance(body, dict) and "refused" in body:
+            refused += [
+                (found.lines[r["row"] - 1], r.get("name"), str(r.get("reason")))
+                for r in body["refused"]
+            ]
+        elif response.status_code >= 400:
+            raise CliError(problem_text(response))
+    if refused:
+        refused.sort()
+        err.print(
+            f"error: {len(refused)} of {total} device(s) in {file.name} refused; "
+            "nothing was registered:",
+            markup=False,
+        )
+        for line, name, why in refused:
+            err.print(f"  line {line}{f' ({name})' if name else ''}: {why}", markup=False)
+        raise typer.Exit(1)
+    assert isinstance(body, dict)
+    if json:
+        print_json(body)
+    elif dry_run:
+        out.print(f"checked {total} device(s) in {file.name}: all would be registered")
+    else:
+        out.print(f"imported {body['created']} device(s) from {file.name}")
+
+
+def _json_or_none(response: Any) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 @app.command("set-password")

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from otahub.hub.http.deps import Core
 from otahub.hub.http.updates import UpdateOut
+from otahub.hub.services.device_batch import MAX_BATCH, BatchRefused, Refusal
 from otahub.hub.services.devices import DeviceSpec
+from otahub.hub.services.errors import Invalid
 from otahub.hub.services.views import DeviceView
 
 router = APIRouter(prefix="/devices", tags=["devices"])
@@ -124,6 +126,87 @@ class DeviceOut(BaseModel):
 async def create_device(body: DeviceCreate, core: Core) -> DeviceOut:
     """Register a device with its dialect's credentials; names and credentials are unique."""
     return DeviceOut.of(await core.devices.create(body.spec()))
+
+
+class DeviceRow(DeviceCreate):
+    """A row of a batch: a misspelt key is an error rather than silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Registered(BaseModel):
+    id: int
+    name: str
+
+
+class BatchResult(BaseModel):
+    checked: int = Field(description="rows checked")
+    created: int = Field(description="devices registered (0 for a dry run)")
+    devices: list[Registered] = Field(description="the devices registered, in row order")
+
+
+@router.post(
+    "/batch",
+    status_code=201,
+    responses={
+        422: {
+            "description": "rows refused, nothing registered: `refused` lists each "
+            "(`row` from 1, `name`, `reason`)"
+        }
+    },
+)
+async def create_devices(
+    rows: Annotated[
+        list[Any],
+        Body(description="device objects, as for a single registration (labels included)"),
+    ],
+    core: Core,
+    response: Response,
+    dry_run: Annotated[
+        bool, Query(description="check every row, register nothing (answers 200)")
+    ] = False,
+) -> BatchResult:
+    """Register many devices, all or nothing: one refused row refuses the batch."""
+    if len(rows) > MAX_BATCH:
+        raise Invalid(f"at most {MAX_BATCH} devices per batch, not {len(rows)}")
+    refused: list[Refusal] = []
+    specs: list[DeviceSpec] = []
+    positions: list[int] = []  # each spec's row
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            refused.append(Refusal(index, None, "a row is a JSON object (a device)"))
+            continue
+        try:
+            specs.append(DeviceRow.model_validate(row).spec())
+            positions.append(index)
+        except ValidationError as exc:
+            name = row.get("name")
+            refused.append(
+                Refusal(index, name if isinstance(name, str) else None, _validation_reason(exc))
+            )
+    if refused or dry_run:
+        refused += [
+            Refusal(positions[r.index], r.name, r.reason)
+            for r in await core.devices.check_many(specs)
+        ]
+        if refused:
+            raise BatchRefused(refused, len(rows))
+        response.status_code = 200
+        return BatchResult(checked=len(rows), created=0, devices=[])
+    views = await core.devices.create_many(specs)
+    return BatchResult(
+        checked=len(rows),
+        created=len(views),
+        devices=[Registered(id=v.id, name=v.name) for v in views],
+    )
+
+
+def _validation_reason(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ())) or "row"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts)
 
 
 @router.get("")

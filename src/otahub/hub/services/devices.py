@@ -18,6 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from otahub.hub.device_auth.certificates import CertificateError, CertificateId, identify_pem
 from otahub.hub.device_auth.passwords import check_password_text, hash_password_async
+from otahub.hub.services.device_batch import (
+    MAX_BATCH,
+    BatchRefused,
+    Refusal,
+    check_batch,
+    insert_batch,
+)
 from otahub.hub.services.errors import Conflict, Invalid, NotFound
 from otahub.hub.services.events import (
     DeviceCreated,
@@ -174,6 +181,37 @@ class DeviceService:
         view = DeviceView.of(row)
         await self.bus.publish(DeviceCreated(view))
         return view
+
+    async def check_many(self, specs: Sequence[DeviceSpec]) -> list[Refusal]:
+        """Why rows of a batch would be refused (by row, from 0); empty: it would pass."""
+        if len(specs) > MAX_BATCH:
+            raise Invalid(f"at most {MAX_BATCH} devices per batch, not {len(specs)}")
+        return await check_batch(self.db, specs)
+
+    async def create_many(self, specs: Sequence[DeviceSpec]) -> list[DeviceView]:
+        """Register every device of ``specs`` in one transaction, or none of them.
+
+        Raises :class:`BatchRefused` listing every refused row and why.
+        """
+        if not specs:
+            return []
+        refusals = await self.check_many(specs)
+        if refusals:
+            log.info(
+                "batch of %d device(s) refused: %d row(s), first row %d: %s",
+                len(specs),
+                len(refusals),
+                refusals[0].index + 1,
+                refusals[0].reason,
+            )
+            raise BatchRefused(refusals, len(specs))
+        views = await insert_batch(self.db, [spec.validated() for spec in specs])
+        log.info("registered %d device(s) in one batch", len(views))
+        # One event per device, as for single registrations: the MQTT login
+        # directory and the drivers follow the registry through them.
+        for view in views:
+            await self.bus.publish(DeviceCreated(view))
+        return views
 
     @staticmethod
     async def _check_unique(s: AsyncSession, spec: DeviceSpec) -> None:

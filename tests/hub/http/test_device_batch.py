@@ -1,0 +1,86 @@
+"""``POST /api/v1/devices/batch`` through a real ``otahub serve`` process."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.hub.http.conftest import Api
+from tests.hub.http.test_api import problem, unique
+
+
+def test_batch_registers_all_rows_in_order(api: Api) -> None:
+    prefix = unique("batch")
+    rows = [
+        {
+            "name": f"{prefix}-tb",
+            "dialect": "thingsboard",
+            "token": f"{prefix}-T",
+            "labels": {"a": "1"},
+        },
+        {"name": f"{prefix}-te", "dialect": "thin-edge", "password": "pw", "gateway": True},
+        {
+            "name": f"{prefix}-en",
+            "dialect": "enos",
+            "product_key": prefix,
+            "device_key": "d",
+            "secret": "s",
+            "device_type": "inverter",
+        },
+    ]
+    checked = api.client.post("/devices/batch", json=rows, params={"dry_run": "true"})
+    assert checked.status_code == 200, checked.text
+    assert (checked.json()["checked"], checked.json()["created"]) == (3, 0)
+    problem(api.client.get(f"/devices/{prefix}-tb"), 404)  # a dry run registers nothing
+    r = api.client.post("/devices/batch", json=rows)
+    assert r.status_code == 201, r.text
+    result = r.json()
+    assert result["created"] == 3
+    assert [d["name"] for d in result["devices"]] == [row["name"] for row in rows]
+    shown = api.client.get(f"/devices/{prefix}-tb").json()
+    assert (shown["token"], shown["labels"]) == (f"{prefix}-T", {"a": "1"})
+    assert api.client.get(f"/devices/{prefix}-te").json()["has_password"]
+    assert api.client.get(f"/devices/{prefix}-en").json()["device_type"] == "inverter"
+
+
+def test_batch_with_bad_rows_registers_nothing_and_lists_every_bad_row(api: Api) -> None:
+    prefix = unique("badbatch")
+    taken = unique("taken")
+    assert (
+        api.client.post("/devices", json={"name": taken, "dialect": "thin-edge"}).status_code == 201
+    )
+    rows = [
+        {"name": f"{prefix}-1", "dialect": "thin-edge"},
+        {"name": f"{prefix}-2", "dialect": "mqtt"},  # row 2: no such dialect
+        {"name": f"{prefix}-3", "dialect": "thingsboard", "tokn": "x"},  # row 3: misspelt key
+        "not a device",  # row 4
+        {"name": taken, "dialect": "thin-edge"},  # row 5: registered
+        {"name": f"{prefix}-1", "dialect": "thin-edge"},  # row 6: twice in the batch
+        {"name": f"{prefix}-7", "dialect": "thin-edge", "labels": {"online": "x"}},  # row 7
+        {"name": f"{prefix}-8", "dialect": "thin-edge"},
+    ]
+    for params in ({}, {"dry_run": "true"}):
+        body = problem(api.client.post("/devices/batch", json=rows, params=params), 422)
+        assert [(r["row"], r["name"]) for r in body["refused"]] == [
+            (2, f"{prefix}-2"),
+            (3, f"{prefix}-3"),
+            (4, None),
+            (5, taken),
+            (6, f"{prefix}-1"),
+            (7, f"{prefix}-7"),
+        ]
+        reasons = [r["reason"] for r in body["refused"]]
+        assert reasons[0].startswith("dialect:")
+        assert reasons[1].startswith("tokn: Extra inputs")
+        assert reasons[3] == f"device {taken!r} already exists"
+        assert reasons[4] == f"name '{prefix}-1' is also on row 1"
+        assert "reserved" in reasons[5]
+        assert body["detail"].startswith("6 of 8 device(s) refused, nothing was registered")
+    listed = {d["name"] for d in api.client.get("/devices").json()}
+    assert not any(name.startswith(prefix) for name in listed)
+
+
+def test_batch_route_refuses_a_missing_or_wrong_token(api: Api) -> None:
+    bare = httpx.Client(base_url=f"{api.hub.http_url}/api/v1")
+    row = [{"name": unique("x"), "dialect": "thin-edge"}]
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        problem(bare.post("/devices/batch", json=row, headers=headers), 401)
