@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from tests.hub.http.conftest import Api
-from tests.hub.http.test_api import problem, unique
+from tests.hub.http.test_api import problem, unique, upload
 
 
 def test_batch_registers_all_rows_in_order(api: Api) -> None:
@@ -84,3 +86,31 @@ def test_batch_route_refuses_a_missing_or_wrong_token(api: Api) -> None:
     row = [{"name": unique("x"), "dialect": "thin-edge"}]
     for headers in ({}, {"Authorization": "Bearer wrong"}):
         problem(bare.post("/devices/batch", json=row, headers=headers), 401)
+
+
+def test_batch_registered_devices_of_an_assigned_type_get_its_package(api: Api) -> None:
+    """Drivers follow batch registrations as they follow single ones (DeviceCreated)."""
+    title = unique("typed-fw")
+    upload(api, title, "1", data=b"image" * 200)
+    device_type = unique("type")
+    r = api.client.put(
+        f"/device-types/{device_type}/assignment", json={"title": title, "version": "1"}
+    )
+    assert r.status_code == 200, r.text
+    typed, plain = unique("typed"), unique("plain")
+    rows = [
+        {
+            "name": typed,
+            "dialect": "thingsboard",
+            "token": f"{typed}-T",
+            "device_type": device_type,
+        },
+        {"name": plain, "dialect": "thingsboard", "token": f"{plain}-T"},
+    ]
+    assert api.client.post("/devices/batch", json=rows).status_code == 201
+    deadline = time.monotonic() + 20
+    while not (updates := api.client.get("/updates", params={"device": typed}).json()):
+        assert time.monotonic() < deadline, "no update for the typed device"
+        time.sleep(0.1)
+    assert [(u["title"], u["version"]) for u in updates] == [(title, "1")]
+    assert api.client.get("/updates", params={"device": plain}).json() == []

@@ -30,7 +30,7 @@ from otahub.hub.device_auth.passwords import hash_password_async
 from otahub.hub.services.errors import Conflict, Invalid
 from otahub.hub.services.views import DeviceView
 from otahub.hub.store.database import Database
-from otahub.hub.store.models import Device
+from otahub.hub.store.models import Base, Device
 
 if TYPE_CHECKING:
     from otahub.hub.services.devices import DeviceSpec  # devices.py imports this module
@@ -40,6 +40,7 @@ log = logging.getLogger("otahub.hub.devices")
 #: Rows per batch at most: beyond this a request is refused before any check.
 MAX_BATCH = 100_000
 _CHUNK = 1000  # values per IN (...) query
+DEVICES = Base.metadata.tables["devices"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,19 +187,25 @@ async def insert_batch(db: Database, specs: Sequence[DeviceSpec]) -> list[Device
                 "labels": dict(spec.labels),
             }
         )
+    names = [spec.name for spec in specs]
     async with db.session() as s:
         try:
-            rows = await s.scalars(
-                insert(Device).returning(Device, sort_by_parameter_order=True), values
-            )
-            views = [DeviceView.of(row) for row in rows]
+            # A Core executemany on the table: the ORM's bulk insert is several times
+            # slower, and with RETURNING runs a statement per row on SQLite. The
+            # rows are read back by name.
+            await s.execute(insert(DEVICES), values)
+            by_name: dict[str, DeviceView] = {}
+            for start in range(0, len(names), _CHUNK):
+                chunk = names[start : start + _CHUNK]
+                rows = await s.scalars(select(Device).where(Device.name.in_(chunk)))
+                by_name.update((row.name, DeviceView.of(row)) for row in rows)
             await s.commit()
         except IntegrityError:
             raise Conflict(
                 "a device or credential of the batch was registered meanwhile; "
                 "nothing was registered, try again"
             ) from None
-    return views
+    return [by_name[name] for name in names]
 
 
 async def _hash_passwords(passwords: list[str | None]) -> list[str | None]:
