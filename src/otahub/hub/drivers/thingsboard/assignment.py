@@ -84,12 +84,16 @@ class Assignments:
             and shared.get(attribute_key(package, OtaKey.VERSION)) == assignment.package.version
         )
 
-    async def reconcile_device(self, name: str) -> None:
-        """A device (new, or connecting) of a type with an assignment gets it once."""
-        try:
-            device = await self.core.devices.get(name)
-        except NotFound:
-            return
+    async def reconcile_device(self, name: str, device: DeviceView | None = None) -> None:
+        """A device (new, or connecting) of a type with an assignment gets it once.
+
+        ``device``: the device as just registered, which need not be read again.
+        """
+        if device is None:
+            try:
+                device = await self.core.devices.get(name)
+            except NotFound:
+                return
         if not device.device_type:
             return
         for assignment in await self.service.list(device.device_type):

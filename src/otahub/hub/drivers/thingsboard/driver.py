@@ -378,8 +378,10 @@ class ThingsBoardDriver(Driver):
                 if event.update.state in TERMINAL_STATES:
                     self.progress.forget(event.update.id)
         elif isinstance(event, DeviceCreated):
-            if event.device.dialect == DIALECT:
-                await self.assignments.reconcile_device(event.device.name)
+            # A device's type is fixed when it is registered: one without a type
+            # has no assignment to get, and costs no query (bulk imports).
+            if event.device.dialect == DIALECT and event.device.device_type:
+                await self.assignments.reconcile_device(event.device.name, event.device)
         elif isinstance(event, DeviceDeleted):
             if event.device.dialect == DIALECT:
                 # Its credentials are gone; so are the sessions they opened (a
