@@ -99,7 +99,7 @@ def test_device_import_jsonl_lists_every_refused_line_and_registers_nothing(hub_
     assert "need token" in refused[0]
     assert "not JSON" in refused[1]
     assert "already exists" in refused[2]
-    assert "is also on row 1" in refused[4]
+    assert refused[4] == "line 7 (jl-1): name 'jl-1' is also on line 1"
     assert "404" in cli.fails("device", "show", "jl-1")
 
 
@@ -112,7 +112,8 @@ def test_device_import_csv_refusals_name_their_lines(hub_cli: Cli) -> None:
         "bc-2,thin-edge,,site\n"  # line 3
         "bc-3,thin-edge,,,extra\n"  # line 4
         "bc-4,thingsboard,,\n"  # line 5 (the hub: no token)
-        "bc-5,thin-edge,,site=x\n",
+        "bc-5,thin-edge,,site=x\n"  # line 6
+        "bc-5,thin-edge,,\n",  # line 7: as line 6
         encoding="utf-8",
     )
     result = cli.run("device", "import", str(path))
@@ -123,6 +124,7 @@ def test_device_import_csv_refusals_name_their_lines(hub_cli: Cli) -> None:
         "line 3 (bc-2): labels: 'site' is not key=value",
         "line 4 (bc-3): 5 cells, the header has 4",
         "line 5 (bc-4): thingsboard devices need token",
+        "line 7 (bc-5): name 'bc-5' is also on line 6",
     ]
     unknown = cli.cwd / "unknown.csv"
     unknown.write_text("name,dialect,colour\nx,thin-edge,red\n", encoding="utf-8")

@@ -156,10 +156,7 @@ def import_(
         )
         body = _json_or_none(response)
         if response.status_code == 422 and isinstance(body, dict) and "refused" in body:
-            refused += [
-                (found.lines[r["row"] - 1], r.get("name"), str(r.get("reason")))
-                for r in body["refused"]
-            ]
+            refused += [_refused_line(r, found.lines) for r in body["refused"]]
         elif response.status_code >= 400:
             raise CliError(problem_text(response))
     if refused:
@@ -179,6 +176,15 @@ def import_(
         out.print(f"checked {total} device(s) in {file.name}: all would be registered")
     else:
         out.print(f"imported {body['created']} device(s) from {file.name}")
+
+
+def _refused_line(refusal: dict[str, Any], lines: list[int]) -> tuple[int, str | None, str]:
+    """A row the hub refused, in the file's terms: its line, and lines for rows."""
+    reason = str(refusal.get("reason"))
+    same_as = refusal.get("same_as")
+    if isinstance(same_as, int):
+        reason = reason.replace(f"row {same_as}", f"line {lines[same_as - 1]}")
+    return lines[refusal["row"] - 1], refusal.get("name"), reason
 
 
 def _json_or_none(response: Any) -> Any:

@@ -75,6 +75,7 @@ def test_batch_with_bad_rows_registers_nothing_and_lists_every_bad_row(api: Api)
         assert reasons[1].startswith("tokn: Extra inputs")
         assert reasons[3] == f"device {taken!r} already exists"
         assert reasons[4] == f"name '{prefix}-1' is also on row 1"
+        assert body["refused"][4]["same_as"] == 1
         assert "reserved" in reasons[5]
         assert body["detail"].startswith("6 of 8 device(s) refused, nothing was registered")
     listed = {d["name"] for d in api.client.get("/devices").json()}
@@ -114,3 +115,15 @@ def test_batch_registered_devices_of_an_assigned_type_get_its_package(api: Api) 
         time.sleep(0.1)
     assert [(u["title"], u["version"]) for u in updates] == [(title, "1")]
     assert api.client.get("/updates", params={"device": plain}).json() == []
+
+
+def test_refusals_after_a_malformed_row_name_the_rows_of_the_request(api: Api) -> None:
+    name = unique("after-bad")
+    rows = [
+        {"name": unique("bad"), "dialect": "thin-edge", "gateway": "perhaps"},  # row 1
+        {"name": name, "dialect": "thin-edge"},  # row 2
+        {"name": name, "dialect": "thin-edge"},  # row 3: as row 2
+    ]
+    body = problem(api.client.post("/devices/batch", json=rows), 422)
+    assert [(r["row"], r.get("same_as")) for r in body["refused"]] == [(1, None), (3, 2)]
+    assert body["refused"][1]["reason"] == f"name {name!r} is also on row 2"

@@ -94,6 +94,7 @@ async def test_duplicate_enos_keys_within_a_batch(core: HubCore) -> None:
             "row": 3,
             "name": "e-3",
             "reason": "EnOS product key 'p' and device key 'd' is also on row 1",
+            "same_as": 1,
         }
     ]
     assert await core.devices.list() == []

@@ -185,10 +185,7 @@ async def create_devices(
                 Refusal(index, name if isinstance(name, str) else None, _validation_reason(exc))
             )
     if refused or dry_run:
-        refused += [
-            Refusal(positions[r.index], r.name, r.reason)
-            for r in await core.devices.check_many(specs)
-        ]
+        refused += await core.devices.check_many(specs, positions)
         if refused:
             raise BatchRefused(refused, len(rows))
         response.status_code = 200

@@ -48,9 +48,14 @@ class Refusal:
     index: int  # the row's position in the batch, from 0
     name: str | None
     reason: str
+    same_as: int | None = None  # the earlier row (from 0) this one repeats a name or key of
 
     def describe(self) -> dict[str, Any]:
-        return {"row": self.index + 1, "name": self.name, "reason": self.reason}
+        described: dict[str, Any] = {"row": self.index + 1, "name": self.name}
+        described["reason"] = self.reason
+        if self.same_as is not None:
+            described["same_as"] = self.same_as + 1
+        return described
 
 
 class BatchRefused(Invalid):
@@ -75,11 +80,17 @@ class _Row:
     cert: CertificateId | None
 
 
-async def check_batch(db: Database, specs: Sequence[DeviceSpec]) -> list[Refusal]:
-    """Every reason to refuse a row of ``specs``, by row; empty: all fine."""
+async def check_batch(
+    db: Database, specs: Sequence[DeviceSpec], positions: Sequence[int] | None = None
+) -> list[Refusal]:
+    """Every reason to refuse a row of ``specs``, by row; empty: all fine.
+
+    ``positions``: each spec's row in the request, when the caller left out rows
+    it refused itself (refusals then name the request's rows); else 0, 1, 2...
+    """
     refusals: list[Refusal] = []
     rows: list[_Row] = []
-    for index, spec in enumerate(specs):
+    for index, spec in zip(positions or range(len(specs)), specs, strict=True):
         try:
             spec = spec.validated()
             rows.append(_Row(index, spec, spec.certificate_id()))
@@ -113,8 +124,9 @@ def _within_batch(rows: list[_Row], refusals: list[Refusal]) -> list[_Row]:
         clash = next(((k, v, what) for k, v, what in keys if (k, v) in seen), None)
         if clash is not None:
             kind, value, what = clash
+            first = seen[kind, value]
             refusals.append(
-                Refusal(row.index, spec.name, f"{what} is also on row {seen[kind, value] + 1}")
+                Refusal(row.index, spec.name, f"{what} is also on row {first + 1}", first)
             )
             continue
         for kind, value, _ in keys:

@@ -182,11 +182,16 @@ class DeviceService:
         await self.bus.publish(DeviceCreated(view))
         return view
 
-    async def check_many(self, specs: Sequence[DeviceSpec]) -> list[Refusal]:
-        """Why rows of a batch would be refused (by row, from 0); empty: it would pass."""
+    async def check_many(
+        self, specs: Sequence[DeviceSpec], positions: Sequence[int] | None = None
+    ) -> list[Refusal]:
+        """Why rows of a batch would be refused (by row, from 0); empty: it would pass.
+
+        ``positions``: each spec's row in the caller's batch, if it left rows out.
+        """
         if len(specs) > MAX_BATCH:
             raise Invalid(f"at most {MAX_BATCH} devices per batch, not {len(specs)}")
-        return await check_batch(self.db, specs)
+        return await check_batch(self.db, specs, positions)
 
     async def create_many(self, specs: Sequence[DeviceSpec]) -> list[DeviceView]:
         """Register every device of ``specs`` in one transaction, or none of them.
