@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -173,6 +174,8 @@ async def create_devices(
     specs: list[DeviceSpec] = []
     positions: list[int] = []  # each spec's row
     for index, row in enumerate(rows):
+        if index % 1000 == 999:
+            await asyncio.sleep(0)  # a large batch does not hold the event loop
         if not isinstance(row, dict):
             refused.append(Refusal(index, None, "a row is a JSON object (a device)"))
             continue

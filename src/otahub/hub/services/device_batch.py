@@ -90,7 +90,11 @@ async def check_batch(
     """
     refusals: list[Refusal] = []
     rows: list[_Row] = []
-    for index, spec in zip(positions or range(len(specs)), specs, strict=True):
+    for count, (index, spec) in enumerate(
+        zip(positions or range(len(specs)), specs, strict=True), start=1
+    ):
+        if count % _CHUNK == 0:
+            await asyncio.sleep(0)  # a large batch does not hold the event loop
         try:
             spec = spec.validated()
             rows.append(_Row(index, spec, spec.certificate_id()))
@@ -202,10 +206,12 @@ async def insert_batch(db: Database, specs: Sequence[DeviceSpec]) -> list[Device
     names = [spec.name for spec in specs]
     async with db.session() as s:
         try:
-            # A Core executemany on the table: the ORM's bulk insert is several times
+            # A Core executemany on the table, a chunk at a time so that the event
+            # loop runs between chunks: the ORM's bulk insert is several times
             # slower, and with RETURNING runs a statement per row on SQLite. The
             # rows are read back by name.
-            await s.execute(insert(DEVICES), values)
+            for start in range(0, len(values), _CHUNK):
+                await s.execute(insert(DEVICES), values[start : start + _CHUNK])
             by_name: dict[str, DeviceView] = {}
             for start in range(0, len(names), _CHUNK):
                 chunk = names[start : start + _CHUNK]
