@@ -159,7 +159,7 @@ class Client:
         except httpx.TransportError as exc:
             raise CliError(f"cannot reach the hub at {self.server}: {_reason(exc)}") from None
         if response.status_code >= 400:
-            raise CliError(_problem(response))
+            raise CliError(problem_text(response))
         return response.content
 
 
