@@ -43,13 +43,29 @@ pick_python() {
     return 1
 }
 
+# ensure_build_tools PYTHON: the C compiler and Python headers the install
+# compiles otahub.mqtt with (without them it installs plain Python, slower).
+ensure_build_tools() {
+    local py="$1"
+    command -v apt-get >/dev/null 2>&1 || return 0
+    local wanted=()
+    command -v "$("$py" -c 'import sysconfig; print((sysconfig.get_config_var("CC") or "gcc").split()[0])')" \
+        >/dev/null 2>&1 || wanted+=(gcc)
+    # Debian's headers of this interpreter: python3-dev for python3, python3.12-dev for python3.12
+    "$py" -c 'import pathlib, sys, sysconfig; sys.exit(not (pathlib.Path(sysconfig.get_paths()["include"]) / "Python.h").exists())' ||
+        wanted+=("$(basename "$py")-dev")
+    [ ${#wanted[@]} -eq 0 ] || ensure_debs "${wanted[@]}"
+}
+
 # ensure_venv EXTRAS: create the virtualenv and install otahub (editable)
-# with the given extras; re-installs when pyproject.toml or setup.py changed,
-# or a compiled source of otahub.mqtt did (the install compiles them in place).
+# with the given extras (comma-separated: hub, test); re-installs when
+# pyproject.toml or setup.py changed, or a compiled source of otahub.mqtt did
+# (the install compiles them in place).
 ensure_venv() {
     local extras="$1"
     local py
     py="$(pick_python)"
+    case "${OTAHUB_PURE_PYTHON:-}" in "" | 0) ensure_build_tools "$py" ;; esac
     if [ ! -x "$VENV/bin/python" ]; then
         "$py" -m venv "$VENV" 2>/dev/null || {
             ensure_debs python3-venv

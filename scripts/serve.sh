@@ -3,6 +3,6 @@
 # go to `otahub serve`.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ensure_venv test
+ensure_venv hub
 cd "$ROOT"
 exec "$VENV/bin/otahub" serve "$@"

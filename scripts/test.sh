@@ -4,7 +4,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_debs mosquitto mosquitto-clients curl openssl postgresql nginx
-ensure_venv test
+ensure_venv hub,test
 cd "$ROOT"
 
 echo "== ruff"

@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from otahub.cli.hub_extra import require_hub
+
 
 def demo(
     image_size: Annotated[int, typer.Option(help="Size of the generated image, bytes.")] = (
@@ -17,6 +19,7 @@ def demo(
     keep: Annotated[bool, typer.Option("--keep", help="Keep the work directory.")] = False,
 ) -> None:
     """Start a hub and one agent per dialect, update all four, show progress and a summary."""
+    require_hub()
     from otahub.demo.runner import DemoFailed, DemoOptions, run_demo
 
     console = Console()

@@ -25,7 +25,7 @@ from otahub.cli.client import (
     when,
 )
 from otahub.cli.device_import import ImportFileError, read_import_file
-from otahub.hub.device_auth.passwords import generate_password as new_password
+from otahub.hub.device_auth.password_rules import generate_password as new_password
 
 app = typer.Typer(no_args_is_help=True, help="The device registry.")
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from otahub.cli.hub_extra import require_hub
 from otahub.hub.device_auth.certificates import CertIdentity
 from otahub.hub.settings import (
     DEFAULT_ENOS_LOGIN_WINDOW,
@@ -310,6 +311,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run the hub: MQTT endpoint, HTTP API and downloads."""
+    require_hub()
     from otahub.hub.app import HubPartFailed, is_loopback_host, run_hub
 
     logging.basicConfig(

@@ -17,7 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from otahub.hub.device_auth.certificates import CertificateError, CertificateId, identify_pem
-from otahub.hub.device_auth.passwords import check_password_text, hash_password_async
+from otahub.hub.device_auth.password_rules import check_password_text
+from otahub.hub.device_auth.passwords import hash_password_async
 from otahub.hub.services.device_batch import (
     MAX_BATCH,
     BatchRefused,
