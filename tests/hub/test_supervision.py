@@ -80,7 +80,7 @@ async def test_hub_stops_with_an_error_when_one_of_its_parts_dies(
         mqtt_port=free_port(),
         http_port=free_port(),
         no_auth=True,
-        shutdown_timeout_s=5,
+        shutdown_timeout=5,
     )
     hub = asyncio.create_task(run_hub(settings))
     async with httpx.AsyncClient() as client:

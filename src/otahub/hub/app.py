@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import signal
 import ssl
@@ -18,7 +17,6 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
-from otahub import mqtt
 from otahub.hub.broker_transport import BrokerTransport, client_id_for, parse_broker_url
 from otahub.hub.core import CoreConfig, HubCore
 from otahub.hub.data_dir_watch import watch_paths
@@ -29,15 +27,16 @@ from otahub.hub.drivers.registry import DRIVERS
 from otahub.hub.http.app import create_http_app
 from otahub.hub.http.auth import load_or_create_token
 from otahub.hub.services.signing import SigningService
-from otahub.hub.settings import HubSettings
+from otahub.hub.settings import HubSettings, is_loopback_host
 from otahub.hub.shutdown import Shutdown
+from otahub.hub.startup_log import log_ready
 from otahub.hub.supervision import HubPartFailed, Supervisor
 from otahub.hub.transport import LocalTransport, MessageTransport
 from otahub.mqtt.server import MQTTServer, ServerConfig
 from otahub.signing.keys import KeyFileError
 from otahub.signing.metadata import MetadataError
 
-__all__ = ["HubPartFailed", "run_hub"]
+__all__ = ["HubPartFailed", "is_loopback_host", "run_hub"]
 
 log = logging.getLogger("otahub.hub")
 
@@ -88,10 +87,10 @@ async def _start_core(settings: HubSettings) -> HubCore:
     """Open the database (migrating it) and the blob store; start the timeout sweeper."""
     try:
         core = HubCore(
-            CoreConfig.from_env(
-                settings.data_dir,
+            CoreConfig(
+                data_dir=settings.data_dir,
                 database_url=settings.database_url,
-                update_timeout_s=settings.update_timeout_s,
+                update_timeout_s=settings.update_timeout,
             )
         )
     except ValueError as exc:
@@ -109,14 +108,13 @@ async def _start_core(settings: HubSettings) -> HubCore:
 
 def _start_signing(settings: HubSettings, keys: Path, core: HubCore) -> None:
     """Serve signed metadata from the data dir, re-signed with the online keys in ``keys``."""
-    lifetime = settings.timestamp_lifetime_s
     try:
         signing = SigningService.open(
             settings.data_dir,
             keys,
             require_signed=settings.require_signed,
             hub_signs_targets=settings.hub_signs_targets,
-            timestamp_lifetime=None if lifetime is None else timedelta(seconds=lifetime),
+            timestamp_lifetime=timedelta(seconds=settings.timestamp_lifetime),
         )
     except (MetadataError, KeyFileError, OSError) as exc:
         raise OSError(f"cannot start the hub: signing keys {keys}: {exc}") from exc
@@ -147,7 +145,11 @@ async def _serve(
     http: _HttpListeners | None = None
     http_task: asyncio.Task[None] | None = None
     try:
-        admin_token = None if settings.no_auth else load_or_create_token(settings.data_dir)
+        admin_token = (
+            None
+            if settings.no_auth
+            else load_or_create_token(settings.data_dir, settings.admin_token)
+        )
         app = create_http_app(core, admin_token=admin_token, admin=not settings.separate_admin)
         admin_app = app
         listeners = [_HttpListener("HTTP server", settings.host, settings.http_port, app)]
@@ -158,9 +160,9 @@ async def _serve(
                 _HttpListener("admin HTTP server", admin_host, settings.admin_port, admin_app)
             )
         http = _HttpListeners(settings, listeners)
-        if settings.broker_url:
+        if settings.broker:
             broker = BrokerTransport(
-                parse_broker_url(settings.broker_url),
+                parse_broker_url(settings.broker),
                 client_id=client_id_for(str(settings.data_dir.resolve())),
             )
             await broker.start(parts)
@@ -182,11 +184,11 @@ async def _serve(
             )
         http_task = await http.start(parts)
         parts.start("data dir watch", watch_paths(_watched_paths(settings, core)))
-        _log_ready(settings)
+        log_ready(settings, database_url=core.db.url, admin_app=admin_app)
         await parts.wait(stop)
     finally:
         try:
-            await Shutdown(settings.shutdown_timeout_s, outside=outside).run(
+            await Shutdown(settings.shutdown_timeout, outside=outside).run(
                 core, mqtt_server, transport, started, http, http_task
             )
         finally:
@@ -211,13 +213,6 @@ def warn_anonymous(settings: HubSettings) -> None:
         )
 
 
-def is_loopback_host(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 @dataclass(frozen=True, slots=True)
 class _HttpListener:
     name: str
@@ -239,9 +234,11 @@ class _HttpListeners:
                     host=listener.host,
                     port=listener.port,
                     log_level="warning",
+                    # its lines go through the hub's handler (text or JSON), not its own
+                    log_config=None,
                     lifespan="on",
                     # open requests (downloads, event streams) get the shutdown's time, no more
-                    timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s / 2)),
+                    timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout / 2)),
                 )
             )
             for listener in listeners
@@ -289,28 +286,3 @@ def _watched_paths(settings: HubSettings, core: HubCore) -> list[Path]:
         if database and database != ":memory:":
             paths.append(Path(database))
     return paths
-
-
-def _log_ready(settings: HubSettings) -> None:
-    log.info(
-        "otahub ready: mqtt://%s:%d http://%s:%d data in %s (MQTT endpoint %s)",
-        settings.host,
-        settings.mqtt_port,
-        settings.host,
-        settings.http_port,
-        settings.data_dir,
-        "compiled" if mqtt.compiled() else "pure Python",
-    )
-    if settings.admin_port is not None:
-        log.info(
-            "admin API on http://%s:%d only (not on the HTTP port devices use)",
-            settings.admin_host or "127.0.0.1",
-            settings.admin_port,
-        )
-    stale = mqtt.stale_compiled_modules()
-    if stale:
-        log.warning(
-            "otahub.mqtt modules %s changed after they were compiled and run as built; "
-            "reinstall otahub to rebuild them",
-            ", ".join(stale),
-        )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +20,6 @@ from otahub.hub.supervision import Supervisor
 
 log = logging.getLogger("otahub.hub")
 
-DATABASE_URL_ENV = "OTAHUB_DATABASE_URL"
-UPDATE_TIMEOUT_ENV = "OTAHUB_UPDATE_TIMEOUT"
 DEFAULT_UPDATE_TIMEOUT_S = 3600.0
 
 
@@ -31,24 +28,6 @@ class CoreConfig:
     data_dir: Path
     database_url: str | None = None  # None: SQLite file in the data dir
     update_timeout_s: float = DEFAULT_UPDATE_TIMEOUT_S
-
-    @classmethod
-    def from_env(
-        cls,
-        data_dir: Path,
-        *,
-        database_url: str | None = None,
-        update_timeout_s: float | None = None,
-    ) -> CoreConfig:
-        """Explicit values first, then ``OTAHUB_DATABASE_URL`` / ``OTAHUB_UPDATE_TIMEOUT``."""
-        url = database_url or os.environ.get(DATABASE_URL_ENV) or None
-        if update_timeout_s is None:
-            raw = os.environ.get(UPDATE_TIMEOUT_ENV, "").strip()
-            try:
-                update_timeout_s = float(raw) if raw else DEFAULT_UPDATE_TIMEOUT_S
-            except ValueError:
-                raise ValueError(f"{UPDATE_TIMEOUT_ENV} must be seconds, not {raw!r}") from None
-        return cls(data_dir=data_dir, database_url=url, update_timeout_s=update_timeout_s)
 
 
 class HubCore:

@@ -1,9 +1,8 @@
-"""Admin authentication: one bearer token, kept in the data dir or given by env."""
+"""Admin authentication: one bearer token, kept in the data dir or configured."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 from pathlib import Path
 
@@ -13,14 +12,13 @@ from starlette.exceptions import HTTPException
 from otahub.hub.private_file import write_private
 
 TOKEN_FILE = "admin.token"
-TOKEN_ENV = "OTAHUB_ADMIN_TOKEN"
 
 
-def load_or_create_token(data_dir: Path) -> str:
-    """``OTAHUB_ADMIN_TOKEN`` if set, else the token file (written on first start, 0600)."""
-    from_env = os.environ.get(TOKEN_ENV, "").strip()
-    if from_env:
-        return from_env
+def load_or_create_token(data_dir: Path, configured: str | None = None) -> str:
+    """The configured token (the ``admin_token`` setting) if any, else the token
+    file (written on first start, 0600)."""
+    if configured and configured.strip():
+        return configured.strip()
     path = data_dir / TOKEN_FILE
     with contextlib.suppress(FileNotFoundError):
         existing = path.read_text().strip()

@@ -41,6 +41,7 @@ from otahub.hub.store.models import (
     UpdateTransition,
     utcnow,
 )
+from otahub.logs import update_fields
 from otahub.protocols.states import InvalidTransition, UpdateState, check_transition, is_terminal
 
 log = logging.getLogger("otahub.hub.updates")
@@ -411,6 +412,7 @@ class UpdateService:
             update.state,
             (ended - update.created_at).total_seconds(),
             update.reason or "-",
+            extra=update_fields(update.id, update.device, update.dialect),
         )
 
     async def cancel(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Callable
 
 from fastapi import FastAPI
@@ -29,23 +28,6 @@ from otahub.protocols.states import UpdateState
 
 log = logging.getLogger("otahub.hub.enos")
 
-#: Every OTA topic of every device; foreign keys are answered 1009 by the driver.
-#: After CONNACK the hub waits this long for the device's first inform before
-#: pushing, so an SDK client that registers its upgrade handler just after
-#: connect() does not auto-reply 1101 ("handler not registered").
-GRACE_ENV = "OTAHUB_ENOS_PUSH_GRACE"
-DEFAULT_GRACE_S = 2.0
-
-
-def _grace_seconds() -> float:
-    raw = os.environ.get(GRACE_ENV, "").strip()
-    try:
-        value = float(raw) if raw else DEFAULT_GRACE_S
-    except ValueError:
-        log.warning("%s=%r is not a number of seconds; using %g", GRACE_ENV, raw, DEFAULT_GRACE_S)
-        return DEFAULT_GRACE_S
-    return max(0.0, value)
-
 
 class EnosDriver(Driver):
     dialect = DIALECT
@@ -59,7 +41,8 @@ class EnosDriver(Driver):
         )
         self.ota = OtaConversation(ctx.core, self.urls)
         self.links = LinkTable(self._work)
-        self.grace_s = _grace_seconds()
+        # the wait for a device's first inform before pushing (settings.enos_push_grace)
+        self.grace_s = ctx.settings.enos_push_grace
         self._undo: list[Callable[[], None]] = []
 
     def mount(self, app: FastAPI) -> None:

@@ -63,6 +63,7 @@ from otahub.hub.services.errors import NotFound, ServiceError
 from otahub.hub.services.events import Event, UpdateCreated, UpdateTransitioned
 from otahub.hub.services.views import UpdateView
 from otahub.hub.transport import LocalTransport
+from otahub.logs import update_fields
 from otahub.mqtt.session import Session
 from otahub.protocols import tedge_legacy as legacy
 from otahub.protocols.states import UpdateState, is_terminal
@@ -241,7 +242,9 @@ class TedgeLegacyDriver(Driver):
         fields = update.driver_state
         parsed = legacy.parse_request(json.dumps(fields))
         if isinstance(parsed, legacy.Ignored):
-            log.warning("update %d: cannot re-send: %s", update.id, parsed.reason)
+            log.warning(
+                "update %d: cannot re-send: %s", update.id, parsed.reason, extra=_fields(update)
+            )
             return
         request = parsed.resend()
         await self.ctx.core.updates.set_driver_state(
@@ -258,9 +261,17 @@ class TedgeLegacyDriver(Driver):
         except Exception as exc:
             # The deadline still runs: the update fails by timeout unless a
             # repeat or restart gets the request through.
-            log.warning("update %d: cannot publish %s: %s", update.id, topic, exc)
+            log.warning(
+                "update %d: cannot publish %s: %s", update.id, topic, exc, extra=_fields(update)
+            )
             return
-        log.info("update %d: request %s attempt %d sent", update.id, request.id, request.attempt)
+        log.info(
+            "update %d: request %s attempt %d sent",
+            update.id,
+            request.id,
+            request.attempt,
+            extra=_fields(update),
+        )
 
     def _forget(self, update: UpdateView, status: legacy.LegacyStatus | None) -> None:
         op_id = update.driver_state.get("id")
@@ -346,3 +357,8 @@ class TedgeLegacyDriver(Driver):
                 await self.ctx.core.devices.report(
                     update.device, title=update.title, version=update.version
                 )
+
+
+def _fields(update: UpdateView) -> dict[str, object]:
+    """What a log line about ``update`` carries as fields (otahub.logs)."""
+    return update_fields(update.id, update.device, DIALECT)

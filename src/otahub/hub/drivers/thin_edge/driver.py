@@ -69,6 +69,7 @@ from otahub.hub.services.events import Event, UpdateCreated, UpdateTransitioned
 from otahub.hub.services.updates import UpdateRequest
 from otahub.hub.services.views import DeviceView, UpdateView
 from otahub.hub.transport import LocalTransport
+from otahub.logs import update_fields
 from otahub.mqtt.session import Session
 from otahub.protocols import thin_edge as te
 from otahub.protocols.states import UpdateState, can_transition, is_terminal
@@ -187,10 +188,12 @@ class ThinEdgeDriver(Driver):
         try:
             await self.ctx.transport.publish(topic, command.to_payload(), te.QOS, te.RETAIN)
         except Exception as exc:
-            log.warning("update %d: cannot publish %s: %s", update.id, topic, exc)
+            log.warning(
+                "update %d: cannot publish %s: %s", update.id, topic, exc, extra=_fields(update)
+            )
             await self._fail(update.id, f"cannot publish the command: {exc}")
             return
-        log.info("update %d: published %s", update.id, topic)
+        log.info("update %d: published %s", update.id, topic, extra=_fields(update))
 
     async def _restore(self, update: UpdateView, topic: str) -> None:
         """Put a running command back on the hub's own endpoint after a restart.
@@ -206,7 +209,9 @@ class ThinEdgeDriver(Driver):
         try:
             command = te.FirmwareCommand(fields).with_status(status)
         except te.ThinEdgeError as exc:
-            log.warning("update %d: cannot restore %s: %s", update.id, topic, exc)
+            log.warning(
+                "update %d: cannot restore %s: %s", update.id, topic, exc, extra=_fields(update)
+            )
             return
         await self.ctx.transport.publish(topic, command.to_payload(), te.QOS, te.RETAIN)
 
@@ -443,6 +448,7 @@ class ThinEdgeDriver(Driver):
                 update.device,
                 twin.get("version"),
                 update.version,
+                extra=_fields(update),
             )
         entity = te.EntityTopicId(update.device)
         payload = te.build_twin(update.title, update.version, command.remote_url)
@@ -453,3 +459,8 @@ class ThinEdgeDriver(Driver):
         await self.ctx.core.devices.report(
             update.device, title=update.title, version=update.version
         )
+
+
+def _fields(update: UpdateView) -> dict[str, object]:
+    """What a log line about ``update`` carries as fields (otahub.logs)."""
+    return update_fields(update.id, update.device, DIALECT)

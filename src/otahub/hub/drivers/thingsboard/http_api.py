@@ -193,7 +193,9 @@ def mount_routes(driver: ThingsBoardDriver, app: FastAPI) -> None:
 def mount_admin_routes(driver: ThingsBoardDriver, app: FastAPI) -> None:
     """Device settings and device-type assignments, for the operator."""
     settings = driver.ctx.settings
-    auth = AdminAuth(None if settings.no_auth else load_or_create_token(settings.data_dir))
+    auth = AdminAuth(
+        None if settings.no_auth else load_or_create_token(settings.data_dir, settings.admin_token)
+    )
     admin = APIRouter(prefix="/api/v1/thingsboard", tags=["thingsboard"])
     admin.dependencies.append(Depends(auth))
 
