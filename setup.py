@@ -22,6 +22,8 @@ from setuptools.command.build_ext import build_ext
 PACKAGE = Path("src/otahub/mqtt")
 #: Commands that build the extension; the others (sdist, metadata) need no compiling.
 BUILD_COMMANDS = {"build", "build_ext", "bdist_wheel", "editable_wheel", "develop", "install"}
+#: Commands that build in the source tree (an editable install).
+IN_PLACE_COMMANDS = {"editable_wheel", "develop"}
 HINT = "install a C compiler and the Python headers (Debian: gcc python3-dev) to compile it"
 
 
@@ -58,14 +60,15 @@ class OptionalBuildExt(build_ext):
             # import the shared library that did not.
             for built in Path(self.build_lib).glob("**/*.so"):
                 built.unlink()
-            if self.inplace or getattr(self, "editable_mode", False):
-                remove_inplace_builds()
+            remove_inplace_builds()
             self.extensions = []
 
 
 def remove_inplace_builds() -> None:
     """An editable install compiles in place: what an earlier build left there
     would still be imported instead of the sources."""
+    if not IN_PLACE_COMMANDS & set(sys.argv[1:]):
+        return  # a wheel built elsewhere leaves the tree's own build alone
     for built in [*PACKAGE.glob("*.so"), *PACKAGE.parent.parent.glob("*__mypyc*.so")]:
         built.unlink()
 

@@ -57,10 +57,32 @@ ensure_build_tools() {
     [ ${#wanted[@]} -eq 0 ] || ensure_debs "${wanted[@]}"
 }
 
+# extras_requirements EXTRAS: the requirements of pyproject.toml's extras
+# (comma-separated), one a line, an extra naming otahub's own extras expanded.
+extras_requirements() {
+    "$VENV/bin/python" - "$ROOT/pyproject.toml" "$1" <<'PY'
+import re, sys, tomllib
+extras = tomllib.load(open(sys.argv[1], "rb"))["project"]["optional-dependencies"]
+todo, seen = sys.argv[2].split(","), set()
+while todo:
+    extra = todo.pop()
+    if extra in seen:
+        continue
+    seen.add(extra)
+    for req in extras[extra]:
+        own = re.fullmatch(r"otahub\[(.+)\]", req)
+        if own:
+            todo.extend(own.group(1).split(","))
+        else:
+            print(req)
+PY
+}
+
 # ensure_venv EXTRAS: create the virtualenv and install otahub (editable)
-# with the given extras (comma-separated: hub, test); re-installs when
-# pyproject.toml or setup.py changed, or a compiled source of otahub.mqtt did
-# (the install compiles them in place).
+# with the given extras (comma-separated: hub, test). otahub itself is built
+# (compiling otahub.mqtt in place) again only when pyproject.toml, setup.py or
+# a compiled source changed; other extras on a current build install only
+# their requirements.
 ensure_venv() {
     local extras="$1"
     local py
@@ -72,11 +94,16 @@ ensure_venv() {
             "$py" -m venv "$VENV"
         }
     fi
-    local stamp="$VENV/.otahub-installed-$extras"
-    if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$ROOT/setup.py" -nt "$stamp" ] ||
-        [ -n "$(find "$ROOT/src/otahub/mqtt" -name '*.py' ! -name __init__.py -newer "$stamp" -print -quit)" ]; then
+    local built="$VENV/.otahub-built" stamp="$VENV/.otahub-installed-$extras"
+    if [ ! -f "$built" ] || [ "$ROOT/pyproject.toml" -nt "$built" ] || [ "$ROOT/setup.py" -nt "$built" ] ||
+        [ -n "$(find "$ROOT/src/otahub/mqtt" -name '*.py' ! -name __init__.py -newer "$built" -print -quit)" ]; then
         "$VENV/bin/python" -m pip install -q --upgrade pip
         "$VENV/bin/python" -m pip install -q -e "$ROOT[$extras]"
+        touch "$built" "$stamp"
+    elif [ ! -f "$stamp" ] || [ "$built" -nt "$stamp" ]; then
+        local reqs
+        mapfile -t reqs < <(extras_requirements "$extras")
+        "$VENV/bin/python" -m pip install -q "${reqs[@]}"
         touch "$stamp"
     fi
 }
