@@ -174,3 +174,39 @@ def test_install_without_a_compiler_gives_the_plain_python_package_with_one_warn
         check=True,
     )
     assert compiled.stdout.strip() == "False"
+
+
+def test_a_failing_compiler_leaves_the_plain_python_package_with_one_warning(
+    built: Built, tmp_path: Path
+) -> None:
+    # a compiler that is found but fails: mypyc's C does not compile
+    env = _clean_env(f"{VENV_BIN}:/usr/bin:/bin")
+    env["CC"] = "/bin/false"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-v",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--wheel-dir",
+            str(tmp_path),
+            str(built.sdist),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert output.count(WARNING) == 1, output[-3000:]
+    assert "compiling failed" in output
+    [wheel] = tmp_path.glob("otahub-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    assert "otahub/mqtt/codec.py" in names
+    assert not [name for name in names if name.endswith(".so")]
