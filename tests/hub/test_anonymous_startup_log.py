@@ -18,12 +18,24 @@ def test_allow_anonymous_beyond_loopback_is_warned(caplog: pytest.LogCaptureFixt
     assert "accepted from anywhere that reaches 0.0.0.0" in record.getMessage()
 
 
+def test_anonymous_networks_beyond_loopback_are_warned(caplog: pytest.LogCaptureFixture) -> None:
+    settings = HubSettings(host="0.0.0.0", anonymous_from=("127.0.0.0/8", "10.0.0.0/8"))
+    with caplog.at_level(logging.INFO, "otahub.hub"):
+        warn_anonymous(settings)
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().startswith(
+        "MQTT clients without credentials are accepted from 10.0.0.0/8, beyond this machine"
+    )
+
+
 @pytest.mark.parametrize(
     "settings",
     [
         HubSettings(host="127.0.0.1", allow_anonymous=True),
         HubSettings(host="0.0.0.0"),
         HubSettings(host="::1", allow_anonymous=True),
+        HubSettings(host="127.0.0.1", anonymous_from=("10.0.0.0/8",)),
     ],
 )
 def test_no_warning_when_anonymous_clients_stay_local(

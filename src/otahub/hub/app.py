@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import ssl
@@ -206,6 +207,14 @@ def warn_anonymous(settings: HubSettings) -> None:
         )
     elif settings.allow_anonymous:
         log.info("--allow-anonymous: MQTT clients without credentials are accepted")
+    elif beyond_loopback and (
+        wider := [n for n in settings.anonymous_from if not ipaddress.ip_network(n).is_loopback]
+    ):
+        log.warning(
+            "MQTT clients without credentials are accepted from %s, beyond this machine; "
+            "they may act for every device without a password",
+            ", ".join(wider),
+        )
     else:
         log.info(
             "MQTT clients without credentials are accepted from %s only",
