@@ -17,10 +17,10 @@ from otahub.hub.settings import (
     HubSettings,
     LogFormat,
     SettingsError,
-    _validated,
     option_names,
     read_config_file,
     resolve_settings,
+    validate_option,
 )
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "packaging" / "hub.example.toml"
@@ -136,7 +136,7 @@ def test_serve_has_one_option_per_setting_with_the_settings_default() -> None:
     defaults = HubSettings()
     for name in options:
         default = parameters[name].default
-        shown = default if default is None else _validated(name, default, name)
+        shown = default if default is None else validate_option(name, default, name)
         assert shown == getattr(defaults, name), name
 
 

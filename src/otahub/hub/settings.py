@@ -249,7 +249,7 @@ def option_names() -> list[str]:
     return [f.name for f in fields(HubSettings)]
 
 
-def _validated(name: str, value: object, where: str) -> object:
+def validate_option(name: str, value: object, where: str) -> object:
     try:
         return _adapters()[name].validate_python(value)
     except ValidationError as exc:
@@ -284,11 +284,11 @@ def resolve_settings(
     for name in option_names():
         variable = env_name(name)
         if name in command_line:
-            values[name] = _validated(name, command_line[name], f"--{name.replace('_', '-')}")
+            values[name] = validate_option(name, command_line[name], f"--{name.replace('_', '-')}")
         elif environ.get(variable, "").strip():
-            values[name] = _validated(name, environ[variable].strip(), variable)
+            values[name] = validate_option(name, environ[variable].strip(), variable)
         elif name in from_file:
-            values[name] = _validated(name, from_file[name], f"{config}: {name}")
+            values[name] = validate_option(name, from_file[name], f"{config}: {name}")
     settings = HubSettings(**values)  # type: ignore[arg-type]
     settings.check()
     return settings
