@@ -35,6 +35,7 @@ from otahub.mqtt.packets import (
 )
 from otahub.mqtt.reason_codes import ReasonCode, connack_code_for
 from otahub.mqtt.session import Outgoing, Session, SubscriptionOptions
+from otahub.mqtt.stats import EndpointStats
 from otahub.mqtt.topics import is_shared_filter, is_valid_topic_filter
 from otahub.mqtt.wire import MAX_VBI, encode_vbi
 
@@ -62,6 +63,14 @@ _TOPICS_LIMIT: Final = 4096
 # fixed headers of one and two length bytes, packed in C
 _PACK2: Final = struct.Struct("BB").pack
 _PACK3: Final = struct.Struct("BBB").pack
+
+
+def _reason_name(code: int) -> str:
+    """A reason code as a metric label: ``not_authorized``, ``protocol_error``, ..."""
+    try:
+        return ReasonCode(code).name.lower()
+    except ValueError:
+        return f"0x{code:02x}"
 
 
 def _ignore_verdict(verdict: int | None) -> None:
@@ -124,6 +133,7 @@ def _publish_head(
 class Connection(asyncio.Protocol):
     def __init__(self, server: MQTTServer, listener: str) -> None:
         self.server = server
+        self.stats: EndpointStats = server.stats
         self.listener = listener
         self.transport: asyncio.Transport | None = None
         self.decoder = Decoder(None, max_packet_size=server.config.max_packet_size, role="server")
@@ -157,6 +167,7 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_rx = time.monotonic()
+        self.stats.bytes_in += len(data)
         if self.state != "connected" and self._over_pre_connect_limit(len(data)):
             return
         error: MQTTError | None = None
@@ -205,6 +216,7 @@ class Connection(asyncio.Protocol):
         limit = self.server.config.limits.max_pre_connect_bytes
         if self.pre_connect_bytes <= limit:
             return False
+        self.stats.refuse("pre_connect_limit")
         log.warning(
             "%s (client id %r) sent more than %d bytes before its CONNECT was accepted; closing",
             self.peer,
@@ -240,8 +252,10 @@ class Connection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self._held is not None:
             self._held.append(data)
+            self.stats.bytes_out += len(data)
         elif self.transport is not None and self.state != "closed":
             self.transport.write(data)
+            self.stats.bytes_out += len(data)
 
     def _take_held(self) -> list[bytes] | None:
         # A method, not inline: after `self._held = []` the type checker takes
@@ -321,6 +335,9 @@ class Connection(asyncio.Protocol):
             return
         if transport is None or self.state == "closed":
             return
+        stats = self.stats
+        stats.messages_out += 1
+        stats.bytes_out += size
         if self._held is not None:
             if head is None:
                 self._held.append(data)
@@ -361,6 +378,8 @@ class Connection(asyncio.Protocol):
             exc.message,
             exc.reason_code,
         )
+        if self.state == "await-connect" or self.state == "authenticating":
+            self.stats.refuse(_reason_name(exc.reason_code))
         if self.state == "await-connect":
             if exc.reason_code == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION:
                 self.write(_CONNACK_BAD_VERSION)
@@ -375,6 +394,7 @@ class Connection(asyncio.Protocol):
     def _connect_timeout(self) -> None:
         self._timer = None
         if self.state in ("await-connect", "authenticating"):
+            self.stats.refuse("connect_timeout")
             log.warning(
                 "no CONNECT from %s within %.0fs; closing",
                 self.peer,
@@ -485,6 +505,7 @@ class Connection(asyncio.Protocol):
             message,
             reason,
         )
+        self.stats.refuse(_reason_name(reason))
         self.send(Connack(False, connack_code_for(self.version, reason)))
         self.state = "closed"
         if self.transport is not None:
@@ -588,6 +609,7 @@ class Connection(asyncio.Protocol):
         return topic
 
     def _on_publish(self, session: Session, packet: Publish) -> None:
+        self.stats.messages_in += 1
         topic = self._resolve_alias(packet) if self.version >= MQTT_5 else packet.topic
         qos = packet.qos
         pid = packet.packet_id

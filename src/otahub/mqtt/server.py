@@ -36,6 +36,7 @@ from otahub.mqtt.message import Message
 from otahub.mqtt.packets import MQTT_5, Connect, Properties, Publish
 from otahub.mqtt.reason_codes import ReasonCode
 from otahub.mqtt.session import Outgoing, Session, SubscriptionOptions
+from otahub.mqtt.stats import EndpointStats
 from otahub.mqtt.topics import FilterTree, TopicStore, is_valid_topic_filter, is_valid_topic_name
 
 log = logging.getLogger("otahub.mqtt")
@@ -83,6 +84,7 @@ class MQTTServer:
         self.config = config or ServerConfig()
         self.sessions: dict[str, Session] = {}
         self.connections: set[Connection] = set()
+        self.stats = EndpointStats()
         self.retained: TopicStore[Message] = TopicStore()
         self.retained_quota = RetainedQuota(self.config.limits)
         self._subscriptions: FilterTree[SubscriptionOptions] = FilterTree()
@@ -127,6 +129,10 @@ class MQTTServer:
         bound: int = cast(Any, server).sockets[0].getsockname()[1]
         log.info("MQTT%s listening on %s:%d", " over TLS" if ssl else "", host, bound)
         return bound
+
+    def listening(self) -> bool:
+        """Whether every listener started is still accepting connections."""
+        return bool(self._servers) and all(server.is_serving() for server in self._servers)
 
     async def close(self, drain_timeout: float = 0.0) -> list[asyncio.Task[Any]]:
         """Stop listening and end every connection, then let the hook tasks finish.
