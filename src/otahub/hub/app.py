@@ -8,7 +8,7 @@ import ipaddress
 import logging
 import signal
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +27,7 @@ from otahub.hub.drivers.base import Driver, DriverContext
 from otahub.hub.drivers.registry import DRIVERS
 from otahub.hub.http.app import create_http_app
 from otahub.hub.http.auth import load_or_create_token
+from otahub.hub.metrics.loop_lag import watch_loop_lag
 from otahub.hub.services.signing import SigningService
 from otahub.hub.settings import HubSettings, is_loopback_host
 from otahub.hub.shutdown import Shutdown
@@ -138,6 +139,7 @@ async def _serve(
             allow_anonymous=settings.allow_anonymous,
         )
     )
+    core.metrics.watch_mqtt(mqtt_server)
     certificates = CertificateCheck(core.devices, settings.client_cert_identity)
     stop_device_auth = await install_device_auth(core, mqtt_server, certificates)
     warn_anonymous(settings)
@@ -185,9 +187,14 @@ async def _serve(
             )
         http_task = await http.start(parts)
         parts.start("data dir watch", watch_paths(_watched_paths(settings, core)))
+        parts.start("event loop lag", watch_loop_lag(core.metrics.observe_loop_lag))
+        core.health.listener("MQTT", mqtt_server.listening)
+        for listener, server in zip(http.listeners, http.servers, strict=True):
+            core.health.listener(listener.name, _http_up(server))
         log_ready(settings, database_url=core.db.url, admin_app=admin_app)
         await parts.wait(stop)
     finally:
+        core.health.forget_listeners()
         try:
             await Shutdown(settings.shutdown_timeout, outside=outside).run(
                 core, mqtt_server, transport, started, http, http_task
@@ -286,6 +293,10 @@ async def _serve_http(http: _EmbeddedUvicorn, listener: _HttpListener) -> None:
     except SystemExit:
         # uvicorn exits the process when it cannot bind; the hub reports it instead
         raise OSError(f"the {listener.name} could not start on port {listener.port}") from None
+
+
+def _http_up(server: uvicorn.Server) -> Callable[[], bool]:
+    return lambda: server.started and not server.should_exit
 
 
 def _watched_paths(settings: HubSettings, core: HubCore) -> list[Path]:

@@ -8,6 +8,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from otahub.hub.health import Health
+from otahub.hub.metrics import HubMetrics
 from otahub.hub.services.devices import DeviceService
 from otahub.hub.services.events import EventBus
 from otahub.hub.services.firmware import FirmwareService
@@ -44,6 +46,11 @@ class HubCore:
         self.groups = GroupService(self.db, self.bus)
         self.parts = Supervisor()  # the hub's long-running tasks, watched
         self.integrity = IntegrityService(self.db, self.blobs, self.updates)
+        self.health = Health(self.db)
+        self.metrics = HubMetrics()
+        self.metrics.watch_database(self.db)
+        self.metrics.watch_blobs(self.blobs)
+        self.metrics.watch_updates(self.updates.count_by_state)
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

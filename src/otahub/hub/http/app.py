@@ -6,37 +6,52 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from otahub import __version__
 from otahub.hub.core import HubCore
-from otahub.hub.http import devices, firmware, groups, integrity, problems, signing, tuf, updates
+from otahub.hub.http import (
+    devices,
+    docs,
+    firmware,
+    groups,
+    health,
+    integrity,
+    metrics,
+    problems,
+    signing,
+    tuf,
+    updates,
+)
 from otahub.hub.http.auth import AdminAuth
 
 API_PREFIX = "/api/v1"
+DOCS_URL = f"{API_PREFIX}/docs"
+OPENAPI_URL = f"{API_PREFIX}/openapi.json"
 
 
 def create_http_app(core: HubCore, *, admin_token: str | None, admin: bool = True) -> FastAPI:
     """The REST API under ``/api/v1``; ``admin_token=None`` turns auth off (loopback only).
 
-    ``admin=False`` leaves the admin API (and its documentation) out: the app
-    devices reach when the admin API has a listener of its own.
+    ``admin=False`` leaves the admin API (its documentation and ``/metrics``)
+    out: the app devices reach when the admin API has a listener of its own.
     """
     app = FastAPI(
         title="otahub",
         version=__version__,
         description="Over-the-air firmware and software updates for MQTT-connected devices.",
-        openapi_url=f"{API_PREFIX}/openapi.json" if admin else None,
-        docs_url=f"{API_PREFIX}/docs" if admin else None,
+        openapi_url=OPENAPI_URL if admin else None,
+        docs_url=None,  # served from the installed package below, not from a CDN
         redoc_url=None,
     )
     app.state.core = core
+    app.state.downloads = core.metrics.downloads
     problems.install(app)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    app.include_router(health.router)
 
     app.include_router(tuf.router)  # public: devices fetch the signed metadata
     if not admin:
         return app
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(AdminAuth(admin_token))])
+    docs.install(app, docs_url=DOCS_URL, openapi_url=OPENAPI_URL)
+    auth = [Depends(AdminAuth(admin_token))]
+    app.include_router(metrics.router, dependencies=auth)
+    api = APIRouter(prefix=API_PREFIX, dependencies=auth)
     api.include_router(integrity.router)  # before firmware's /{package_id} routes
     api.include_router(firmware.router)
     api.include_router(devices.router)

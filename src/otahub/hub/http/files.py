@@ -51,6 +51,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from otahub.hub.metrics.downloads import DownloadStats
+
 __all__ = [
     "CHUNK_SIZE",
     "FileStreamResponse",
@@ -212,6 +214,9 @@ def file_response(
                 status = 206
                 headers["content-range"] = f"bytes {start}-{stop - 1}/{size}"
     headers["content-length"] = str(stop - start)
+    # the app's counters (create_http_app puts them there), if it has any
+    app = request.scope.get("app")
+    stats = getattr(getattr(app, "state", None), "downloads", None)
     return FileStreamResponse(
         path,
         status_code=status,
@@ -220,6 +225,7 @@ def file_response(
         stop=stop,
         size=size,
         send_body=method != "HEAD",
+        stats=stats if isinstance(stats, DownloadStats) else None,
     )
 
 
@@ -249,6 +255,7 @@ class FileStreamResponse(Response):
         stop: int,
         size: int,
         send_body: bool,
+        stats: DownloadStats | None = None,
     ) -> None:
         # Response.__init__ is not called: it would render an in-memory body.
         self.status_code = status_code
@@ -259,6 +266,7 @@ class FileStreamResponse(Response):
         self.stop = stop
         self.size = size
         self.send_body = send_body
+        self.stats = stats or DownloadStats()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         start_message: Message = {
@@ -274,6 +282,9 @@ class FileStreamResponse(Response):
         # becomes a 500 instead of a body that contradicts its headers. Opening
         # a local file is a metadata operation, not worth a thread.
         fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        stats = self.stats
+        stats.started += 1
+        stats.active += 1
         try:
             actual = os.fstat(fd).st_size
             if actual != self.size:
@@ -283,6 +294,7 @@ class FileStreamResponse(Response):
                 # The server sends the file itself (sendfile); ranges cannot go this way.
                 await send(start_message)
                 await send({"type": "http.response.pathsend", "path": str(self.path)})
+                stats.bytes_sent += self.size
                 return
             await send(start_message)
             offset, stop = self.start, self.stop
@@ -300,6 +312,8 @@ class FileStreamResponse(Response):
                 )
                 body = memoryview(chunk)[offset - base :]
                 await send({"type": "http.response.body", "body": body, "more_body": end < stop})
+                stats.bytes_sent += end - offset
                 offset = end
         finally:
+            stats.active -= 1
             os.close(fd)

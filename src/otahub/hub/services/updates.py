@@ -141,6 +141,12 @@ class UpdateService:
                 raise NotFound(f"device {device!r} does not exist")
             return [UpdateView.of(row) for row in (await s.scalars(query)).all()]
 
+    async def count_by_state(self) -> dict[str, int]:
+        """How many updates are in each state (those with none are left out)."""
+        query = select(Update.state, func.count()).group_by(Update.state)
+        async with self.db.session() as s:
+            return {state: count for state, count in (await s.execute(query)).all()}
+
     async def active_for(self, device: str, kind: str = "firmware") -> UpdateView | None:
         """The device's unfinished update of ``kind`` (what a driver must deliver)."""
         async with self.db.session() as s:

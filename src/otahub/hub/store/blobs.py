@@ -15,7 +15,8 @@ import hashlib
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -73,7 +74,25 @@ class BlobUpload(abc.ABC):
         await self.abort()
 
 
+LatencyObserver = Callable[[str, float], None]
+
+
 class BlobStore(abc.ABC):
+    #: told the seconds each operation took, by name (the hub's metrics)
+    latency_observer: LatencyObserver | None = None
+
+    @contextlib.contextmanager
+    def timed(self, operation: str) -> Iterator[None]:
+        observe = self.latency_observer
+        if observe is None:
+            yield
+            return
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            observe(operation, time.perf_counter() - start)
+
     @abc.abstractmethod
     def begin(self) -> BlobUpload: ...
 
@@ -148,7 +167,8 @@ class FileBlobStore(BlobStore):
         return _FileUpload(self)
 
     async def exists(self, sha256: str) -> bool:
-        return await asyncio.to_thread(self.path_for(sha256).is_file)
+        with self.timed("exists"):
+            return await asyncio.to_thread(self.path_for(sha256).is_file)
 
     async def delete(self, sha256: str) -> None:
         path = self.path_for(sha256)
@@ -157,7 +177,8 @@ class FileBlobStore(BlobStore):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
-        await asyncio.to_thread(_delete)
+        with self.timed("delete"):
+            await asyncio.to_thread(_delete)
         self.verdicts.forget(sha256)
 
     def local_path(self, sha256: str) -> Path | None:
@@ -170,7 +191,8 @@ class FileBlobStore(BlobStore):
 
     async def verify(self, sha256: str) -> Verdict:
         """Hash the file again, whatever the cached verdict says (a scrub)."""
-        return await self.verdicts.check(sha256, self.path_for(sha256), force=True)
+        with self.timed("verify"):
+            return await self.verdicts.check(sha256, self.path_for(sha256), force=True)
 
     async def verified_path(self, sha256: str) -> Path | None:
         # One stat on the event loop when the file is unchanged since its last
@@ -182,7 +204,8 @@ class FileBlobStore(BlobStore):
             return None
         verdict = self.verdicts.cached(sha256, FileStamp.of(st))
         if verdict is None:
-            verdict = await self.verdicts.check(sha256, path)
+            with self.timed("verify"):
+                verdict = await self.verdicts.check(sha256, path)
         if verdict.missing:
             return None
         if not verdict.ok:
@@ -287,7 +310,8 @@ class _FileUpload(BlobUpload):
             finally:
                 os.close(dir_fd)
 
-        await asyncio.to_thread(_finish)
+        with self._store.timed("commit"):
+            await asyncio.to_thread(_finish)
         self._done = True
         return info
 
