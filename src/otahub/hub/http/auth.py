@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import secrets
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
 from otahub.hub.private_file import write_private
@@ -29,24 +31,35 @@ def load_or_create_token(data_dir: Path, configured: str | None = None) -> str:
     return token
 
 
+# Declares the scheme in the OpenAPI document (the docs' Authorize button);
+# the check and its answers are AdminAuth's own.
+_bearer = HTTPBearer(
+    scheme_name="adminToken",
+    description=f"The admin token: <data-dir>/{TOKEN_FILE} or ${TOKEN_ENV}",
+    auto_error=False,
+)
+
+
 class AdminAuth:
     """FastAPI dependency; ``token=None`` disables the check (``--no-auth``)."""
 
     def __init__(self, token: str | None) -> None:
         self._token = token.encode() if token else None
 
-    async def __call__(self, request: Request) -> None:
+    async def __call__(
+        self, given: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> None:
         if self._token is None:
             return
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not credentials.strip():
+        credentials = "" if given is None else given.credentials.strip()
+        if not credentials:
             raise HTTPException(
                 401,
                 "missing admin token: send 'Authorization: Bearer <token>' "
                 f"(the token is in <data-dir>/{TOKEN_FILE})",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        if not secrets.compare_digest(credentials.strip().encode(), self._token):
+        if not secrets.compare_digest(credentials.encode(), self._token):
             raise HTTPException(
                 401,
                 "invalid admin token",

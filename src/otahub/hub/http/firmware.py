@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -262,18 +262,18 @@ async def delete_firmware(package_id: RowId, core: Core) -> Response:
     return Response(status_code=204)
 
 
-@router.api_route(
-    "/{package_id}/content",
-    methods=["GET", "HEAD"],
-    response_class=Response,
-    responses={
-        200: {"content": {"application/octet-stream": {}}, "description": "the whole file"},
-        206: {"description": "one byte range"},
-        304: {"description": "If-None-Match matched the ETag (the SHA-256)"},
-        416: {"description": "range not satisfiable"},
-        500: {"description": "the stored bytes no longer match the SHA-256"},
-    },
-)
+_CONTENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "the whole file"},
+    206: {"description": "one byte range"},
+    304: {"description": "If-None-Match matched the ETag (the SHA-256)"},
+    416: {"description": "range not satisfiable"},
+    500: {"description": "the stored bytes no longer match the SHA-256"},
+}
+
+
+# One route per method: each gets an operation id of its own in the OpenAPI document.
+@router.get("/{package_id}/content", response_class=Response, responses=_CONTENT_RESPONSES)
+@router.head("/{package_id}/content", response_class=Response, responses=_CONTENT_RESPONSES)
 async def firmware_content(package_id: RowId, request: Request, core: Core) -> Response:
     """The package's bytes: single Range, HEAD, strong ETag (its SHA-256)."""
     view = await core.firmware.get(package_id)

@@ -24,8 +24,10 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import FastAPI
+from fastapi import Path as PathParam
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 
@@ -66,18 +68,24 @@ def mount_file_transfer(app: FastAPI, ctx: DriverContext) -> None:
     )
     integrity = ctx.core.integrity
 
-    async def handle(request: Request) -> Response:
+    async def handle(
+        request: Request,
+        path: Annotated[str, PathParam(description="the file's path below the file-transfer root")],
+    ) -> Response:
+        # `path` declares the parameter in the OpenAPI document; the handler
+        # parses the raw request path itself (it must see what was sent)
         return await _handle(root, request, integrity, access, limits)
 
     for prefix in (legacy.FILE_TRANSFER_PREFIX, legacy.LEGACY_FILE_TRANSFER_PREFIX):
-        app.add_api_route(
-            f"{prefix}{{path:path}}",
-            handle,
-            methods=METHODS,
-            response_class=Response,
-            tags=["file transfer"],
-            summary="thin-edge file transfer (PUT 201, GET 200/206, DELETE 202)",
-        )
+        for method in METHODS:  # one route per method: an operation id for each
+            app.add_api_route(
+                f"{prefix}{{path:path}}",
+                handle,
+                methods=[method],
+                response_class=Response,
+                tags=["file transfer"],
+                summary="thin-edge file transfer (PUT 201, GET 200/206, DELETE 202)",
+            )
 
 
 def _text(status: int, text: str, headers: Mapping[str, str]) -> Response:

@@ -177,12 +177,14 @@ def mount_routes(driver: ThingsBoardDriver, app: FastAPI) -> None:
     """ThingsBoard's device HTTP API, where ThingsBoard has it (``/api/v1/{token}/...``)."""
     devices = APIRouter(tags=["thingsboard devices"])
 
-    @devices.api_route("/api/v1/{token}/firmware", methods=["GET", "HEAD"])
+    @devices.get("/api/v1/{token}/firmware")
+    @devices.head("/api/v1/{token}/firmware")
     async def firmware(token: str, request: Request) -> Response:
         """ThingsBoard's HTTP firmware download for a device token."""
         return await serve_package(driver, request, token, PackageType.FIRMWARE)
 
-    @devices.api_route("/api/v1/{token}/software", methods=["GET", "HEAD"])
+    @devices.get("/api/v1/{token}/software")
+    @devices.head("/api/v1/{token}/software")
     async def software(token: str, request: Request) -> Response:
         """ThingsBoard's HTTP software download for a device token."""
         return await serve_package(driver, request, token, PackageType.SOFTWARE)
