@@ -228,7 +228,7 @@ def test_token_sources(cli: Cli, tmp_path: Path) -> None:
     cli.ok("device", "list")
     elsewhere = Cli(cli.hub, tmp_path)
     line = elsewhere.fails("device", "list")
-    assert line.startswith("error: 401") and "--token" in line
+    assert line.startswith("error: 401") and "pass --admin-token" in line
     elsewhere.ok("device", "list", "--token", token)
     elsewhere.ok("device", "list", env={"OTAHUB_TOKEN": token})
     elsewhere.ok("device", "add", "te-9", "--dialect", "thin-edge", "--admin-token", token)
@@ -239,3 +239,98 @@ def test_unreachable_hub(cli: Cli) -> None:
     line = cli.fails("firmware", "list", "--server", "http://127.0.0.1:9", server=False)
     assert "cannot reach the hub" in line
     assert "error:" in cli.fails("firmware", "list", "--server", "nonsense", server=False)
+
+
+def test_401_hint_names_admin_token_not_the_thingsboard_token(cli: Cli, tmp_path: Path) -> None:
+    line = Cli(cli.hub, tmp_path).fails("firmware", "list")
+    assert "--admin-token" in line
+    assert "--token," not in line and "pass --token" not in line
+
+
+def test_help_shows_booleans_as_flags(cli: Cli) -> None:
+    shown = cli.ok("update", "start", "--help", server=False)
+    force = next(line for line in shown.splitlines() if "--force" in line)
+    assert "<bool>" not in force, force
+    assert "<bool>" not in shown
+    assert "<str>" in next(line for line in shown.splitlines() if "--device" in line)
+
+
+def test_firmware_show_and_delete(cli: Cli) -> None:
+    image = cli.cwd / "show.bin"
+    image.write_bytes(b"firmware to show")
+    package = cli.json("firmware", "upload", str(image), "--title", "SHOW", "--version", "3")
+    shown = cli.ok("firmware", "show", str(package["id"]))
+    assert "SHOW" in shown and package["sha256"] in shown and "16 bytes" in shown
+    assert cli.json("firmware", "show", str(package["id"]))["id"] == package["id"]
+    cli.ok("device", "add", "fw-del", "--dialect", "thingsboard", "--token", "FWDELTOKEN")
+    update = cli.json("update", "start", "--device", "fw-del", "--title", "SHOW", "--version", "3")
+    assert "error: 409" in cli.fails("firmware", "delete", str(package["id"]))
+    cli.ok("update", "cancel", str(update["id"]))
+    assert f"deleted firmware package {package['id']}" in cli.ok(
+        "firmware", "delete", str(package["id"])
+    )
+    assert "error: 404" in cli.fails("firmware", "show", str(package["id"]))
+
+
+def test_device_set_changes_type_and_credentials(cli: Cli) -> None:
+    cli.ok("device", "add", "set-tb", "--dialect", "thingsboard", "--token", "SETTOKEN1")
+    cli.ok("device", "add", "set-other", "--dialect", "thingsboard", "--token", "SETTOKEN2")
+    out = cli.ok("device", "set", "set-tb", "--device-type", "sensor", "--token", "SETTOKEN3")
+    assert "changed device_type, token of device set-tb" in out
+    shown = cli.json("device", "show", "set-tb")
+    assert (shown["device_type"], shown["token"]) == ("sensor", "SETTOKEN3")
+    human = cli.ok("device", "show", "set-tb")
+    assert "SETTOKEN3" in human and "sensor" in human
+    # another device's token: refused, nothing changed
+    assert "error: 409" in cli.fails("device", "set", "set-tb", "--token", "SETTOKEN2")
+    # a credential the dialect does not use
+    assert "error: 422" in cli.fails("device", "set", "set-tb", "--secret", "x")
+    cli.ok("device", "set", "set-tb", "--clear-device-type")
+    assert cli.json("device", "show", "set-tb")["device_type"] is None
+    assert "nothing to change" in cli.run("device", "set", "set-tb").stderr
+    assert "error: 404" in cli.fails("device", "set", "nobody", "--device-type", "x")
+
+
+def test_update_list_pages_with_limit_and_offset(cli: Cli) -> None:
+    image = cli.cwd / "page.bin"
+    image.write_bytes(b"firmware to page")
+    cli.ok("firmware", "upload", str(image), "--title", "PAGE", "--version", "1")
+    ids = []
+    for n in range(5):
+        cli.ok("device", "add", f"page-{n}", "--dialect", "thingsboard", "--token", f"PAGETK{n}")
+        started = cli.json(
+            "update", "start", "--device", f"page-{n}", "--title", "PAGE", "--version", "1"
+        )
+        ids.append(started["id"])
+    newest_first = sorted(ids, reverse=True)
+    first = cli.json("update", "list", "--state", "pending", "--limit", "2")
+    second = cli.json("update", "list", "--state", "pending", "--limit", "2", "--offset", "2")
+    assert [u["id"] for u in first] == newest_first[:2]
+    assert [u["id"] for u in second] == newest_first[2:4]
+    table = cli.ok("update", "list", "--state", "pending", "--limit", "2", "--offset", "2")
+    assert "next page: --offset 4" in table
+    beyond = cli.ok("update", "list", "--limit", "2", "--offset", "100000")
+    assert "no updates after the first 100000" in beyond
+
+
+def test_update_start_says_what_a_pending_update_waits_for(cli: Cli) -> None:
+    image = cli.cwd / "wait.bin"
+    image.write_bytes(b"firmware to wait for")
+    cli.ok("firmware", "upload", str(image), "--title", "WAIT", "--version", "1")
+    cli.ok("device", "add", "wait-tb", "--dialect", "thingsboard", "--token", "WAITTOKEN")
+    out = cli.ok("update", "start", "--device", "wait-tb", "--title", "WAIT", "--version", "1")
+    assert "pending: waiting for wait-tb to come online" in out
+    cli.ok("device", "add", "wait-req", "--dialect", "thingsboard", "--token", "WAITTOKEN2")
+    out = cli.ok(
+        "update",
+        "start",
+        "--device",
+        "wait-req",
+        "--title",
+        "WAIT",
+        "--version",
+        "1",
+        "--mode",
+        "on-request",
+    )
+    assert "pending: waiting for wait-req to ask for it" in out

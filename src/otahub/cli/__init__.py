@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from otahub.cli import device, device_type, firmware, group, keys, update
+from otahub.cli import device, device_type, firmware, flag_help, group, keys, update
 from otahub.cli.agent import agent
 from otahub.cli.demo import demo
 from otahub.cli.serve import serve
 
+flag_help.install()
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,

@@ -181,7 +181,7 @@ def problem_text(response: httpx.Response) -> str:
         detail = response.text.strip()[:200] or response.reason_phrase
     hint = ""
     if response.status_code == 401:
-        hint = f" (pass --token, set {TOKEN_ENV}, or run where ./{TOKEN_FILE} exists)"
+        hint = f" (pass --admin-token, set {TOKEN_ENV}, or run where ./{TOKEN_FILE} exists)"
     return f"{response.status_code} {response.reason_phrase}: {detail}{hint}"
 
 

@@ -232,6 +232,71 @@ def set_password(
         out.print(f"MQTT password:  {password}  (shown once, stored hashed)", highlight=False)
 
 
+@app.command("set")
+def set_(
+    name: Annotated[str, typer.Argument(help="The device.", show_default=False)],
+    device_type: Annotated[
+        str | None, typer.Option(help="New device type (ThingsBoard profile / EnOS product).")
+    ] = None,
+    clear_device_type: Annotated[
+        bool, typer.Option("--clear-device-type", help="Remove the device type.")
+    ] = False,
+    token: Annotated[
+        str | None, typer.Option("--token", help="New ThingsBoard access token (thingsboard).")
+    ] = None,
+    product_key: Annotated[str | None, typer.Option(help="New EnOS product key (enos).")] = None,
+    device_key: Annotated[str | None, typer.Option(help="New EnOS device key (enos).")] = None,
+    secret: Annotated[str | None, typer.Option(help="New EnOS device secret (enos).")] = None,
+    cert_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="New X.509 client certificate (PEM) for the MQTT TLS listener.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    clear_cert: Annotated[
+        bool, typer.Option("--clear-cert", help="Remove the device's client certificate.")
+    ] = False,
+    server: Server = DEFAULT_SERVER,
+    admin_token: AdminToken = None,
+    json: Json = False,
+) -> None:
+    """Change a device's type or credentials. Here --token is the ThingsBoard token.
+
+    When credentials change, the device's connected sessions are closed: it
+    logs in again with the new ones. For MQTT passwords see set-password.
+    """
+    if device_type is not None and clear_device_type:
+        raise typer.BadParameter("give --device-type or --clear-device-type, not both")
+    if cert_file is not None and clear_cert:
+        raise typer.BadParameter("give --cert-file or --clear-cert, not both")
+    body: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "device_type": device_type,
+            "token": token,
+            "product_key": product_key,
+            "device_key": device_key,
+            "secret": secret,
+            "certificate": None if cert_file is None else _read_text(cert_file, "--cert-file"),
+        }.items()
+        if v is not None
+    }
+    if clear_device_type:
+        body["device_type"] = None
+    if clear_cert:
+        body["certificate"] = None
+    if not body:
+        raise typer.BadParameter("nothing to change: give at least one option")
+    with connect(server, admin_token) as client:
+        device = client.call("PATCH", f"/devices/{quote(name, safe='')}", json=body)
+    if json:
+        print_json(device)
+        return
+    out.print(f"changed {', '.join(sorted(body))} of device {name}")
+
+
 def _password(password_file: Path | None, generate: bool) -> str | None:
     if password_file is not None and generate:
         raise typer.BadParameter(
@@ -290,6 +355,7 @@ def show(
         ("dialect", device["dialect"]),
         ("device type", dash(device["device_type"])),
         ("password", "set" if device["has_password"] else "none"),
+        *_credentials(device),
         ("gateway", "yes" if device["gateway"] else "no"),
         ("owner", dash(device["owner"])),
         ("labels", labels_text(device["labels"])),
@@ -386,6 +452,22 @@ def list_(
             labels_text(d["labels"]),
         )
     out.print(table)
+
+
+def _credentials(device: dict[str, Any]) -> list[tuple[str, str]]:
+    """The dialect's credentials as ``show`` prints them (secrets only as set or not)."""
+    rows: list[tuple[str, str]] = []
+    if device["dialect"] == "thingsboard":
+        rows.append(("token", dash(device["token"])))
+    if device["dialect"] == "enos":
+        rows += [
+            ("product key", dash(device["product_key"])),
+            ("device key", dash(device["device_key"])),
+            ("secret", "set" if device["has_secret"] else "none"),
+        ]
+    certificate = device.get("certificate_sha256")
+    rows.append(("certificate", f"sha256 {certificate}" if certificate else "none"))
+    return rows
 
 
 def _reported(value: dict[str, Any]) -> str:

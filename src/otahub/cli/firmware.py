@@ -182,4 +182,52 @@ def list_(
     out.print(table)
 
 
+@app.command()
+def show(
+    package_id: Annotated[
+        int, typer.Argument(metavar="ID", help="Package id.", show_default=False)
+    ],
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+    json: Json = False,
+) -> None:
+    """One package: its size, checksums and where devices download it."""
+    with connect(server, token) as client:
+        package = client.get(f"/firmware/{package_id}")
+    if json:
+        print_json(package)
+        return
+    rows = [
+        ("id", str(package["id"])),
+        ("title", package["title"]),
+        ("version", package["version"]),
+        ("kind", package["kind"]),
+        ("device type", dash(package["device_type"])),
+        ("file name", dash(package["filename"])),
+        ("content type", package["content_type"]),
+        ("size", f"{human_size(package['size'])} ({package['size']} bytes)"),
+        ("sha256", package["sha256"]),
+        ("checksum alg", package["checksum_algorithm"]),
+        ("imported from", dash(package["source_url"])),
+        ("created", when(package["created_at"])),
+        ("content", package["content_url"]),
+    ]
+    for label, value in rows:
+        out.print(f"{label + ':':<15}{value}", highlight=False)
+
+
+@app.command()
+def delete(
+    package_id: Annotated[
+        int, typer.Argument(metavar="ID", help="Package id.", show_default=False)
+    ],
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+) -> None:
+    """Delete a package; refused while an active update uses it."""
+    with connect(server, token) as client:
+        client.call("DELETE", f"/firmware/{package_id}")
+    out.print(f"deleted firmware package {package_id}")
+
+
 app.command()(verify)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.table import Table
@@ -20,6 +21,8 @@ from otahub.cli.client import (
 )
 
 app = typer.Typer(no_args_is_help=True, help="Updates of devices.")
+
+MAX_PAGE = 1000  # the API's largest page
 
 STATES = (
     "pending",
@@ -65,6 +68,11 @@ def start(
     }
     with connect(server, token) as client:
         update = client.post("/updates", body)
+        # the answer is the update as created; the driver may have sent it since
+        update = client.get(f"/updates/{update['id']}")
+        waiting = None
+        if update["state"] == "pending":
+            waiting = waiting_for(update, client.get(f"/devices/{quote(device, safe='')}"))
     if json:
         print_json(update)
         return
@@ -72,24 +80,44 @@ def start(
         f"update {update['id']} started: {update['device']} -> "
         f"{update['title']} {update['version']} ({update['state']})"
     )
+    if waiting is not None:
+        out.print(f"pending: waiting for {waiting}")
+    out.print(f"follow it with: otahub update show {update['id']}")
+
+
+def waiting_for(update: dict[str, Any], device: dict[str, Any]) -> str:
+    """What a pending update waits for, from what the hub knows of its device."""
+    name = device["name"]
+    if update.get("mode") == "on-request":
+        return f"{name} to ask for it (on-request: the device fetches updates itself)"
+    if not device.get("online"):
+        return f"{name} to come online; it is sent when the device connects"
+    reported = device.get("software" if update.get("kind") == "software" else "firmware") or {}
+    if not reported.get("version"):
+        return f"{name} to report the {update.get('kind', 'firmware')} version it runs"
+    return f"the hub to send it to {name} ({update['dialect']} devices are told in turn)"
 
 
 @app.command("list")
 def list_(
     device: Annotated[str | None, typer.Option(help="Only this device.")] = None,
     state: Annotated[str | None, typer.Option(help=", ".join(STATES))] = None,
+    limit: Annotated[
+        int, typer.Option(help=f"Updates per page (at most {MAX_PAGE}).", min=1, max=MAX_PAGE)
+    ] = 100,
+    offset: Annotated[int, typer.Option(help="Updates to skip (the next page).", min=0)] = 0,
     server: Server = DEFAULT_SERVER,
     token: Token = None,
     json: Json = False,
 ) -> None:
-    """List updates, newest first."""
+    """List updates, newest first, a page at a time."""
     with connect(server, token) as client:
-        updates = client.get("/updates", device=device, state=state)
+        updates = client.get("/updates", device=device, state=state, limit=limit, offset=offset)
     if json:
         print_json(updates)
         return
     if not updates:
-        out.print("no updates")
+        out.print("no updates" if offset == 0 else f"no updates after the first {offset}")
         return
     table = Table(show_edge=False, header_style="bold")
     for column in ("ID", "DEVICE", "TITLE", "VERSION", "STATE", "PROGRESS", "REASON", "UPDATED"):
@@ -106,6 +134,8 @@ def list_(
             when(u["updated_at"]),
         )
     out.print(table)
+    if len(updates) == limit:
+        out.print(f"next page: --offset {offset + limit}")
 
 
 @app.command()

@@ -35,10 +35,10 @@ async def install_device_auth(
         await directory.on_event(event)
         if isinstance(event, DeviceCreated):
             await record_owner(core, directory, event.device)
-        if (
-            isinstance(event, DeviceCredentialsChanged | DeviceDeleted)
-            and event.device.dialect in PASSWORD_DIALECTS
+        if isinstance(event, DeviceCredentialsChanged) or (
+            isinstance(event, DeviceDeleted) and event.device.dialect in PASSWORD_DIALECTS
         ):
+            # any dialect's credentials may change (a new ThingsBoard token, EnOS secret)
             end_sessions_of(mqtt, event.device.name, event.device.dialect)
 
     unsubscribe = core.bus.subscribe(

@@ -266,6 +266,24 @@ async def set_device_password(name: str, body: PasswordChange, core: Core) -> De
     return DeviceOut.of(await core.devices.set_password(name, body.password))
 
 
+class DeviceChange(BaseModel):
+    """Only the fields given change; null removes a value."""
+
+    device_type: str | None = Field(None, description="ThingsBoard profile / EnOS product")
+    token: str | None = Field(None, description="ThingsBoard access token (thingsboard)")
+    product_key: str | None = Field(None, description="EnOS product key (enos)")
+    device_key: str | None = Field(None, description="EnOS device key (enos)")
+    secret: str | None = Field(None, description="EnOS device secret (enos)")
+    certificate: str | None = Field(None, description="X.509 client certificate, PEM")
+
+
+@router.patch("/{name}")
+async def change_device(name: str, body: DeviceChange, core: Core) -> DeviceOut:
+    """Change a device's type or credentials; when credentials change, its sessions close."""
+    changes = {field: getattr(body, field) for field in body.model_fields_set}
+    return DeviceOut.of(await core.devices.change(name, changes))
+
+
 @router.delete(
     "/{name}",
     status_code=204,

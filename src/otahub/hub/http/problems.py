@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from otahub.hub.http.json_errors import line_and_column, member_at
 from otahub.hub.services.errors import ServiceError
 
 log = logging.getLogger("otahub.hub.http")
@@ -47,14 +48,37 @@ async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status, exc.detail, title=exc.title, **exc.extra)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"field": _location(e.get("loc", ())), "message": str(e.get("msg", "invalid"))}
-        for e in exc.errors()
-    ]
+    errors = []
+    for e in exc.errors():
+        if e.get("type") == "json_invalid":
+            errors.append(await _malformed_json(request, e))
+        else:
+            errors.append(
+                {"field": _location(e.get("loc", ())), "message": str(e.get("msg", "invalid"))}
+            )
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
     return problem(422, detail, title="Invalid request", errors=errors)
+
+
+async def _malformed_json(request: Request, error: Any) -> dict[str, str]:
+    """A JSON syntax error named by the member it is in, with line and column."""
+    loc = error.get("loc", ())
+    offset = loc[-1] if loc and isinstance(loc[-1], int) else None
+    why = str((error.get("ctx") or {}).get("error") or "not valid JSON")
+    try:
+        text = (await request.body()).decode("utf-8", "replace")
+    except Exception:  # the body is gone (already streamed): say what is known
+        text = ""
+    if offset is None or not text:
+        return {"field": "body", "message": f"malformed JSON: {why}"}
+    line, column = line_and_column(text, offset)
+    member = member_at(text, offset)
+    return {
+        "field": member or "body",
+        "message": f"malformed JSON at line {line}, column {column}: {why}",
+    }
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:

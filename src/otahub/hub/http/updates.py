@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from otahub.hub.http.deps import Core
 from otahub.hub.http.ids import RowId
-from otahub.hub.services.updates import UpdateRequest
+from otahub.hub.services.updates import MAX_OFFSET, MAX_PAGE, UpdateRequest
 from otahub.hub.services.views import TransitionView, UpdateView
 from otahub.protocols.states import UpdateState
 
@@ -143,11 +143,18 @@ async def list_updates(
     device: Annotated[str | None, Query()] = None,
     state: Annotated[UpdateState | None, Query()] = None,
     active: Annotated[bool | None, Query(description="only unfinished (true) or finished")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="updates per page")] = 100,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="updates to skip (newest first)")
+    ] = 0,
 ) -> list[UpdateOut]:
-    """Newest first."""
+    """Newest first, a page at a time: the next page is at ``offset + limit``."""
     views = await core.updates.list(
-        device=device, state=None if state is None else state.value, active=active, limit=limit
+        device=device,
+        state=None if state is None else state.value,
+        active=active,
+        limit=limit,
+        offset=offset,
     )
     return [UpdateOut.of(v) for v in views]
 

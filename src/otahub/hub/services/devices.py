@@ -142,6 +142,11 @@ class DeviceSpec:
         return self
 
 
+# what ``DeviceService.change`` may change; a field left out stays as it is
+CHANGEABLE = ("device_type", "token", "product_key", "device_key", "secret", "certificate")
+_CREDENTIALS = frozenset(CHANGEABLE) - {"device_type"}
+
+
 class DeviceService:
     def __init__(self, db: Database, bus: EventBus, updates: UpdateService) -> None:
         self.db = db
@@ -382,6 +387,81 @@ class DeviceService:
         await self.bus.publish(DeviceReported(view))
         return view
 
+    async def change(self, name: str, changes: dict[str, str | None]) -> DeviceView:
+        """Change the device type or the dialect's credentials (None removes one).
+
+        The result must be a valid device of its dialect, with credentials no
+        other device has. When credentials change, the device's connected
+        sessions are closed: it logs in again with the new ones.
+        """
+        if unknown := sorted(set(changes) - set(CHANGEABLE)):
+            raise Invalid(f"{', '.join(unknown)}: cannot be changed")
+        async with self.db.session() as s, s.begin():
+            row = await s.scalar(select(Device).where(Device.name == name))
+            if row is None:
+                raise NotFound(f"device {name!r} does not exist")
+            current = {
+                "device_type": row.device_type,
+                "token": row.tb_token,
+                "product_key": row.enos_product_key,
+                "device_key": row.enos_device_key,
+                "secret": row.enos_device_secret,
+                "certificate": None,  # only its fingerprint is kept
+            }
+            merged = {**current, **changes}
+            if "certificate" not in changes and row.cert_sha256 is not None:
+                # a kept certificate still stands in for the token / secret
+                merged["certificate"] = _KEPT
+            spec = DeviceSpec(name=row.name, dialect=row.dialect, gateway=row.gateway, **merged)
+            spec.validated()
+            cert = spec.certificate_id() if "certificate" in changes else None
+            await self._check_unique_for(s, row, spec, cert)
+            row.device_type = spec.device_type
+            row.tb_token = spec.token
+            row.enos_product_key = spec.product_key
+            row.enos_device_key = spec.device_key
+            row.enos_device_secret = spec.secret
+            if "certificate" in changes:
+                row.cert_sha256 = None if cert is None else cert.sha256
+                row.cert_cn = None if cert is None else cert.cn
+            try:
+                await s.flush()
+            except IntegrityError:
+                raise Conflict(f"another device already has these credentials ({name})") from None
+            view = DeviceView.of(row)
+        credentials = {k for k, v in changes.items() if k in _CREDENTIALS and v != current.get(k)}
+        log.info("device %s changed: %s", name, ", ".join(sorted(changes)) or "nothing")
+        if credentials or "certificate" in changes:
+            await self.bus.publish(DeviceCredentialsChanged(view))
+        return view
+
+    @staticmethod
+    async def _check_unique_for(
+        s: AsyncSession, row: Device, spec: DeviceSpec, cert: CertificateId | None
+    ) -> None:
+        others = Device.id != row.id
+        if spec.token is not None and (
+            await s.scalar(select(Device.name).where(others, Device.tb_token == spec.token))
+        ):
+            raise Conflict("another device already uses this ThingsBoard access token")
+        if spec.product_key is not None and (
+            await s.scalar(
+                select(Device.name).where(
+                    others,
+                    Device.enos_product_key == spec.product_key,
+                    Device.enos_device_key == spec.device_key,
+                )
+            )
+        ):
+            raise Conflict(
+                f"another device already has EnOS product key {spec.product_key!r} "
+                f"and device key {spec.device_key!r}"
+            )
+        if cert is not None and (
+            await s.scalar(select(Device.name).where(others, Device.cert_sha256 == cert.sha256))
+        ):
+            raise Conflict("another device already has this certificate")
+
     async def set_owner(self, name: str, owner: str) -> DeviceView:
         """Record the gateway that registered the thin-edge child ``name``."""
         async with self.db.session() as s, s.begin():
@@ -431,6 +511,11 @@ class DeviceService:
 
 def _pairs(labels: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "(none)"
+
+
+# Stands for the certificate a device keeps (only its fingerprint is stored):
+# validation counts it as present.
+_KEPT = "(kept)"
 
 
 def _describe(updates: list[UpdateView]) -> str:

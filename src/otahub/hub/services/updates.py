@@ -87,6 +87,11 @@ PackageCheck = Callable[[PackageView], str | None]
 TimeoutReason = Callable[[UpdateView], str]
 
 
+MAX_PAGE = 1000
+# past any real table; keeps the number within every database's integer range
+MAX_OFFSET = 2**31 - 1
+
+
 class UpdateService:
     def __init__(self, db: Database, bus: EventBus, *, default_timeout_s: float = 3600.0) -> None:
         self.db = db
@@ -121,10 +126,14 @@ class UpdateService:
         state: str | None = None,
         active: bool | None = None,
         limit: int = 100,
+        offset: int = 0,
     ) -> list[UpdateView]:
-        if not 1 <= limit <= 1000:
-            raise Invalid("limit must be between 1 and 1000")
-        query = select(Update).order_by(Update.id.desc()).limit(limit)
+        """Newest first: ``limit`` of them (at most 1000) after skipping ``offset``."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise Invalid(f"limit must be between 1 and {MAX_PAGE}")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise Invalid(f"offset must be between 0 and {MAX_OFFSET}")
+        query = select(Update).order_by(Update.id.desc()).limit(limit).offset(offset)
         if device is not None:
             # The device of that name now, not a deleted one that had the same name.
             query = query.join(Device).where(Device.name == device)
