@@ -509,3 +509,59 @@ def test_register_by_url(api: Api, tmp_path: Path) -> None:
         "/firmware/import", json={"url": "file:///etc/passwd", "title": "t", "version": "1"}
     )
     problem(bad, 422)
+
+
+# -- paging, changing devices, malformed bodies ----------------------------------
+
+
+def test_updates_page_with_offset_and_keep_the_page_cap(api: Api) -> None:
+    title = unique("paged")
+    upload(api, title)
+    created = []
+    for _ in range(5):
+        device = add_device(api)
+        r = api.client.post(
+            "/updates", json={"device": device["name"], "title": title, "version": "1.0"}
+        )
+        assert r.status_code == 201, r.text
+        created.append(r.json()["id"])
+    newest_first = sorted(created, reverse=True)
+    pages = [
+        [u["id"] for u in api.client.get("/updates", params={"limit": 2, "offset": o}).json()]
+        for o in (0, 2)
+    ]
+    # other tests of this module add updates too: the newest are these five
+    assert pages[0] == newest_first[:2]
+    assert pages[1] == newest_first[2:4]
+    problem(api.client.get("/updates", params={"limit": 1001}), 422)
+    problem(api.client.get("/updates", params={"offset": -1}), 422)
+    assert api.client.get("/updates", params={"offset": 10**6}).json() == []
+
+
+def test_device_patch_changes_only_what_is_given(api: Api) -> None:
+    device = add_device(api, dialect="thingsboard", token=unique("tok"), device_type="CIM")
+    other = add_device(api, dialect="thingsboard", token=unique("tok"))
+    name = device["name"]
+    changed = api.client.patch(f"/devices/{name}", json={"device_type": "CIM-2"})
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["device_type"], changed.json()["token"]) == ("CIM-2", device["token"])
+    problem(api.client.patch(f"/devices/{name}", json={"token": other["token"]}), 409)
+    problem(api.client.patch(f"/devices/{name}", json={"token": None}), 422)  # TB needs one
+    problem(api.client.patch(f"/devices/{name}", json={"secret": "x"}), 422)
+    assert api.client.get(f"/devices/{name}").json()["token"] == device["token"]
+    cleared = api.client.patch(f"/devices/{name}", json={"device_type": None}).json()
+    assert cleared["device_type"] is None
+    problem(api.client.patch("/devices/nobody", json={"device_type": "x"}), 404)
+
+
+def test_malformed_json_names_the_member_not_a_character_offset(api: Api) -> None:
+    body = problem(
+        api.client.post(
+            "/updates",
+            content=b'{"device": "d",\n "title": "t", "version": }',
+            headers={"content-type": "application/json"},
+        ),
+        422,
+    )
+    assert body["errors"][0]["field"] == "version"
+    assert body["detail"].startswith("version: malformed JSON at line 2, column 27")
