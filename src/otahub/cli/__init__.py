@@ -6,6 +6,7 @@ import typer
 
 from otahub.cli import device, device_type, firmware, flag_help, group, keys, update
 from otahub.cli.agent import agent
+from otahub.cli.backup import backup, restore
 from otahub.cli.demo import demo
 from otahub.cli.serve import serve
 
@@ -18,6 +19,8 @@ app = typer.Typer(
 app.command()(serve)
 app.command()(agent)
 app.command()(demo)
+app.command()(backup)
+app.command()(restore)
 app.add_typer(firmware.app, name="firmware")
 app.add_typer(device.app, name="device")
 app.add_typer(device_type.app, name="device-type")
