@@ -81,3 +81,17 @@ async def test_another_thingsboard_device_cannot_take_over_a_session(
     assert again.connect() == 0
     assert device.wait_disconnected(10)
     again.disconnect()
+
+
+def test_changed_thingsboard_token_closes_the_session_and_only_the_new_one_logs_in(
+    tb_hub: tuple[SecureHub, PahoClient],
+) -> None:
+    hub, device = tb_hub
+    changed = hub.api.patch("/devices/tb1", json={"token": "tb-token-2"})
+    assert changed.status_code == 200, changed.text
+    assert device.wait_disconnected(10), "the session of the old token stayed open"
+    old = PahoClient(hub.port, "tb-dev-old", username=TOKEN)
+    assert old.connect() != 0
+    new = PahoClient(hub.port, "tb-dev-new", username="tb-token-2")
+    assert new.connect() == 0
+    new.disconnect()
