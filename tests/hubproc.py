@@ -67,7 +67,8 @@ class HubProcess:
         try:
             with socket.create_connection(("127.0.0.1", self.mqtt_port), timeout=0.5):
                 pass
-            with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=0.5) as r:
+            # ready, not only alive: every part of the hub has started
+            with urllib.request.urlopen(f"{self.http_url}/readyz", timeout=0.5) as r:
                 return bool(r.status == 200)
         except OSError:
             return False
