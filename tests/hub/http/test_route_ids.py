@@ -56,15 +56,18 @@ def _routes(tmp: Path) -> list[tuple[str, APIRoute]]:
 def _id_params(route: APIRoute) -> dict[tuple[str, str], bool]:
     """(where, name) of every id parameter of a route, and whether it is a row id.
 
-    Row ids are typed as integers; a parameter only named like an id (an
-    EnOS ``sessionId``) is walked too, and must not fail with a 5xx either.
+    Row ids are integers in the path, or integer query parameters named like
+    ids (``limit`` and ``offset`` are integers but no ids: 0 is a fine offset);
+    a parameter only named like an id (an EnOS ``sessionId``) is walked too,
+    and must not fail with a 5xx either.
     """
     dependant = route.dependant
     found: dict[tuple[str, str], bool] = {}
     for where, params in (("path", dependant.path_params), ("query", dependant.query_params)):
         for p in params:
-            row_id = p.field_info.annotation is int
-            if row_id or p.name == "id" or p.name.endswith("_id"):
+            named_id = p.name == "id" or p.name.endswith("_id")
+            row_id = p.field_info.annotation is int and (where == "path" or named_id)
+            if row_id or named_id:
                 found[(where, p.name if where == "path" else p.alias)] = row_id
     return found
 
