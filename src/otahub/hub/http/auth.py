@@ -35,7 +35,7 @@ def load_or_create_token(data_dir: Path, configured: str | None = None) -> str:
 # the check and its answers are AdminAuth's own.
 _bearer = HTTPBearer(
     scheme_name="adminToken",
-    description=f"The admin token: <data-dir>/{TOKEN_FILE} or ${TOKEN_ENV}",
+    description=f"The admin token: <data-dir>/{TOKEN_FILE}, or the hub's admin_token setting",
     auto_error=False,
 )
 

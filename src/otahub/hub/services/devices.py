@@ -412,7 +412,17 @@ class DeviceService:
             if "certificate" not in changes and row.cert_sha256 is not None:
                 # a kept certificate still stands in for the token / secret
                 merged["certificate"] = _KEPT
-            spec = DeviceSpec(name=row.name, dialect=row.dialect, gateway=row.gateway, **merged)
+            spec = DeviceSpec(
+                name=row.name,
+                dialect=row.dialect,
+                gateway=row.gateway,
+                device_type=merged["device_type"],
+                token=merged["token"],
+                product_key=merged["product_key"],
+                device_key=merged["device_key"],
+                secret=merged["secret"],
+                certificate=merged["certificate"],
+            )
             spec.validated()
             cert = spec.certificate_id() if "certificate" in changes else None
             await self._check_unique_for(s, row, spec, cert)
