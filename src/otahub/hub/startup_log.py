@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from otahub import mqtt
+from otahub.hub.http.app import DOCS_URL
 from otahub.hub.http.auth import TOKEN_FILE
 from otahub.hub.settings import HubSettings, is_loopback_host
 
@@ -54,10 +55,11 @@ def log_ready(settings: HubSettings, *, database_url: str, admin_app: FastAPI) -
             "admin API on %s only (not on the HTTP port devices use)",
             _url("http", admin_host, admin_port),
         )
-    if any(getattr(route, "path", None) == "/" for route in admin_app.routes):
+    paths = {getattr(route, "path", None) for route in admin_app.routes}
+    if "/" in paths:
         log.info("dashboard: %s", _url("http", admin_host, admin_port, "/"))
-    if admin_app.docs_url:
-        log.info("API docs: %s", _url("http", admin_host, admin_port, admin_app.docs_url))
+    if DOCS_URL in paths:  # served from the installed package, not FastAPI's docs_url
+        log.info("API docs: %s", _url("http", admin_host, admin_port, DOCS_URL))
     log.info("database: %s", database_for_log(database_url))
     log.info("data dir: %s", settings.data_dir.resolve())
     if settings.no_auth:
