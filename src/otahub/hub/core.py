@@ -10,6 +10,8 @@ from pathlib import Path
 
 from otahub.hub.health import Health
 from otahub.hub.metrics import HubMetrics
+from otahub.hub.rollouts.engine import RolloutEngine
+from otahub.hub.rollouts.service import RolloutService
 from otahub.hub.services.devices import DeviceService
 from otahub.hub.services.events import EventBus
 from otahub.hub.services.firmware import FirmwareService
@@ -44,6 +46,10 @@ class HubCore:
         self.updates = UpdateService(self.db, self.bus, default_timeout_s=config.update_timeout_s)
         self.devices = DeviceService(self.db, self.bus, self.updates)
         self.groups = GroupService(self.db, self.bus)
+        self.rollouts = RolloutService(self.db, self.updates, self.groups)
+        self.rollout_engine = RolloutEngine(
+            self.db, self.bus, self.updates, self.rollouts, self.groups
+        )
         self.parts = Supervisor()  # the hub's long-running tasks, watched
         self.integrity = IntegrityService(self.db, self.blobs, self.updates)
         self.health = Health(self.db)
@@ -52,16 +58,19 @@ class HubCore:
         self.metrics.watch_blobs(self.blobs)
         self.metrics.watch_updates(self.updates.count_by_state)
         self._sweeper: asyncio.Task[None] | None = None
+        self._engine: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Migrate the database and start the timeout sweeper."""
+        """Migrate the database, start the timeout sweeper and the rollout engine."""
         await self.db.migrate()
         self._sweeper = self.parts.start("update timeouts", self.updates.run_sweeper())
+        self._engine = self.parts.start("rollout engine", self.rollout_engine.run())
 
     async def close(self) -> None:
         self.parts.stopping()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._engine, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.db.close()

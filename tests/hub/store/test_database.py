@@ -18,6 +18,9 @@ from otahub.hub.store.models import (
     DeviceGroup,
     DeviceGroupMember,
     FirmwarePackage,
+    Rollout,
+    RolloutDevice,
+    RolloutEvent,
     TypeAssignment,
     Update,
     UpdateTransition,
@@ -40,8 +43,11 @@ async def test_migrations_create_every_table_and_are_idempotent(database_url: st
             "type_assignments",
             "device_groups",
             "device_group_members",
+            "rollouts",
+            "rollout_devices",
+            "rollout_events",
         } <= tables
-        assert version == "0011"
+        assert version == "0012"
     finally:
         await db.close()
 
@@ -155,7 +161,19 @@ async def _add_one_of_each(db: Database, n: int) -> dict[str, int]:
         await s.flush()
         s.add(DeviceGroupMember(group_id=group.id, device_id=device.id))
         step = UpdateTransition(update_id=update.id, to_state="failed", source="test")
-        s.add(step)
+        rollout = _rollout(f"r{n}", package)
+        s.add_all([step, rollout])
+        await s.flush()
+        target = RolloutDevice(
+            rollout_id=rollout.id,
+            device_id=device.id,
+            device_name=device.name,
+            position=0,
+            stage=0,
+            state="waiting",
+        )
+        event = RolloutEvent(rollout_id=rollout.id, kind="created", message="test", numbers={})
+        s.add_all([target, event])
         await s.flush()
         return {
             "devices": device.id,
@@ -164,13 +182,39 @@ async def _add_one_of_each(db: Database, n: int) -> dict[str, int]:
             "update_transitions": step.id,
             "type_assignments": assignment.id,
             "device_groups": group.id,
+            "rollouts": rollout.id,
+            "rollout_devices": target.id,
+            "rollout_events": event.id,
         }
+
+
+def _rollout(name: str, package: FirmwarePackage) -> Rollout:
+    return Rollout(
+        name=name,
+        title=package.title,
+        version=package.version,
+        package_id=package.id,
+        kind="firmware",
+        filter_expr="site=x",
+        stages=["100%"],
+        success_threshold=95.0,
+        error_threshold=5.0,
+        min_finished=10,
+        retries=0,
+        dynamic=False,
+        mode="push",
+        seed=1,
+        state="created",
+    )
 
 
 async def _delete_newest(db: Database) -> None:
     """Delete the rows with the highest ids (the device's delete cascades to its updates)."""
     async with db.session() as s, s.begin():
         for model in (
+            RolloutEvent,
+            RolloutDevice,
+            Rollout,
             DeviceGroup,
             TypeAssignment,
             UpdateTransition,

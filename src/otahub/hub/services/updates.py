@@ -12,7 +12,7 @@ import asyncio
 import builtins
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from otahub.hub.services.assignments import TYPE_ORIGIN_KEY
-from otahub.hub.services.errors import Conflict, Invalid, NotFound
+from otahub.hub.services.errors import Conflict, Invalid, NotFound, ServiceError
 from otahub.hub.services.events import (
     Event,
     EventBus,
@@ -76,6 +76,19 @@ class UpdateRequest:
     mode: str = "push"  # or "on-request": the device asks for it (EnOS getversion)
     force: bool = False  # skip the driver's check that the device can take updates
 
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What ``create_many`` did: each request's index with its update or its refusal."""
+
+    created: builtins.list[tuple[int, UpdateView]]
+    refused: builtins.list[tuple[int, ServiceError]]
+
+
+# Runs inside create_many's transaction before it commits; raising rolls the batch back.
+BatchHook = Callable[[AsyncSession, BatchOutcome], Awaitable[None]]
+# Events handed to the drivers between yields to the event loop.
+ANNOUNCE_SLICE = 50
 
 # Raises a ServiceError when the device cannot take the update (skipped when forced).
 CreateCheck = Callable[[DeviceView, "UpdateRequest"], None]
@@ -320,6 +333,150 @@ class UpdateService:
         if failures:
             return await self.fail_start(created.id, failures[0].describe(), dialect=device.dialect)
         return created
+
+    async def create_many(
+        self,
+        requests: Sequence[UpdateRequest],
+        *,
+        source: str = "api",
+        in_transaction: BatchHook | None = None,
+    ) -> BatchOutcome:
+        """Create updates for many devices in one transaction, then hand them to the drivers.
+
+        The rules are ``create``'s (the package must exist and fit the device's
+        type, the driver's check, one active update per device and kind), but a
+        request that breaks one is refused alone while the others go on.
+        ``replace`` and re-delivery of a running update are not offered here:
+        a device with an active update of the kind is refused. ``in_transaction``
+        lets the caller write its own rows in the same transaction.
+        """
+        refused: builtins.list[tuple[int, ServiceError]] = []
+        valid: builtins.list[tuple[int, UpdateRequest, float]] = []
+        for index, request in enumerate(requests):
+            try:
+                timeout_s = check_timeout(
+                    self.default_timeout_s if request.timeout_s is None else request.timeout_s
+                )
+                if request.mode not in UPDATE_MODES:
+                    raise Invalid(f"unknown update mode {request.mode!r}")
+                if request.replace:
+                    raise Invalid("a batch of updates does not replace running ones")
+            except ServiceError as exc:
+                refused.append((index, exc))
+                continue
+            valid.append((index, request, timeout_s))
+        created: builtins.list[tuple[int, UpdateView]] = []
+        async with self._write, self.db.session() as s:
+            names = {request.device for _, request, _ in valid}
+            devices = {
+                d.name: d
+                for d in (await s.scalars(select(Device).where(Device.name.in_(names)))).all()
+            }
+            packages: dict[tuple[str, str], FirmwarePackage | None] = {}
+            for key in {(r.title, r.version) for _, r, _ in valid}:
+                packages[key] = await s.scalar(
+                    select(FirmwarePackage).where(
+                        FirmwarePackage.title == key[0], FirmwarePackage.version == key[1]
+                    )
+                )
+            busy: set[tuple[int | None, str]] = {
+                (device_id, kind)
+                for device_id, kind in (
+                    await s.execute(
+                        select(Update.device_id, Update.kind).where(
+                            Update.device_id.in_([d.id for d in devices.values()]),
+                            Update.state.not_in(TERMINAL_STATES),
+                        )
+                    )
+                ).all()
+            }
+            now = utcnow()
+            rows: builtins.list[tuple[int, Update]] = []
+            for index, request, timeout_s in valid:
+                try:
+                    row = self._batch_row(request, timeout_s, devices, packages, busy, now)
+                except ServiceError as exc:
+                    refused.append((index, exc))
+                    continue
+                busy.add((row.device_id, row.kind))
+                rows.append((index, row))
+            s.add_all([row for _, row in rows])
+            await s.flush()
+            s.add_all(
+                [
+                    UpdateTransition(
+                        update_id=row.id, from_state=None, to_state=row.state, source=source, at=now
+                    )
+                    for _, row in rows
+                ]
+            )
+            created = [(index, UpdateView.of(row)) for index, row in rows]
+            outcome = BatchOutcome(created, sorted(refused, key=lambda pair: pair[0]))
+            if in_transaction is not None:
+                await in_transaction(s, outcome)
+            try:
+                await s.commit()
+            except IntegrityError:
+                # Another hub instance gave one of these devices an update meanwhile.
+                raise Conflict("a device of the batch got another update meanwhile") from None
+        if created:
+            self._changed.set()
+        for n, (_, view) in enumerate(created, 1):
+            failures = await self._announce([UpdateCreated(view)])
+            if failures:
+                await self.fail_start(view.id, failures[0].describe(), dialect=view.dialect)
+            if n % ANNOUNCE_SLICE == 0:
+                await asyncio.sleep(0)  # the drivers take turns with the rest of the hub
+        return outcome
+
+    def _batch_row(
+        self,
+        request: UpdateRequest,
+        timeout_s: float,
+        devices: dict[str, Device],
+        packages: dict[tuple[str, str], FirmwarePackage | None],
+        busy: set[tuple[int | None, str]],
+        now: datetime,
+    ) -> Update:
+        """The new update row for one request of a batch, or the ServiceError refusing it."""
+        device = devices.get(request.device)
+        if device is None:
+            raise NotFound(f"device {request.device!r} does not exist")
+        package = packages.get((request.title, request.version))
+        if package is None:
+            raise NotFound(f"no firmware package {request.title!r} version {request.version!r}")
+        if package.device_type and device.device_type not in (None, package.device_type):
+            raise Invalid(
+                f"package {package.title} {package.version} is for device type "
+                f"{package.device_type!r}, device {device.name!r} is {device.device_type!r}"
+            )
+        check = self._create_checks.get(device.dialect)
+        if check is not None and not request.force:
+            check(DeviceView.of(device), request)
+        if (device.id, package.kind) in busy:
+            raise Conflict(f"device {device.name!r} already has an active {package.kind} update")
+        return Update(
+            device_id=device.id,
+            device_name=device.name,
+            dialect=device.dialect,
+            package_id=package.id,
+            title=package.title,
+            version=package.version,
+            from_version=(
+                device.current_sw_version
+                if package.kind == "software"
+                else device.current_fw_version
+            ),
+            kind=package.kind,
+            state=UpdateState.PENDING.value,
+            timeout_s=timeout_s,
+            mode=request.mode,
+            force=request.force,
+            driver_state={},
+            deadline_at=now + timedelta(seconds=timeout_s),
+            created_at=now,
+            updated_at=now,
+        )
 
     async def set_driver_state(self, update_id: int, state: dict[str, Any]) -> UpdateView:
         """Replace the driver's bookkeeping of an update (no transition, no event)."""

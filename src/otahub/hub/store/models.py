@@ -251,3 +251,104 @@ class DeviceGroupMember(Base):
     device_id: Mapped[int] = mapped_column(
         ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+
+
+class Rollout(Base):
+    """One release for many devices, in stages, driven by the rollout engine.
+
+    Everything the engine decides from lives here and in ``rollout_devices``,
+    so a hub that restarts (or another instance taking over) goes on where
+    the last one stopped.
+    """
+
+    __tablename__ = "rollouts"
+    __table_args__ = (Index("ix_rollouts_state", "state"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    title: Mapped[str] = mapped_column(String(255))
+    version: Mapped[str] = mapped_column(String(255))
+    package_id: Mapped[int | None] = mapped_column(
+        ForeignKey("firmware_packages.id", ondelete="SET NULL"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # the package's: firmware or software
+    # the targets: a group's name or a filter expression (exactly one of them)
+    group_name: Mapped[str | None] = mapped_column(String(255))
+    filter_expr: Mapped[str | None] = mapped_column(Text)
+    # cumulative stage sizes as given: "5", "10%", ...
+    stages: Mapped[list[str]] = mapped_column(JSON)
+    success_threshold: Mapped[float] = mapped_column()  # percent
+    error_threshold: Mapped[float] = mapped_column()  # percent
+    min_finished: Mapped[int] = mapped_column(Integer)
+    max_concurrent: Mapped[int | None] = mapped_column(Integer)
+    rate_per_s: Mapped[float | None] = mapped_column()
+    ramp: Mapped[float | None] = mapped_column()
+    window_cron: Mapped[str | None] = mapped_column(String(255))
+    window_duration_s: Mapped[float | None] = mapped_column()
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    start_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retries: Mapped[int] = mapped_column(Integer)
+    update_timeout_s: Mapped[float | None] = mapped_column()
+    dynamic: Mapped[bool] = mapped_column(Boolean)
+    mode: Mapped[str] = mapped_column(String(16))
+    seed: Mapped[int] = mapped_column(BigInteger)
+    # created, scheduled, running, paused, finished, canceled
+    state: Mapped[str] = mapped_column(String(16))
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    stage: Mapped[int] = mapped_column(Integer, default=0)  # the stage now started
+    rate_factor: Mapped[float] = mapped_column(default=1.0)  # the ramp reached so far
+    window_open: Mapped[bool | None] = mapped_column(Boolean)  # as last seen, for its events
+    # the brake counts devices that finished from here on (set by resume and retry)
+    brake_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the hub instance driving the rollout, until its lease runs out
+    owner: Mapped[str | None] = mapped_column(String(255))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RolloutDevice(Base):
+    """One target device of a rollout: its place in the order, its stage and its progress."""
+
+    __tablename__ = "rollout_devices"
+    __table_args__ = (
+        UniqueConstraint("rollout_id", "device_id"),
+        Index("ix_rollout_devices_rollout_id_state_position", "rollout_id", "state", "position"),
+        NEVER_REUSE_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id", ondelete="CASCADE"))
+    device_id: Mapped[int | None] = mapped_column(
+        ForeignKey("devices.id", ondelete="SET NULL"), index=True
+    )
+    device_name: Mapped[str] = mapped_column(String(255))
+    position: Mapped[int] = mapped_column(Integer)  # the seeded shuffle's order
+    stage: Mapped[int] = mapped_column(Integer)
+    # waiting, started, succeeded, failed, skipped, canceled
+    state: Mapped[str] = mapped_column(String(16))
+    update_id: Mapped[int | None] = mapped_column(
+        ForeignKey("updates.id", ondelete="SET NULL"), index=True
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RolloutEvent(Base):
+    """A rollout's audit trail: every decision of the engine and every operator action."""
+
+    __tablename__ = "rollout_events"
+    __table_args__ = NEVER_REUSE_IDS
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(
+        ForeignKey("rollouts.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    numbers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
