@@ -162,10 +162,11 @@ class RolloutEngine:
             await settle(s, row)
             if row.state == "canceled":
                 await self._finish_cancel(s, row)
-            elif row.state == "scheduled":
-                if row.start_at is None or row.start_at <= self.service.clock():
-                    await begin(s, self.targets, row)
-            elif row.state == "running":
+            elif row.state == "scheduled" and (
+                row.start_at is None or row.start_at <= self.service.clock()
+            ):
+                await begin(s, self.targets, row)
+            if row.state == "running":
                 if row.dynamic and self._membership_due(row.id, members_changed):
                     await add_joiners(s, self.targets, row)
                 if await self._decide(s, row):
