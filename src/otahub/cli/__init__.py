@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from otahub.cli import device, device_type, firmware, flag_help, group, keys, update
+from otahub.cli import device, device_type, firmware, flag_help, group, keys, rollout, update
 from otahub.cli.agent import agent
 from otahub.cli.backup import backup, restore
 from otahub.cli.demo import demo
@@ -27,6 +27,7 @@ app.add_typer(device_type.app, name="device-type")
 app.add_typer(update.app, name="update")
 app.add_typer(keys.app, name="keys")
 app.add_typer(group.app, name="group")
+app.add_typer(rollout.app, name="rollout")
 
 
 @app.callback()

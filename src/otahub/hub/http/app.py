@@ -15,6 +15,7 @@ from otahub.hub.http import (
     integrity,
     metrics,
     problems,
+    rollouts,
     signing,
     tuf,
     updates,
@@ -58,5 +59,6 @@ def create_http_app(core: HubCore, *, admin_token: str | None, admin: bool = Tru
     api.include_router(updates.router)
     api.include_router(signing.router)
     api.include_router(groups.router)
+    api.include_router(rollouts.router)
     app.include_router(api)
     return app

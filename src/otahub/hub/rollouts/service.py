@@ -20,7 +20,13 @@ from otahub.hub.rollouts.counts import stage_counts
 from otahub.hub.rollouts.spec import RolloutSpec
 from otahub.hub.rollouts.targets import Targets, busy_devices, snapshot
 from otahub.hub.rollouts.trail import record
-from otahub.hub.rollouts.views import ACTIVE_STATES, RolloutEventView, RolloutView
+from otahub.hub.rollouts.views import (
+    ACTIVE_STATES,
+    DEVICE_STATES,
+    RolloutDeviceView,
+    RolloutEventView,
+    RolloutView,
+)
 from otahub.hub.services.errors import Conflict, Invalid, NotFound
 from otahub.hub.services.updates import UpdateService
 from otahub.hub.store.database import Database
@@ -80,6 +86,35 @@ class RolloutService:
                 )
             ).all()
             return [RolloutEventView.of(e) for e in reversed(found)]
+
+    async def devices(
+        self, name: str, *, state: str | None = None, limit: int = 1000, after: int = -1
+    ) -> builtins.list[RolloutDeviceView]:
+        """The rollout's devices in their order (``after``: a position, to page on)."""
+        if state is not None and state not in DEVICE_STATES:
+            raise Invalid(f"unknown state {state!r} (known: {', '.join(DEVICE_STATES)})")
+        if not 1 <= limit <= 10000:
+            raise Invalid("limit must be between 1 and 10000")
+        async with self.db.session() as s:
+            row = await _named(s, name)
+            query = (
+                select(RolloutDevice, Update.state)
+                .outerjoin(Update, Update.id == RolloutDevice.update_id)
+                .where(RolloutDevice.rollout_id == row.id, RolloutDevice.position > after)
+                .order_by(RolloutDevice.position)
+                .limit(limit)
+            )
+            found = []
+            for rd, update_state in (await s.execute(query)).all():
+                # A started device whose update ended shows how it ended (as the counts do).
+                shown = (
+                    update_state
+                    if rd.state == "started" and update_state in TERMINAL_STATES
+                    else rd.state
+                )
+                if state is None or shown == state:
+                    found.append(RolloutDeviceView.of(rd, shown))
+            return found
 
     # -- changes ----------------------------------------------------------------
 

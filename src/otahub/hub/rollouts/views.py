@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from otahub.hub.store.models import Rollout, RolloutEvent
+from otahub.hub.store.models import Rollout, RolloutDevice, RolloutEvent
 
 # A rollout device's states; "skipped" devices were already on the version.
 DEVICE_STATES = ("waiting", "started", "succeeded", "failed", "skipped", "canceled")
@@ -130,3 +130,30 @@ class RolloutEventView:
     @classmethod
     def of(cls, row: RolloutEvent) -> RolloutEventView:
         return cls(at=row.at, kind=row.kind, message=row.message, numbers=dict(row.numbers or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutDeviceView:
+    device: str
+    position: int
+    stage: int
+    state: str
+    update_id: int | None
+    attempts: int
+    reason: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, row: RolloutDevice, state: str | None = None) -> RolloutDeviceView:
+        return cls(
+            device=row.device_name,
+            position=row.position,
+            stage=row.stage,
+            state=state or row.state,
+            update_id=row.update_id,
+            attempts=row.attempts,
+            reason=row.reason,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+        )
