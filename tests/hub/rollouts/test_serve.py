@@ -150,4 +150,6 @@ async def test_two_stage_rollout_to_thin_edge_and_thingsboard_agents(
     shown = cli(hub, "show", "fleet-1")
     assert "finished" in shown and "100%" in shown
     assert "fleet-1" in cli(hub, "list")
+    # --watch follows until the rollout has ended: here it has, so it shows it once and stops.
+    assert "finished" in cli(hub, "show", "fleet-1", "--watch")
     await api.aclose()
