@@ -318,6 +318,16 @@ async def test_dynamic_rollouts_take_devices_that_join_into_the_last_stage(
     await core.devices.report("moved-000", online=True)
     await settle(core)
     assert "moved-000" in [r.device_name for r in await rows(core, "dyn")]
+    # Every target done: a dynamic rollout keeps running for devices still to join.
+    for _ in range(5):
+        await finish(core, await started(core, "dyn"))
+        await settle(core)
+    view = await core.rollouts.get("dyn")
+    assert (view.state, view.counts["succeeded"]) == ("running", 7)
+    assert (await kinds(core, "dyn"))[-1] == "targets_done"
+    await make_fleet(core, 1, prefix="later")
+    await settle(core)
+    assert [r.device_name for r in await started(core, "dyn")] == ["later-000"]
 
 
 async def test_a_static_rollout_keeps_its_snapshot(core: HubCore, release: None) -> None:

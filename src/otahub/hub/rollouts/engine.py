@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from otahub.hub.rollouts import lease
 from otahub.hub.rollouts.counts import stage_counts
 from otahub.hub.rollouts.rate import TokenBucket
-from otahub.hub.rollouts.service import RolloutService, begin, settle
+from otahub.hub.rollouts.service import SETTLE_SLICE, RolloutService, begin, settle
 from otahub.hub.rollouts.targets import Targets, add_joiners, is_current
 from otahub.hub.rollouts.trail import record
 from otahub.hub.rollouts.views import StageView
@@ -41,12 +41,20 @@ from otahub.hub.services.events import (
 from otahub.hub.services.updates import BatchOutcome, UpdateRequest, UpdateService
 from otahub.hub.services.views import DeviceView
 from otahub.hub.store.database import Database
-from otahub.hub.store.models import TERMINAL_STATES, Device, Rollout, RolloutDevice, Update, utcnow
+from otahub.hub.store.models import (
+    TERMINAL_STATES,
+    Device,
+    Rollout,
+    RolloutDevice,
+    RolloutEvent,
+    Update,
+    utcnow,
+)
 
 log = logging.getLogger("otahub.hub.rollouts")
 
 TICK_S = 1.0
-BATCH = 200  # devices started per transaction
+BATCH = 100  # devices started per transaction: short enough not to hold up the hub
 MEMBERSHIP_S = 30.0  # a dynamic rollout looks for new targets at least this often
 
 
@@ -159,7 +167,7 @@ class RolloutEngine:
             )
             if row is None:
                 return _Drive()
-            await settle(s, row)
+            behind = await settle(s, row) == SETTLE_SLICE
             if row.state == "canceled":
                 await self._finish_cancel(s, row)
             elif row.state == "scheduled" and (
@@ -171,9 +179,10 @@ class RolloutEngine:
                     await add_joiners(s, self.targets, row)
                 if await self._decide(s, row):
                     await s.commit()
-                    return await self._start_next(row.id)
+                    drive = await self._start_next(row.id)
+                    return _Drive(again=drive.again or behind)
             await s.commit()
-        return _Drive()
+        return _Drive(again=behind)
 
     def _membership_due(self, rollout_id: int, changed: bool) -> bool:
         now = time.monotonic()
@@ -256,6 +265,16 @@ class RolloutEngine:
             st.counts["waiting"] + st.counts["started"] for st in stages[: row.stage + 1]
         )
         if row.stage == last and open_rows == 0 and _met(current, row):
+            if row.dynamic:
+                # Devices may still join: it runs until canceled (as hawkBit's do).
+                await _note_once(
+                    s,
+                    row,
+                    "targets_done",
+                    "every target so far is done; devices that join get the release",
+                    **_sum(stages),
+                )
+                return False
             row.state = "finished"
             row.finished_at = row.updated_at = utcnow()
             total = _sum(stages)
@@ -437,6 +456,20 @@ def _pause(s: AsyncSession, row: Rollout, kind: str, reason: str, **numbers: obj
     row.pause_reason = reason
     row.updated_at = utcnow()
     record(s, row, kind, reason + "; the rollout pauses, running updates go on", **numbers)
+
+
+async def _note_once(
+    s: AsyncSession, row: Rollout, kind: str, message: str, **numbers: int
+) -> None:
+    """Record ``kind`` unless it is already the newest event (a state, not a change)."""
+    newest = await s.scalar(
+        select(RolloutEvent.kind)
+        .where(RolloutEvent.rollout_id == row.id)
+        .order_by(RolloutEvent.id.desc())
+        .limit(1)
+    )
+    if newest != kind:
+        record(s, row, kind, message, **numbers)
 
 
 def _sum(stages: list[StageView]) -> dict[str, int]:

@@ -42,6 +42,7 @@ from otahub.hub.store.models import (
 
 CANCEL_SLICE = 100  # updates canceled between yields to the event loop
 MAX_LISTED_DEVICES = 20  # devices named in a refusal
+SETTLE_SLICE = 500  # device rows brought in step with their updates at a time
 
 
 class RolloutService:
@@ -279,7 +280,7 @@ class RolloutService:
                 raise Conflict(
                     f"rollout {name!r} is {row.state}; it has no failed devices to retry"
                 )
-            await settle(s, row)
+            await settle_all(s, row)
             failed = (
                 await s.scalars(
                     select(RolloutDevice).where(
@@ -346,7 +347,7 @@ class RolloutService:
             [u for u in started if u is not None], f"rollout {name} canceled", f"rollout:{name}"
         )
         async with self.db.session() as s:
-            await settle(s, await _named(s, name))
+            await settle_all(s, await _named(s, name))
             await s.commit()
         self.changed.set()
         return await self.get(name)
@@ -379,8 +380,8 @@ def _resume(s: AsyncSession, row: Rollout, message: str) -> None:
     record(s, row, "resumed", message)
 
 
-async def settle(s: AsyncSession, row: Rollout) -> int:
-    """Record how the updates of ``started`` devices ended; returns how many did."""
+async def settle(s: AsyncSession, row: Rollout, limit: int = SETTLE_SLICE) -> int:
+    """Record how the updates of up to ``limit`` started devices ended; returns how many."""
     pairs = (
         await s.execute(
             select(RolloutDevice, Update)
@@ -390,6 +391,7 @@ async def settle(s: AsyncSession, row: Rollout) -> int:
                 RolloutDevice.state == "started",
                 Update.state.in_(TERMINAL_STATES),
             )
+            .limit(limit)
         )
     ).all()
     for rd, upd in pairs:
@@ -397,6 +399,12 @@ async def settle(s: AsyncSession, row: Rollout) -> int:
         rd.finished_at = upd.finished_at
         rd.reason = upd.reason
     return len(pairs)
+
+
+async def settle_all(s: AsyncSession, row: Rollout) -> None:
+    while await settle(s, row) == SETTLE_SLICE:
+        await s.flush()
+        await asyncio.sleep(0)
 
 
 async def _named(s: AsyncSession, name: str, *, for_update: bool = False) -> Rollout:
