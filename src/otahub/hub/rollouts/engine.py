@@ -153,6 +153,7 @@ class RolloutEngine:
 
     async def _drive(self, rollout_id: int, members_changed: bool) -> _Drive:
         async with self.db.session() as s:
+            before = await s.scalar(select(Rollout.owner).where(Rollout.id == rollout_id))
             if not await lease.take(s, rollout_id, self.owner, utcnow(), self.lease_s):
                 await s.rollback()
                 return _Drive()
@@ -167,6 +168,13 @@ class RolloutEngine:
             )
             if row is None:
                 return _Drive()
+            if before not in (None, self.owner):
+                record(
+                    s,
+                    row,
+                    "lease_taken",
+                    f"hub {self.owner} drives the rollout now: the lease of {before} ran out",
+                )
             behind = await settle(s, row) == SETTLE_SLICE
             if row.state == "canceled":
                 await self._finish_cancel(s, row)
