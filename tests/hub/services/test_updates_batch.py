@@ -1,0 +1,73 @@
+"""UpdateService.create_many: one transaction for many devices, each refusal alone."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from otahub.hub.core import HubCore
+from otahub.hub.services.devices import DeviceSpec
+from otahub.hub.services.events import Event, UpdateCreated
+from otahub.hub.services.firmware import PackageMeta
+from otahub.hub.services.updates import BatchOutcome, UpdateRequest
+from otahub.hub.store.models import Update
+from tests.hub.conftest import chunks
+
+
+async def _setup(core: HubCore) -> None:
+    for i in range(4):
+        await core.devices.create(
+            DeviceSpec(f"d{i}", "thingsboard", token=f"t{i}", device_type="CIM")
+        )
+    await core.devices.create(DeviceSpec("other", "thingsboard", token="t9", device_type="PUMP"))
+    meta = PackageMeta(title="fw", version="2.0", device_type="CIM")
+    await core.firmware.upload(meta, chunks(b"x" * 3000))
+
+
+async def test_a_batch_creates_what_it_can_and_refuses_the_rest_each_with_its_reason(
+    core: HubCore,
+) -> None:
+    await _setup(core)
+    running = await core.updates.create(UpdateRequest("d3", "fw", "2.0"))
+    seen: list[Event] = []
+
+    async def remember(event: Event) -> None:
+        seen.append(event)
+
+    core.bus.subscribe(remember, UpdateCreated)
+    requests = [
+        UpdateRequest(name, "fw", "2.0") for name in ("d0", "ghost", "other", "d1", "d3", "d2")
+    ]
+    outcome = await core.updates.create_many(requests, source="rollout:test")
+    assert [i for i, _ in outcome.created] == [0, 3, 5]
+    refused = {requests[i].device: e for i, e in outcome.refused}
+    assert refused["ghost"].status == 404
+    assert refused["other"].status == 422 and "device type" in refused["other"].detail
+    assert refused["d3"].status == 409
+    assert (await core.updates.get(running.id)).state == "pending"  # left alone
+    assert [e.update.device for e in seen if isinstance(e, UpdateCreated)] == ["d0", "d1", "d2"]
+    view = await core.updates.get(outcome.created[0][1].id)
+    assert view.transitions is not None and view.transitions[0].source == "rollout:test"
+
+
+async def test_the_caller_writes_in_the_same_transaction_and_can_roll_it_back(
+    core: HubCore,
+) -> None:
+    await _setup(core)
+    seen: list[BatchOutcome] = []
+
+    async def refuse(s: AsyncSession, outcome: BatchOutcome) -> None:
+        seen.append(outcome)
+        ids = [view.id for _, view in outcome.created]
+        found = (await s.scalars(select(Update.id).where(Update.id.in_(ids)))).all()
+        assert sorted(found) == sorted(ids)  # visible inside, before the commit
+        raise RuntimeError("not mine any more")
+
+    with pytest.raises(RuntimeError):
+        await core.updates.create_many(
+            [UpdateRequest("d0", "fw", "2.0"), UpdateRequest("d1", "fw", "2.0")],
+            in_transaction=refuse,
+        )
+    assert len(seen[0].created) == 2
+    assert await core.updates.list() == []  # nothing was committed, nothing announced
