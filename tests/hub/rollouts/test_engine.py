@@ -57,6 +57,7 @@ async def test_stages_are_cumulative_and_the_next_starts_once_the_threshold_is_m
     view = await core.rollouts.get("r1")
     assert view.state == "finished"
     assert view.counts["succeeded"] == 20
+    assert {r.state for r in await rows(core)} == {"succeeded"}  # the rows themselves
     trail = await kinds(core)
     assert trail.count("stage_started") == 3
     assert trail.count("stage_completed") == 2

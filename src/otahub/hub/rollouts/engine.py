@@ -19,13 +19,19 @@ import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from otahub.hub.rollouts import lease
 from otahub.hub.rollouts.counts import stage_counts
 from otahub.hub.rollouts.rate import TokenBucket
-from otahub.hub.rollouts.service import SETTLE_SLICE, RolloutService, begin, settle
+from otahub.hub.rollouts.service import (
+    SETTLE_SLICE,
+    RolloutService,
+    begin,
+    settle,
+    settle_all,
+)
 from otahub.hub.rollouts.targets import Targets, add_joiners, is_current
 from otahub.hub.rollouts.trail import record
 from otahub.hub.rollouts.views import StageView
@@ -88,6 +94,7 @@ class RolloutEngine:
         self._buckets: dict[int, TokenBucket] = {}
         self._members_checked: dict[int, float] = {}
         self._members_changed = False
+        self._driven: set[int] = set()  # rollouts this instance took a lease on
         self._unsubscribe = [
             bus.subscribe(self._on_update, UpdateTransitioned),
             bus.subscribe(self._on_device, DeviceCreated, DeviceReported),
@@ -121,10 +128,11 @@ class RolloutEngine:
         finally:
             for unsubscribe in self._unsubscribe:
                 unsubscribe()
-            with contextlib.suppress(Exception):
-                async with self.db.session() as s:
-                    await lease.release(s, self.owner)
-                    await s.commit()
+            if self._driven:  # a clean stop: others take over at once
+                with contextlib.suppress(Exception):
+                    async with self.db.session() as s:
+                        await lease.release(s, self.owner)
+                        await s.commit()
 
     async def tick(self) -> bool:
         """One look at every rollout with work; True when one has more to do at once."""
@@ -134,10 +142,15 @@ class RolloutEngine:
                     select(Rollout.id).where(
                         or_(
                             Rollout.state.in_(("scheduled", "running", "paused")),
-                            Rollout.id.in_(
-                                select(RolloutDevice.rollout_id).where(
-                                    RolloutDevice.state == "started"
+                            # a cancel a crash interrupted (by the rollout's index)
+                            and_(
+                                Rollout.state == "canceled",
+                                select(RolloutDevice.id)
+                                .where(
+                                    RolloutDevice.rollout_id == Rollout.id,
+                                    RolloutDevice.state == "started",
                                 )
+                                .exists(),
                             ),
                         )
                     )
@@ -156,8 +169,10 @@ class RolloutEngine:
             before = await s.scalar(select(Rollout.owner).where(Rollout.id == rollout_id))
             if not await lease.take(s, rollout_id, self.owner, utcnow(), self.lease_s):
                 await s.rollback()
+                self._driven.discard(rollout_id)
                 return _Drive()
             await s.commit()
+            self._driven.add(rollout_id)
             # Locked (PostgreSQL) while deciding, so an operator's pause or cancel
             # on any instance is never overwritten by a decision made before it.
             row = await s.scalar(
@@ -283,6 +298,7 @@ class RolloutEngine:
                     **_sum(stages),
                 )
                 return False
+            await settle_all(s, row)  # the rows say how each update ended, for good
             row.state = "finished"
             row.finished_at = row.updated_at = utcnow()
             total = _sum(stages)
