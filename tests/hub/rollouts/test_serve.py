@@ -45,13 +45,17 @@ def tb_config(hub: HubProcess, device: Device, token: str) -> dict[str, Any]:
     }
 
 
-def cli(hub: HubProcess, *args: str) -> str:
-    done = subprocess.run(
+def run_cli(hub: HubProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "otahub", "rollout", *args, "--server", hub.http_url],
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def cli(hub: HubProcess, *args: str) -> str:
+    done = run_cli(hub, *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -152,4 +156,7 @@ async def test_two_stage_rollout_to_thin_edge_and_thingsboard_agents(
     assert "fleet-1" in cli(hub, "list")
     # --watch follows until the rollout has ended: here it has, so it shows it once and stops.
     assert "finished" in cli(hub, "show", "fleet-1", "--watch")
+    refused = run_cli(hub, "pause", "fleet-1")
+    assert refused.returncode == 1
+    assert "409 Conflict: rollout 'fleet-1' is finished" in refused.stderr
     await api.aclose()
