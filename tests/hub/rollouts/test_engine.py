@@ -384,3 +384,20 @@ async def test_a_second_engine_waits_for_the_lease_and_takes_over_when_it_runs_o
     assert view.state == "finished"
     for r in await rows(core):
         assert len(await core.updates.list(device=r.device_name)) == 1
+
+
+async def test_a_deleted_device_leaves_the_rollout_without_holding_its_stage_back(
+    core: HubCore, release: None
+) -> None:
+    await make_fleet(core, 4)
+    await core.rollouts.create(spec(stages="2"))  # success threshold 100 %
+    await core.rollouts.start("r1")
+    await settle(core)
+    first = await started(core)
+    await core.devices.delete(first[0].device_name, force=True)  # cancels its update
+    await finish(core, first[1:])
+    await settle(core)
+    view = await core.rollouts.get("r1")
+    assert view.stage_counts[0].counts["canceled"] == 1
+    assert view.stage == 1  # 1 of the 1 device still in stage 1 succeeded
+    assert len(await started(core)) == 2

@@ -261,10 +261,10 @@ class RolloutEngine:
                 row,
                 "stage_completed",
                 f"stage {row.stage + 1} met its success threshold: "
-                f"{done.succeeded} of {done.size} succeeded",
+                f"{done.succeeded} of {done.judged} succeeded",
                 stage=row.stage + 1,
                 succeeded=done.succeeded,
-                size=done.size,
+                size=done.judged,
             )
             row.stage += 1
             if row.ramp is not None and row.rate_per_s is not None:
@@ -317,11 +317,11 @@ class RolloutEngine:
                 row,
                 "stalled",
                 f"stage {row.stage + 1} ended below its success threshold: "
-                f"{current.succeeded} of {current.size} succeeded "
+                f"{current.succeeded} of {current.judged} succeeded "
                 f"(< {row.success_threshold:g}%)",
                 stage=row.stage + 1,
                 succeeded=current.succeeded,
-                size=current.size,
+                size=current.judged,
             )
             return False
         if row.window_cron is not None and row.window_duration_s is not None:
@@ -465,7 +465,8 @@ class RolloutEngine:
 
 def _met(stage: StageView, row: Rollout) -> bool:
     """A stage meets its threshold when enough of its devices succeeded (empty ones do)."""
-    return stage.size == 0 or 100.0 * stage.succeeded / stage.size >= row.success_threshold
+    judged = stage.judged
+    return judged == 0 or 100.0 * stage.succeeded / judged >= row.success_threshold
 
 
 def _brake_fires(stage: StageView, row: Rollout) -> bool:

@@ -34,6 +34,12 @@ class StageView:
         """Succeeded, counting devices already on the version."""
         return self.counts["succeeded"] + self.counts["skipped"]
 
+    @property
+    def judged(self) -> int:
+        """The devices the success threshold is a share of: canceled ones (deleted,
+        superseded, canceled by hand) are out of the rollout."""
+        return self.size - self.counts["canceled"]
+
 
 @dataclass(frozen=True, slots=True)
 class RolloutView:
