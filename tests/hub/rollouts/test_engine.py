@@ -401,3 +401,41 @@ async def test_a_deleted_device_leaves_the_rollout_without_holding_its_stage_bac
     assert view.stage_counts[0].counts["canceled"] == 1
     assert view.stage == 1  # 1 of the 1 device still in stage 1 succeeded
     assert len(await started(core)) == 2
+
+
+async def test_a_group_deleted_before_start_at_pauses_the_rollout_saying_why(
+    core: HubCore, release: None
+) -> None:
+    clock = Clock(at("2026-12-02T12:00:00"))
+    core.rollouts.clock = clock
+    await make_fleet(core, 3)
+    await core.groups.create("pilot", devices=["dev-000", "dev-001"])
+    await core.rollouts.create(spec(group="pilot", start_at=at("2026-12-02T13:00:00")))
+    await core.rollouts.start("r1")
+    await core.groups.delete("pilot")
+    # Another rollout may take the devices the unstartable one named.
+    await core.rollouts.create(spec("other", filter="name=dev-00*"))
+    clock.now = at("2026-12-02T13:00:00")
+    await settle(core)
+    view = await core.rollouts.get("r1")
+    assert view.state == "paused"
+    assert "cannot be resolved" in (view.pause_reason or "")
+    assert "pilot" in (view.pause_reason or "")
+
+
+async def test_a_dynamic_rollout_whose_group_is_deleted_goes_on_with_its_devices(
+    core: HubCore, release: None
+) -> None:
+    await make_fleet(core, 2)
+    await core.groups.create("pilot", devices=["dev-000", "dev-001"])
+    await core.rollouts.create(spec(group="pilot", dynamic=True))
+    await core.rollouts.start("r1")
+    await settle(core)
+    await core.groups.delete("pilot")
+    await make_fleet(core, 1, prefix="new")  # a device event: the engine looks for joiners
+    await settle(core)
+    await finish(core, await started(core))
+    await settle(core)
+    view = await core.rollouts.get("r1")
+    assert (view.state, view.counts["succeeded"]) == ("running", 2)
+    assert [e.kind for e in await core.rollouts.events("r1")].count("targets_unresolved") == 1

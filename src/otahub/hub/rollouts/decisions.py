@@ -78,7 +78,7 @@ async def decide(s: AsyncSession, row: Rollout, now: datetime) -> bool:
     if row.stage == last and open_rows == 0 and _met(current, row):
         if row.dynamic:
             # Devices may still join: it runs until canceled (as hawkBit's do).
-            await _note_once(
+            await note_once(
                 s,
                 row,
                 "targets_done",
@@ -152,9 +152,7 @@ def _pause(s: AsyncSession, row: Rollout, kind: str, reason: str, **numbers: obj
     record(s, row, kind, reason + "; the rollout pauses, running updates go on", **numbers)
 
 
-async def _note_once(
-    s: AsyncSession, row: Rollout, kind: str, message: str, **numbers: int
-) -> None:
+async def note_once(s: AsyncSession, row: Rollout, kind: str, message: str, **numbers: int) -> None:
     """Record ``kind`` unless it is already the newest event (a state, not a change)."""
     newest = await s.scalar(
         select(RolloutEvent.kind)

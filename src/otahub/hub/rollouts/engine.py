@@ -2,9 +2,10 @@
 
 Each tick (at most a second apart, sooner when an update of ours ends or an
 operator acts) it takes each rollout it may drive (see ``lease``), records
-how started updates ended, and decides (``decisions``): pause on the brake, complete a stage
-and widen to the next, finish, note the maintenance window opening or
-closing, and start the next devices within the rate and concurrency limits.
+how started updates ended, and decides (``decisions``): pause on the brake,
+complete a stage and widen to the next, finish, note the maintenance window
+opening or closing, and start the next devices within the rate and
+concurrency limits.
 Nothing it needs lives only in memory (the token bucket aside, which starts
 full after a restart: at most one second's worth of starts), so a hub killed
 at any moment goes on where it was: a device's row is marked started in the
@@ -23,7 +24,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from otahub.hub.rollouts import lease
-from otahub.hub.rollouts.decisions import decide
+from otahub.hub.rollouts.decisions import decide, note_once
 from otahub.hub.rollouts.rate import TokenBucket
 from otahub.hub.rollouts.service import (
     SETTLE_SLICE,
@@ -33,7 +34,7 @@ from otahub.hub.rollouts.service import (
 )
 from otahub.hub.rollouts.targets import Targets, add_joiners, is_current
 from otahub.hub.rollouts.trail import record
-from otahub.hub.services.errors import Conflict, NotFound
+from otahub.hub.services.errors import Conflict, NotFound, ServiceError
 from otahub.hub.services.events import (
     DeviceCreated,
     DeviceReported,
@@ -192,16 +193,41 @@ class RolloutEngine:
             elif row.state == "scheduled" and (
                 row.start_at is None or row.start_at <= self.service.clock()
             ):
-                await begin(s, self.targets, row)
+                try:
+                    await begin(s, self.targets, row)
+                except ServiceError as exc:  # e.g. its group was deleted meanwhile
+                    await s.rollback()
+                    await self._unresolvable(rollout_id, exc)
+                    return _Drive()
             if row.state == "running":
                 if row.dynamic and self._membership_due(row.id, members_changed):
-                    await add_joiners(s, self.targets, row)
+                    try:
+                        await add_joiners(s, self.targets, row)
+                    except ServiceError as exc:
+                        await note_once(
+                            s,
+                            row,
+                            "targets_unresolved",
+                            f"no new targets: {exc.detail}; the rollout goes on with its devices",
+                        )
                 if await decide(s, row, self.service.clock()):
                     await s.commit()
                     drive = await self._start_next(row.id)
                     return _Drive(again=drive.again or behind)
             await s.commit()
         return _Drive(again=behind)
+
+    async def _unresolvable(self, rollout_id: int, error: ServiceError) -> None:
+        """A scheduled rollout whose targets cannot be resolved pauses, saying why."""
+        async with self.db.session() as s:
+            row = await s.get(Rollout, rollout_id)
+            if row is None or row.state != "scheduled":
+                return
+            row.state = "paused"
+            row.pause_reason = f"its targets cannot be resolved: {error.detail}"
+            row.updated_at = utcnow()
+            record(s, row, "stalled", row.pause_reason)
+            await s.commit()
 
     def _membership_due(self, rollout_id: int, changed: bool) -> bool:
         now = time.monotonic()

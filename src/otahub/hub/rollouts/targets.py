@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from otahub.hub.rollouts.spec import parse_stages, stage_sizes
 from otahub.hub.rollouts.trail import record
 from otahub.hub.rollouts.views import ACTIVE_STATES
+from otahub.hub.services.errors import ServiceError
 from otahub.hub.services.views import DeviceView
 from otahub.hub.store.models import Rollout, RolloutDevice, utcnow
 
@@ -61,8 +62,12 @@ async def busy_devices(
     busy: dict[int, str] = {}
     for other in others:
         if other.state in ("created", "scheduled"):
-            # Not resolved yet: its targets as they would be now.
-            found = await targets.resolve(group=other.group_name, filter=other.filter_expr)
+            # Not resolved yet: its targets as they would be now (none, if its
+            # group is gone: it will not start).
+            try:
+                found = await targets.resolve(group=other.group_name, filter=other.filter_expr)
+            except ServiceError:
+                found = []
             held = {d.id for d in found}
         else:
             held = {
