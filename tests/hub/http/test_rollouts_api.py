@@ -106,3 +106,18 @@ def test_bad_rollouts_are_refused_in_their_own_terms(api: Api) -> None:
     problem(api.client.post("/rollouts", json={**good, "version": "9"}), 404)
     problem(api.client.get("/rollouts/nope"), 404)
     problem(api.client.post("/rollouts/nope/start"), 404)
+
+
+def test_openapi_document_lists_the_rollout_routes(api: Api) -> None:
+    paths = set(httpx.get(f"{api.hub.http_url}/api/v1/openapi.json").json()["paths"])
+    assert {
+        "/api/v1/rollouts",
+        "/api/v1/rollouts/{name}",
+        "/api/v1/rollouts/{name}/events",
+        "/api/v1/rollouts/{name}/devices",
+        "/api/v1/rollouts/{name}/start",
+        "/api/v1/rollouts/{name}/pause",
+        "/api/v1/rollouts/{name}/resume",
+        "/api/v1/rollouts/{name}/cancel",
+        "/api/v1/rollouts/{name}/retry-failed",
+    } <= paths
