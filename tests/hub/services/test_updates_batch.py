@@ -7,8 +7,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from otahub.hub.core import HubCore
+from otahub.hub.services.assignments import TYPE_ORIGIN_KEY
 from otahub.hub.services.devices import DeviceSpec
-from otahub.hub.services.events import Event, UpdateCreated
+from otahub.hub.services.events import Event, UpdateCreated, UpdateTransitioned
 from otahub.hub.services.firmware import PackageMeta
 from otahub.hub.services.updates import BatchOutcome, UpdateRequest
 from otahub.hub.store.models import Update
@@ -71,3 +72,25 @@ async def test_the_caller_writes_in_the_same_transaction_and_can_roll_it_back(
         )
     assert len(seen[0].created) == 2
     assert await core.updates.list() == []  # nothing was committed, nothing announced
+
+
+async def test_a_device_s_type_assignment_update_yields_to_a_batch_as_to_create(
+    core: HubCore,
+) -> None:
+    await _setup(core)
+    from_type = await core.updates.create(UpdateRequest("d0", "fw", "2.0"))
+    await core.updates.set_driver_state(from_type.id, {TYPE_ORIGIN_KEY: True})
+    seen: list[Event] = []
+
+    async def remember(event: Event) -> None:
+        seen.append(event)
+
+    core.bus.subscribe(remember, UpdateCreated, UpdateTransitioned)
+    outcome = await core.updates.create_many(
+        [UpdateRequest("d0", "fw", "2.0"), UpdateRequest("d0", "fw", "2.0")]
+    )
+    assert [i for i, _ in outcome.created] == [0]
+    assert "twice" in outcome.refused[0][1].detail
+    replaced = await core.updates.get(from_type.id)
+    assert (replaced.state, replaced.reason) == ("canceled", "replaced by a newer update")
+    assert [type(e).__name__ for e in seen] == ["UpdateTransitioned", "UpdateCreated"]

@@ -379,11 +379,11 @@ class UpdateService:
                         FirmwarePackage.title == key[0], FirmwarePackage.version == key[1]
                     )
                 )
-            busy: set[tuple[int | None, str]] = {
-                (device_id, kind)
-                for device_id, kind in (
-                    await s.execute(
-                        select(Update.device_id, Update.kind).where(
+            active: dict[tuple[int | None, str], Update | None] = {
+                (row.device_id, row.kind): row
+                for row in (
+                    await s.scalars(
+                        select(Update).where(
                             Update.device_id.in_([d.id for d in devices.values()]),
                             Update.state.not_in(TERMINAL_STATES),
                         )
@@ -392,14 +392,19 @@ class UpdateService:
             }
             now = utcnow()
             rows: builtins.list[tuple[int, Update]] = []
+            replaced: builtins.list[Event] = []
             for index, request, timeout_s in valid:
                 try:
-                    row = self._batch_row(request, timeout_s, devices, packages, busy, now)
+                    row = self._batch_row(request, timeout_s, devices, packages, now)
+                    if (row.device_id, row.kind) in active:
+                        current = active[(row.device_id, row.kind)]
+                        replaced += self._yield_to(s, row, current, now, source)
                 except ServiceError as exc:
                     refused.append((index, exc))
                     continue
-                busy.add((row.device_id, row.kind))
+                active[(row.device_id, row.kind)] = None  # taken by this batch
                 rows.append((index, row))
+            await s.flush()  # the partial unique index must see replaced updates finished
             s.add_all([row for _, row in rows])
             await s.flush()
             s.add_all(
@@ -421,6 +426,7 @@ class UpdateService:
                 raise Conflict("a device of the batch got another update meanwhile") from None
         if created:
             self._changed.set()
+        await self._announce(replaced)  # the replaced updates' ends first
         for n, (_, view) in enumerate(created, 1):
             failures = await self._announce([UpdateCreated(view)])
             if failures:
@@ -435,7 +441,6 @@ class UpdateService:
         timeout_s: float,
         devices: dict[str, Device],
         packages: dict[tuple[str, str], FirmwarePackage | None],
-        busy: set[tuple[int | None, str]],
         now: datetime,
     ) -> Update:
         """The new update row for one request of a batch, or the ServiceError refusing it."""
@@ -453,8 +458,6 @@ class UpdateService:
         check = self._create_checks.get(device.dialect)
         if check is not None and not request.force:
             check(DeviceView.of(device), request)
-        if (device.id, package.kind) in busy:
-            raise Conflict(f"device {device.name!r} already has an active {package.kind} update")
         return Update(
             device_id=device.id,
             device_name=device.name,
@@ -477,6 +480,29 @@ class UpdateService:
             created_at=now,
             updated_at=now,
         )
+
+    @staticmethod
+    def _yield_to(
+        s: AsyncSession, new: Update, current: Update | None, now: datetime, source: str
+    ) -> builtins.list[Event]:
+        """Cancel ``current`` for ``new`` if it came from a type assignment, as ``create``
+        does; else (or when this batch already has one for the device) a Conflict."""
+        if current is None:
+            raise Conflict(f"device {new.device_name!r} is in this batch twice")
+        if not (current.driver_state or {}).get(TYPE_ORIGIN_KEY):
+            raise Conflict(
+                f"device {new.device_name!r} already has active {new.kind} update "
+                f"{current.id} ({current.title} {current.version}, {current.state})"
+            )
+        step = _apply(
+            current,
+            UpdateState.CANCELED,
+            now=now,
+            reason="replaced by a newer update",
+            source=source,
+        )
+        s.add(step)
+        return [UpdateTransitioned(UpdateView.of(current), TransitionView.of(step))]
 
     async def set_driver_state(self, update_id: int, state: dict[str, Any]) -> UpdateView:
         """Replace the driver's bookkeeping of an update (no transition, no event)."""
