@@ -246,20 +246,7 @@ class UpdateService:
             )
             if package is None:
                 raise NotFound(f"no firmware package {request.title!r} version {request.version!r}")
-            if self.package_check is not None:
-                refusal = self.package_check(PackageView.of(package))
-                if refusal is not None:
-                    log.warning("refused an update of %s: %s", request.device, refusal)
-                    raise Conflict(refusal)
-            if package.device_type and device.device_type not in (None, package.device_type):
-                raise Invalid(
-                    f"package {package.title} {package.version} is for device type "
-                    f"{package.device_type!r}, device {device.name!r} is "
-                    f"{device.device_type!r}"
-                )
-            check = self._create_checks.get(device.dialect)
-            if check is not None and not request.force:
-                check(DeviceView.of(device), request)
+            self._check_fits(device, package, request)
             now = utcnow()
             current = await s.scalar(
                 select(Update).where(
@@ -435,6 +422,23 @@ class UpdateService:
                 await asyncio.sleep(0)  # the drivers take turns with the rest of the hub
         return outcome
 
+    def _check_fits(self, device: Device, package: FirmwarePackage, request: UpdateRequest) -> None:
+        """Raise the ServiceError refusing ``package`` for ``device``: the package check
+        (signed updates), the device type, and the dialect's own check unless forced."""
+        if self.package_check is not None:
+            refusal = self.package_check(PackageView.of(package))
+            if refusal is not None:
+                log.warning("refused an update of %s: %s", device.name, refusal)
+                raise Conflict(refusal)
+        if package.device_type and device.device_type not in (None, package.device_type):
+            raise Invalid(
+                f"package {package.title} {package.version} is for device type "
+                f"{package.device_type!r}, device {device.name!r} is {device.device_type!r}"
+            )
+        check = self._create_checks.get(device.dialect)
+        if check is not None and not request.force:
+            check(DeviceView.of(device), request)
+
     def _batch_row(
         self,
         request: UpdateRequest,
@@ -450,14 +454,7 @@ class UpdateService:
         package = packages.get((request.title, request.version))
         if package is None:
             raise NotFound(f"no firmware package {request.title!r} version {request.version!r}")
-        if package.device_type and device.device_type not in (None, package.device_type):
-            raise Invalid(
-                f"package {package.title} {package.version} is for device type "
-                f"{package.device_type!r}, device {device.name!r} is {device.device_type!r}"
-            )
-        check = self._create_checks.get(device.dialect)
-        if check is not None and not request.force:
-            check(DeviceView.of(device), request)
+        self._check_fits(device, package, request)
         return Update(
             device_id=device.id,
             device_name=device.name,
