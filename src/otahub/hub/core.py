@@ -57,6 +57,7 @@ class HubCore:
         self.metrics.watch_database(self.db)
         self.metrics.watch_blobs(self.blobs)
         self.metrics.watch_updates(self.updates.count_by_state)
+        self.metrics.watch_rollouts(self.rollouts.active_counts)
         self._sweeper: asyncio.Task[None] | None = None
         self._engine: asyncio.Task[None] | None = None
 

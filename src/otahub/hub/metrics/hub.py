@@ -28,13 +28,14 @@ _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 _LAG = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 UpdateCounter = Callable[[], Awaitable[Mapping[str, int]]]
+RolloutCounter = Callable[[], Awaitable[Mapping[str, Mapping[str, int]]]]
 
 
 class HubMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.downloads = DownloadStats()
-        #: filled by the rollout service: see RolloutProgress
+        #: filled at each scrape from watch_rollouts' counter: see RolloutProgress
         self.rollouts = RolloutProgress(self.registry)
         self.database_seconds = Histogram(
             "otahub_database_query_seconds",
@@ -57,6 +58,7 @@ class HubMetrics:
         )
         self.mqtt: MQTTServer | None = None
         self._count_updates: UpdateCounter | None = None
+        self._count_rollouts: RolloutCounter | None = None
         self.update_counts: Mapping[str, int] = {}
         self.registry.register(_LiveCollector(self))
 
@@ -77,6 +79,11 @@ class HubMetrics:
         """``count`` gives the updates per state; asked once per scrape."""
         self._count_updates = count
 
+    def watch_rollouts(self, count: RolloutCounter) -> None:
+        """``count`` gives each active rollout's devices per state; asked once per scrape.
+        A rollout that is no longer active loses its series."""
+        self._count_rollouts = count
+
     def watch_mqtt(self, server: MQTTServer) -> None:
         self.mqtt = server
 
@@ -89,6 +96,8 @@ class HubMetrics:
         """The text exposition, with the counts that need the database fetched first."""
         if self._count_updates is not None:
             self.update_counts = await self._count_updates()
+        if self._count_rollouts is not None:
+            self.rollouts.replace_all(await self._count_rollouts())
         return generate_latest(self.registry)
 
 

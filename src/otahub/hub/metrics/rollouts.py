@@ -1,6 +1,7 @@
 """``otahub_rollout_devices{rollout,state}``: how far each rollout has got.
 
-The rollout service fills it; this module only keeps the series consistent:
+The hub fills it at each scrape from the rollout service's counts of the
+active rollouts; this module only keeps the series consistent:
 ``set`` replaces every state of one rollout at once (a state no longer
 counted drops to 0 rather than keeping its last value), ``forget`` removes a
 finished or deleted rollout's series.
@@ -38,3 +39,10 @@ class RolloutProgress:
         """Remove every series of ``rollout``."""
         for state in self._states.pop(rollout, set()):
             self._gauge.remove(rollout, state)
+
+    def replace_all(self, counts: Mapping[str, Mapping[str, int]]) -> None:
+        """Every rollout's counts now; rollouts left out lose their series."""
+        for rollout in set(self._states) - counts.keys():
+            self.forget(rollout)
+        for rollout, by_state in counts.items():
+            self.set(rollout, by_state)

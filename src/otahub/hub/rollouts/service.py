@@ -72,6 +72,19 @@ class RolloutService:
             rows = (await s.scalars(select(Rollout).order_by(Rollout.id.desc()))).all()
             return [RolloutView.of(row, await stage_counts(s, row)) for row in rows]
 
+    async def active_counts(self) -> dict[str, dict[str, int]]:
+        """Devices per state of every rollout that still has work (for the metrics)."""
+        async with self.db.session() as s:
+            rows = (await s.scalars(select(Rollout).where(Rollout.state.in_(ACTIVE_STATES)))).all()
+            counts: dict[str, dict[str, int]] = {}
+            for row in rows:
+                total = dict.fromkeys(DEVICE_STATES, 0)
+                for stage in await stage_counts(s, row):
+                    for state, n in stage.counts.items():
+                        total[state] = total.get(state, 0) + n
+                counts[row.name] = total
+            return counts
+
     async def events(self, name: str, *, limit: int = 1000) -> builtins.list[RolloutEventView]:
         """The audit trail, oldest first (the newest ``limit``)."""
         if not 1 <= limit <= 10000:
