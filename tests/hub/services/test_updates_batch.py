@@ -94,3 +94,20 @@ async def test_a_device_s_type_assignment_update_yields_to_a_batch_as_to_create(
     replaced = await core.updates.get(from_type.id)
     assert (replaced.state, replaced.reason) == ("canceled", "replaced by a newer update")
     assert [type(e).__name__ for e in seen] == ["UpdateTransitioned", "UpdateCreated"]
+
+
+async def test_a_batch_refuses_a_package_the_package_check_refuses_as_create_does(
+    core: HubCore,
+) -> None:
+    await _setup(core)
+    core.updates.package_check = lambda package: f"{package.title} {package.version} is unsigned"
+    outcome = await core.updates.create_many(
+        [UpdateRequest("d0", "fw", "2.0"), UpdateRequest("d1", "fw", "2.0")]
+    )
+    assert outcome.created == []
+    assert [(i, e.status, e.detail) for i, e in outcome.refused] == [
+        (0, 409, "fw 2.0 is unsigned"),
+        (1, 409, "fw 2.0 is unsigned"),
+    ]
+    with pytest.raises(Exception, match="unsigned"):
+        await core.updates.create(UpdateRequest("d2", "fw", "2.0"))
