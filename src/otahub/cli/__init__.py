@@ -9,6 +9,7 @@ from otahub.cli.agent import agent
 from otahub.cli.backup import backup, restore
 from otahub.cli.demo import demo
 from otahub.cli.serve import serve
+from otahub.cli.simulate import simulate
 
 flag_help.install()
 app = typer.Typer(
@@ -21,6 +22,7 @@ app.command()(agent)
 app.command()(demo)
 app.command()(backup)
 app.command()(restore)
+app.command()(simulate)
 app.add_typer(firmware.app, name="firmware")
 app.add_typer(device.app, name="device")
 app.add_typer(device_type.app, name="device-type")

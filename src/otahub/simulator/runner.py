@@ -1,0 +1,108 @@
+"""One process's share of the fleet: its devices, the shared timers, signals, the end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from otahub.simulator import http, mqtt
+from otahub.simulator.config import DeviceSpec, Dialect, SimConfig
+from otahub.simulator.device import Fleet, SimDevice
+from otahub.simulator.enos import EnosDevice
+from otahub.simulator.faults import FaultSwitch
+from otahub.simulator.stats import Stats, open_record
+from otahub.simulator.tedge_legacy import TedgeLegacyDevice
+from otahub.simulator.thin_edge import ThinEdgeDevice
+from otahub.simulator.thingsboard import ThingsBoardDevice
+
+log = logging.getLogger("otahub.simulator")
+
+DEVICE_CLASSES: dict[Dialect, type[SimDevice]] = {
+    Dialect.THINGSBOARD: ThingsBoardDevice,
+    Dialect.ENOS: EnosDevice,
+    Dialect.THIN_EDGE: ThinEdgeDevice,
+    Dialect.TEDGE_LEGACY: TedgeLegacyDevice,
+}
+#: HTTP connections one process keeps open to the hub for downloads.
+HTTP_CONNECTIONS = 100
+
+Report = Callable[[dict[str, Any]], None]
+
+
+async def run_fleet(
+    cfg: SimConfig,
+    specs: Sequence[DeviceSpec],
+    *,
+    duration: float | None = None,
+    record: Path | None = None,
+    report: Report | None = None,
+    report_interval: float = 1.0,
+) -> dict[str, Any]:
+    """Run ``specs`` until SIGINT/SIGTERM or ``duration``; returns the final counters.
+
+    SIGUSR1 clears every fault. ``report`` gets the counters every
+    ``report_interval`` seconds (the live view, or a parent process).
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    switch = FaultSwitch()
+    stats = Stats(record=open_record(record))
+    handled = []
+    for signum, action in (
+        (signal.SIGINT, stop.set),
+        (signal.SIGTERM, stop.set),
+        (signal.SIGUSR1, switch.clear),
+    ):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, _logged(signum, action))
+            handled.append(signum)
+    pinger = mqtt.Pinger(cfg.keepalive)
+    client = http.new_client(cfg.request_timeout, HTTP_CONNECTIONS)
+    fleet = Fleet(cfg, stats, switch, pinger, client, asyncio.Semaphore(cfg.connect_concurrency))
+    devices = [DEVICE_CLASSES[spec.dialect](spec, fleet) for spec in specs]
+    stats.counts["devices"] = len(devices)
+    tasks = [loop.create_task(device.run(), name=device.name) for device in devices]
+    helpers = [loop.create_task(pinger.run())]
+    if report is not None:
+        helpers.append(loop.create_task(_report_every(report, stats, report_interval)))
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), duration)
+        final = stats.snapshot()
+    finally:
+        for device in devices:
+            tasks.extend(device.tasks)
+        for task in [*tasks, *helpers]:
+            task.cancel()
+        await asyncio.gather(*tasks, *helpers, return_exceptions=True)
+        await client.aclose()
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+        if stats.record is not None:
+            stats.record.close()
+    return final
+
+
+def _logged(signum: int, action: Callable[[], None]) -> Callable[[], None]:
+    def handler() -> None:
+        if signum == signal.SIGUSR1:
+            log.info("SIGUSR1: faults cleared")
+        action()
+
+    return handler
+
+
+async def _report_every(report: Report, stats: Stats, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        report(stats.snapshot())
+
+
+def elapsed_since(start: float) -> float:
+    return time.monotonic() - start
