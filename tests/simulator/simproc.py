@@ -98,7 +98,9 @@ def names(dialect: str, count: int, prefix: str = "sim") -> list[str]:
     return [f"{prefix}-{dialect}-{i:05d}" for i in range(count)]
 
 
-def start_update(hub: HubProcess, device: str, title: str, version: str, timeout: float = 60) -> int:
+def start_update(
+    hub: HubProcess, device: str, title: str, version: str, timeout: float = 60
+) -> int:
     """Start an update once the hub takes it (a thin-edge child must have announced itself)."""
     deadline = time.monotonic() + timeout
     body = {"device": device, "title": title, "version": version}
