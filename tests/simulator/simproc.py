@@ -76,7 +76,12 @@ class SimProcess:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=60)
+        return self.wait()
+
+    def wait(self, timeout: float = 60) -> dict[str, Any]:
+        """The JSON summary of a run that ends by itself (``--duration``)."""
+        assert self.proc is not None
+        out, _ = self.proc.communicate(timeout=timeout)
         assert self.proc.returncode == 0, self.log()
         self.summary = json.loads(out)
         self.proc = None

@@ -6,10 +6,12 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import Annotated, Any
 
 import typer
 
@@ -163,29 +165,44 @@ def simulate(
     from otahub.simulator.registration import RegistrationFailed
     from otahub.simulator.registration import register as register_devices
     from otahub.simulator.runner import run_fleet
-    from otahub.simulator.stats import summary
+    from otahub.simulator.stats import Stats
 
     started = time.monotonic()
-    if register:
-        token = admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None
-        try:
-            created = asyncio.run(
-                register_devices(http, specs, passwords=not anonymous, admin_token=token)
-            )
-        except (RegistrationFailed, OSError) as exc:
-            typer.echo(f"error: registering devices: {exc}", err=True)
-            raise typer.Exit(1) from None
-        except Exception as exc:  # httpx errors: the hub is unreachable
-            typer.echo(f"error: registering devices at {http}: {exc}", err=True)
-            raise typer.Exit(1) from None
-        logging.getLogger("otahub.simulator").info(
-            "registered %d new devices of %d", created, len(specs)
-        )
+    early = _EarlySignals()
+    extra: dict[str, object] = {}
+    with early:
+        if register:
+            token = admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None
+            try:
+                created = asyncio.run(
+                    register_devices(http, specs, passwords=not anonymous, admin_token=token)
+                )
+            except KeyboardInterrupt:
+                created = None
+            except (RegistrationFailed, OSError) as exc:
+                typer.echo(f"error: registering devices: {exc}", err=True)
+                raise typer.Exit(1) from None
+            except Exception as exc:  # httpx errors: the hub is unreachable
+                typer.echo(f"error: registering devices at {http}: {exc}", err=True)
+                raise typer.Exit(1) from None
+            extra = {"registered_new": created, "register_s": round(time.monotonic() - started, 3)}
+    if early.stopped:
+        # stopped before any device ran: the summary says so
+        final = Stats().snapshot()
+        final["devices"] = len(specs)
+        _print_summary({**final, **extra}, time.monotonic() - started)
+        return
     display = Display()
     try:
         if processes > 1:
             final = run_processes(
-                cfg, specs, processes, duration=duration, record=record, display=display
+                cfg,
+                specs,
+                processes,
+                duration=duration,
+                record=record,
+                display=display,
+                clear_faults=early.faults_cleared,
             )
         else:
             final = asyncio.run(
@@ -195,9 +212,49 @@ def simulate(
                     duration=duration,
                     record=record,
                     report=lambda counts: display.tick(counts, time.monotonic() - started),
+                    clear_faults=early.faults_cleared,
                 )
             )
     finally:
         display.close()
-    sys.stdout.write(json.dumps(summary(final, time.monotonic() - started), indent=2) + "\n")
+    _print_summary({**final, **extra}, time.monotonic() - started)
+
+
+def _print_summary(counts: dict[str, Any], elapsed: float) -> None:
+    from otahub.simulator.stats import summary
+
+    sys.stdout.write(json.dumps(summary(counts, elapsed), indent=2) + "\n")
     sys.stdout.flush()
+
+
+class _EarlySignals:
+    """Stop (SIGINT/SIGTERM) and clear-faults (SIGUSR1) before the devices run.
+
+    Registration can take a while; a stop then ends the run with a summary
+    instead of killing it, and a SIGUSR1 is kept for when the devices start.
+    """
+
+    def __init__(self) -> None:
+        self.stopped = False
+        self.faults_cleared = False
+        self._previous: dict[int, Any] = {}
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopped = True
+        raise KeyboardInterrupt
+
+    def _clear(self, signum: int, frame: FrameType | None) -> None:
+        self.faults_cleared = True
+
+    def __enter__(self) -> _EarlySignals:
+        for signum, handler in (
+            (signal.SIGINT, self._stop),
+            (signal.SIGTERM, self._stop),
+            (signal.SIGUSR1, self._clear),
+        ):
+            self._previous[signum] = signal.signal(signum, handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)

@@ -37,13 +37,18 @@ def _worker(
     specs: Sequence[DeviceSpec],
     duration: float | None,
     record: Path | None,
+    clear_faults: bool,
     pipe: Connection,
 ) -> None:
     def report(counts: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             pipe.send(counts)
 
-    final = asyncio.run(run_fleet(cfg, specs, duration=duration, record=record, report=report))
+    final = asyncio.run(
+        run_fleet(
+            cfg, specs, duration=duration, record=record, report=report, clear_faults=clear_faults
+        )
+    )
     pipe.send({**final, FINAL: True})
     pipe.close()
 
@@ -56,6 +61,7 @@ def run_processes(
     duration: float | None,
     record: Path | None,
     display: Display,
+    clear_faults: bool = False,
 ) -> dict[str, Any]:
     """Run ``specs`` over ``processes`` workers; returns the merged final counters."""
     ctx = multiprocessing.get_context("fork")
@@ -65,7 +71,7 @@ def run_processes(
         reader, writer = ctx.Pipe(duplex=False)
         proc = ctx.Process(
             target=_worker,
-            args=(cfg, list(specs[k::processes]), duration, record, writer),
+            args=(cfg, list(specs[k::processes]), duration, record, clear_faults, writer),
             name=f"simulate-{k}",
         )
         proc.start()

@@ -43,15 +43,19 @@ async def run_fleet(
     record: Path | None = None,
     report: Report | None = None,
     report_interval: float = 1.0,
+    clear_faults: bool = False,
 ) -> dict[str, Any]:
     """Run ``specs`` until SIGINT/SIGTERM or ``duration``; returns the final counters.
 
     SIGUSR1 clears every fault. ``report`` gets the counters every
     ``report_interval`` seconds (the live view, or a parent process).
+    ``clear_faults``: a SIGUSR1 came before the devices started.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     switch = FaultSwitch()
+    if clear_faults:
+        switch.clear()
     stats = Stats(record=open_record(record))
     handled = []
     for signum, action in (
