@@ -20,7 +20,11 @@ class DownloadFailed(Exception):
 
 def new_client(timeout: float, connections: int) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(timeout=httpx.Timeout(timeout), limits=limits, follow_redirects=True)
+    # a device waits for a free pooled connection as long as it takes: with
+    # thousands downloading at once the wait is the queue, not a failure
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout, pool=None), limits=limits, follow_redirects=True
+    )
 
 
 async def fetch(
