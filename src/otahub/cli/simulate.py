@@ -60,7 +60,8 @@ def simulate(
         bool,
         typer.Option(
             "--register",
-            help="Register the devices with the hub first (POST /api/v1/devices[/batch]); "
+            help="Register the devices with the hub first (POST /api/v1/devices/batch, else "
+            "one POST /api/v1/devices each); "
             "existing ones are kept.",
         ),
     ] = False,
