@@ -44,15 +44,17 @@ async def run_fleet(
     report: Report | None = None,
     report_interval: float = 1.0,
     clear_faults: bool = False,
+    stop: asyncio.Event | None = None,
 ) -> dict[str, Any]:
     """Run ``specs`` until SIGINT/SIGTERM or ``duration``; returns the final counters.
 
     SIGUSR1 clears every fault. ``report`` gets the counters every
     ``report_interval`` seconds (the live view, or a parent process).
-    ``clear_faults``: a SIGUSR1 came before the devices started.
+    ``clear_faults``: a SIGUSR1 came before the devices started. Setting
+    ``stop`` ends the run as a signal does (a program driving the fleet).
     """
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     switch = FaultSwitch()
     if clear_faults:
         switch.clear()

@@ -1,0 +1,296 @@
+"""A fleet against ``otahub serve``: register, connect, start, update, and what each costs the hub.
+
+DEVICES simulated devices (``otahub.simulator``, in this process) of one
+dialect or ``mixed`` against ``otahub serve --no-auth`` (SQLite) on free
+loopback ports, one IMAGE_MIB image for all. Measured, each printed with the
+issue's target (10,000-device targets scaled to DEVICES where they are
+totals) and the ratio to it (>= 1.00 meets it):
+
+- register: all devices through the REST API (``POST /api/v1/devices/batch``
+  where the hub has it, else one call each);
+- connect: from the first CONNECT until every device is connected;
+- start: one update per device, ``POST /api/v1/updates/batch`` where the hub
+  has it, else one REST call each (32 in flight);
+- updated per minute: from the first update started until the last one
+  reported succeeded; every update must end ``succeeded`` on the hub;
+- hub CPU per updated device: the hub's user+system CPU over that span / DEVICES;
+- hub RSS per idle connection: hub RSS with every device connected and idle,
+  less its RSS before the first connect, / DEVICES; and the hub's peak RSS.
+
+    .venv/bin/python benchmarks/fleet.py [--devices 1000] [--dialect thingsboard]
+        [--image-mib 1] [--chunk-size 65536]
+
+thin-edge and tedge-legacy devices are registered without passwords and
+connect anonymously from loopback (``--anonymous``): a password login costs
+an argon2 verification by design, which is not what this measures. Binds
+127.0.0.1 only and stops the hub it starts by its pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.support import RssSampler, free_port
+
+from otahub.simulator.config import Endpoint, SimConfig, fleet
+from otahub.simulator.registration import register
+from otahub.simulator.runner import run_fleet
+
+TITLE = "fleet-bench"
+#: The issue's targets are for 10,000 devices.
+TARGET_DEVICES = 10_000
+
+
+@dataclass
+class Row:
+    measure: str
+    value: float
+    unit: str
+    target: float
+    higher_is_better: bool
+
+    @property
+    def ratio(self) -> float:
+        if self.value == 0:
+            return float("inf") if not self.higher_is_better else 0.0
+        return self.value / self.target if self.higher_is_better else self.target / self.value
+
+    def line(self) -> str:
+        sign = ">=" if self.higher_is_better else "<="
+        return (
+            f"| {self.measure} | {self.value:,.2f} {self.unit} | {sign} {self.target:,.2f} "
+            f"{self.unit} | {self.ratio:.2f} |"
+        )
+
+
+def start_hub(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], str, int]:
+    http_port, mqtt_port = free_port(), free_port()
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "otahub",
+                "serve",
+                "--no-auth",
+                "--data-dir",
+                str(data_dir),
+                "--http-port",
+                str(http_port),
+                "--mqtt-port",
+                str(mqtt_port),
+                "--log-level",
+                "warning",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{http_port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"otahub serve exited:\n{log_path.read_text(errors='replace')}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url, mqtt_port
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("otahub serve did not become ready")
+
+
+def hub_cpu(hub: psutil.Process) -> float:
+    times = hub.cpu_times()
+    return float(times.user + times.system)
+
+
+async def until(predicate: Callable[[], bool], timeout: float, what: str) -> float:
+    """Wait for ``predicate``; returns when it became true (monotonic)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+    return time.monotonic()
+
+
+async def start_updates(api: httpx.AsyncClient, names: list[str]) -> str:
+    """One update per device; returns how (batch route or single calls)."""
+    bodies = [{"device": n, "title": TITLE, "version": "2.0.0"} for n in names]
+    r = await api.post("/updates/batch", json=bodies)
+    if r.status_code < 300:
+        return "POST /api/v1/updates/batch"
+    if r.status_code not in (404, 405):
+        raise SystemExit(f"batch start refused: {r.status_code} {r.text[:300]}")
+    queue = list(bodies)
+
+    async def worker() -> None:
+        while queue:
+            body = queue.pop()
+            for _ in range(100):
+                r = await api.post("/updates", json=body)
+                if r.status_code < 300:
+                    break
+                # a thin-edge child takes updates once its capability arrived
+                if r.status_code not in (404, 409, 422):
+                    raise SystemExit(f"start refused: {r.status_code} {r.text[:300]}")
+                await asyncio.sleep(0.2)
+
+    await asyncio.gather(*(worker() for _ in range(32)))
+    return "one POST /api/v1/updates each, 32 in flight"
+
+
+async def failed_on_hub(api: httpx.AsyncClient) -> int:
+    r = await api.get("/updates", params={"state": "failed", "limit": 1000})
+    r.raise_for_status()
+    return len(r.json())
+
+
+async def bench(args: argparse.Namespace, hub: psutil.Process, url: str, mqtt_port: int) -> None:
+    n = args.devices
+    specs = fleet(n, args.dialect, "bench")
+    names = [s.name for s in specs]
+    scale = n / TARGET_DEVICES
+    async with httpx.AsyncClient(base_url=f"{url}/api/v1", timeout=600) as api:
+        image = os.urandom(args.image_mib * 1024 * 1024)
+        r = await api.post(
+            "/firmware",
+            params={"title": TITLE, "version": "2.0.0"},
+            content=image,
+            headers={"content-type": "application/octet-stream"},
+        )
+        r.raise_for_status()
+
+        t0 = time.monotonic()
+        await register(url, specs, passwords=False, admin_token=None)
+        register_s = time.monotonic() - t0
+
+        cfg = SimConfig(
+            endpoints=(Endpoint("127.0.0.1", mqtt_port),),
+            passwords=False,
+            install_seconds=args.install_seconds,
+            chunk_size=args.chunk_size,
+            connect_concurrency=args.connect_concurrency,
+        )
+        counts: dict[str, Any] = {}
+        stop = asyncio.Event()
+        rss_before = hub.memory_info().rss
+        peak = RssSampler(hub.pid, interval=0.1)
+        peak.start()
+        own = psutil.Process()
+        t_connect = time.monotonic()
+        run = asyncio.create_task(
+            run_fleet(
+                cfg, specs, report=lambda c: counts.update(c), report_interval=0.05, stop=stop
+            )
+        )
+
+        def wait(predicate: Callable[[], bool], timeout: float, what: str) -> Awaitable[float]:
+            def check() -> bool:
+                if run.done():
+                    raise SystemExit(f"the fleet stopped: {run.exception()!r}")
+                return predicate()
+
+            return until(check, timeout, what)
+
+        connected_at = await wait(lambda: counts.get("connected", 0) >= n, 600, "connections")
+        connect_s = connected_at - t_connect
+        await asyncio.sleep(2.0)  # idle: announcements and their writes settle
+        rss_idle = hub.memory_info().rss
+        sim_rss = own.memory_info().rss
+
+        cpu0 = hub_cpu(hub)
+        t_start = time.monotonic()
+        how = await start_updates(api, names)
+        start_s = time.monotonic() - t_start
+        done_at = await wait(
+            lambda: counts.get("updates_succeeded", 0) + counts.get("updates_failed", 0) >= n,
+            3600,
+            "updates",
+        )
+        cpu = hub_cpu(hub) - cpu0
+        update_s = done_at - t_start
+        stop.set()
+        final = await run
+        peak.stop()
+        failed = await failed_on_hub(api)
+
+    per_minute = n / update_s * 60
+    rows = [
+        Row("register (scaled target)", register_s, "s", 10.0 * scale, False),
+        Row("connect", n / connect_s, "conn/s", 1000.0, True),
+        Row("start updates (scaled target)", start_s, "s", 5.0 * scale, False),
+        Row("devices updated per minute", per_minute, "/min", 2000.0, True),
+        Row("hub CPU per updated device", cpu / n * 1000, "ms", 25.0, False),
+        Row("hub RSS per idle connection", (rss_idle - rss_before) / n / 1024, "KiB", 20.0, False),
+    ]
+    load = os.getloadavg()
+    print(f"{n} {args.dialect} devices, {args.image_mib} MiB image, chunk {args.chunk_size}")
+    print(f"machine: {os.cpu_count()} CPUs, load average before/after {args.load0} / {load[0]:.2f}")
+    print(f"register {register_s:.1f} s, connect {connect_s:.1f} s, start {start_s:.1f} s ({how}),")
+    print(f"updates {update_s:.1f} s (first start to last report)")
+    print()
+    print("| measure | measured | target | ratio (>= 1 meets) |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print(row.line())
+    print()
+    print(f"hub peak RSS {peak.peak / 2**20:.1f} MiB ({peak.peak_detail})")
+    print(f"simulator RSS with every device connected: {sim_rss / 2**20:.1f} MiB")
+    print(
+        f"simulator: succeeded {final['updates_succeeded']}, failed {final['updates_failed']}, "
+        f"installs per device max {final['installs_per_device_max']}; hub: failed {failed}"
+    )
+    if final["updates_succeeded"] != n or failed:
+        raise SystemExit("not every update succeeded")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument(
+        "--dialect",
+        default="thingsboard",
+        choices=["thingsboard", "enos", "thin-edge", "tedge-legacy", "mixed"],
+    )
+    parser.add_argument("--image-mib", type=int, default=1)
+    parser.add_argument("--chunk-size", type=int, default=65536)
+    parser.add_argument("--install-seconds", type=float, default=0.0)
+    parser.add_argument("--connect-concurrency", type=int, default=200)
+    args = parser.parse_args()
+    args.load0 = f"{os.getloadavg()[0]:.2f}"
+    with tempfile.TemporaryDirectory(prefix="otahub-fleet-") as tmp:
+        proc, url, mqtt_port = start_hub(Path(tmp) / "data", Path(tmp) / "hub.log")
+        try:
+            asyncio.run(bench(args, psutil.Process(proc.pid), url, mqtt_port))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log = (Path(tmp) / "hub.log").read_text(errors="replace")
+            errors = [line for line in log.splitlines() if " ERROR " in line]
+            if errors:
+                print(f"hub logged {len(errors)} errors, first: {errors[0]}")
+
+
+if __name__ == "__main__":
+    main()
