@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ class SimProcess:
     workdir: Path
     proc: subprocess.Popen[bytes] | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    #: run in the child before it executes (e.g. to lower a resource limit)
+    preexec: Callable[[], None] | None = None
 
     @property
     def record(self) -> Path:
@@ -58,6 +61,7 @@ class SimProcess:
                 stdout=subprocess.PIPE,
                 stderr=log,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                preexec_fn=self.preexec,
             )
         return self
 
@@ -97,6 +101,20 @@ class SimProcess:
         if not self.record.exists():
             return []
         return [json.loads(line) for line in self.record.read_text().splitlines() if line]
+
+
+def wait_online(hub: HubProcess, names: list[str], timeout: float = 60) -> None:
+    """Until the hub shows every device in ``names`` online."""
+    deadline = time.monotonic() + timeout
+    wanted = set(names)
+    while True:
+        with api(hub) as client:
+            r = client.get("/devices")
+            online = {d["name"] for d in r.json() if d["online"]} if r.status_code == 200 else set()
+        if wanted <= online:
+            return
+        assert time.monotonic() < deadline, f"offline: {sorted(wanted - online)}"
+        time.sleep(0.2)
 
 
 def names(dialect: str, count: int, prefix: str = "sim") -> list[str]:

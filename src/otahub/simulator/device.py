@@ -12,6 +12,7 @@ name, so every dialect reports them its own way.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import random
 from abc import ABC, abstractmethod
@@ -163,7 +164,13 @@ class SimDevice(ABC):
                 fleet.stats.add("connect_refused")
                 log.warning("%s: %s refused the connection: %s", self.name, endpoint, exc)
             except (OSError, TimeoutError, mqtt.ConnectionLost) as exc:
-                log.debug("%s: cannot connect to %s: %s", self.name, endpoint, exc)
+                # out of descriptors is the simulator's own limit, not the hub's: say so
+                level = (
+                    logging.WARNING
+                    if getattr(exc, "errno", None) == errno.EMFILE
+                    else logging.DEBUG
+                )
+                log.log(level, "%s: cannot connect to %s: %s", self.name, endpoint, exc)
             else:
                 delay = cfg.backoff_initial
                 if connected_before:

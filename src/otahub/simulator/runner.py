@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +32,8 @@ DEVICE_CLASSES: dict[Dialect, type[SimDevice]] = {
 }
 #: HTTP connections one process keeps open to the hub for downloads.
 HTTP_CONNECTIONS = 100
+#: Descriptors a process needs besides its devices' sockets (HTTP pool, logs, pipes).
+SPARE_FILES = HTTP_CONNECTIONS + 64
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -53,6 +56,7 @@ async def run_fleet(
     ``clear_faults``: a SIGUSR1 came before the devices started. Setting
     ``stop`` ends the run as a signal does (a program driving the fleet).
     """
+    raise_open_files_limit(len(specs) + SPARE_FILES)
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     switch = FaultSwitch()
@@ -93,6 +97,26 @@ async def run_fleet(
         if stats.record is not None:
             stats.record.close()
     return final
+
+
+def raise_open_files_limit(needed: int) -> None:
+    """Lift the soft limit on open files towards ``needed`` (up to the hard limit).
+
+    Every device holds a socket, and the usual soft limit (1,024) would
+    refuse the rest of a large fleet its connections.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < needed:
+            log.warning(
+                "open files are limited to %d (hard limit); %d devices need about %d: "
+                "raise the limit (ulimit -Hn) or use more --processes",
+                target,
+                needed - SPARE_FILES,
+                needed,
+            )
 
 
 def _logged(signum: int, action: Callable[[], None]) -> Callable[[], None]:
