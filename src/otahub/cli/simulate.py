@@ -50,7 +50,11 @@ def simulate(
         str, typer.Option(help="The hub's MQTT endpoint, mqtt://HOST:PORT.")
     ] = "mqtt://127.0.0.1:1883",
     http: Annotated[
-        str, typer.Option(help="The hub's HTTP base URL (REST API for --register).")
+        str,
+        typer.Option(
+            help="The hub's HTTP base URL: REST API for --register, EnOS HTTP broker for "
+            "relative fileUrls."
+        ),
     ] = "http://127.0.0.1:8000",
     devices: Annotated[int, typer.Option(help="Devices to simulate.", min=1)] = 10,
     dialect: Annotated[
@@ -149,6 +153,7 @@ def simulate(
         raise typer.BadParameter("no '/', '+', '#', '|' or '&' in a prefix", param_hint="--prefix")
     cfg = SimConfig(
         endpoints=_endpoints(hub, endpoints),
+        http_url=http,
         faults=FaultRates(
             fail_rate=_rate(fail_rate, "--fail-rate"),
             fail_at=fail_at,

@@ -130,6 +130,8 @@ class FaultRates:
 @dataclass(frozen=True)
 class SimConfig:
     endpoints: tuple[Endpoint, ...]
+    #: The hub's HTTP base URL (the EnOS HTTP broker for relative ``fileUrl``\s).
+    http_url: str = "http://127.0.0.1:8000"
     faults: FaultRates = field(default_factory=FaultRates)
     #: Devices log in with credentials (thin-edge, tedge-legacy: passwords);
     #: off, they connect anonymously (the hub must let them, e.g. from loopback).

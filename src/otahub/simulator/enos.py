@@ -5,9 +5,11 @@ upgrade command reaches it unsubscribed, and no reply is waited for.
 ``upgrade_reply`` 200 on acceptance; progress ``0`` at the start, ``80``
 downloaded, ``90`` verified, ``100`` installing; then ``inform`` of the
 new version. Failures are progress ``-2`` (download), ``-3`` (verification)
-or ``-4`` (burning) with ``desc``. The image is fetched from the absolute
-``fileUrl`` with Range resume; MD5 ``sign`` and otahub's ``sha256`` are
-both checked.
+or ``-4`` (burning) with ``desc``. The image is fetched from an absolute
+``fileUrl``, or for any other ``fileUrl`` through the EnOS HTTP broker pair
+at the hub's HTTP address (``/auth/{pk}/{dk}`` login, then
+``/multipart/.../file/download``), with Range resume; MD5 ``sign`` and
+otahub's ``sha256`` are both checked.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+
+import httpx
 
 from otahub.mqtt.packets import Connect
 from otahub.protocols import enos
@@ -139,9 +143,25 @@ class EnosDevice(SimDevice):
     async def download(self, job: Job) -> None:
         url = str(job.context)
         if not enos.is_direct_file_url(url):
-            raise UpdateFailed(
-                FailAt.DOWNLOAD,
-                f"fileUrl {url!r} is not an http(s) URL (the simulator does not use the EnOS "
-                "HTTP broker: run the hub with --enos-file-url absolute)",
-            )
+            url = await self._broker_url(url)
         await self.http_download(job, [url])
+
+    async def _broker_url(self, file_uri: str) -> str:
+        """Log in to the EnOS HTTP broker (the hub's HTTP address) for a relative ``fileUrl``."""
+        broker = self.fleet.cfg.http_url.rstrip("/")
+        pk, dk = self.spec.product_key, self.spec.device_key
+        body = enos.build_http_auth_request(
+            pk, dk, self.spec.secret, sdk_version="otahub-simulator"
+        )
+        try:
+            response = await self.fleet.http.post(
+                broker + enos.http_auth_path(pk, dk),
+                content=body,
+                headers={"Content-Type": "application/json"},
+            )
+            session_id = enos.parse_http_auth_response(response.content)
+        except (httpx.HTTPError, enos.EnosError) as exc:
+            raise UpdateFailed(
+                FailAt.DOWNLOAD, f"EnOS HTTP broker login at {broker}: {exc}"
+            ) from None
+        return broker + enos.http_download_target(pk, dk, session_id, file_uri)
