@@ -281,6 +281,7 @@ class SimDevice(ABC):
             self.remember(job.key, exc.reason)
             self.job = None
             await self.report(job, Step.FAILED)
+            self.on_idle()
             return
         except asyncio.CancelledError:
             raise
@@ -293,6 +294,10 @@ class SimDevice(ABC):
         self.remember(job.key, None)
         self.job = None
         await self.report(job, Step.SUCCEEDED)
+        self.on_idle()
+
+    def on_idle(self) -> None:  # noqa: B027  # optional hook
+        """The last update is over and reported; a dialect may start one it held back."""
 
     def fault_active(self, kind: FailAt) -> bool:
         return self.faults.fail_at is kind and self.fleet.switch.active

@@ -53,6 +53,8 @@ class ThingsBoardDevice(SimDevice):
         self._rid = 0
         self._chunks: dict[tuple[str, int], asyncio.Future[bytes]] = {}
         self._server_error: asyncio.Future[str] | None = None
+        #: a package was assigned anew while another update ran
+        self._held_back = False
 
     def connect_packet(self) -> Connect:
         return Connect(
@@ -111,7 +113,11 @@ class ThingsBoardDevice(SimDevice):
         except tb.ThingsBoardError as exc:
             log.warning("%s: unusable firmware attributes: %s", self.name, exc)
             return
-        if package is None or package.assignment is None or self.busy:
+        if package is None or package.assignment is None:
+            return
+        if self.job is not None:
+            if pushed and package.assignment != (self.job.name, self.job.version):
+                self._held_back = True  # started once this one is over
             return
         if package.assignment == (self.title, self.version):
             return
@@ -132,6 +138,11 @@ class ThingsBoardDevice(SimDevice):
                 context=str(self._rid),
             )
         )
+
+    def on_idle(self) -> None:
+        if self._held_back:
+            self._held_back = False
+            self._consider(pushed=True)
 
     async def report(self, job: Job, step: Step) -> None:
         state = _FW_STATE.get(step)
