@@ -141,6 +141,8 @@ def simulate(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # a line per download or registration request would drown the simulator's own
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.root.level))
     if dialect not in DIALECT_CHOICES:
         raise typer.BadParameter(f"one of {', '.join(DIALECT_CHOICES)}", param_hint="--dialect")
     try:
