@@ -172,7 +172,7 @@ def simulate(
     from otahub.simulator.processes import run_processes
     from otahub.simulator.registration import RegistrationFailed
     from otahub.simulator.registration import register as register_devices
-    from otahub.simulator.runner import run_fleet
+    from otahub.simulator.runner import run, run_fleet
     from otahub.simulator.stats import Stats
 
     started = time.monotonic()
@@ -213,7 +213,7 @@ def simulate(
                 clear_faults=early.faults_cleared,
             )
         else:
-            final = asyncio.run(
+            final = run(
                 run_fleet(
                     cfg,
                     specs,

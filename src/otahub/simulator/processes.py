@@ -8,7 +8,6 @@ The parent draws the live view from their sum, passes SIGTERM/SIGINT
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import multiprocessing
@@ -24,7 +23,7 @@ from typing import Any
 
 from otahub.simulator.config import DeviceSpec, SimConfig
 from otahub.simulator.live import Display
-from otahub.simulator.runner import run_fleet
+from otahub.simulator.runner import run, run_fleet
 from otahub.simulator.stats import merge
 
 log = logging.getLogger("otahub.simulator")
@@ -44,7 +43,7 @@ def _worker(
         with contextlib.suppress(OSError):
             pipe.send(counts)
 
-    final = asyncio.run(
+    final = run(
         run_fleet(
             cfg, specs, duration=duration, record=record, report=report, clear_faults=clear_faults
         )
