@@ -277,23 +277,26 @@ class SimDevice(ABC):
         except UpdateFailed as exc:
             job.failure, job.reason = exc.kind, exc.reason
             log.info("%s: update to %s failed: %s", self.name, job.version, exc.reason)
-            stats.add("updates_failed")
-            self.remember(job.key, exc.reason)
-            self.job = None
-            await self.report(job, Step.FAILED)
-            self.on_idle()
+            await self._failed(job)
             return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
+        except Exception as exc:
+            # a defect of the simulator: the hub hears of it rather than waiting forever
             log.exception("%s: update to %s broke", self.name, job.version)
-            self.job = None
-            raise
+            job.failure, job.reason = None, f"simulator error: {exc!r}"
+            await self._failed(job)
+            return
         self.version = job.version
         stats.add("updates_succeeded")
         self.remember(job.key, None)
         self.job = None
         await self.report(job, Step.SUCCEEDED)
+        self.on_idle()
+
+    async def _failed(self, job: Job) -> None:
+        self.fleet.stats.add("updates_failed")
+        self.remember(job.key, job.reason)
+        self.job = None
+        await self.report(job, Step.FAILED)
         self.on_idle()
 
     def on_idle(self) -> None:  # noqa: B027  # optional hook
