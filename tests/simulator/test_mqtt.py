@@ -86,3 +86,20 @@ def test_devices_reconnect_to_a_restarted_hub_and_are_updated(
         tmp_path / "2",
     ).start()
     assert again.wait()["devices"] == 4
+
+
+def test_idle_devices_keep_their_connections_alive_with_pings(
+    hub: HubProcess, tmp_path: Path
+) -> None:
+    """With a 2 s keep-alive the hub drops a client silent for 3 s; idle simulated
+    devices send PINGREQ in time and never reconnect."""
+    args = ["--devices", "4", "--dialect", "mixed", "--register", "--keepalive", "2"]
+    sim = SimProcess(hub, args, tmp_path).start()
+    try:
+        wait_online(hub, MIXED)
+        time.sleep(8)  # idle for several keep-alive periods
+        summary = sim.stop()
+    finally:
+        sim.kill()
+    assert summary["connected"] == 4
+    assert summary["reconnects"] == 0

@@ -121,6 +121,9 @@ def simulate(
     chunk_size: Annotated[
         int, typer.Option(help="ThingsBoard chunk size in bytes.", min=1)
     ] = 65536,
+    keepalive: Annotated[
+        int, typer.Option(help="MQTT keep-alive in seconds (a PINGREQ when quiet for half).", min=1)
+    ] = 60,
     backoff_max: Annotated[
         float, typer.Option(help="Longest wait between reconnects, in seconds.", min=0.01)
     ] = 30.0,
@@ -167,6 +170,7 @@ def simulate(
         install_seconds=install_seconds,
         chunk_size=chunk_size,
         backoff_max=backoff_max,
+        keepalive=keepalive,
     )
     from otahub.simulator.live import Display
     from otahub.simulator.processes import run_processes
