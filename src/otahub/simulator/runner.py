@@ -7,7 +7,6 @@ import contextlib
 import logging
 import resource
 import signal
-import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -144,7 +143,3 @@ async def _report_every(report: Report, stats: Stats, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         report(stats.snapshot())
-
-
-def elapsed_since(start: float) -> float:
-    return time.monotonic() - start

@@ -36,7 +36,6 @@ class Stats:
     #: device -> downloads begun (a resumed one counts once)
     downloads: Counter[str] = field(default_factory=Counter)
     record: IO[str] | None = None
-    started_at: float = field(default_factory=time.monotonic)
 
     def add(self, name: str, n: int = 1) -> None:
         self.counts[name] += n
