@@ -85,6 +85,8 @@ class Job:
     hashers: dict[str, Any] = field(default_factory=dict)
     failure: FailAt | None = None
     reason: str | None = None
+    #: past its last progress report: the device is installing (a real one reboots)
+    installing: bool = False
 
     def reset(self) -> None:
         """Start the download over (the server ignored a Range)."""
@@ -272,6 +274,7 @@ class SimDevice(ABC):
             await self.report(job, Step.DOWNLOADED)
             self._verify(job)
             await self.report(job, Step.VERIFIED)
+            job.installing = True
             await self.report(job, Step.INSTALLING)
             await self._install(job)
         except UpdateFailed as exc:
