@@ -8,7 +8,7 @@ import ipaddress
 import logging
 import signal
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +27,7 @@ from otahub.hub.drivers.base import Driver, DriverContext
 from otahub.hub.drivers.registry import DRIVERS
 from otahub.hub.http.app import create_http_app
 from otahub.hub.http.auth import load_or_create_token
+from otahub.hub.http.listener import HubHttpServer, ListenFailed
 from otahub.hub.metrics.loop_lag import watch_loop_lag
 from otahub.hub.services.signing import SigningService
 from otahub.hub.settings import HubSettings, is_loopback_host
@@ -41,14 +42,6 @@ from otahub.signing.metadata import MetadataError
 __all__ = ["HubPartFailed", "is_loopback_host", "run_hub"]
 
 log = logging.getLogger("otahub.hub")
-
-
-class _EmbeddedUvicorn(uvicorn.Server):
-    """uvicorn without its own signal handling: the hub owns SIGINT/SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def tls_context(settings: HubSettings) -> ssl.SSLContext:
@@ -244,7 +237,7 @@ class _HttpListeners:
     def __init__(self, settings: HubSettings, listeners: list[_HttpListener]) -> None:
         self.listeners = listeners
         self.servers = [
-            _EmbeddedUvicorn(
+            HubHttpServer(
                 uvicorn.Config(
                     listener.app,
                     host=listener.host,
@@ -287,12 +280,16 @@ async def _all_ended(tasks: list[asyncio.Task[None]]) -> None:
     await asyncio.wait(tasks)
 
 
-async def _serve_http(http: _EmbeddedUvicorn, listener: _HttpListener) -> None:
+async def _serve_http(http: HubHttpServer, listener: _HttpListener) -> None:
     try:
         await http.serve()
     except SystemExit:
-        # uvicorn exits the process when it cannot bind; the hub reports it instead
+        # uvicorn exits the process when its start-up fails; the hub reports it instead
         raise OSError(f"the {listener.name} could not start on port {listener.port}") from None
+    except ListenFailed as exc:
+        raise OSError(
+            f"the {listener.name} could not start on port {listener.port}: {exc.reason}"
+        ) from None
 
 
 def _http_up(server: uvicorn.Server) -> Callable[[], bool]:

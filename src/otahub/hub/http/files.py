@@ -19,9 +19,12 @@ downloaders rely on (RFC 9110):
   GET only), and any Range on an empty file (an empty range cannot be written
   as a Content-Range).
 
-Where the ASGI server offers the `http.response.pathsend` extension, a whole
-file is handed to it to send with sendfile. uvicorn offers no zero-copy
-extension, so there the body goes out in 2 MiB chunks, each a memoryview of a
+Where the ASGI server offers the `http.response.zerocopysend` extension (the
+hub's own listener, `listener.py`, which serves every GET and HEAD), the open
+file and the byte range are handed to it and the kernel sends them with
+sendfile, whole files and ranges alike; a server with only
+`http.response.pathsend` gets whole files that way. Elsewhere (uvicorn, which
+offers neither, and test clients) the body goes out in 2 MiB chunks, each a memoryview of a
 read-only memory map of that part of the file rather than bytes read from it
 (the ASGI spec says bytes, but uvicorn's httptools and h11 protocols write
 any bytes-like body; tests/hub/http/test_files.py runs both). No byte is
@@ -289,8 +292,24 @@ class FileStreamResponse(Response):
             actual = os.fstat(fd).st_size
             if actual != self.size:
                 raise RuntimeError(f"{self.path} is {actual} bytes, expected {self.size}")
+            extensions = scope.get("extensions") or {}
+            if "http.response.zerocopysend" in extensions:
+                # The server sends [start, stop) of this descriptor with sendfile
+                # before send returns; the descriptor keeps the file checked above
+                # alive even if a new version is renamed over its path meanwhile.
+                await send(start_message)
+                await send(
+                    {
+                        "type": "http.response.zerocopysend",
+                        "file": fd,
+                        "offset": self.start,
+                        "count": self.stop - self.start,
+                        "more_body": False,
+                    }
+                )
+                return
             whole = self.start == 0 and self.stop == self.size
-            if whole and "http.response.pathsend" in scope.get("extensions", {}):
+            if whole and "http.response.pathsend" in extensions:
                 # The server sends the file itself (sendfile); ranges cannot go this way.
                 await send(start_message)
                 await send({"type": "http.response.pathsend", "path": str(self.path)})
