@@ -1,4 +1,5 @@
-"""file_response through a real uvicorn server on loopback, with httpx and curl."""
+"""file_response through a real uvicorn server on loopback, with httpx and curl,
+and through the hub's own listener, which sends the bodies with sendfile."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from fastapi import FastAPI, Request, Response
 from starlette.types import Message
 
 from otahub.hub.http.files import CHUNK_SIZE, RangeNotSatisfiable, file_response, parse_range
+from otahub.hub.http.listener import HubHttpServer
 
 # Not a multiple of the chunk size, so the last chunk is a short one.
 SIZE = 2 * CHUNK_SIZE + 12_345
@@ -28,6 +30,7 @@ try:
     import httptools  # noqa: F401
 
     HTTP_IMPLS.append("httptools")
+    HTTP_IMPLS.append("listener")  # otahub's own (listener.py), built on httptools
 except ImportError:
     pass
 
@@ -74,16 +77,24 @@ def served(
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        _app(directory, etags), http=request.param, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    app = _app(directory, etags)
+    server: uvicorn.Server
+    if request.param == "listener":
+        sock.close()
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+        server = HubHttpServer(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+    else:
+        config = uvicorn.Config(app, http=request.param, log_level="warning", lifespan="off")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.01)
+    if isinstance(server, HubHttpServer):
+        port = server.port
     result = Served(f"http://127.0.0.1:{port}", data, etags["firmware.bin"])
     try:
         yield result
@@ -441,3 +452,33 @@ async def test_pathsend_used_when_server_offers_it(tmp_path: Path) -> None:
     assert sent[0]["status"] == 206
     assert bytes(sent[1]["body"]) == b"234"
     assert sent[1]["more_body"] is False
+
+
+async def test_zerocopysend_gets_the_open_file_and_the_range(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"0123456789")
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.zerocopysend":
+            # What the server would send, read while the descriptor is still open.
+            message = {
+                **message,
+                "bytes": os.pread(message["file"], message["count"], message["offset"]),
+            }
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "GET",
+        "headers": [(b"range", b"bytes=2-4")],
+        "extensions": {"http.response.zerocopysend": {}, "http.response.pathsend": {}},
+    }
+    await file_response(Request(scope), path, etag="x")(scope, receive, send)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.zerocopysend"]
+    assert sent[0]["status"] == 206
+    assert (sent[1]["offset"], sent[1]["count"], sent[1]["more_body"]) == (2, 3, False)
+    assert sent[1]["bytes"] == b"234"

@@ -1,0 +1,159 @@
+"""The hub's HTTP listener (sendfile) under `otahub serve`: aborted clients,
+files that go away while they are sent, and many range requests at once."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import socket
+import struct
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.hubproc import HubProcess
+
+MIB = 1 << 20
+
+
+def _upload(hub: HubProcess, data: bytes, version: str) -> dict[str, Any]:
+    r = httpx.post(
+        f"{hub.http_url}/api/v1/firmware",
+        params={"title": "listener-test", "version": version, "filename": "fw.bin"},
+        content=data,
+        headers={"Content-Type": "application/octet-stream"},
+        timeout=60,
+    )
+    assert r.status_code == 201, r.text
+    package: dict[str, Any] = r.json()
+    return package
+
+
+def _open_blob_fds(pid: int, sha256: str) -> list[str]:
+    found = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if sha256 in target:
+            found.append(target)
+    return found
+
+
+def _wait_for(condition: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _slow_reader(hub: HubProcess, path: str) -> socket.socket:
+    """A connection asking for ``path`` whose small receive buffer keeps the hub waiting."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", hub.http_port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: hub\r\n\r\n".encode())
+    return sock
+
+
+def _read_head(sock: socket.socket) -> tuple[bytes, bytearray]:
+    got = bytearray()
+    while b"\r\n\r\n" not in got:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed before the head"
+        got += chunk
+    head, _, body = bytes(got).partition(b"\r\n\r\n")
+    return head, bytearray(body)
+
+
+def test_client_that_disconnects_mid_sendfile_leaves_no_file_open(hub: HubProcess) -> None:
+    data = os.urandom(32 * MIB)
+    package = _upload(hub, data, "disconnect")
+    assert hub.proc is not None
+    for _ in range(5):
+        sock = _slow_reader(hub, package["content_url"])
+        head, body = _read_head(sock)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        while len(body) < MIB:
+            body += sock.recv(65536)
+        # An abortive close (RST) in the middle of the body.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    pid = hub.proc.pid
+    _wait_for(lambda: not _open_blob_fds(pid, package["sha256"]), "the hub to close the file")
+    whole = httpx.get(f"{hub.http_url}{package['content_url']}", timeout=60)
+    assert whole.status_code == 200
+    assert hashlib.sha256(whole.content).hexdigest() == package["sha256"]
+    assert "Traceback" not in hub.log()
+
+
+def test_package_deleted_while_being_sent_is_sent_whole_from_the_old_file(
+    hub: HubProcess,
+) -> None:
+    old = os.urandom(48 * MIB)
+    package = _upload(hub, old, "old")
+    sock = _slow_reader(hub, package["content_url"])
+    try:
+        head, body = _read_head(sock)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert f"content-length: {len(old)}".encode() in head.lower()
+        # A new version arrives (a new file: the store is content-addressed) and
+        # the old package and its blob are deleted while the send waits on us.
+        _upload(hub, os.urandom(len(old)), "new")
+        r = httpx.delete(f"{hub.http_url}/api/v1/firmware/{package['id']}", timeout=30)
+        assert r.status_code == 204, r.text
+        blob = hub.data_dir / "blobs" / "sha256" / package["sha256"][:2] / package["sha256"]
+        assert not blob.exists()
+        while len(body) < len(old):
+            chunk = sock.recv(MIB)
+            assert chunk, f"connection closed after {len(body)} of {len(old)} bytes"
+            body += chunk
+    finally:
+        sock.close()
+    assert hashlib.sha256(body).hexdigest() == package["sha256"]
+    assert httpx.get(f"{hub.http_url}{package['content_url']}").status_code == 404
+
+
+async def _range_request(port: int, path: str, start: int, stop: int) -> tuple[bytes, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: hub\r\nRange: bytes={start}-{stop - 1}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        response = await reader.read()  # to the end: the hub closes after the response
+    finally:
+        writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    return head, body
+
+
+def test_1000_concurrent_range_requests(hub: HubProcess) -> None:
+    data = os.urandom(4 * MIB)
+    package = _upload(hub, data, "ranges")
+    size, piece, count = len(data), 16 * 1024, 1000
+    wanted = [
+        ((i * 4099) % (size - piece), (i * 4099) % (size - piece) + piece) for i in range(count)
+    ]
+
+    async def all_at_once() -> list[tuple[bytes, bytes]]:
+        return await asyncio.wait_for(
+            asyncio.gather(
+                *(_range_request(hub.http_port, package["content_url"], a, b) for a, b in wanted)
+            ),
+            120,
+        )
+
+    answers = asyncio.run(all_at_once())
+    for (start, stop), (head, body) in zip(wanted, answers, strict=True):
+        lines = head.lower().split(b"\r\n")
+        assert lines[0].startswith(b"http/1.1 206 "), head
+        assert f"content-range: bytes {start}-{stop - 1}/{size}".encode() in lines
+        assert body == data[start:stop]
+    assert hub.proc is not None
+    _wait_for(lambda: not _open_blob_fds(hub.proc.pid, package["sha256"]), "files to close")
