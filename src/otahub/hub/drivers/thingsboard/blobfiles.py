@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Iterator
 from pathlib import Path
-
-_PIECE = 256 * 1024
 
 
 class OpenBlobs:
@@ -62,16 +59,6 @@ class OpenBlobs:
             parts.append(more)
             pos += len(more)
         return b"".join(parts)
-
-    def pieces(self, path: Path, start: int, end: int) -> Iterator[bytes]:
-        """``[start, end)`` in bounded pieces, for streaming a large range."""
-        pos = start
-        while pos < end:
-            piece = self.read(path, pos, min(end, pos + _PIECE))
-            if not piece:
-                return
-            yield piece
-            pos += len(piece)
 
     def close(self) -> None:
         for fd in self._fds.values():

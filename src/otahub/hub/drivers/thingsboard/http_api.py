@@ -15,14 +15,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from otahub.hub.drivers.thingsboard.assignment import mount_assignments
 from otahub.hub.drivers.thingsboard.devicestate import CHECKSUM_ALGORITHM, MQTT_BASIC
 from otahub.hub.drivers.thingsboard.fetches import Fetch
 from otahub.hub.http.auth import AdminAuth, load_or_create_token
-from otahub.hub.http.files import file_response
+from otahub.hub.http.files import FileStreamResponse, file_response
 from otahub.hub.services.errors import Invalid, NotFound
 from otahub.hub.services.integrity import FirmwareCorrupt
 from otahub.protocols.checksums import Algorithm
@@ -39,9 +38,6 @@ if TYPE_CHECKING:
     from otahub.hub.drivers.thingsboard.driver import ThingsBoardDriver
 
 log = logging.getLogger("otahub.hub.thingsboard")
-
-# A chunk up to this size is sent as one body; larger ones are streamed.
-_INLINE_LIMIT = 1024 * 1024
 
 
 async def serve_package(
@@ -89,18 +85,19 @@ async def serve_package(
             extra_headers=headers,
             size=view.size,
         )
-    length = decision.end - decision.start
-    if request.method == "HEAD":
-        headers["Content-Length"] = str(length)
-        return Response(status_code=200, media_type=content_type, headers=headers)
-    if length <= _INLINE_LIMIT:
-        data = driver.blobs.read(path, decision.start, decision.end)
-        return Response(data, media_type=content_type, headers=headers)
-    headers["Content-Length"] = str(length)
-    return StreamingResponse(
-        driver.blobs.pieces(path, decision.start, decision.end),
-        media_type=content_type,
-        headers=headers,
+    # One chunk of the file: the same response as any file part, sent zero-copy
+    # where the server can (a 200, as ThingsBoard answers chunk requests).
+    framing = {name.lower(): value for name, value in headers.items()}
+    framing["content-type"] = content_type
+    framing["content-length"] = str(decision.end - decision.start)
+    return FileStreamResponse(
+        path,
+        status_code=200,
+        headers=framing,
+        start=decision.start,
+        stop=decision.end,
+        size=view.size,
+        send_body=request.method != "HEAD",
     )
 
 
