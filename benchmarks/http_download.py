@@ -12,11 +12,14 @@ reading into one reused buffer, bytes counted and never kept) runs CLIENTS
 concurrent connections, each downloading the file DOWNLOADS times, against
 one server at a time. Rounds alternate the order (otahub first, then nginx
 first) because the machine is shared and its load drifts. Printed: MB/s per
-run, the median per server, the median of the per-round ratios otahub/nginx
-(target >= 0.8), server CPU seconds per GiB sent and the otahub process's peak
-RSS.
+run, the median per server, the medians of the per-round ratios otahub/nginx
+of throughput (target >= 1.0) and of server CPU seconds per GiB sent (target
+<= 1.3), server CPU milliseconds per request and the otahub process's peak
+RSS. `--range-kib N` asks for N KiB ranges (206) at rotating offsets instead
+of the whole file.
 
     .venv/bin/python benchmarks/http_download.py [--size-mib 100] [--clients 20]
+    .venv/bin/python benchmarks/http_download.py --size-mib 64 --range-kib 1024 --downloads 10
 
 Needs nginx (Debian package `nginx`; scripts/test.sh installs it). Starts and
 stops its own processes only, and bounds every run in time.
@@ -57,11 +60,15 @@ START_TIMEOUT = 30.0
 class _Download(asyncio.BufferedProtocol):
     """Downloads one path `count` times over one keep-alive connection."""
 
-    def __init__(self, buffer: bytearray, request: bytes, count: int, size: int) -> None:
+    def __init__(
+        self, buffer: bytearray, requests: list[bytes], count: int, size: int, status: bytes
+    ) -> None:
         self.buffer = buffer
-        self.request = request
+        self.requests = requests
+        self.sent = 0
         self.left = count
         self.size = size
+        self.status = status
         self.transport: asyncio.Transport | None = None
         self.head = bytearray()
         self.body_left = -1
@@ -71,7 +78,12 @@ class _Download(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
-        self.transport.write(self.request)
+        self._ask()
+
+    def _ask(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self.requests[self.sent % len(self.requests)])
+        self.sent += 1
 
     def get_buffer(self, sizehint: int) -> bytearray:
         # One buffer for all connections: the loop fills it and reports it
@@ -96,7 +108,7 @@ class _Download(asyncio.BufferedProtocol):
             self.left -= 1
             assert self.transport is not None
             if self.left > 0:
-                self.transport.write(self.request)
+                self._ask()
                 return
             self.transport.close()
             if not self.done.done():
@@ -104,7 +116,7 @@ class _Download(asyncio.BufferedProtocol):
 
     def _start_body(self, head: bytes) -> None:
         lines = head.split(b"\r\n")
-        if not lines[0].startswith(b"HTTP/1.1 200 "):
+        if not lines[0].startswith(b"HTTP/1.1 " + self.status + b" "):
             self._fail(f"unexpected status line {lines[0]!r}")
         length = -1
         for line in lines[1:]:
@@ -126,15 +138,26 @@ class _Download(asyncio.BufferedProtocol):
             self.done.set_exception(RuntimeError(f"connection lost early: {exc}"))
 
 
-async def _client(port: int, path: str, clients: int, count: int, size: int) -> dict[str, Any]:
+async def _client(
+    port: int, path: str, clients: int, count: int, size: int, part: int
+) -> dict[str, Any]:
+    """``part`` > 0: each request asks for a ``part``-byte range, at offsets that rotate."""
     loop = asyncio.get_running_loop()
     buffer = bytearray(MIB)
-    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    base = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    if part:
+        starts = range(0, size - part + 1, part)
+        requests = [f"{base}Range: bytes={a}-{a + part - 1}\r\n\r\n".encode() for a in starts]
+        status, length = b"206", part
+    else:
+        requests, status, length = [f"{base}\r\n".encode()], b"200", size
     protocols: list[_Download] = []
     started = time.perf_counter()
-    for _ in range(clients):
+    for i in range(clients):
+        # Each connection starts at another range, so the requests cover the file.
+        mine = requests[i % len(requests) :] + requests[: i % len(requests)]
         _, protocol = await loop.create_connection(
-            lambda: _Download(buffer, request, count, size), "127.0.0.1", port
+            lambda mine=mine: _Download(buffer, mine, count, length, status), "127.0.0.1", port
         )
         protocols.append(protocol)
     received = sum(await asyncio.gather(*(p.done for p in protocols)))
@@ -143,10 +166,12 @@ async def _client(port: int, path: str, clients: int, count: int, size: int) -> 
     return {"bytes": received, "seconds": elapsed, "cpu": usage.ru_utime + usage.ru_stime}
 
 
-def client_main(port: int, path: str, clients: int, count: int, size: int) -> None:
+def client_main(port: int, path: str, clients: int, count: int, size: int, part: int) -> None:
     import uvloop
 
-    result = uvloop.run(asyncio.wait_for(_client(port, path, clients, count, size), RUN_TIMEOUT))
+    result = uvloop.run(
+        asyncio.wait_for(_client(port, path, clients, count, size, part), RUN_TIMEOUT)
+    )
     print(json.dumps(result))
 
 
@@ -192,6 +217,7 @@ class Run:
     rate: float  # MiB/s
     server_cpu: float  # server CPU seconds per GiB sent
     client_cpu: float  # client CPU seconds per GiB received
+    server_ms: float  # server CPU milliseconds per request
 
 
 def _free_port() -> int:
@@ -371,7 +397,7 @@ def _peak_rss_mib(proc: subprocess.Popen[bytes]) -> float:
     return float("nan")
 
 
-def _run_client(server: Server, clients: int, count: int, size: int) -> Run:
+def _run_client(server: Server, clients: int, count: int, size: int, part: int) -> Run:
     args = [
         sys.executable,
         __file__,
@@ -381,6 +407,7 @@ def _run_client(server: Server, clients: int, count: int, size: int) -> Run:
         str(clients),
         str(count),
         str(size),
+        str(part),
     ]
     cpu_before = _cpu_seconds(server.proc)
     out = subprocess.run(args, capture_output=True, check=False, timeout=RUN_TIMEOUT + 30)
@@ -388,11 +415,16 @@ def _run_client(server: Server, clients: int, count: int, size: int) -> Run:
     if out.returncode != 0:
         raise SystemExit(f"client failed against {server.name}: {out.stderr.decode()}")
     result = json.loads(out.stdout)
-    total = clients * count * size
+    total = clients * count * (part or size)
     if result["bytes"] != total:
         raise SystemExit(f"client got {result['bytes']} bytes, expected {total}")
     gib = total / GIB
-    return Run(total / MIB / float(result["seconds"]), server_cpu / gib, result["cpu"] / gib)
+    return Run(
+        total / MIB / float(result["seconds"]),
+        server_cpu / gib,
+        result["cpu"] / gib,
+        server_cpu / (clients * count) * 1000,
+    )
 
 
 def _write_file(path: Path, size: int) -> str:
@@ -413,6 +445,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--downloads", type=int, default=2, help="downloads per client per run")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--range-kib",
+        type=int,
+        default=0,
+        help="ask for ranges of this many KiB (206) instead of the whole file",
+    )
     parser.add_argument(
         "--server",
         choices=["hub", "app"],
@@ -436,6 +474,9 @@ def main() -> None:
         raise SystemExit("nginx not found: install the Debian package nginx (scripts/test.sh does)")
 
     size = args.size_mib * MIB
+    part = args.range_kib * 1024
+    if part > size:
+        raise SystemExit("--range-kib is larger than the file")
     started: list[subprocess.Popen[bytes]] = []
     runs: dict[str, list[Run]] = {"otahub": [], "nginx": []}
     with tempfile.TemporaryDirectory(prefix="otahub-bench-") as tmp:
@@ -460,11 +501,12 @@ def main() -> None:
             for round_no in range(args.rounds):
                 order = (ota, ngx) if round_no % 2 == 0 else (ngx, ota)
                 for server in order:
-                    run = _run_client(server, args.clients, args.downloads, size)
+                    run = _run_client(server, args.clients, args.downloads, size, part)
                     runs[server.name].append(run)
                     print(
                         f"round {round_no + 1} {server.name:7s} {run.rate:7.0f} MB/s"
                         f"  server {run.server_cpu:5.2f} CPU s/GiB"
+                        f" ({run.server_ms:6.2f} ms/request)"
                         f"  client {run.client_cpu:5.2f} CPU s/GiB",
                         flush=True,
                     )
@@ -479,20 +521,30 @@ def main() -> None:
     ngx_mbs = statistics.median(r.rate for r in ngx_runs)
     ota_cpu = statistics.median(r.server_cpu for r in ota_runs)
     ngx_cpu = statistics.median(r.server_cpu for r in ngx_runs)
+    ota_ms = statistics.median(r.server_ms for r in ota_runs)
+    ngx_ms = statistics.median(r.server_ms for r in ngx_runs)
+    cpu_ratios = [o.server_cpu / n.server_cpu for o, n in zip(ota_runs, ngx_runs, strict=True)]
     what = "otahub serve" if args.server == "hub" else f"app http={args.http} loop={args.loop}"
+    unit = f"{args.range_kib} KiB ranges of a" if part else "downloads of a"
     print(
-        f"{args.clients} clients x {args.downloads} downloads x {args.size_mib} MiB per run, "
+        f"{args.clients} clients x {args.downloads} {unit} {args.size_mib} MiB file per run, "
         f"median of {args.rounds} rounds (MB = MiB):"
     )
-    print(f"otahub {ota_mbs:7.0f} MB/s  {ota_cpu:5.2f} CPU s/GiB  ({what})")
     print(
-        f"nginx  {ngx_mbs:7.0f} MB/s  {ngx_cpu:5.2f} CPU s/GiB"
+        f"otahub {ota_mbs:7.0f} MB/s  {ota_cpu:5.2f} CPU s/GiB  {ota_ms:6.2f} ms/request ({what})"
+    )
+    print(
+        f"nginx  {ngx_mbs:7.0f} MB/s  {ngx_cpu:5.2f} CPU s/GiB  {ngx_ms:6.2f} ms/request"
         f"  (worker_processes {args.nginx_workers}, sendfile on)"
     )
     print(f"otahub peak RSS {peak_rss:.0f} MiB")
     print(
-        f"ratio otahub/nginx {statistics.median(ratios):.2f} (median of per-round ratios"
-        f" {', '.join(f'{r:.2f}' for r in ratios)}; target >= 0.8)"
+        f"throughput otahub/nginx {statistics.median(ratios):.2f} (median of per-round ratios"
+        f" {', '.join(f'{r:.2f}' for r in ratios)}; target >= 1.0)"
+    )
+    print(
+        f"CPU s/GiB otahub/nginx {statistics.median(cpu_ratios):.2f} (median of per-round ratios"
+        f" {', '.join(f'{r:.2f}' for r in cpu_ratios)}; target <= 1.3)"
     )
     if args.json:
         print(json.dumps({name: [vars(r) for r in rs] for name, rs in runs.items()}))
@@ -500,8 +552,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_client":
-        port, path, clients, count, size = sys.argv[2:7]
-        client_main(int(port), path, int(clients), int(count), int(size))
+        port, path, clients, count, size, part = sys.argv[2:8]
+        client_main(int(port), path, int(clients), int(count), int(size), int(part))
     elif len(sys.argv) > 1 and sys.argv[1] == "_app":
         fd, file, etag, http_impl, loop = sys.argv[2:7]
         app_main(int(fd), Path(file), etag, http_impl, loop)
