@@ -58,6 +58,17 @@ async def test_invalid_metadata(core: HubCore, meta: PackageMeta, message: str) 
         await core.firmware.upload(meta, chunks(b"x"))
 
 
+async def test_a_package_read_before_its_delete_is_not_found_after_it(core: HubCore) -> None:
+    view = await core.firmware.upload(PackageMeta(title="fw", version="1"), chunks(DATA))
+    assert await core.firmware.get(view.id) == view  # read once: remembered by id
+    await core.firmware.delete(view.id)
+    with pytest.raises(NotFound):
+        await core.firmware.get(view.id)
+    # A new package may get the freed id; it is read as itself, not as the old one.
+    other = await core.firmware.upload(PackageMeta(title="fw", version="2"), chunks(b"other"))
+    assert await core.firmware.get(other.id) == other
+
+
 async def test_delete_refused_while_an_active_update_uses_it(core: HubCore) -> None:
     view = await core.firmware.upload(PackageMeta(title="fw", version="1"), chunks(DATA))
     twin = await core.firmware.upload(PackageMeta(title="fw", version="1b"), chunks(DATA))

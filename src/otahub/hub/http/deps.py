@@ -9,7 +9,9 @@ from fastapi import Depends, Request
 from otahub.hub.core import HubCore
 
 
-def _core(request: Request) -> HubCore:
+# async: FastAPI runs a plain function dependency in a worker thread, a thread
+# hop on every request for what is an attribute lookup.
+async def _core(request: Request) -> HubCore:
     core: HubCore = request.app.state.core
     return core
 
