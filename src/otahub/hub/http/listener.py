@@ -295,7 +295,9 @@ class _Connection:
                     if self._idle_at_shutdown():
                         return
                     timeout = config.timeout_keep_alive if self.idle else _HEAD_TIMEOUT
-                    data = await asyncio.wait_for(loop.sock_recv(self.sock, _RECV), timeout)
+                    # asyncio.timeout, not wait_for: no task per read.
+                    async with asyncio.timeout(timeout):
+                        data = await loop.sock_recv(self.sock, _RECV)
                     if not data:
                         return
                     self.idle = False
