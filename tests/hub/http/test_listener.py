@@ -157,3 +157,25 @@ def test_1000_concurrent_range_requests(hub: HubProcess) -> None:
         assert body == data[start:stop]
     assert hub.proc is not None
     _wait_for(lambda: not _open_blob_fds(hub.proc.pid, package["sha256"]), "files to close")
+
+
+def test_one_connection_downloads_then_uploads_then_downloads(hub: HubProcess) -> None:
+    """A keep-alive connection served by the listener is handed to uvicorn for
+    an upload with the bytes already read, in order."""
+    first = os.urandom(3 * MIB)
+    package = _upload(hub, first, "keep-alive-1")
+    with httpx.Client(base_url=hub.http_url, timeout=60) as client:
+        for attempt in range(5):
+            got = client.get(package["content_url"], headers={"Range": "bytes=10-19"})
+            assert got.status_code == 206 and got.content == first[10:20]
+            body = os.urandom(MIB + attempt)
+            r = client.post(
+                "/api/v1/firmware",
+                params={"title": "listener-test", "version": f"keep-alive-2-{attempt}"},
+                content=body,
+                headers={"Content-Type": "application/octet-stream"},
+            )
+            assert r.status_code == 201, r.text
+            assert r.json()["sha256"] == hashlib.sha256(body).hexdigest()
+            again = client.get(r.json()["content_url"])
+            assert again.status_code == 200 and again.content == body
