@@ -179,3 +179,14 @@ def test_one_connection_downloads_then_uploads_then_downloads(hub: HubProcess) -
             assert r.json()["sha256"] == hashlib.sha256(body).hexdigest()
             again = client.get(r.json()["content_url"])
             assert again.status_code == 200 and again.content == body
+
+
+def test_an_idle_keep_alive_connection_is_closed(hub: HubProcess) -> None:
+    with socket.create_connection(("127.0.0.1", hub.http_port), timeout=60) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n")
+        head, _ = _read_head(sock)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        # Nothing more is asked: the hub closes the connection after its
+        # keep-alive timeout (5 s); a socket timeout here (60 s) fails the test.
+        while sock.recv(65536):
+            pass
