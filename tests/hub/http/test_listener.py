@@ -190,3 +190,16 @@ def test_an_idle_keep_alive_connection_is_closed(hub: HubProcess) -> None:
         # keep-alive timeout (5 s); a socket timeout here (60 s) fails the test.
         while sock.recv(65536):
             pass
+
+
+def test_a_client_that_closes_its_side_after_the_request_gets_the_answer(hub: HubProcess) -> None:
+    data = os.urandom(2 * MIB)
+    package = _upload(hub, data, "half-close")
+    with socket.create_connection(("127.0.0.1", hub.http_port), timeout=30) as sock:
+        sock.sendall(f"GET {package['content_url']} HTTP/1.1\r\nHost: hub\r\n\r\n".encode())
+        sock.shutdown(socket.SHUT_WR)
+        head, body = _read_head(sock)
+        while chunk := sock.recv(MIB):
+            body += chunk
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert bytes(body) == data

@@ -359,7 +359,9 @@ class _Connection:
             while True:
                 end = inbox.find(b"\r\n\r\n")
                 while end < 0:
-                    if len(inbox) > MAX_HEAD or self.eof:
+                    if self.eof:
+                        return  # the client closed its side with no whole request
+                    if len(inbox) > MAX_HEAD:
                         break
                     idle = not inbox
                     if idle != self.idle or idle:
@@ -368,8 +370,6 @@ class _Connection:
                     if self._idle_at_shutdown():
                         return
                     await self._more()
-                    if self._ended():
-                        return
                     end = inbox.find(b"\r\n\r\n")
                 self.idle = False
                 request = None if end < 0 else parse_request(bytes(inbox[: end + 4]))
@@ -389,10 +389,6 @@ class _Connection:
             if not handed_over:
                 self._stop_reading()
                 self.sock.close()
-
-    def _ended(self) -> bool:
-        """The client closed its side with no request begun."""
-        return self.eof and not self.inbox
 
     def _idle_at_shutdown(self) -> bool:
         return self.closing and self.idle
