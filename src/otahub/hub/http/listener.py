@@ -394,11 +394,8 @@ class _Connection:
         return self.closing and self.idle
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """All of ``data``.
-
-        Never with MSG_MORE: a head sent with it before a sendfile body stalled
-        concurrent range requests (a third of the throughput in the benchmark).
-        """
+        """All of ``data`` (a head goes out as its own segment: with MSG_MORE
+        the benchmark's range rounds were no faster, see docs/benchmarks.md)."""
         view = memoryview(data)
         while view:
             try:
