@@ -8,12 +8,18 @@ import hashlib
 import os
 import socket
 import struct
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request, Response
 
+from otahub.hub.http.files import file_response
+from otahub.hub.http.listener import HubHttpServer
 from tests.hubproc import HubProcess
 
 MIB = 1 << 20
@@ -203,3 +209,45 @@ def test_a_client_that_closes_its_side_after_the_request_gets_the_answer(hub: Hu
             body += chunk
     assert head.startswith(b"HTTP/1.1 200 ")
     assert bytes(body) == data
+
+
+def test_file_bodies_whole_and_ranged_go_out_with_sendfile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(3 * MIB + 5)
+    (tmp_path / "fw.bin").write_bytes(data)
+    etag = hashlib.sha256(data).hexdigest()
+    app = FastAPI()
+
+    @app.get("/fw.bin")
+    async def firmware(request: Request) -> Response:
+        return file_response(request, tmp_path / "fw.bin", etag=etag)
+
+    calls: list[tuple[int, int]] = []
+    real_sendfile = os.sendfile
+
+    def counting_sendfile(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        assert offset is not None
+        calls.append((offset, count))
+        return real_sendfile(out_fd, in_fd, offset, count)
+
+    monkeypatch.setattr(os, "sendfile", counting_sendfile)
+    server = HubHttpServer(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        _wait_for(lambda: server.started, "the listener to start")
+        url = f"http://127.0.0.1:{server.port}/fw.bin"
+        whole = httpx.get(url, timeout=30)
+        assert whole.status_code == 200 and whole.content == data
+        assert calls and calls[0][0] == 0
+        assert sum(count for _offset, count in calls) >= len(data)
+        calls.clear()
+        part = httpx.get(url, headers={"Range": "bytes=1000000-1999999"}, timeout=30)
+        assert part.status_code == 206 and part.content == data[1_000_000:2_000_000]
+        assert calls[0] == (1_000_000, 1_000_000)
+    finally:
+        server.should_exit = True
+        thread.join(10)
