@@ -307,6 +307,8 @@ class FileStreamResponse(Response):
                         "more_body": False,
                     }
                 )
+                # send returned: every byte went out (a vanished client raises)
+                stats.bytes_sent += self.stop - self.start
                 return
             whole = self.start == 0 and self.stop == self.size
             if whole and "http.response.pathsend" in extensions:
