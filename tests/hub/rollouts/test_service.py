@@ -180,3 +180,20 @@ async def test_group_targets(core: HubCore, release: None) -> None:
     await core.rollouts.create(spec(group="pilot"))
     await core.rollouts.start("r1")
     assert sorted(r.device_name for r in await rows(core)) == ["dev-001", "dev-003"]
+
+
+async def test_listing_devices_by_state_pages_over_that_state_only(
+    core: HubCore, release: None
+) -> None:
+    await make_fleet(core, 6)
+    await core.rollouts.create(spec(error_threshold=100))
+    await core.rollouts.start("r1")
+    await settle(core)
+    running = await started(core)
+    running.sort(key=lambda r: r.position)
+    await finish(core, running, fail={r.device_name for r in running[-2:]})
+    failed = await core.rollouts.devices("r1", state="failed", limit=1)
+    assert [d.device for d in failed] == [running[-2].device_name]
+    rest = await core.rollouts.devices("r1", state="failed", after=failed[0].position)
+    assert [d.device for d in rest] == [running[-1].device_name]
+    assert len(await core.rollouts.devices("r1", state="succeeded", limit=10)) == 4

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, case, func, literal, select
+from sqlalchemy import ColumnElement, and_, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from otahub.hub.rollouts.spec import parse_stages, stage_sizes
@@ -17,14 +17,20 @@ from otahub.hub.rollouts.views import DEVICE_STATES, StageView
 from otahub.hub.store.models import TERMINAL_STATES, Rollout, RolloutDevice, Update
 
 
-async def stage_counts(s: AsyncSession, rollout: Rollout) -> list[StageView]:
-    effective = case(
+def effective_state() -> ColumnElement[str]:
+    """A device row's state as the counts see it: a started device whose update
+    ended is in that update's end state (select it with an outer join of Update)."""
+    return case(
         (
             and_(RolloutDevice.state == "started", Update.state.in_(TERMINAL_STATES)),
             Update.state,
         ),
         else_=RolloutDevice.state,
-    ).label("effective")
+    )
+
+
+async def stage_counts(s: AsyncSession, rollout: Rollout) -> list[StageView]:
+    effective = effective_state().label("effective")
     finished_at = func.coalesce(RolloutDevice.finished_at, Update.finished_at)
     since: datetime | None = rollout.brake_since
     recent = (literal(1) if since is None else case((finished_at >= since, 1), else_=0)).label(

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from otahub.hub.rollouts.counts import stage_counts
+from otahub.hub.rollouts.counts import effective_state, stage_counts
 from otahub.hub.rollouts.spec import RolloutSpec
 from otahub.hub.rollouts.targets import Targets, busy_devices, snapshot
 from otahub.hub.rollouts.trail import record
@@ -111,24 +111,17 @@ class RolloutService:
             raise Invalid("limit must be between 1 and 10000")
         async with self.db.session() as s:
             row = await _named(s, name)
+            shown = effective_state()
             query = (
-                select(RolloutDevice, Update.state)
+                select(RolloutDevice, shown)
                 .outerjoin(Update, Update.id == RolloutDevice.update_id)
                 .where(RolloutDevice.rollout_id == row.id, RolloutDevice.position > after)
                 .order_by(RolloutDevice.position)
                 .limit(limit)
             )
-            found = []
-            for rd, update_state in (await s.execute(query)).all():
-                # A started device whose update ended shows how it ended (as the counts do).
-                shown = (
-                    update_state
-                    if rd.state == "started" and update_state in TERMINAL_STATES
-                    else rd.state
-                )
-                if state is None or shown == state:
-                    found.append(RolloutDeviceView.of(rd, shown))
-            return found
+            if state is not None:  # before the limit: a page holds ``limit`` such devices
+                query = query.where(shown == state)
+            return [RolloutDeviceView.of(rd, seen) for rd, seen in (await s.execute(query)).all()]
 
     # -- changes ----------------------------------------------------------------
 
