@@ -3,7 +3,7 @@
 # then lint, type check and pytest. Extra arguments go to pytest.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ensure_debs mosquitto mosquitto-clients curl openssl postgresql nginx
+ensure_debs mosquitto mosquitto-clients curl openssl postgresql nginx chromium
 ensure_venv hub,test
 cd "$ROOT"
 

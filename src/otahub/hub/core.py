@@ -15,6 +15,7 @@ from otahub.hub.rollouts.service import RolloutService
 from otahub.hub.services.devices import DeviceService
 from otahub.hub.services.events import EventBus
 from otahub.hub.services.firmware import FirmwareService
+from otahub.hub.services.fleet_queries import FleetQueries
 from otahub.hub.services.groups import GroupService
 from otahub.hub.services.integrity import IntegrityService
 from otahub.hub.services.updates import UpdateService, check_timeout
@@ -46,6 +47,7 @@ class HubCore:
         self.updates = UpdateService(self.db, self.bus, default_timeout_s=config.update_timeout_s)
         self.devices = DeviceService(self.db, self.bus, self.updates)
         self.groups = GroupService(self.db, self.bus)
+        self.fleet = FleetQueries(self.db)  # paged and counted reads for views
         self.rollouts = RolloutService(self.db, self.updates, self.groups)
         self.rollout_engine = RolloutEngine(
             self.db, self.bus, self.updates, self.rollouts, self.groups

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from otahub import __version__
 from otahub.hub.core import HubCore
+from otahub.hub.dashboard import mount_dashboard
 from otahub.hub.http import (
     devices,
     docs,
@@ -61,4 +62,6 @@ def create_http_app(core: HubCore, *, admin_token: str | None, admin: bool = Tru
     api.include_router(groups.router)
     api.include_router(rollouts.router)
     app.include_router(api)
+    # the dashboard follows the admin API: on its listener, behind the same token
+    mount_dashboard(app, core, admin_token=admin_token)
     return app

@@ -145,7 +145,7 @@ async def upload_firmware(
     }
     content_type = request.headers.get("content-type", "application/octet-stream")
     if content_type.lower().startswith("multipart/"):
-        view = await _upload_multipart(request, core, fields)
+        view = await upload_multipart(request, core, fields)
     else:
         meta = _meta(fields, content_type=content_type)
         view = await core.firmware.upload(meta, request.stream())
@@ -175,7 +175,7 @@ def _is_file(part: PartStart) -> bool:
     return part.filename is not None or part.name == "file"
 
 
-async def _upload_multipart(
+async def upload_multipart(
     request: Request, core: Core, fields: dict[str, str | None]
 ) -> PackageView:
     upload: BlobUpload | None = None

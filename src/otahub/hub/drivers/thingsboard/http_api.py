@@ -204,4 +204,5 @@ def mount_admin_routes(driver: ThingsBoardDriver, app: FastAPI) -> None:
         return await update_settings(driver, name, body)
 
     mount_assignments(driver.assignments, app, auth)
+    app.state.type_assignments = driver.assignments  # the dashboard assigns through it too
     app.include_router(admin)
