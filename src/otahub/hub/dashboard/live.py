@@ -48,7 +48,8 @@ async def _stream(
     loop = asyncio.get_running_loop()
     last = ""
     async with dash.core.bus.listen(*_WAKING, maxsize=1) as queue:
-        while not await request.is_disconnected():
+        # the hub stopping ends every stream, so it need not wait out uvicorn's grace time
+        while not dash.core.parts.is_stopping and not await request.is_disconnected():
             began = loop.time()
             html = await render()
             if html != last:
