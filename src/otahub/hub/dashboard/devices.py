@@ -113,6 +113,7 @@ async def update_device(request: Request, name: str) -> RedirectResponse:
                 title=package.title,
                 version=package.version,
                 replace=form.get("replace") == "on",
+                force=form.get("force") == "on",
             ),
             source="dashboard",
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true
 
 from otahub.hub.services.errors import Invalid
 from otahub.hub.services.labels import check_key
@@ -83,7 +83,7 @@ class FleetQueries:
             raise Invalid(f"limit must be between 1 and {MAX_PAGE}")
         if offset < 0:
             raise Invalid("offset must not be negative")
-        where = and_(*query.conditions())
+        where = and_(true(), *query.conditions())
         page: Select[Device] = (
             select(Device).where(where).order_by(Device.name).offset(offset).limit(limit)
         )
