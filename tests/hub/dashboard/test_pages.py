@@ -161,3 +161,36 @@ def test_the_live_rollout_stream_sends_the_rendered_stages(
     assert 'data: <p>State: <span class="state state-created" id="rollout-state">' in lines[1]
     assert any('id="stage-1"' in line for line in lines)
     assert client.get("/live/rollouts/nothing").status_code == 404
+
+
+def test_a_package_is_assigned_to_a_device_type_through_the_thingsboard_driver(
+    hub_factory: Callable[..., HubProcess],
+) -> None:
+    hub = hub_factory(env={"OTAHUB_ADMIN_TOKEN": TOKEN})
+    rest = api(hub)
+    device = {"name": "tb1", "dialect": "thingsboard", "token": "tb1-token", "device_type": "meter"}
+    assert rest.post("/devices", json=device).is_success
+    package = rest.post(
+        "/firmware", params={"title": "fw", "version": "3", "device_type": "meter"}, content=b"x"
+    )
+    package_id = package.json()["id"]
+    client = signed_in(hub)
+    token = csrf_of(client, f"/firmware/{package_id}")
+    done = client.post(
+        f"/firmware/{package_id}/assign",
+        data={"device_type": "meter", "csrf": token},
+        follow_redirects=True,
+    )
+    assert "Assigned to device type meter." in done.text
+    assert "meter (firmware, since" in done.text
+    assignments = rest.get("/device-types/assignments").json()
+    assert [a["device_type"] for a in assignments] == ["meter"]
+    # the type's package reaches its device as an update, as the REST route's does
+    updates = rest.get("/updates", params={"device": "tb1"}).json()
+    assert [(u["title"], u["version"]) for u in updates] == [("fw", "3")]
+    wrong = client.post(
+        f"/firmware/{package_id}/assign",
+        data={"device_type": "other", "csrf": token},
+        follow_redirects=True,
+    )
+    assert "is for device type" in wrong.text
