@@ -151,7 +151,13 @@ def test_rollout_advances_live_brakes_on_failures_and_resumes(
     expect(page.locator("#rollout-state")).to_have_text("finished", timeout=60_000)
 
     # A device page with each update's audit trail.
-    page.goto(hub.http_url + "/devices?q=e2e-dev-0")
+    page.goto(hub.http_url + "/devices")
+    page.evaluate("window.__notReloaded = true")
+    expect(page.locator("#devices-count")).to_contain_text("12 devices")
+    page.get_by_label("Name contains").fill("e2e-dev-01")  # htmx swaps the table alone
+    expect(page.locator("#devices-count")).to_contain_text("1 device,")
+    assert page.evaluate("window.__notReloaded") is True
+    expect(page).to_have_url(re.compile(r"/devices\?q=e2e-dev-01"))
     page.get_by_role("link", name="e2e-dev-01").click()
     trail = page.get_by_role("table", name=re.compile(r"Audit trail of update"))
     expect(trail.first).to_contain_text("succeeded")
