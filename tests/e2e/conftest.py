@@ -16,11 +16,6 @@ try:
 except ImportError:  # pragma: no cover - the test extras bring it
     sync_playwright = None
 
-pytestmark = pytest.mark.skipif(
-    sync_playwright is None or shutil.which(CHROMIUM) is None,
-    reason="needs playwright (test extras) and Debian's chromium (scripts/test.sh installs it)",
-)
-
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:

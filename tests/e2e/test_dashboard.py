@@ -8,11 +8,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.e2e.fleet import Fleet
+from tests.hubproc import HubProcess
+
+pytest.importorskip("playwright.sync_api", reason="playwright comes with the test extras")
+
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import screenshot_dir
-from tests.e2e.fleet import Fleet
-from tests.hubproc import HubProcess
 
 TOKEN = "e2e-admin-token-0123456789"
 DEVICES = [f"e2e-dev-{i:02d}" for i in range(12)]
