@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from otahub.hub.dashboard.web import dashboard_of
 from otahub.hub.http.firmware import upload_multipart
+from otahub.hub.http.ids import RowId
 from otahub.hub.services.assignments import AssignmentService
 from otahub.hub.services.errors import Invalid, ServiceError
 from otahub.hub.services.updates import UpdateRequest
@@ -52,7 +53,7 @@ async def upload(request: Request) -> JSONResponse:
 
 
 @router.get("/firmware/{package_id}", response_class=HTMLResponse)
-async def package_page(request: Request, package_id: int) -> HTMLResponse:
+async def package_page(request: Request, package_id: RowId) -> HTMLResponse:
     dash = dashboard_of(request)
     dash.session(request)
     core = dash.core
@@ -74,7 +75,7 @@ async def package_page(request: Request, package_id: int) -> HTMLResponse:
 
 
 @router.post("/firmware/{package_id}/assign")
-async def assign(request: Request, package_id: int) -> RedirectResponse:
+async def assign(request: Request, package_id: RowId) -> RedirectResponse:
     """To one device (an update, as "update this device") or to every device of a type."""
     dash = dashboard_of(request)
     form = await dash.checked_form(request)
@@ -101,7 +102,7 @@ async def assign(request: Request, package_id: int) -> RedirectResponse:
 
 
 @router.post("/firmware/{package_id}/delete")
-async def delete(request: Request, package_id: int) -> RedirectResponse:
+async def delete(request: Request, package_id: RowId) -> RedirectResponse:
     dash = dashboard_of(request)
     await dash.checked_form(request)
     try:
