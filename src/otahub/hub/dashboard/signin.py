@@ -17,7 +17,8 @@ router = APIRouter()
 
 def _safe_next(target: str | None) -> str:
     # Only paths of this site: never an open redirect to another host.
-    if target and target.startswith("/") and not target.startswith("//"):
+    # ("/\\host" is "//host" to browsers)
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
         return target
     return "/"
 
