@@ -73,8 +73,15 @@ def upload(page: Page, hub: HubProcess, tmp_path: Path, version: str) -> None:
     page.get_by_label("Package type").select_option("firmware")
     page.get_by_label("Checksum algorithm").select_option("SHA256")
     page.get_by_label("File").set_input_files(str(image))
+    # what the progress bar and its status said when the page moved on
+    page.evaluate(
+        """window.addEventListener("pagehide", () => sessionStorage.setItem("upload",
+            document.getElementById("upload-progress").value + "|"
+            + document.getElementById("upload-status").textContent))"""
+    )
     page.get_by_role("button", name="Upload").click()
     expect(page.get_by_role("heading", name=f"fw {version}")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('upload')") == "100|Uploaded."
     expect(page.get_by_text("1.0 MiB (1048576 bytes)")).to_be_visible()
     expect(page.locator("dl.facts")).to_contain_text("MURMUR3_128")
 
