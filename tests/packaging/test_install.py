@@ -103,6 +103,16 @@ def _pip_install(python: Path, built: Built, target: Path, *, path: str) -> str:
     return result.stdout + result.stderr
 
 
+def test_the_wheel_carries_the_dashboard_templates_and_static_files(built: Built) -> None:
+    with zipfile.ZipFile(built.wheel) as archive:
+        names = set(archive.namelist())
+    dashboard = "otahub/hub/dashboard"
+    for name in ("templates/base.html", "templates/rollout_live.html", "static/htmx.min.js"):
+        assert f"{dashboard}/{name}" in names
+    for name in ("static/NOTICE", "static/htmx.LICENSE", "static/style.css", "static/live.js"):
+        assert f"{dashboard}/{name}" in names
+
+
 def test_agent_only_install_runs_the_agent_without_any_hub_dependency(
     built: Built, tmp_path: Path
 ) -> None:

@@ -17,6 +17,7 @@ HUB_MODULES = (
     "asyncpg",
     "alembic",
     "argon2",
+    "jinja2",
 )
 INSTALL_HINT = "pip install 'otahub[hub]'"
 
