@@ -274,28 +274,7 @@ class UpdateService:
                 s.add(step)
                 await s.flush()  # the partial unique index must see it finished
                 events.append(UpdateTransitioned(UpdateView.of(current), TransitionView.of(step)))
-            row = Update(
-                device_id=device.id,
-                device_name=device.name,
-                dialect=device.dialect,
-                package_id=package.id,
-                title=package.title,
-                version=package.version,
-                from_version=(
-                    device.current_sw_version
-                    if package.kind == "software"
-                    else device.current_fw_version
-                ),
-                kind=package.kind,
-                state=UpdateState.PENDING.value,
-                timeout_s=timeout_s,
-                mode=request.mode,
-                force=request.force,
-                driver_state={},
-                deadline_at=now + timedelta(seconds=timeout_s),
-                created_at=now,
-                updated_at=now,
-            )
+            row = _new_row(device, package, request, timeout_s, now)
             try:
                 s.add(row)
                 await s.flush()
@@ -455,28 +434,7 @@ class UpdateService:
         if package is None:
             raise NotFound(f"no firmware package {request.title!r} version {request.version!r}")
         self._check_fits(device, package, request)
-        return Update(
-            device_id=device.id,
-            device_name=device.name,
-            dialect=device.dialect,
-            package_id=package.id,
-            title=package.title,
-            version=package.version,
-            from_version=(
-                device.current_sw_version
-                if package.kind == "software"
-                else device.current_fw_version
-            ),
-            kind=package.kind,
-            state=UpdateState.PENDING.value,
-            timeout_s=timeout_s,
-            mode=request.mode,
-            force=request.force,
-            driver_state={},
-            deadline_at=now + timedelta(seconds=timeout_s),
-            created_at=now,
-            updated_at=now,
-        )
+        return _new_row(device, package, request, timeout_s, now)
 
     @staticmethod
     def _yield_to(
@@ -731,3 +689,33 @@ async def _transitions(s: AsyncSession, update_id: int) -> list[UpdateTransition
         .order_by(UpdateTransition.id)
     )
     return list((await s.scalars(query)).all())
+
+
+def _new_row(
+    device: Device,
+    package: FirmwarePackage,
+    request: UpdateRequest,
+    timeout_s: float,
+    now: datetime,
+) -> Update:
+    """A pending update of ``package`` for ``device`` as ``request`` asks, from ``now``."""
+    return Update(
+        device_id=device.id,
+        device_name=device.name,
+        dialect=device.dialect,
+        package_id=package.id,
+        title=package.title,
+        version=package.version,
+        from_version=(
+            device.current_sw_version if package.kind == "software" else device.current_fw_version
+        ),
+        kind=package.kind,
+        state=UpdateState.PENDING.value,
+        timeout_s=timeout_s,
+        mode=request.mode,
+        force=request.force,
+        driver_state={},
+        deadline_at=now + timedelta(seconds=timeout_s),
+        created_at=now,
+        updated_at=now,
+    )
