@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.agent.hubapi import api
+from tests.agent.hubapi import api, upload
 from tests.hubproc import HubProcess
 
 TERMINAL = ("succeeded", "failed", "canceled")
@@ -175,3 +175,31 @@ def wait_version(hub: HubProcess, name: str, version: str, timeout: float = 30) 
             return
         assert time.monotonic() < deadline, f"{name} reports {reported}, not {version}"
         time.sleep(0.2)
+
+
+def update_every_device(
+    hub: HubProcess, tmp_path: Path, dialect: str, *extra: str, count: int = 4
+) -> dict[str, Any]:
+    """Register ``count`` simulated ``dialect`` devices, start one update each through the
+    REST API and check that every one ends ``succeeded``, on the new version, installed
+    once with every byte downloaded once; returns the simulator's summary."""
+    size = 300_000
+    upload(hub, "sim-firmware", "2.0.0", os.urandom(size))
+    args = ["--devices", str(count), "--dialect", dialect, "--register", *extra]
+    sim = SimProcess(hub, args, tmp_path).start()
+    devices = names(dialect, count)
+    try:
+        ids = [start_update(hub, name, "sim-firmware", "2.0.0") for name in devices]
+        updates = wait_all(hub, ids)
+        assert [u["state"] for u in updates] == ["succeeded"] * count, updates
+        for name in devices:
+            wait_version(hub, name, "2.0.0")
+    finally:
+        summary = sim.stop()
+    assert summary["devices"] == count
+    assert summary["updates_succeeded"] == count
+    assert summary["updates_failed"] == 0
+    assert summary["bytes_downloaded"] == count * size
+    assert summary["installs_per_device_max"] == 1
+    assert sorted(i["device"] for i in sim.installs()) == devices
+    return summary

@@ -8,33 +8,20 @@ from pathlib import Path
 
 from tests.agent.hubapi import api, upload
 from tests.hubproc import HubProcess
-from tests.simulator.simproc import SimProcess, names, start_update, wait_all, wait_version
+from tests.simulator.simproc import (
+    SimProcess,
+    names,
+    start_update,
+    update_every_device,
+    wait_all,
+    wait_version,
+)
 
 
 def test_every_simulated_thingsboard_device_is_updated_over_chunks(
     hub: HubProcess, tmp_path: Path
 ) -> None:
-    upload(hub, "sim-firmware", "2.0.0", os.urandom(300_000))
-    sim = SimProcess(
-        hub,
-        ["--devices", "4", "--dialect", "thingsboard", "--register", "--chunk-size", "16384"],
-        tmp_path,
-    ).start()
-    try:
-        devices = names("thingsboard", 4)
-        ids = [start_update(hub, name, "sim-firmware", "2.0.0") for name in devices]
-        updates = wait_all(hub, ids)
-        assert [u["state"] for u in updates] == ["succeeded"] * 4, updates
-        for name in devices:
-            wait_version(hub, name, "2.0.0")
-    finally:
-        summary = sim.stop()
-    assert summary["devices"] == 4
-    assert summary["updates_succeeded"] == 4
-    assert summary["updates_failed"] == 0
-    assert summary["bytes_downloaded"] == 4 * 300_000
-    assert summary["installs_per_device_max"] == 1
-    assert sorted(i["device"] for i in sim.installs()) == devices
+    update_every_device(hub, tmp_path, "thingsboard", "--chunk-size", "16384")
 
 
 def test_a_package_assigned_during_an_update_is_installed_after_it(
