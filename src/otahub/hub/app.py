@@ -35,6 +35,7 @@ from otahub.hub.shutdown import Shutdown
 from otahub.hub.startup_log import log_ready
 from otahub.hub.supervision import HubPartFailed, Supervisor
 from otahub.hub.transport import LocalTransport, MessageTransport
+from otahub.mqtt.persistence import LogStore
 from otahub.mqtt.server import MQTTServer, ServerConfig
 from otahub.signing.keys import KeyFileError
 from otahub.signing.metadata import MetadataError
@@ -119,6 +120,10 @@ def _start_signing(settings: HubSettings, keys: Path, core: HubCore) -> None:
     core.parts.start("metadata signing", signing.run())
 
 
+# retained messages and persistent MQTT sessions, in the data dir
+MQTT_STORE_FILE = "mqtt-state.log"
+
+
 async def _serve(
     settings: HubSettings, core: HubCore, stop: asyncio.Event, outside: set[asyncio.Task[Any]]
 ) -> None:
@@ -130,9 +135,12 @@ async def _serve(
             limits=settings.mqtt_limits,
             anonymous_from=settings.anonymous_from,
             allow_anonymous=settings.allow_anonymous,
-        )
+        ),
+        store=LogStore(settings.data_dir / MQTT_STORE_FILE),
     )
     core.metrics.watch_mqtt(mqtt_server)
+    # before the drivers start: they subscribe to retained messages kept from the last run
+    mqtt_server.recover()
     certificates = CertificateCheck(core.devices, settings.client_cert_identity)
     stop_device_auth = await install_device_auth(core, mqtt_server, certificates)
     warn_anonymous(settings)

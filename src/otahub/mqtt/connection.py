@@ -281,7 +281,7 @@ class Connection(asyncio.Protocol):
                 if message.expired(now):
                     session = self.session
                     if pid is not None and session is not None:
-                        session.inflight.pop(pid, None)
+                        session.discard_inflight(pid)
                     return
                 props = message.outgoing_properties(out.sub_ids, now)
             else:
@@ -331,7 +331,7 @@ class Connection(asyncio.Protocol):
                 session.client_id,
             )
             if pid is not None:
-                session.inflight.pop(pid, None)
+                session.discard_inflight(pid)
             return
         if transport is None or self.state == "closed":
             return

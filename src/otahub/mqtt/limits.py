@@ -32,6 +32,9 @@ class Limits:
     #: QoS 1/2 messages in flight per session, each way: towards the client
     #: (more wait in its queue) and from it (MQTT 5 Receive Maximum)
     max_inflight: int = 1000
+    #: QoS 1/2 messages the endpoint holds for persistent sessions, all together
+    #: (each session's queue is bounded by ServerConfig.max_queued_messages)
+    max_stored_messages: int = 100_000
 
     def __post_init__(self) -> None:
         values = {
@@ -42,6 +45,7 @@ class Limits:
             "max_retained_bytes": self.max_retained_bytes,
             "max_pre_connect_bytes": self.max_pre_connect_bytes,
             "max_inflight": self.max_inflight,
+            "max_stored_messages": self.max_stored_messages,
         }
         for name, value in values.items():
             if value < 1:

@@ -34,6 +34,13 @@ from otahub.mqtt.hooks import (
 from otahub.mqtt.limits import HUB_OWNER, Limits, RetainedQuota
 from otahub.mqtt.message import Message
 from otahub.mqtt.packets import MQTT_5, Connect, Properties, Publish
+from otahub.mqtt.persistence import (
+    BrokerStore,
+    StoredMessage,
+    StoredSession,
+    StoredState,
+    StoredSubscription,
+)
 from otahub.mqtt.reason_codes import ReasonCode
 from otahub.mqtt.session import Outgoing, Session, SubscriptionOptions
 from otahub.mqtt.stats import EndpointStats
@@ -63,6 +70,16 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
 
 
+def _stored_subscription(options: SubscriptionOptions) -> StoredSubscription:
+    return StoredSubscription(
+        options.qos,
+        options.no_local,
+        options.retain_as_published,
+        options.retain_handling,
+        options.identifier,
+    )
+
+
 def _describe(identity: Identity) -> str:
     if identity.anonymous:
         return "an anonymous client"
@@ -80,8 +97,15 @@ class _InternalSubscriber:
 
 
 class MQTTServer:
-    def __init__(self, config: ServerConfig | None = None) -> None:
+    def __init__(
+        self, config: ServerConfig | None = None, store: BrokerStore | None = None
+    ) -> None:
         self.config = config or ServerConfig()
+        # retained messages, persistent sessions and their messages outlive the
+        # process through this (see recover()); the default keeps them in memory
+        self.store = store or BrokerStore()
+        self._next_key = 1  # the store's key of the next stored message
+        self.stored_messages = 0  # messages the store holds for sessions
         self.sessions: dict[str, Session] = {}
         self.connections: set[Connection] = set()
         self.stats = EndpointStats()
@@ -165,6 +189,7 @@ class MQTTServer:
         pending = list(self._tasks)
         for task in pending:
             task.cancel()
+        self.store.close()
         return pending
 
     # -- hooks -------------------------------------------------------------------
@@ -349,6 +374,7 @@ class MQTTServer:
                 if retained_by is None:
                     retained_by = HUB_OWNER if sender is None else sender.client_id
                 self.retained_quota.stored(message.topic, retained_by, len(message.payload))
+                self.store.retained(message, retained_by)
             else:
                 self._forget_retained(message.topic)
         topic = message.topic
@@ -435,6 +461,7 @@ class MQTTServer:
     def _forget_retained(self, topic: str) -> None:
         self.retained.delete(topic)
         self.retained_quota.removed(topic)
+        self.store.retained_cleared(topic)
 
     def subscribe_session(
         self, session: Session, topic_filter: str, options: SubscriptionOptions
@@ -444,6 +471,8 @@ class MQTTServer:
         session.subscriptions[topic_filter] = options
         self._subscriptions.add(topic_filter, session, options)
         self._route_cache.clear()
+        if session.persisted:
+            self.store.subscribed(session.client_id, topic_filter, _stored_subscription(options))
         return existed
 
     def unsubscribe_session(self, session: Session, topic_filter: str) -> bool:
@@ -451,6 +480,8 @@ class MQTTServer:
             return False
         self._subscriptions.remove(topic_filter, session)
         self._route_cache.clear()
+        if session.persisted:
+            self.store.unsubscribed(session.client_id, topic_filter)
         return True
 
     # -- session lifecycle -------------------------------------------------------
@@ -511,6 +542,7 @@ class MQTTServer:
         else:
             session.receive_maximum = window
             session.max_packet_size = None
+        self._save_session(session, None)
         return session, present
 
     def session_connected(self, session: Session) -> None:
@@ -544,7 +576,10 @@ class MQTTServer:
         if session.expiry_interval == 0:
             if session.will_timer is None:
                 self._drop_session(session)
+            else:
+                self._save_session(session, time.time())  # no longer persistent
         else:
+            self._save_session(session, time.time())
             session.expiry_timer = loop.call_later(
                 session.expiry_interval, self._expire_session, session
             )
@@ -585,10 +620,158 @@ class MQTTServer:
         if session.subscriptions:
             self._route_cache.clear()
         session.subscriptions.clear()
+        self._unpersist(session)
         session.inflight.clear()
         session.queue.clear()
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
+
+    # -- the store -----------------------------------------------------------------
+
+    def _save_session(self, session: Session, disconnected_at: float | None) -> None:
+        """Keep a session with an expiry in the store (and one without out of it)."""
+        if session.expiry_interval == 0:
+            self._unpersist(session)
+            return
+        identity = session.identity
+        self.store.session_saved(
+            StoredSession(
+                session.client_id,
+                identity.name,
+                identity.dialect,
+                identity.anonymous,
+                identity.routed,
+                session.protocol_level,
+                session.expiry_interval,
+                disconnected_at,
+            )
+        )
+        if session.persisted:
+            return
+        # newly persistent: what it already holds goes into the store too
+        session.persisted = True
+        for topic_filter, options in session.subscriptions.items():
+            self.store.subscribed(session.client_id, topic_filter, _stored_subscription(options))
+        for pid, out in session.inflight.items():
+            if out.qos > 0:
+                self.store_message(session, out, bounded=False)
+                self.store.message_sent(session.client_id, out.key, pid, out.state)
+        for out in session.queue:
+            if out.qos > 0:
+                self.store_message(session, out, bounded=False)
+
+    def _unpersist(self, session: Session) -> None:
+        if not session.persisted:
+            return
+        session.persisted = False
+        self.store.session_dropped(session.client_id)
+        for out in session.inflight.values():
+            self._unkey(out)
+        for out in session.queue:
+            self._unkey(out)
+
+    def _unkey(self, out: Outgoing) -> None:
+        if out.key:
+            out.key = 0
+            self.stored_messages -= 1
+
+    def store_message(self, session: Session, out: Outgoing, bounded: bool = True) -> bool:
+        """Put a message for a persistent session in the store; False if the store is full.
+
+        ``bounded=False`` for a message that is already in flight: the client
+        window bounds those.
+        """
+        limit = self.config.limits.max_stored_messages
+        if bounded and self.stored_messages >= limit:
+            session.warn_once(
+                "stored",
+                f"would pass the {limit} messages the endpoint stores for offline sessions; "
+                "a message for it was dropped",
+            )
+            return False
+        out.key = self._next_key
+        self._next_key += 1
+        self.stored_messages += 1
+        self.store.message_queued(
+            session.client_id,
+            StoredMessage(out.key, out.message, out.qos, out.retain, list(out.sub_ids)),
+        )
+        return True
+
+    def message_forgotten(self, session: Session, out: Outgoing) -> None:
+        if out.key and session.persisted:
+            self.store.message_done(session.client_id, out.key)
+        self._unkey(out)
+
+    def recover(self) -> None:
+        """Load what the store holds: retained messages and unexpired sessions.
+
+        Run once, in the event loop, before listening. A session whose
+        connection was still up when the process ended counts as ending now.
+        """
+        state: StoredState = self.store.load()
+        now = time.time()
+        monotonic = time.monotonic()
+        loop = asyncio.get_running_loop()
+        for topic, retained in state.retained.items():
+            message = retained.message
+            if message.expired(monotonic):
+                self.store.retained_cleared(topic)
+                continue
+            self.retained.set(topic, message)
+            self.retained_quota.stored(topic, retained.owner, len(message.payload))
+        dropped = 0
+        for stored in state.sessions.values():
+            ended = now if stored.disconnected_at is None else stored.disconnected_at
+            left = stored.expiry_interval - (now - ended)
+            if left <= 0:
+                self.store.session_dropped(stored.client_id)
+                dropped += 1
+                continue
+            self._restore_session(stored, ended)
+            session = self.sessions[stored.client_id]
+            session.expiry_timer = loop.call_later(left, self._expire_session, session)
+        self._route_cache.clear()
+        log.info(
+            "MQTT state recovered: %d retained messages, %d sessions (%d expired, dropped)",
+            len(state.retained),
+            len(self.sessions),
+            dropped,
+        )
+
+    def _restore_session(self, stored: StoredSession, ended: float) -> None:
+        identity = Identity(
+            name=stored.name,
+            dialect=stored.dialect,
+            anonymous=stored.anonymous,
+            routed=stored.routed,
+        )
+        session = Session(
+            self, stored.client_id, identity, stored.protocol_level, stored.expiry_interval
+        )
+        session.persisted = True
+        self.sessions[stored.client_id] = session
+        for topic_filter, sub in stored.subscriptions.items():
+            options = SubscriptionOptions(
+                sub.qos, sub.no_local, sub.retain_as_published, sub.retain_handling, sub.identifier
+            )
+            session.subscriptions[topic_filter] = options
+            self._subscriptions.add(topic_filter, session, options)
+        for key in sorted(stored.messages):
+            kept = stored.messages[key]
+            out = Outgoing(kept.message, kept.qos, kept.retain, list(kept.sub_ids))
+            out.key = key
+            self.stored_messages += 1
+            if key >= self._next_key:
+                self._next_key = key + 1
+            pid = kept.packet_id
+            if pid is not None and 0 < pid <= 0xFFFF and pid not in session.inflight:
+                out.state = kept.state
+                session.inflight[pid] = out
+            else:
+                session.queue.append(out)
+        if stored.disconnected_at is None:
+            self._save_session(session, ended)
 
     # -- running driver code -------------------------------------------------------
 

@@ -46,6 +46,8 @@ class Outgoing:
     sub_ids: list[int]
     # "publish": waiting for PUBACK/PUBREC; "pubrel": waiting for PUBCOMP
     state: str
+    # its key in the server's store (otahub.mqtt.persistence); 0: not stored
+    key: int
 
     # Written out, as Message's: one per delivery, natively built when compiled.
     def __init__(
@@ -56,6 +58,7 @@ class Outgoing:
         self.retain = retain
         self.sub_ids = [] if sub_ids is None else sub_ids
         self.state = "publish"
+        self.key = 0
 
 
 class Session:
@@ -93,6 +96,8 @@ class Session:
         self.dropped_messages = 0
         # the limits (otahub.mqtt.limits) this client has hit, each logged once
         self.limits_hit: set[str] = set()
+        # whether the server's store holds this session (it has a session expiry)
+        self.persisted = False
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id!r} {self.identity.name!r}>"
@@ -156,9 +161,12 @@ class Session:
         self._send_inflight(conn, out)
 
     def _enqueue(self, out: Outgoing) -> None:
+        if self.persisted and out.key == 0 and not self.server.store_message(self, out):
+            self.dropped_messages += 1
+            return
         limit = self.server.config.max_queued_messages
         if len(self.queue) >= limit:
-            self.queue.popleft()
+            self._forget(self.queue.popleft())
             self.dropped_messages += 1
             if self.dropped_messages in (1, 10, 100) or self.dropped_messages % 1000 == 0:
                 log.warning(
@@ -179,7 +187,22 @@ class Session:
     def _send_inflight(self, conn: Connection, out: Outgoing) -> None:
         pid = self._allocate_packet_id()
         self.inflight[pid] = out
+        if self.persisted:
+            if out.key == 0:
+                self.server.store_message(self, out, bounded=False)
+            self.server.store.message_sent(self.client_id, out.key, pid, "publish")
         conn.send_message(out, pid, dup=False)
+
+    def _forget(self, out: Outgoing) -> None:
+        """``out`` is done with (acknowledged, dropped or expired): out of the store too."""
+        if out.key:
+            self.server.message_forgotten(self, out)
+
+    def discard_inflight(self, pid: int) -> None:
+        """An in-flight message that will not be sent after all."""
+        out = self.inflight.pop(pid, None)
+        if out is not None:
+            self._forget(out)
 
     def drain(self) -> None:
         """Send queued messages while the client's receive window allows."""
@@ -190,6 +213,7 @@ class Session:
         while self.queue and len(self.inflight) < self.receive_maximum and not conn.paused:
             out = self.queue.popleft()
             if out.message.expired(now):
+                self._forget(out)
                 continue
             if out.qos == 0:
                 conn.send_message(out, None, dup=False)
@@ -209,8 +233,11 @@ class Session:
 
     def acknowledge(self, pid: int) -> bool:
         """PUBACK or PUBCOMP: the message is done."""
-        if self.inflight.pop(pid, None) is None:
+        out = self.inflight.pop(pid, None)
+        if out is None:
             return False
+        if out.key:
+            self._forget(out)
         if self.queue:
             self.drain()
         return True
@@ -221,6 +248,8 @@ class Session:
         if out is None:
             return False
         out.state = "pubrel"
+        if out.key:
+            self.server.store.message_sent(self.client_id, out.key, pid, "pubrel")
         return True
 
     # -- lifecycle -----------------------------------------------------------
