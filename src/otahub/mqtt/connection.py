@@ -144,6 +144,7 @@ class Connection(asyncio.Protocol):
         self.state = "await-connect"  # authenticating, connected, closed
         self.backlog: list[Packet] = []
         self.paused = False
+        self.reading_paused = False
         self.graceful = False  # a DISCONNECT (not "with will") was received
         self.last_rx = time.monotonic()
         self.keep_alive = 0
@@ -238,6 +239,17 @@ class Connection(asyncio.Protocol):
         self.session = None
         if session is not None:
             self.server.connection_ended(session, self, publish_will=not self.graceful)
+
+    def pause_reading(self) -> None:
+        """Read no more from the client (its driver code has a backlog)."""
+        if self.transport is not None and self.state != "closed" and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and self.state != "closed" and self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
 
     def pause_writing(self) -> None:
         self.paused = True

@@ -102,7 +102,9 @@ CertificateCheck = Callable[
 AnonymousPolicy = Callable[[ConnectInfo, bool], "Acl | None"]
 
 # An interception handler may be a plain function or a coroutine function;
-# a coroutine is run as a task so the connection keeps reading. What it
+# a coroutine is run as a task so the connection keeps reading. One session's
+# handlers (and in-process subscribers of its messages) run one after another,
+# in the order it sent the messages; other sessions' meanwhile. What it
 # returns decides the acknowledgement of a QoS 1/2 PUBLISH, sent once the
 # handler is done: None = success, a reason code = that code (MQTT 5; 3.1.1
 # acknowledgements carry none), NO_ACK = no acknowledgement at all. What a

@@ -35,6 +35,9 @@ class Limits:
     #: QoS 1/2 messages the endpoint holds for persistent sessions, all together
     #: (each session's queue is bounded by ServerConfig.max_queued_messages)
     max_stored_messages: int = 100_000
+    #: a session's messages waiting for driver code still busy with an earlier
+    #: one (handler_queue.py); past this, its socket is not read until half are done
+    max_queued_handlers: int = 100
 
     def __post_init__(self) -> None:
         values = {
@@ -46,6 +49,7 @@ class Limits:
             "max_pre_connect_bytes": self.max_pre_connect_bytes,
             "max_inflight": self.max_inflight,
             "max_stored_messages": self.max_stored_messages,
+            "max_queued_handlers": self.max_queued_handlers,
         }
         for name, value in values.items():
             if value < 1:

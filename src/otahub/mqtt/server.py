@@ -15,10 +15,12 @@ import ssl as ssl_module
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final, cast
 
 from otahub.mqtt.anonymous import LOOPBACK, IPNetwork, parse_networks, peer_in
 from otahub.mqtt.connection import Connection
+from otahub.mqtt.handler_queue import HandlerQueue
 from otahub.mqtt.hooks import (
     AnonymousPolicy,
     Authenticator,
@@ -130,6 +132,8 @@ class MQTTServer:
         self._on_subscribed: list[SubscriptionObserver] = []
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        # in-process subscribers get the hub's own messages in order, too
+        self._own_handlers = HandlerQueue(self, None)
 
     # -- listening -------------------------------------------------------------
 
@@ -344,8 +348,9 @@ class MQTTServer:
         sub = _InternalSubscriber(topic_filter, callback)
         self._internal.add(topic_filter, sub, sub)
         if retained:
+            replay = HandlerQueue(self, None)  # in the order they are stored
             for topic, message in list(self.retained.match(topic_filter)):
-                self.call(callback, self._as_publish(message, topic))
+                replay.run(partial(callback, self._as_publish(message, topic)))
 
         def unsubscribe() -> None:
             self._internal.remove(topic_filter, sub)
@@ -414,7 +419,9 @@ class MQTTServer:
             for owner, _ in self._internal.match(topic):
                 assert isinstance(owner, _InternalSubscriber)
                 publish = publish or self._as_publish(message, topic)
-                self.call(owner.callback, publish)
+                # after what drivers still do with the sender's earlier messages
+                queue = self._own_handlers if sender is None else sender.handlers
+                queue.run(partial(owner.callback, publish))
                 count += 1
         return count
 
@@ -793,28 +800,44 @@ class MQTTServer:
         packet: Publish,
         acknowledge: Callable[[int | None], None],
     ) -> None:
-        """Hand a claimed PUBLISH to its driver; ``acknowledge`` gets the handler's verdict."""
-        try:
-            result = handler(session, packet)
-        except Exception:
-            log.exception("interception handler %r failed", handler)
-            acknowledge(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
-            return
-        if result is None or isinstance(result, int):
-            acknowledge(result)
-            return
+        """Hand a claimed PUBLISH to its driver; ``acknowledge`` gets the handler's verdict.
 
-        async def finish(pending: Awaitable[int | None]) -> None:
+        The handler runs after the session's earlier ones (see handler_queue.py).
+        """
+
+        def call() -> Awaitable[None] | None:
             try:
-                verdict = await pending
+                result = handler(session, packet)
             except Exception:
                 log.exception("interception handler %r failed", handler)
-                verdict = ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR
-            acknowledge(verdict)
+                acknowledge(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+                return None
+            if result is None or isinstance(result, int):
+                acknowledge(result)
+                return None
+            return self._finish_interceptor(handler, result, acknowledge)
 
-        self.spawn(finish(result))
+        session.handlers.run(call)
+
+    @staticmethod
+    async def _finish_interceptor(
+        handler: InterceptHandler,
+        pending: Awaitable[int | None],
+        acknowledge: Callable[[int | None], None],
+    ) -> None:
+        try:
+            verdict = await pending
+        except Exception:
+            log.exception("interception handler %r failed", handler)
+            verdict = ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR
+        acknowledge(verdict)
 
     def spawn(self, awaitable: Awaitable[Any]) -> None:
+        self.start_task(awaitable)
+
+    def start_task(self, awaitable: Awaitable[Any]) -> asyncio.Task[None]:
+        """Run ``awaitable`` as a task the server waits for (or cancels) on close."""
+
         async def run() -> None:
             try:
                 await awaitable
@@ -827,3 +850,4 @@ class MQTTServer:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task

@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from otahub.mqtt.handler_queue import Call, HandlerQueue
 from otahub.mqtt.hooks import Identity
 from otahub.mqtt.message import Message
 from otahub.mqtt.packets import MQTT_5, Properties, Will
@@ -66,7 +67,8 @@ class Session:
 
     Drivers get a session with every intercepted message; ``client_id``,
     ``identity``, ``protocol_level`` and ``connected`` describe it, ``send``
-    delivers straight to it and ``disconnect`` ends its connection.
+    delivers straight to it, ``disconnect`` ends its connection and
+    ``run_in_order`` runs driver code in line with its messages.
     """
 
     def __init__(
@@ -98,6 +100,8 @@ class Session:
         self.limits_hit: set[str] = set()
         # whether the server's store holds this session (it has a session expiry)
         self.persisted = False
+        # driver code for this session's messages, run in their order
+        self.handlers = HandlerQueue(server, self)
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id!r} {self.identity.name!r}>"
@@ -130,6 +134,15 @@ class Session:
         """End the session's network connection (DISCONNECT first for 5.0)."""
         if self.connection is not None:
             self.connection.close(reason_code, reason)
+
+    def run_in_order(self, call: Call) -> None:
+        """Run driver code for this session after what drivers still do with its
+        earlier messages (and before what they do with later ones)."""
+        self.handlers.run(call)
+
+    async def handled(self) -> None:
+        """Wait until driver code has done with everything queued for this session."""
+        await self.handlers.idle()
 
     def warn_once(self, limit: str, message: str) -> None:
         """Log that this client hit ``limit``, the first time only: a client
