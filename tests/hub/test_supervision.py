@@ -71,7 +71,7 @@ async def test_one_shot_parts_may_return_and_parts_stopped_by_the_shutdown_did_n
     parts.check()
 
 
-@pytest.mark.parametrize("part", ["HTTP server", "update timeouts", "thin-edge inbox"])
+@pytest.mark.parametrize("part", ["HTTP server", "update timeouts", "data dir watch"])
 async def test_hub_stops_with_an_error_when_one_of_its_parts_dies(
     tmp_path: Path, part: str
 ) -> None:

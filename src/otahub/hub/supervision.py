@@ -1,7 +1,7 @@
 """The hub's long-running parts, watched: the first one to die stops the hub.
 
 A part is a task that should run as long as the hub does (the HTTP server,
-a driver's inbox, the timeout sweeper, ...). One that raises, is cancelled
+the data dir watch, the timeout sweeper, ...). One that raises, is cancelled
 by someone else, or returns while the hub runs has died; the supervisor logs
 one line naming it and why, and the hub shuts down and exits non-zero, so a
 service manager restarts it instead of leaving a hub that half works.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
 
@@ -70,9 +70,9 @@ class EnosDriver(Driver):
         self._undo.clear()
         await self.links.stop()
 
-    # -- MQTT hooks (plain functions: the endpoint calls them in packet order) ---
+    # -- MQTT hooks (the endpoint runs one session's in the order of its packets) --
 
-    def _on_publish(self, session: Session, publish: Publish) -> None:
+    def _on_publish(self, session: Session, publish: Publish) -> Awaitable[None] | None:
         link = self.links.for_session(session)
         if link is None:
             log.warning(
@@ -80,8 +80,8 @@ class EnosDriver(Driver):
                 session.client_id,
                 publish.topic,
             )
-            return
-        link.submit(publish)
+            return None
+        return self.ota.handle(link, publish)
 
     def _on_connected(self, session: Session) -> None:
         peer = session.identity.data
@@ -112,8 +112,7 @@ class EnosDriver(Driver):
         link.submit(PushCheck())
 
     async def _offline(self, link: Link) -> None:
-        if link.task is not None:
-            await link.task  # queued work first, so "offline" is the last word
+        await link.session.handled()  # its work first, so "offline" is the last word
         if self.links.for_device(link.device) is None:
             with contextlib.suppress(NotFound):  # deleted meanwhile
                 await self.ctx.core.devices.report(link.device, online=False)
@@ -121,9 +120,7 @@ class EnosDriver(Driver):
     # -- work, one device at a time ---------------------------------------------
 
     async def _work(self, link: Link, item: WorkItem) -> None:
-        if isinstance(item, Publish):
-            await self.ota.handle(link, item)
-        elif isinstance(item, Online):
+        if isinstance(item, Online):
             await self.ctx.core.devices.report(link.device, online=True)
         else:
             await self.ota.push_pending(link)

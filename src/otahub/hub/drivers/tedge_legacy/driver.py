@@ -57,7 +57,6 @@ from fastapi import FastAPI
 from otahub.hub.drivers.base import Driver, DriverContext
 from otahub.hub.drivers.file_transfer.offer import OfferFailed, file_root, offer_firmware
 from otahub.hub.drivers.file_transfer.routes import mount_file_transfer
-from otahub.hub.drivers.inbox import Inbox
 from otahub.hub.drivers.presence import Presence
 from otahub.hub.services.errors import NotFound, ServiceError
 from otahub.hub.services.events import Event, UpdateCreated, UpdateTransitioned
@@ -97,7 +96,6 @@ class TedgeLegacyDriver(Driver):
 
     def __init__(self, ctx: DriverContext) -> None:
         super().__init__(ctx)
-        self._inbox = Inbox("tedge-legacy", self._on_message)
         self._operations: dict[tuple[str, str], int] = {}  # (child, id) -> update id
         # (child, id) -> terminal status, so late messages are ignored by name
         self._finished: OrderedDict[tuple[str, str], legacy.LegacyStatus] = OrderedDict()
@@ -119,8 +117,7 @@ class TedgeLegacyDriver(Driver):
         self._unsubscribe.append(
             core.bus.subscribe(self._on_event, UpdateCreated, UpdateTransitioned)
         )
-        self._inbox.start(core.parts)
-        await self.ctx.transport.subscribe(legacy.RESPONSE_FILTER, self._inbox.put)
+        await self.ctx.transport.subscribe(legacy.RESPONSE_FILTER, self._on_message)
         waiting = []
         for update in await core.updates.list(active=True, limit=1000):
             if update.dialect != DIALECT:
@@ -151,7 +148,6 @@ class TedgeLegacyDriver(Driver):
             self._resume.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._resume
-        await self._inbox.stop()
 
     async def _send_waiting(self, update_ids: list[int]) -> None:
         """At start: send pending requests and re-send those in flight.

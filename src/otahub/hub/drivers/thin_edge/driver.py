@@ -61,7 +61,6 @@ from otahub.hub.drivers.file_transfer.offer import (
     offer_firmware,
 )
 from otahub.hub.drivers.file_transfer.routes import mount_file_transfer
-from otahub.hub.drivers.inbox import Inbox
 from otahub.hub.drivers.presence import Presence
 from otahub.hub.services.devices import DeviceSpec
 from otahub.hub.services.errors import Conflict, Invalid, NotFound, ServiceError
@@ -103,7 +102,6 @@ class ThinEdgeDriver(Driver):
 
     def __init__(self, ctx: DriverContext) -> None:
         super().__init__(ctx)
-        self._inbox = Inbox("thin-edge", self._on_message)
         self._commands: dict[str, int] = {}  # command topic -> update id
         self._unsubscribe: list[Any] = []
         self.presence = Presence(ctx.core.devices, DIALECT)
@@ -131,14 +129,12 @@ class ThinEdgeDriver(Driver):
         if isinstance(self.ctx.transport, LocalTransport):
             self._unsubscribe.append(self.ctx.mqtt.on_subscribed(self._on_subscribed))
             self.ctx.mqtt.on_session_disconnected(self.presence.ended)
-        self._inbox.start(core.parts)
         for topic_filter in FILTERS:
-            await self.ctx.transport.subscribe(topic_filter, self._inbox.put)
+            await self.ctx.transport.subscribe(topic_filter, self._on_message)
 
     async def stop(self) -> None:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
-        await self._inbox.stop()
 
     # -- updates -> commands ---------------------------------------------------
 

@@ -12,7 +12,6 @@ client id) and EnOS's signed client ids (``…|securemode=…|``).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,8 +54,6 @@ class Link:
 
     device: str
     rids: dict[tuple[PackageType, str], RidState] = field(default_factory=dict)
-    # A device's messages are handled in the order they came: each awaits this.
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class DeviceAcl:

@@ -57,9 +57,8 @@ class Chunks:
             log.info("device %s: %r is not a chunk request topic; dropped", link.device, topic)
             return ReasonCode.TOPIC_NAME_INVALID
         rid = link.rids.get((parsed.package, parsed.request_id))
-        if rid is None or link.lock.locked() or not self.driver.intact(rid):
-            # behind earlier messages of this device, in order
-            return self.driver.in_order(link, self._first(session, link, topic, parsed, payload))
+        if rid is None or not self.driver.intact(rid):
+            return self._first(session, link, topic, parsed, payload)
         return self._answer(session, link, topic, parsed, payload, rid)
 
     async def _first(

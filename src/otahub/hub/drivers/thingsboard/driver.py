@@ -52,7 +52,7 @@ import logging
 import time
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -122,7 +122,6 @@ from otahub.protocols.thingsboard import (
     unassignment_attributes,
 )
 
-T = TypeVar("T")
 log = logging.getLogger("otahub.hub.thingsboard")
 
 DEFAULT_ALGORITHM = Algorithm.SHA256
@@ -237,18 +236,13 @@ class ThingsBoardDriver(Driver):
             log.info("device %s: unknown topic %r; dropped", link.device, topic)
             return ReasonCode.TOPIC_NAME_INVALID
         if kind.kind is PublishKind.TELEMETRY:
-            return self.in_order(
-                link, self.telemetry.handle(session, link.device, packet.payload, kind.family)
-            )
+            return self.telemetry.handle(session, link.device, packet.payload, kind.family)
         if kind.kind is PublishKind.ATTRIBUTES:
-            return self.in_order(link, self.attributes.post(session, link.device, packet.payload))
+            return self.attributes.post(session, link.device, packet.payload)
         if kind.kind is PublishKind.ATTRIBUTE_REQUEST:
             assert kind.request_id is not None
-            return self.in_order(
-                link,
-                self.attributes.request(
-                    session, link.device, kind.request_id, packet.payload, kind.family
-                ),
+            return self.attributes.request(
+                session, link.device, kind.request_id, packet.payload, kind.family
             )
         if kind.kind is PublishKind.RPC_REQUEST:
             assert kind.request_id is not None
@@ -275,12 +269,6 @@ class ThingsBoardDriver(Driver):
         )
         session.send(rpc.response_topic, limits, 1)
         return None
-
-    @staticmethod
-    async def in_order(link: Link, work: Awaitable[T]) -> T:
-        """Run after the device's earlier messages (the lock is FIFO)."""
-        async with link.lock:
-            return await work
 
     def payload_error(self, session: Session, what: str, exc: ThingsBoardError) -> int:
         """ThingsBoard closes a 3.1.1 session on a bad payload; 5.0 sessions get PUBACK 0x99."""
