@@ -241,6 +241,20 @@ def serve(
             help="QoS 1/2 MQTT messages in flight per client, each way (MQTT 5 Receive Maximum).",
         ),
     ] = _D.max_inflight,
+    max_stored_messages: Annotated[
+        int,
+        typer.Option(
+            help="QoS 1/2 MQTT messages kept for persistent sessions, all together; "
+            "more are dropped.",
+        ),
+    ] = _D.max_stored_messages,
+    max_queued_handlers: Annotated[
+        int,
+        typer.Option(
+            help="MQTT messages of one client waiting for the hub to handle its earlier "
+            "ones; past it the hub stops reading from that client until half are done.",
+        ),
+    ] = _D.max_queued_handlers,
     anonymous_from: Annotated[
         str,
         typer.Option(

@@ -153,6 +153,8 @@ class HubSettings:
     max_retained_bytes: Positive = _LIMITS.max_retained_bytes
     max_pre_connect_bytes: Positive = _LIMITS.max_pre_connect_bytes
     max_inflight: Annotated[int, Field(ge=1, le=65535)] = _LIMITS.max_inflight
+    max_stored_messages: Annotated[int, Field(ge=1)] = _LIMITS.max_stored_messages
+    max_queued_handlers: Annotated[int, Field(ge=1)] = _LIMITS.max_queued_handlers
     # MQTT clients without credentials: accepted from these networks (CIDRs)...
     anonymous_from: Networks = LOOPBACK
     # ...or from anywhere
@@ -186,6 +188,8 @@ class HubSettings:
             max_retained_bytes=self.max_retained_bytes,
             max_pre_connect_bytes=self.max_pre_connect_bytes,
             max_inflight=self.max_inflight,
+            max_stored_messages=self.max_stored_messages,
+            max_queued_handlers=self.max_queued_handlers,
         )
 
     def public_base_url(self) -> str:
