@@ -68,7 +68,11 @@ class HandlerQueue:
             log.exception("driver code for %s failed", self._owner())
             return
         if result is not None and inspect.isawaitable(result):
-            self._task = self._server.start_task(self._drain(result))
+            self.started(result)
+
+    def started(self, pending: Awaitable[None]) -> None:
+        """A call made while nothing ran (``busy`` was False) goes on: later calls wait."""
+        self._task = self._server.start_task(self._drain(pending))
 
     async def idle(self) -> None:
         """Return once no call is running or waiting."""

@@ -22,6 +22,7 @@ the history that led to it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import struct
@@ -371,6 +372,7 @@ class LogStore(BrokerStore):
         self._sent: dict[str, dict[int, bytes]] = {}
         self._last_sync = 0.0
         self._unsynced = False
+        self._sync_timer: asyncio.TimerHandle | None = None
 
     # -- start-up ------------------------------------------------------------
 
@@ -498,13 +500,34 @@ class LogStore(BrokerStore):
         elif self.fsync == "interval":
             now = time.monotonic()
             if now - self._last_sync >= 1.0:
-                os.fsync(self._fd)
-                self._last_sync = now
-                self._unsynced = False
+                self._sync()
             else:
                 self._unsynced = True
+                self._sync_later()
         if self._size > _COMPACT_MIN and self._size > 2 * self._live_size:
             self._compact()
+
+    def _sync(self) -> None:
+        self._sync_timer = None
+        if self._fd >= 0:
+            os.fsync(self._fd)
+        self._last_sync = time.monotonic()
+        self._unsynced = False
+
+    def _sync_later(self) -> None:
+        """What is written now is synced within a second, even if nothing follows."""
+        if self._sync_timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # used outside an event loop: synced by the next write or close()
+        self._sync_timer = loop.call_later(1.0, self._timed_sync)
+
+    def _timed_sync(self) -> None:
+        self._sync_timer = None
+        if self._unsynced:
+            self._sync()
 
     def _replace(self, table: dict[str, bytes], key: str, record: bytes) -> None:
         old = table.get(key)
@@ -588,6 +611,9 @@ class LogStore(BrokerStore):
         self._append(_record(_DONE, _text(client_id) + _U64.pack(key)), -freed)
 
     def close(self) -> None:
+        if self._sync_timer is not None:
+            self._sync_timer.cancel()
+            self._sync_timer = None
         if self._fd >= 0:
             if self.fsync != "never":
                 os.fsync(self._fd)

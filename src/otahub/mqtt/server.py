@@ -804,20 +804,32 @@ class MQTTServer:
 
         The handler runs after the session's earlier ones (see handler_queue.py).
         """
+        queue = session.handlers
+        if queue.busy:
+            queue.run(partial(self._call_interceptor, handler, session, packet, acknowledge))
+            return
+        # nothing of this session runs (nearly always): no need to wrap the call
+        pending = self._call_interceptor(handler, session, packet, acknowledge)
+        if pending is not None:
+            queue.started(pending)
 
-        def call() -> Awaitable[None] | None:
-            try:
-                result = handler(session, packet)
-            except Exception:
-                log.exception("interception handler %r failed", handler)
-                acknowledge(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
-                return None
-            if result is None or isinstance(result, int):
-                acknowledge(result)
-                return None
-            return self._finish_interceptor(handler, result, acknowledge)
-
-        session.handlers.run(call)
+    def _call_interceptor(
+        self,
+        handler: InterceptHandler,
+        session: Session,
+        packet: Publish,
+        acknowledge: Callable[[int | None], None],
+    ) -> Awaitable[None] | None:
+        try:
+            result = handler(session, packet)
+        except Exception:
+            log.exception("interception handler %r failed", handler)
+            acknowledge(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+            return None
+        if result is None or isinstance(result, int):
+            acknowledge(result)
+            return None
+        return self._finish_interceptor(handler, result, acknowledge)
 
     @staticmethod
     async def _finish_interceptor(
