@@ -31,7 +31,7 @@ Call = Callable[[], "Awaitable[None] | None"]
 
 
 class HandlerQueue:
-    __slots__ = ("_calls", "_paused", "_server", "_session", "_task")
+    __slots__ = ("_calls", "_paused", "_server", "_session", "_task", "busy")
 
     def __init__(self, server: MQTTServer, session: Session | None) -> None:
         """``session`` None: calls of the hub's own (retained messages replayed)."""
@@ -40,13 +40,9 @@ class HandlerQueue:
         self._calls: deque[Call] = deque()
         self._task: asyncio.Task[None] | None = None
         self._paused = False
-
-    @property
-    def busy(self) -> bool:
-        """Whether a call of this session is still running (later ones wait)."""
-        task = self._task
-        # a task cancelled before it ever ran never reached its ``finally``
-        return task is not None and not task.done()
+        # whether a call of this session is still running (later ones wait);
+        # an attribute, read for every PUBLISH a driver claims
+        self.busy = False
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -72,13 +68,22 @@ class HandlerQueue:
 
     def started(self, pending: Awaitable[None]) -> None:
         """A call made while nothing ran (``busy`` was False) goes on: later calls wait."""
-        self._task = self._server.start_task(self._drain(pending))
+        self.busy = True
+        task = self._task = self._server.start_task(self._drain(pending))
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        # a task cancelled before it ever ran never reached the ``finally`` below
+        if self._task is task:
+            self._task = None
+            self.busy = False
 
     async def idle(self) -> None:
         """Return once no call is running or waiting."""
-        while self.busy:
+        while True:
             task = self._task
-            assert task is not None
+            if task is None:
+                return
             await asyncio.wait((task,))
 
     async def _drain(self, first: Awaitable[None]) -> None:
@@ -98,6 +103,7 @@ class HandlerQueue:
                     await self._finish(result)
         finally:
             self._task = None
+            self.busy = False
             if self._paused:
                 self._resume()
 
