@@ -1,0 +1,98 @@
+"""thin-edge devices on the hub's own endpoint are handled side by side, each in order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from otahub.hub.app import run_hub
+from otahub.hub.drivers.thin_edge.driver import ThinEdgeDriver
+from otahub.hub.settings import HubSettings
+from otahub.protocols import thin_edge as te
+from tests.hubproc import free_port
+from tests.mqtt.rawclient import RawClient
+
+SLOW = "slow-child"
+
+
+class Hub:
+    def __init__(self, settings: HubSettings, http: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.http = http
+
+    async def device(self, name: str) -> dict[str, object] | None:
+        response = await self.http.get(f"/api/v1/devices/{name}")
+        return response.json() if response.status_code == 200 else None
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
+    settings = HubSettings(
+        data_dir=tmp_path / "data",
+        mqtt_port=free_port(),
+        http_port=free_port(),
+        no_auth=True,
+        shutdown_timeout_s=5,
+    )
+    task = asyncio.create_task(run_hub(settings))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.http_port}") as http:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if (await http.get("/healthz")).is_success:
+                    break
+            except httpx.TransportError:
+                pass
+            assert not task.done(), task
+            assert time.monotonic() < deadline, "the hub did not start"
+            await asyncio.sleep(0.05)
+        yield Hub(settings, http)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_slow_database_write_for_one_child_does_not_hold_back_another_child(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = asyncio.Event()
+    slow_started = asyncio.Event()
+    original = ThinEdgeDriver._on_registration
+
+    async def registration(self: ThinEdgeDriver, entity: te.EntityTopicId, payload: bytes) -> None:
+        if entity.device_id == SLOW:
+            slow_started.set()
+            await release.wait()  # a registration write that hangs
+        await original(self, entity, payload)
+
+    monkeypatch.setattr(ThinEdgeDriver, "_on_registration", registration)
+    port = hub.settings.mqtt_port
+    slow = await RawClient.open(port, 4)
+    await slow.connect(SLOW)
+    await slow.publish(f"te/device/{SLOW}//", b'{"@type":"child-device"}', qos=1, retain=True)
+    await asyncio.wait_for(slow_started.wait(), 10)
+
+    quick = await RawClient.open(port, 4)
+    await quick.connect("quick-child")
+    started = time.monotonic()
+    await quick.publish("te/device/quick-child//", b'{"@type":"child-device"}', qos=1, retain=True)
+    deadline = time.monotonic() + 15
+    while await hub.device("quick-child") is None:
+        assert time.monotonic() < deadline, "the quick child waited behind the slow one"
+        await asyncio.sleep(0.05)
+    took = time.monotonic() - started
+    assert await hub.device(SLOW) is None, f"registered after {took:.3f}s"
+    assert not release.is_set()
+
+    release.set()
+    deadline = time.monotonic() + 15
+    while await hub.device(SLOW) is None:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    slow.close()
+    quick.close()
