@@ -96,3 +96,45 @@ async def test_a_slow_database_write_for_one_child_does_not_hold_back_another_ch
         await asyncio.sleep(0.05)
     slow.close()
     quick.close()
+
+
+async def test_one_child_s_messages_from_different_clients_are_handled_in_arrival_order(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = asyncio.Event()
+    events: list[str] = []
+    registration_original = ThinEdgeDriver._on_registration
+    capability_original = ThinEdgeDriver._on_capability
+
+    async def registration(self: ThinEdgeDriver, entity: te.EntityTopicId, payload: bytes) -> None:
+        events.append("registration")
+        await release.wait()
+        await registration_original(self, entity, payload)
+        events.append("registered")
+
+    async def capability(self: ThinEdgeDriver, entity: te.EntityTopicId, payload: bytes) -> None:
+        events.append("capability")
+        await capability_original(self, entity, payload)
+
+    monkeypatch.setattr(ThinEdgeDriver, "_on_registration", registration)
+    monkeypatch.setattr(ThinEdgeDriver, "_on_capability", capability)
+    port = hub.settings.mqtt_port
+    # as seed 000 does it: one mosquitto_pub (one client) per message
+    mapper = await RawClient.open(port, 4)
+    await mapper.connect("mapper")
+    await mapper.publish("te/device/child09//", b'{"@type":"child-device"}', qos=1, retain=True)
+    await mapper.recv()
+    agent = await RawClient.open(port, 4)
+    await agent.connect("agent")
+    await agent.publish("te/device/child09///cmd/firmware_update", b"{}", qos=1, retain=True)
+    await agent.recv()  # acknowledged, not yet handled: the registration is still going
+    await asyncio.sleep(0.2)
+    assert events == ["registration"]
+    release.set()
+    deadline = time.monotonic() + 15
+    while len(events) < 3:
+        assert time.monotonic() < deadline, events
+        await asyncio.sleep(0.05)
+    assert events == ["registration", "registered", "capability"]
+    mapper.close()
+    agent.close()

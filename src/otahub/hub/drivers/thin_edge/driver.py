@@ -55,6 +55,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from otahub.hub.drivers.base import Driver, DriverContext
+from otahub.hub.drivers.device_order import DeviceOrder
 from otahub.hub.drivers.file_transfer.offer import (
     OfferFailed,
     file_root,
@@ -105,6 +106,7 @@ class ThinEdgeDriver(Driver):
         self._commands: dict[str, int] = {}  # command topic -> update id
         self._unsubscribe: list[Any] = []
         self.presence = Presence(ctx.core.devices, DIALECT)
+        self._order = DeviceOrder()  # its topics are written by several clients
 
     def mount(self, app: FastAPI) -> None:
         mount_file_transfer(app, self.ctx)
@@ -240,6 +242,12 @@ class ThinEdgeDriver(Driver):
         parsed = te.parse_topic(topic)
         if parsed is None:
             return
+        async with self._order.turn(parsed.entity.device_id):
+            await self._handle(parsed, topic, payload, retained)
+
+    async def _handle(
+        self, parsed: te.FirmwareTopic, topic: str, payload: bytes, retained: bool
+    ) -> None:
         if parsed.kind is te.TopicKind.HEALTH:
             try:
                 await self._on_health(parsed.entity, payload)
