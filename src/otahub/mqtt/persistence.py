@@ -3,8 +3,10 @@
 The endpoint tells a ``BrokerStore`` of every change to its durable state:
 retained messages, persistent sessions (those with a session expiry) with
 their subscriptions, and the QoS 1/2 messages queued or in flight for them.
-``BrokerStore`` itself keeps nothing (the endpoint's memory is all, as for a
-test or an embedded endpoint); ``LogStore`` appends each change to a file.
+``MemoryStore`` keeps nothing (the endpoint's memory is all, as for a test
+or an embedded endpoint; the default); ``LogStore`` appends each change to
+a file. ``BrokerStore`` is a protocol, so a store may also be plain Python
+code next to the compiled endpoint.
 
 Each change is written to the operating system before the endpoint answers
 for it (the PUBACK of a retained message, the acknowledgement of a message
@@ -30,7 +32,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from otahub.mqtt.errors import MQTTError
 from otahub.mqtt.message import Message
@@ -112,8 +114,36 @@ class StoredState:
     sessions: dict[str, StoredSession] = field(default_factory=dict)
 
 
-class BrokerStore:
-    """The endpoint's durable state: this base class keeps none of it."""
+class BrokerStore(Protocol):
+    """What the endpoint calls for each change to its durable state."""
+
+    def load(self) -> StoredState: ...
+
+    def retained(self, message: Message, owner: str) -> None: ...
+
+    def retained_cleared(self, topic: str) -> None: ...
+
+    def session_saved(self, session: StoredSession) -> None:
+        """A persistent session's own fields (not its subscriptions or messages)."""
+        ...
+
+    def session_dropped(self, client_id: str) -> None: ...
+
+    def subscribed(self, client_id: str, topic_filter: str, sub: StoredSubscription) -> None: ...
+
+    def unsubscribed(self, client_id: str, topic_filter: str) -> None: ...
+
+    def message_queued(self, client_id: str, stored: StoredMessage) -> None: ...
+
+    def message_sent(self, client_id: str, key: int, packet_id: int, state: str) -> None: ...
+
+    def message_done(self, client_id: str, key: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryStore:
+    """Keeps none of it: the endpoint's memory is all there is."""
 
     def load(self) -> StoredState:
         return StoredState()
@@ -125,7 +155,7 @@ class BrokerStore:
         pass
 
     def session_saved(self, session: StoredSession) -> None:
-        """A persistent session's own fields (not its subscriptions or messages)."""
+        pass
 
     def session_dropped(self, client_id: str) -> None:
         pass
@@ -353,7 +383,7 @@ class _Replay:
             raise ValueError(f"unknown record kind {kind}")
 
 
-class LogStore(BrokerStore):
+class LogStore:
     """An append-only log file, compacted to the live records."""
 
     def __init__(self, path: Path, fsync: str = "interval") -> None:

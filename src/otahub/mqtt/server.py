@@ -38,6 +38,7 @@ from otahub.mqtt.message import Message
 from otahub.mqtt.packets import MQTT_5, Connect, Properties, Publish
 from otahub.mqtt.persistence import (
     BrokerStore,
+    MemoryStore,
     StoredMessage,
     StoredSession,
     StoredState,
@@ -105,7 +106,7 @@ class MQTTServer:
         self.config = config or ServerConfig()
         # retained messages, persistent sessions and their messages outlive the
         # process through this (see recover()); the default keeps them in memory
-        self.store = store or BrokerStore()
+        self.store: BrokerStore = MemoryStore() if store is None else store
         self._next_key = 1  # the store's key of the next stored message
         self.stored_messages = 0  # messages the store holds for sessions
         self.sessions: dict[str, Session] = {}
