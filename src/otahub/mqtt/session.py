@@ -174,7 +174,8 @@ class Session:
         self._send_inflight(conn, out)
 
     def _enqueue(self, out: Outgoing) -> None:
-        if self.persisted and out.key == 0 and not self.server.store_message(self, out):
+        # a QoS 0 message waiting behind others is not kept over a restart
+        if self.persisted and out.qos and out.key == 0 and not self.server.store_message(self, out):
             self.dropped_messages += 1
             return
         limit = self.server.config.max_queued_messages
