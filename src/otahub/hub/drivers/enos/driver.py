@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -14,7 +15,7 @@ from otahub.hub.drivers.download_links import link_signer
 from otahub.hub.drivers.enos.auth import DIALECT, EnosAuthenticator, EnosPeer, session_identity
 from otahub.hub.drivers.enos.broker_http import HttpSessions, broker_router
 from otahub.hub.drivers.enos.downloads import DownloadUrls, download_router
-from otahub.hub.drivers.enos.links import Link, LinkTable, Online, PushCheck, WorkItem
+from otahub.hub.drivers.enos.links import Link, LinkTable, PushCheck, WorkItem
 from otahub.hub.drivers.enos.ota import FIRMWARE, PUSH, SOURCE, OtaConversation
 from otahub.hub.services.errors import Conflict, NotFound
 from otahub.hub.services.events import Event, UpdateCreated
@@ -72,7 +73,7 @@ class EnosDriver(Driver):
 
     # -- MQTT hooks (the endpoint runs one session's in the order of its packets) --
 
-    def _on_publish(self, session: Session, publish: Publish) -> Awaitable[None] | None:
+    def _on_publish(self, session: Session, publish: Publish) -> None:
         link = self.links.for_session(session)
         if link is None:
             log.warning(
@@ -80,8 +81,9 @@ class EnosDriver(Driver):
                 session.client_id,
                 publish.topic,
             )
-            return None
-        return self.ota.handle(link, publish)
+            return
+        # acknowledged on receipt, as EnOS does; handled in line with the device's messages
+        session.run_in_order(partial(self.ota.handle, link, publish))
 
     def _on_connected(self, session: Session) -> None:
         peer = session.identity.data
@@ -98,7 +100,8 @@ class EnosDriver(Driver):
             )
             self.links.close(previous.session)
             previous.session.disconnect()
-        link.submit(Online())
+        # not in line with its messages: their acknowledgements would wait for it
+        link.online = asyncio.get_running_loop().create_task(self._online(link))
         link.grace = asyncio.get_running_loop().create_task(self._grace(link))
 
     def _on_disconnected(self, session: Session) -> None:
@@ -111,7 +114,17 @@ class EnosDriver(Driver):
         link.ready = True
         link.submit(PushCheck())
 
+    async def _online(self, link: Link) -> None:
+        try:
+            await self.ctx.core.devices.report(link.device, online=True)
+        except NotFound:
+            pass  # deleted meanwhile
+        except Exception:
+            log.exception("EnOS device %r: recording it online failed", link.device)
+
     async def _offline(self, link: Link) -> None:
+        if link.online is not None:
+            await link.online
         await link.session.handled()  # its work first, so "offline" is the last word
         if self.links.for_device(link.device) is None:
             with contextlib.suppress(NotFound):  # deleted meanwhile
@@ -120,10 +133,7 @@ class EnosDriver(Driver):
     # -- work, one device at a time ---------------------------------------------
 
     async def _work(self, link: Link, item: WorkItem) -> None:
-        if isinstance(item, Online):
-            await self.ctx.core.devices.report(link.device, online=True)
-        else:
-            await self.ota.push_pending(link)
+        await self.ota.push_pending(link)
 
     # -- hub events ---------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """One record per connected EnOS device.
 
-Work for a device - its messages, its pushes, its online state - runs in
-line with its session's messages (``Session.run_in_order``): the endpoint
+Work for a device - its messages and its pushes - runs in line with its
+session's messages (``Session.run_in_order``): the endpoint
 runs one session's driver code one call after another, so a fast
 ``progress 100`` and ``inform`` pair is applied in the order it came.
 """
@@ -25,11 +25,7 @@ class PushCheck:
     """Work item: see whether the device has an upgrade to be pushed now."""
 
 
-class Online:
-    """Work item: record that the device connected."""
-
-
-WorkItem = PushCheck | Online
+WorkItem = PushCheck
 Worker = Callable[["Link", WorkItem], Awaitable[None]]
 
 
@@ -45,6 +41,7 @@ class Link:
     # updates whose upgrade went out on this connection (pushed at most once per connection)
     pushed: set[int] = field(default_factory=set)
     grace: asyncio.Task[None] | None = None
+    online: asyncio.Task[None] | None = None  # recording that it connected
 
     @property
     def device(self) -> str:
