@@ -37,7 +37,7 @@ async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
         mqtt_port=free_port(),
         http_port=free_port(),
         no_auth=True,
-        shutdown_timeout_s=5,
+        shutdown_timeout=5,
     )
     task = asyncio.create_task(run_hub(settings))
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.http_port}") as http:
