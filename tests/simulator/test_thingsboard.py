@@ -51,3 +51,21 @@ def test_a_package_assigned_during_an_update_is_installed_after_it(
         summary = sim.stop()
     assert [i["version"] for i in sim.installs()] == ["2.0.0", "3.0.0"]
     assert summary["installs_per_device_max"] == 2
+
+
+def test_a_download_fault_fails_an_image_that_fits_in_one_chunk(
+    hub: HubProcess, tmp_path: Path
+) -> None:
+    """The fault cut the download halfway through its chunks: with one chunk it never came."""
+    upload(hub, "sim-firmware", "2.0.0", os.urandom(4096))
+    args = ["--devices", "1", "--dialect", "thingsboard", "--register", "--fail-rate", "1"]
+    sim = SimProcess(hub, [*args, "--fail-at", "download"], tmp_path).start()
+    name = names("thingsboard", 1)[0]
+    try:
+        [update] = wait_all(hub, [start_update(hub, name, "sim-firmware", "2.0.0")])
+    finally:
+        summary = sim.stop()
+    assert update["state"] == "failed", update
+    assert "download interrupted after 0 bytes" in update["reason"], update
+    assert summary["faults"] == {"download": 1}
+    assert sim.installs() == []

@@ -170,11 +170,14 @@ class ThingsBoardDevice(SimDevice):
         rid = str(job.context)
         stats = self.fleet.stats
         index = 0
+        # a fault cuts the download halfway through its chunks; an image of
+        # one chunk is cut before it (after it there would be nothing to cut)
+        cut_at = min(max(1, count // 2), count - 1)
         self._server_error = asyncio.get_running_loop().create_future()
         try:
             while index < count:
                 fault = self.interruption(job)
-                if fault is not None and index >= max(1, count // 2):
+                if fault is not None and index >= cut_at:
                     await self.interrupted(job, fault)
                     continue
                 data = await self._chunk(rid, index, chunk_size)
