@@ -107,7 +107,6 @@ def test_fleet_rollout_brakes_on_stage_3_failures_and_retry_failed_finishes_it(
         paused = wait_rollout(hub, "fleet", ("paused", "finished"))
         assert paused["state"] == "paused", paused
         assert paused["stage"] == 3, paused
-        stage3 = paused["stages"][2]
         brakes = [e for e in get(hub, "/rollouts/fleet/events") if e["kind"] == "brake"]
         assert len(brakes) == 1, brakes
         numbers = brakes[0]["numbers"]
@@ -132,11 +131,9 @@ def test_fleet_rollout_brakes_on_stage_3_failures_and_retry_failed_finishes_it(
         assert failed == bad == placed, (failed - bad, bad - failed, bad - placed)
         assert ended["counts"]["failed"] == FAILING, ended
         assert ended["counts"]["succeeded"] == 80 - FAILING, ended
-        assert stage3["index"] == 3
 
         sim.clear_faults()
-        out = rollout_cli(hub, "retry-failed", "fleet")
-        assert "fleet" in out
+        rollout_cli(hub, "retry-failed", "fleet")
         done = wait_rollout(hub, "fleet", ("finished",))
     finally:
         summary = sim.stop()
