@@ -123,6 +123,9 @@ class ThinEdgeDevice(SimDevice):
                 te.build_twin(job.name, job.version),
                 qos=te.QOS,
                 retain=te.RETAIN,
+                # as the status after it: a connection lost here must not lose the
+                # version the device now runs (a real one queues it in its broker)
+                reliable=True,
             )
             message = command.with_status(te.CommandStatus.SUCCESSFUL)
         elif step is Step.FAILED:
