@@ -86,3 +86,14 @@ def all_updates(hub: HubProcess, page: int = 200) -> list[dict[str, Any]]:
 def versions(hub: HubProcess) -> Counter[str]:
     """How many devices the hub's device list shows on each firmware version."""
     return Counter(d["firmware"]["version"] for d in get(hub, "/devices"))
+
+
+def on_version(hub: HubProcess, version: str, timeout: float = 30) -> list[dict[str, Any]]:
+    """The devices not (yet) on ``version`` once all are, or ``timeout`` passed: a
+    device's version report may land just after its update ended."""
+    deadline = time.monotonic() + timeout
+    while True:
+        behind = [d for d in get(hub, "/devices") if d["firmware"]["version"] != version]
+        if not behind or time.monotonic() > deadline:
+            return behind
+        time.sleep(0.5)
