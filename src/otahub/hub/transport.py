@@ -43,7 +43,7 @@ class LocalTransport:
         def deliver(packet: Publish) -> Awaitable[None] | None:
             return handler(packet.topic, packet.payload, packet.retain)
 
-        self._unsubscribes.append(self.server.subscribe(topic_filter, deliver))
+        self._unsubscribes.append(await self.server.subscribe_replayed(topic_filter, deliver))
 
     async def close(self) -> None:
         for unsubscribe in self._unsubscribes:

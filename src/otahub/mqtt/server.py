@@ -343,13 +343,29 @@ class MQTTServer:
     def subscribe(
         self, topic_filter: str, callback: MessageCallback, *, retained: bool = True
     ) -> Callable[[], None]:
-        """An in-process subscription; returns a function that ends it."""
+        """An in-process subscription; returns a function that ends it. The retained
+        messages it matches are handed over in the background."""
+        return self._subscribe(topic_filter, callback, HandlerQueue(self, None), retained)
+
+    async def subscribe_replayed(
+        self, topic_filter: str, callback: MessageCallback
+    ) -> Callable[[], None]:
+        """``subscribe``, returning once the retained messages it matched are handled:
+        a replay still under way when devices send newer news would overwrite it."""
+        replay = HandlerQueue(self, None)
+        unsubscribe = self._subscribe(topic_filter, callback, replay, True)
+        await replay.idle()
+        return unsubscribe
+
+    def _subscribe(
+        self, topic_filter: str, callback: MessageCallback, replay: HandlerQueue, retained: bool
+    ) -> Callable[[], None]:
         if not is_valid_topic_filter(topic_filter):
             raise ValueError(f"invalid topic filter {topic_filter!r}")
         sub = _InternalSubscriber(topic_filter, callback)
         self._internal.add(topic_filter, sub, sub)
         if retained:
-            replay = HandlerQueue(self, None)  # in the order they are stored
+            # in the order they are stored
             for topic, message in list(self.retained.match(topic_filter)):
                 replay.run(partial(callback, self._as_publish(message, topic)))
 
