@@ -108,7 +108,8 @@ def test_fleet_rollout_survives_kill_9_of_the_hub_in_stage_2(
     )
     # the hub's side: no device got a second update but the retried ones
     per_device = Counter(u["device"] for u in all_updates(hub))
-    assert {d for d, n in per_device.items() if n > 1} == retried
+    # a retried device that reported the version meanwhile is skipped: one update
+    assert {d for d, n in per_device.items() if n > 1} <= retried
     assert max(per_device.values()) <= 2
 
 
