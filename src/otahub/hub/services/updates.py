@@ -120,6 +120,13 @@ class UpdateService:
         # follow them must not interleave (SQLite has no SELECT ... FOR UPDATE).
         self._write = asyncio.Lock()
         self._changed = asyncio.Event()  # wakes the sweeper when a deadline moves
+        # When the sleeping sweeper wakes next (None: it is not sleeping). Activity
+        # only pushes deadlines later, so only an earlier one needs to wake it.
+        self._wake_at: datetime | None = None
+        # Transitions waiting for the next group commit, and the task committing them.
+        self._steps: builtins.list[_Step] = []
+        self._committer: asyncio.Task[None] | None = None
+        self._late: set[asyncio.Task[Any]] = set()
 
     # -- queries --------------------------------------------------------------
 
@@ -293,7 +300,7 @@ class UpdateService:
                     f"device {device.name!r} got another {package.kind} update meanwhile"
                 ) from None
             created = UpdateView.of(row)
-        self._changed.set()
+        self._deadline_moved(created.deadline_at)
         await self._announce(events)  # the replaced update's end first
         failures = await self._announce([UpdateCreated(created)])
         if failures:
@@ -391,7 +398,7 @@ class UpdateService:
                 # Another hub instance gave one of these devices an update meanwhile.
                 raise Conflict("a device of the batch got another update meanwhile") from None
         if created:
-            self._changed.set()
+            self._deadline_moved(min(view.deadline_at or now for _, view in created))
         await self._announce(replaced)  # the replaced updates' ends first
         for n, (_, view) in enumerate(created, 1):
             failures = await self._announce([UpdateCreated(view)])
@@ -480,46 +487,111 @@ class UpdateService:
         code: str | None = None,
         source: str = "api",
     ) -> UpdateView:
-        """Move an update to ``state``; the same state again records progress only."""
+        """Move an update to ``state``; the same state again records progress only.
+
+        Returns once the change is committed and announced. Concurrent calls are
+        committed together (group commit): one transaction for all transitions
+        that arrived while the previous one was being written.
+        """
         target = state if isinstance(state, UpdateState) else parse_state(state)
         if progress is not None and not 0 <= progress <= 100:
             raise Invalid("progress must be between 0 and 100")
         _check_id(update_id)
-        async with self._write, self.db.session() as s:
-            row = await s.scalar(select(Update).where(Update.id == update_id).with_for_update())
-            if row is None:
-                raise NotFound(f"update {update_id} does not exist")
-            now = utcnow()
-            current = UpdateState(row.state)
-            if target == current and not is_terminal(current):
-                row.progress = progress if progress is not None else row.progress
-                row.updated_at = now
-                row.deadline_at = now + timedelta(seconds=row.timeout_s)
-                step_view = TransitionView(
-                    from_state=current.value,
-                    to_state=current.value,
-                    progress=row.progress,
-                    reason=None,
-                    code=None,
-                    source=source,
-                    at=now,
-                )
-            else:
-                try:
-                    check_transition(current, target)
-                except InvalidTransition as exc:
-                    raise Conflict(f"update {update_id}: {exc}") from None
-                step = _apply(
-                    row, target, now=now, progress=progress, reason=reason, code=code, source=source
-                )
-                s.add(step)
-                await s.flush()
-                step_view = TransitionView.of(step)
-            await s.commit()
-            view = UpdateView.of(row)
-        self._changed.set()
+        step = _Step(
+            update_id,
+            target,
+            progress,
+            reason,
+            code,
+            source,
+            asyncio.get_running_loop().create_future(),
+        )
+        self._steps.append(step)
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_steps())
+        try:
+            # shielded: a caller that gives up still gets its committed change announced
+            view, step_view = await asyncio.shield(step.done)
+        except asyncio.CancelledError:
+            step.done.add_done_callback(self._announce_late)
+            raise
+        self._deadline_moved(view.deadline_at)
         await self._announce([UpdateTransitioned(view, step_view)])
         return view
+
+    async def _commit_steps(self) -> None:
+        """Write queued transitions, a batch per transaction, until none are left."""
+        while self._steps:
+            batch, self._steps = self._steps, []
+            try:
+                await self._write_steps(batch)
+            except Exception as exc:
+                if len(batch) == 1:
+                    if not batch[0].done.done():
+                        batch[0].done.set_exception(exc)
+                    continue
+                # one bad step must not fail the others: each alone, in order
+                log.warning(
+                    "group commit of %d transitions failed (%s); one by one", len(batch), exc
+                )
+                for step in batch:
+                    try:
+                        await self._write_steps([step])
+                    except Exception as alone:
+                        if not step.done.done():
+                            step.done.set_exception(alone)
+
+    async def _write_steps(self, batch: builtins.list[_Step]) -> None:
+        """Apply ``batch`` in one transaction; each step's future gets its outcome after commit."""
+        outcomes: builtins.list[tuple[_Step, Any]] = []
+        async with self._write, self.db.session() as s:
+            ids = sorted({step.update_id for step in batch})
+            rows = {
+                row.id: row
+                for row in (
+                    await s.scalars(
+                        select(Update)
+                        .where(Update.id.in_(ids))
+                        .order_by(Update.id)
+                        .with_for_update()
+                    )
+                ).all()
+            }
+            for step in batch:
+                row = rows.get(step.update_id)
+                if row is None:
+                    outcomes.append((step, NotFound(f"update {step.update_id} does not exist")))
+                    continue
+                try:
+                    outcomes.append((step, _step(s, row, step)))
+                except Conflict as exc:
+                    outcomes.append((step, exc))
+            await s.commit()
+        for step, outcome in outcomes:
+            if step.done.done():
+                continue
+            if isinstance(outcome, Exception):
+                step.done.set_exception(outcome)
+            else:
+                step.done.set_result(outcome)
+
+    def _announce_late(self, done: asyncio.Future[tuple[UpdateView, TransitionView]]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return
+        view, step_view = done.result()
+        self._deadline_moved(view.deadline_at)
+        task = asyncio.get_running_loop().create_task(
+            self._announce([UpdateTransitioned(view, step_view)])
+        )
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
+
+    def _deadline_moved(self, deadline: datetime | None) -> None:
+        """Wake the sweeper if ``deadline`` comes before it would wake anyway."""
+        if deadline is None:
+            return  # finished: a sweep at the old deadline finds nothing, harmlessly
+        if self._wake_at is None or deadline < self._wake_at:
+            self._changed.set()
 
     async def fail_start(self, update_id: int, error: str, *, dialect: str) -> UpdateView:
         """Fail an update whose driver could not start it, with the driver's error.
@@ -629,8 +701,62 @@ class UpdateService:
             delay = max_interval_s
             if deadline is not None:
                 delay = min(delay, max(0.0, (deadline - utcnow()).total_seconds()) + 0.01)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), delay)
+            self._wake_at = utcnow() + timedelta(seconds=delay)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), delay)
+            finally:
+                self._wake_at = None
+
+
+@dataclass(slots=True)
+class _Step:
+    """One transition waiting for the group commit."""
+
+    update_id: int
+    target: UpdateState
+    progress: int | None
+    reason: str | None
+    code: str | None
+    source: str
+    done: asyncio.Future[tuple[UpdateView, TransitionView]]
+
+
+def _step(s: AsyncSession, row: Update, step: _Step) -> tuple[UpdateView, TransitionView]:
+    """Apply ``step`` to ``row`` (an audit row for a change of state); Conflict if it may not."""
+    now = utcnow()
+    current = UpdateState(row.state)
+    if step.target == current and not is_terminal(current):
+        # progress within a state: the row only, no audit row
+        row.progress = step.progress if step.progress is not None else row.progress
+        row.updated_at = now
+        row.deadline_at = now + timedelta(seconds=row.timeout_s)
+        step_view = TransitionView(
+            from_state=current.value,
+            to_state=current.value,
+            progress=row.progress,
+            reason=None,
+            code=None,
+            source=step.source,
+            at=now,
+        )
+    else:
+        try:
+            check_transition(current, step.target)
+        except InvalidTransition as exc:
+            raise Conflict(f"update {step.update_id}: {exc}") from None
+        audit = _apply(
+            row,
+            step.target,
+            now=now,
+            progress=step.progress,
+            reason=step.reason,
+            code=step.code,
+            source=step.source,
+        )
+        s.add(audit)
+        step_view = TransitionView.of(audit)
+    return UpdateView.of(row), step_view
 
 
 def _ends(step: TransitionView) -> bool:
