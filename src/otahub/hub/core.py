@@ -76,4 +76,8 @@ class HubCore:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        try:
+            await self.devices.close()
+        except Exception:
+            log.exception("storing the devices' last-seen times at shutdown failed")
         await self.db.close()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,6 +58,14 @@ _CREDENTIAL = re.compile(r"[\x21-\x7e]+")  # printable ASCII without spaces
 # may start another update (a ThingsBoard device falls back to its type's
 # package), which is canceled in the next round; this many rounds at most.
 _CANCEL_ROUNDS = 5
+# A report that changes nothing but ``last_seen`` is not written at once: the
+# times are stored together, at most this much later.
+SEEN_FLUSH_S = 2.0
+# How long what this hub wrote for a device is trusted to still be stored
+# (another hub instance may have written the device since).
+KNOWN_TTL_S = 30.0
+# names per ``IN (...)`` of a batch write, well within every backend's parameter limit
+_IN_CHUNK = 500
 
 
 def _check_password(dialect: str, password: str | None) -> None:
@@ -152,6 +162,11 @@ class DeviceService:
         self.db = db
         self.bus = bus
         self.updates = updates
+        # device -> what its last report wrote, and when (monotonic)
+        self._known: dict[str, tuple[DeviceView, float]] = {}
+        # device -> last seen, not stored yet
+        self._seen: dict[str, datetime] = {}
+        self._seen_flusher: asyncio.Task[None] | None = None
 
     async def create(self, spec: DeviceSpec) -> DeviceView:
         spec = spec.validated()
@@ -185,6 +200,7 @@ class DeviceService:
             except IntegrityError:
                 raise Conflict(f"device {spec.name!r} or its credentials already exist") from None
         view = DeviceView.of(row)
+        self._known.pop(view.name, None)  # a device of the same name deleted before
         await self.bus.publish(DeviceCreated(view))
         return view
 
@@ -221,6 +237,7 @@ class DeviceService:
         # One event per device, as for single registrations: the MQTT login
         # directory and the drivers follow the registry through them.
         for view in views:
+            self._known.pop(view.name, None)
             await self.bus.publish(DeviceCreated(view))
         return views
 
@@ -320,6 +337,8 @@ class DeviceService:
                         update.id, reason=f"device {name} deleted", source="api:device-delete"
                     )
                     log.info("update %d canceled: device %s is being deleted", update.id, name)
+        self._known.pop(name, None)
+        self._seen.pop(name, None)
         async with self.db.session() as s, s.begin():
             row = await s.scalar(select(Device).where(Device.name == name))
             if row is None:
@@ -346,12 +365,15 @@ class DeviceService:
             if view.gateway:
                 # its children stay, belonging to nobody until registered again
                 await s.execute(sql_update(Device).where(Device.owner == name).values(owner=None))
+        self._known.pop(name, None)
+        self._seen.pop(name, None)
         log.info("device %s (%s) deleted; %d update(s) kept as history", name, view.dialect, kept)
         await self.bus.publish(DeviceDeleted(view))
         return view
 
     async def set_password(self, name: str, password: str | None) -> DeviceView:
         """Set, change (``password``) or remove (None) a thin-edge or legacy device's password."""
+        self._known.pop(name, None)
         device = await self.get(name)
         _check_password(device.dialect, password)
         password_hash = None if password is None else await hash_password_async(password)
@@ -369,6 +391,7 @@ class DeviceService:
     ) -> DeviceView:
         """Set the labels in ``set`` and remove those named in ``remove`` (absent ones
         are ignored); the others stay. Groups and rollouts see the change at once."""
+        self._known.pop(name, None)
         check_labels(set)
         if both := sorted(k for k in remove if k in set):
             raise Invalid(f"label(s) both set and removed: {', '.join(both)}")
@@ -396,6 +419,7 @@ class DeviceService:
         """
         if unknown := sorted(set(changes) - set(CHANGEABLE)):
             raise Invalid(f"{', '.join(unknown)}: cannot be changed")
+        self._known.pop(name, None)
         async with self.db.session() as s, s.begin():
             row = await s.scalar(select(Device).where(Device.name == name))
             if row is None:
@@ -474,6 +498,7 @@ class DeviceService:
 
     async def set_owner(self, name: str, owner: str) -> DeviceView:
         """Record the gateway that registered the thin-edge child ``name``."""
+        self._known.pop(name, None)
         async with self.db.session() as s, s.begin():
             row = await s.scalar(select(Device).where(Device.name == name))
             if row is None:
@@ -483,12 +508,33 @@ class DeviceService:
 
     async def set_dialect_state(self, name: str, state: dict[str, Any]) -> DeviceView:
         """Replace what the device's driver remembers about it."""
+        self._known.pop(name, None)
         async with self.db.session() as s, s.begin():
             row = await s.scalar(select(Device).where(Device.name == name))
             if row is None:
                 raise NotFound(f"device {name!r} does not exist")
             row.dialect_state = dict(state)
             return DeviceView.of(row)
+
+    async def merge_dialect_section(
+        self, section: str, values: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        """Merge ``values[device]`` into the ``section`` object of each device's
+        dialect state, in one transaction (devices gone meanwhile are skipped)."""
+        names = sorted(values)
+        for name in names:
+            self._known.pop(name, None)
+        async with self.db.session() as s, s.begin():
+            for start in range(0, len(names), _IN_CHUNK):
+                part = names[start : start + _IN_CHUNK]
+                rows = (
+                    await s.scalars(select(Device).where(Device.name.in_(part)).order_by(Device.id))
+                ).all()
+                for row in rows:
+                    state = dict(row.dialect_state or {})
+                    old = state.get(section)
+                    state[section] = {**(old if isinstance(old, dict) else {}), **values[row.name]}
+                    row.dialect_state = state  # a new dict: the JSON column is not mutation-tracked
 
     async def report(
         self,
@@ -500,7 +546,23 @@ class DeviceService:
         online: bool | None = None,
         seen_at: datetime | None = None,
     ) -> DeviceView:
-        """Record what a device said about itself (drivers call this)."""
+        """Record what a device said about itself (drivers call this).
+
+        A report that changes nothing this hub wrote for the device shortly
+        before (title, version, online) only moves ``last_seen``: that is
+        stored with the next batch of such times, and announces nothing.
+        """
+        seen = seen_at or utcnow()
+        known = self._known.get(name)
+        if known is not None and time.monotonic() - known[1] < KNOWN_TTL_S:
+            view = known[0]
+            if _unchanged(view, kind, title, version, online):
+                view = dataclasses.replace(view, last_seen_at=seen)
+                self._known[name] = (view, known[1])
+                self._seen[name] = seen
+                if self._seen_flusher is None or self._seen_flusher.done():
+                    self._seen_flusher = asyncio.create_task(self._flush_seen_later())
+                return view
         async with self.db.session() as s, s.begin():
             row = await s.scalar(select(Device).where(Device.name == name))
             if row is None:
@@ -513,10 +575,59 @@ class DeviceService:
                 row.current_fw_version = version if version is not None else row.current_fw_version
             if online is not None:
                 row.online = online
-            row.last_seen_at = seen_at or utcnow()
+            row.last_seen_at = seen
             view = DeviceView.of(row)
+        self._known[name] = (view, time.monotonic())
+        self._seen.pop(name, None)  # stored with the rest
         await self.bus.publish(DeviceReported(view))
         return view
+
+    async def _flush_seen_later(self) -> None:
+        await asyncio.sleep(SEEN_FLUSH_S)
+        try:
+            await self.flush_seen()
+        except Exception:
+            log.exception("storing the devices' last-seen times failed")
+
+    async def flush_seen(self) -> None:
+        """Store the last-seen times not stored yet, in one transaction."""
+        pending, self._seen = self._seen, {}
+        if not pending:
+            return
+        names = sorted(pending)
+        async with self.db.session() as s, s.begin():
+            for start in range(0, len(names), _IN_CHUNK):
+                part = names[start : start + _IN_CHUNK]
+                rows = (
+                    await s.scalars(select(Device).where(Device.name.in_(part)).order_by(Device.id))
+                ).all()
+                for row in rows:
+                    seen = pending[row.name]
+                    if row.last_seen_at is None or row.last_seen_at < seen:
+                        row.last_seen_at = seen
+
+    async def close(self) -> None:
+        """Store what is pending (the hub stops)."""
+        if self._seen_flusher is not None:
+            self._seen_flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._seen_flusher
+        await self.flush_seen()
+
+
+def _unchanged(
+    view: DeviceView, kind: str, title: str | None, version: str | None, online: bool | None
+) -> bool:
+    """Whether a report says nothing ``view`` does not say already (but the time)."""
+    if kind == "software":
+        runs = (view.current_sw_title, view.current_sw_version)
+    else:
+        runs = (view.current_fw_title, view.current_fw_version)
+    return (
+        (title is None or title == runs[0])
+        and (version is None or version == runs[1])
+        and (online is None or online == view.online)
+    )
 
 
 def _pairs(labels: Mapping[str, str]) -> str:

@@ -9,13 +9,18 @@ Layout (all optional)::
      "mqtt_basic": {"clientId": ..., "userName": ..., "password": ...}}
 
 Edits are read-modify-write of one JSON document, so they are serialised
-per device.
+per device. The latest telemetry is not written per message: it is kept
+here and merged into the stored documents of every device that reported,
+in one transaction, at most ``FLUSH_S`` later (it is what the device said
+last, not a state change: update states are recorded by the transitions).
+Reads here see it at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,26 +32,98 @@ TELEMETRY = "telemetry"
 CHECKSUM_ALGORITHM = "checksum_algorithm"
 MQTT_BASIC = "mqtt_basic"
 
+log = logging.getLogger("otahub.hub.thingsboard")
+
+#: How long the latest telemetry may wait before it is stored.
+FLUSH_S = 1.0
+
 
 class DeviceStates:
-    def __init__(self, devices: DeviceService) -> None:
+    def __init__(self, devices: DeviceService, flush_s: float = FLUSH_S) -> None:
         self.devices = devices
+        self.flush_s = flush_s
         self._locks: dict[str, asyncio.Lock] = {}
+        # device -> telemetry keys reported since the last flush
+        self._telemetry: dict[str, dict[str, Any]] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
     async def get(self, name: str) -> dict[str, Any]:
-        return dict((await self.devices.get(name)).dialect_state)
+        state = dict((await self.devices.get(name)).dialect_state)
+        pending = self._telemetry.get(name)
+        if pending:
+            state[TELEMETRY] = {**section(state, TELEMETRY), **pending}
+        return state
 
     @contextlib.asynccontextmanager
     async def edit(self, name: str) -> AsyncIterator[dict[str, Any]]:
         """Yield the device's state; what the block leaves in it is stored."""
-        lock = self._locks.setdefault(name, asyncio.Lock())
-        async with lock:
-            state = await self.get(name)
-            yield state
-            await self.devices.set_dialect_state(name, state)
+        async with self._lock(name):
+            state = dict((await self.devices.get(name)).dialect_state)
+            # what is pending is stored with the rest; what arrives meanwhile waits
+            taken = self._telemetry.pop(name, None)
+            if taken:
+                state[TELEMETRY] = {**section(state, TELEMETRY), **taken}
+            try:
+                yield state
+                await self.devices.set_dialect_state(name, state)
+            except BaseException:
+                if taken:
+                    self._telemetry[name] = {**taken, **self._telemetry.get(name, {})}
+                    self._schedule()
+                raise
+
+    def note_telemetry(self, name: str, values: dict[str, Any]) -> None:
+        """Keep the device's latest telemetry; stored with the next flush."""
+        self._telemetry.setdefault(name, {}).update(values)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.flush_s)
+        self._flusher = None  # what arrives from now on is taken by the next flush
+        try:
+            await self.flush()
+        except Exception:
+            log.exception("storing the devices' latest telemetry failed; retrying")
+            self._schedule()
+
+    async def flush(self) -> None:
+        """Store every device's pending telemetry, in one transaction."""
+        if not self._telemetry:
+            return
+        names = sorted(self._telemetry)
+        async with contextlib.AsyncExitStack() as held:
+            # an edit in progress finishes first (and stores what is pending itself)
+            for name in names:
+                await held.enter_async_context(self._lock(name))
+            pending = {n: self._telemetry.pop(n) for n in names if n in self._telemetry}
+            try:
+                await self.devices.merge_dialect_section(TELEMETRY, pending)
+            except BaseException:
+                for name, values in pending.items():  # newer values win
+                    self._telemetry[name] = {**values, **self._telemetry.get(name, {})}
+                raise
+        if self._telemetry:
+            self._schedule()
+
+    async def close(self) -> None:
+        """Store what is pending and stop the timer (the driver stops)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        await self.flush()
 
     def forget(self, name: str) -> None:
         self._locks.pop(name, None)
+        self._telemetry.pop(name, None)
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
 
 
 def section(state: dict[str, Any], name: str) -> dict[str, Any]:

@@ -193,6 +193,7 @@ class ThingsBoardDriver(Driver):
         self._undo.clear()
         await self.pacer.stop()
         await self.progress.stop()
+        await self.states.close()
         self.blobs.close()
 
     # -- sessions ------------------------------------------------------------
@@ -384,16 +385,15 @@ class ThingsBoardDriver(Driver):
 
     async def _queued(self, update: UpdateView) -> None:
         p = PACKAGE_OF[update.kind].prefix
-        async with self.states.edit(update.device) as state:
-            latest = section(state, TELEMETRY)
-            latest.update(
-                {
-                    f"{p}_state": FwState.QUEUED.value,
-                    f"target_{p}_title": update.title,
-                    f"target_{p}_version": update.version,
-                    f"target_{p}_ts": now_ms(),
-                }
-            )
+        self.states.note_telemetry(
+            update.device,
+            {
+                f"{p}_state": FwState.QUEUED.value,
+                f"target_{p}_title": update.title,
+                f"target_{p}_version": update.version,
+                f"target_{p}_ts": now_ms(),
+            },
+        )
         self.pacer.put(update.id)
 
     async def initiate(self, update_id: int) -> None:

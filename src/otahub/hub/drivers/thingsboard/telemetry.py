@@ -6,7 +6,6 @@ import logging
 from typing import TYPE_CHECKING
 
 from otahub.hub.drivers.thingsboard.attributes import KIND_OF
-from otahub.hub.drivers.thingsboard.devicestate import TELEMETRY, section
 from otahub.hub.drivers.thingsboard.progress import advance
 from otahub.mqtt.session import Session
 from otahub.protocols.states import UpdateState
@@ -48,16 +47,18 @@ class Telemetry:
     async def apply(self, device: str, report: OtaReport) -> None:
         p = report.package.prefix
         kind = KIND_OF[report.package]
-        async with self.driver.states.edit(device) as state:
-            latest = section(state, TELEMETRY)
+        latest = {
+            key: value
             for key, value in (
                 (f"current_{p}_title", report.current_title),
                 (f"current_{p}_version", report.current_version),
                 (f"{p}_state", report.state),
                 (f"{p}_error", report.error),
-            ):
-                if value is not None:
-                    latest[key] = value
+            )
+            if value is not None
+        }
+        if latest:
+            self.driver.states.note_telemetry(device, latest)
         view = await self.driver.core.devices.report(
             device, kind=kind, title=report.current_title, version=report.current_version
         )

@@ -1,0 +1,48 @@
+"""Device reports: a change is written at once; only ``last_seen`` waits for a batch."""
+
+from __future__ import annotations
+
+from otahub.hub.core import HubCore
+from otahub.hub.services.devices import DeviceSpec
+from otahub.hub.services.events import DeviceReported, Event
+
+
+async def test_a_report_that_only_moves_last_seen_is_batched_and_not_announced(
+    core: HubCore,
+) -> None:
+    await core.devices.create(DeviceSpec(name="d", dialect="thingsboard", token="t"))
+    seen: list[Event] = []
+
+    async def record(event: Event) -> None:
+        seen.append(event)
+
+    core.bus.subscribe(record, DeviceReported)
+    first = await core.devices.report("d", title="fw", version="1.0", online=True)
+    again = await core.devices.report("d", title="fw", version="1.0")
+    assert len(seen) == 1
+    assert again.current_fw_version == "1.0"
+    assert again.last_seen_at is not None and first.last_seen_at is not None
+    assert again.last_seen_at >= first.last_seen_at
+    stored = await core.devices.get("d")
+    assert stored.last_seen_at == first.last_seen_at  # not yet
+    await core.devices.flush_seen()
+    assert (await core.devices.get("d")).last_seen_at == again.last_seen_at
+    # a new version is written and announced at once
+    changed = await core.devices.report("d", title="fw", version="2.0")
+    assert len(seen) == 2
+    assert (await core.devices.get("d")).current_fw_version == "2.0" == changed.current_fw_version
+    offline = await core.devices.report("d", online=False)
+    assert not offline.online and not (await core.devices.get("d")).online
+
+
+async def test_what_another_path_wrote_is_not_hidden_by_the_report_cache(core: HubCore) -> None:
+    await core.devices.create(DeviceSpec(name="d", dialect="thingsboard", token="t"))
+    await core.devices.report("d", version="1.0", online=True)
+    await core.devices.set_labels("d", {"site": "a"})
+    view = await core.devices.report("d", version="1.0")
+    assert view.labels == {"site": "a"}
+    await core.devices.delete("d")
+    await core.devices.create(DeviceSpec(name="d", dialect="thingsboard", token="t"))
+    view = await core.devices.report("d", version="1.0", online=True)
+    assert (await core.devices.get("d")).current_fw_version == "1.0"
+    assert (await core.devices.get("d")).online and view.online
