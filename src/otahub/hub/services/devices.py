@@ -63,7 +63,7 @@ _CANCEL_ROUNDS = 5
 SEEN_FLUSH_S = 2.0
 # How long what this hub wrote for a device is trusted to still be stored
 # (another hub instance may have written the device since).
-KNOWN_TTL_S = 30.0
+KNOWN_TTL_S = 120.0
 # names per ``IN (...)`` of a batch write, well within every backend's parameter limit
 _IN_CHUNK = 500
 

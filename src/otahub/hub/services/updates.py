@@ -477,6 +477,17 @@ class UpdateService:
             await s.commit()
             return UpdateView.of(row)
 
+    async def merge_driver_state(self, update_id: int, values: dict[str, Any]) -> UpdateView:
+        """Set ``values`` in the driver's bookkeeping of an update, keeping its other keys."""
+        _check_id(update_id)
+        async with self._write, self.db.session() as s:
+            row = await s.get(Update, update_id)
+            if row is None:
+                raise NotFound(f"update {update_id} does not exist")
+            row.driver_state = {**(row.driver_state or {}), **values}
+            await s.commit()
+            return UpdateView.of(row)
+
     async def transition(
         self,
         update_id: int,

@@ -72,7 +72,7 @@ class Attributes:
             title = shared.get(attribute_key(package, OtaKey.TITLE))
             if title is None:
                 continue
-            update = await self.driver.core.updates.active_for(device, KIND_OF[package])
+            update = await self.driver.active.get(device, KIND_OF[package])
             if (
                 update is not None
                 and update.state == UpdateState.PENDING

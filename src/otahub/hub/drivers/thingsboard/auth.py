@@ -97,6 +97,41 @@ class BasicCredentialIndex:
         return None if found is None else found[0]
 
 
+class TokenIndex:
+    """ThingsBoard access tokens -> device names, kept in memory.
+
+    Loaded when the driver starts and kept up to date from the registry's
+    events (created, credentials changed, deleted), so a CONNECT costs no
+    query. A token not found here is looked up in the registry once (a
+    device registered through another hub instance) and remembered. Like the
+    basic credentials index, a token changed through another hub instance
+    is seen here when this hub restarts.
+    """
+
+    def __init__(self, devices: DeviceService) -> None:
+        self.devices = devices
+        self._device_of: dict[str, str] = {}
+        self._token_of: dict[str, str] = {}
+
+    def put(self, device: str, token: str | None) -> None:
+        old = self._token_of.pop(device, None)
+        if old is not None and self._device_of.get(old) == device:
+            del self._device_of[old]
+        if token is not None:
+            self._device_of[token] = device
+            self._token_of[device] = token
+
+    async def find(self, token: str) -> str | None:
+        device = self._device_of.get(token)
+        if device is not None:
+            return device
+        view = await self.devices.by_token(token)
+        if view is None or view.dialect != DIALECT:
+            return None
+        self.put(view.name, token)
+        return view.name
+
+
 def session_identity(device: str) -> Identity:
     """A logged-in ThingsBoard device (by credentials or by client certificate)."""
     # routed=False: ``v1/devices/me/...`` is per connection, only the driver sends there
@@ -108,8 +143,8 @@ def _looks_like_enos(info: ConnectInfo) -> bool:
 
 
 class Authenticator:
-    def __init__(self, devices: DeviceService, basic: BasicCredentialIndex) -> None:
-        self.devices = devices
+    def __init__(self, tokens: TokenIndex, basic: BasicCredentialIndex) -> None:
+        self.tokens = tokens
         self.basic = basic
 
     def _identity(self, device: str) -> Identity:
@@ -140,9 +175,9 @@ class Authenticator:
                     return self._identity(device)
                 continue
             assert user is not None
-            device_view = await self.devices.by_token(user)
-            if device_view is not None and device_view.dialect == DIALECT:
-                return self._identity(device_view.name)
+            by_token = await self.tokens.find(user)
+            if by_token is not None:
+                return self._identity(by_token)
             found = self.basic.find(None, user)
             if found is not None:
                 device, creds = found

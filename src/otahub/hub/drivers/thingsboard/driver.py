@@ -58,6 +58,7 @@ from fastapi import FastAPI
 
 from otahub.hub.drivers.base import Driver, DriverContext
 from otahub.hub.drivers.presence import Presence
+from otahub.hub.drivers.thingsboard.active import ActiveUpdates
 from otahub.hub.drivers.thingsboard.assignment import Assignments
 from otahub.hub.drivers.thingsboard.attributes import KIND_OF, Attributes, apply_change
 from otahub.hub.drivers.thingsboard.auth import (
@@ -66,6 +67,7 @@ from otahub.hub.drivers.thingsboard.auth import (
     BasicCredentialIndex,
     Link,
     RidState,
+    TokenIndex,
     parse_stored_basic,
     session_identity,
 )
@@ -92,6 +94,7 @@ from otahub.hub.drivers.thingsboard.telemetry import Telemetry
 from otahub.hub.services.errors import NotFound
 from otahub.hub.services.events import (
     DeviceCreated,
+    DeviceCredentialsChanged,
     DeviceDeleted,
     Event,
     UpdateCreated,
@@ -133,6 +136,19 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def algorithm_of(
+    device: str, state: dict[str, Any], package: PackageView | None = None
+) -> Algorithm:
+    """The checksum algorithm the device's state sets, else the package's (as created)."""
+    raw = state.get(CHECKSUM_ALGORITHM)
+    if isinstance(raw, str):
+        try:
+            return Algorithm.parse(raw)
+        except ValueError:
+            log.warning("device %s: unknown checksum algorithm %r", device, raw)
+    return DEFAULT_ALGORITHM if package is None else package.checksum_algorithm
+
+
 class ThingsBoardDriver(Driver):
     dialect = DIALECT
 
@@ -140,8 +156,10 @@ class ThingsBoardDriver(Driver):
         super().__init__(ctx)
         self.core = ctx.core
         self.states = DeviceStates(ctx.core.devices)
-        self.driver_states = DriverStates(ctx.core)
+        self.active = ActiveUpdates(ctx.core.updates)
+        self.driver_states = DriverStates(ctx.core, self.active.saw)
         self.basic = BasicCredentialIndex()
+        self.tokens = TokenIndex(ctx.core.devices)
         # every live session of each device: a second connection with the same
         # token neither replaces nor, when it ends, cuts off the first
         self.presence = Presence(ctx.core.devices, DIALECT)
@@ -167,14 +185,20 @@ class ThingsBoardDriver(Driver):
         mqtt = self.ctx.mqtt
         for device in await self.core.devices.list(dialect=DIALECT):
             self.basic.put(device.name, parse_stored_basic(device.dialect_state.get(MQTT_BASIC)))
-        mqtt.add_authenticator(Authenticator(self.core.devices, self.basic))
+            self.tokens.put(device.name, device.tb_token)
+        mqtt.add_authenticator(Authenticator(self.tokens, self.basic))
         for pattern in _INTERCEPTED:
             self._undo.append(mqtt.intercept(pattern, self._on_publish))
         mqtt.on_session_connected(self._on_connected)
         mqtt.on_session_disconnected(self._on_disconnected)
         self._undo.append(
             self.core.bus.subscribe(
-                self._on_event, UpdateCreated, UpdateTransitioned, DeviceCreated, DeviceDeleted
+                self._on_event,
+                UpdateCreated,
+                UpdateTransitioned,
+                DeviceCreated,
+                DeviceCredentialsChanged,
+                DeviceDeleted,
             )
         )
         await self.presence.reset()
@@ -296,7 +320,7 @@ class ThingsBoardDriver(Driver):
         else what the shared attributes describe, as upstream keeps a package
         assigned after the update.
         """
-        update = await self.core.updates.active_for(device, KIND_OF[package])
+        update = await self.active.get(device, KIND_OF[package])
         if update is not None and update.package_id is not None:
             try:
                 return await self.core.firmware.get(update.package_id), update.id
@@ -346,31 +370,32 @@ class ThingsBoardDriver(Driver):
 
     def algorithm(self, device: DeviceView, package: PackageView | None = None) -> Algorithm:
         """The device's own setting if it has one, else the package's (as created)."""
-        raw = device.dialect_state.get(CHECKSUM_ALGORITHM)
-        if isinstance(raw, str):
-            try:
-                return Algorithm.parse(raw)
-            except ValueError:
-                log.warning("device %s: unknown checksum algorithm %r", device.name, raw)
-        return DEFAULT_ALGORITHM if package is None else package.checksum_algorithm
+        return algorithm_of(device.name, device.dialect_state, package)
 
     # -- assignment notifications ---------------------------------------------
 
     async def _on_event(self, event: Event) -> None:
         if isinstance(event, UpdateCreated):
             if event.update.dialect == DIALECT:
+                self.active.saw(event.update)
                 await self._queued(event.update)
         elif isinstance(event, UpdateTransitioned):
             if event.update.dialect == DIALECT:
+                self.active.saw(event.update)
                 if event.transition.to_state == UpdateState.CANCELED:
                     await self._canceled(event.update)
                 if event.update.state in TERMINAL_STATES:
                     self.progress.forget(event.update.id)
         elif isinstance(event, DeviceCreated):
+            if event.device.dialect == DIALECT:
+                self.tokens.put(event.device.name, event.device.tb_token)
             # A device's type is fixed when it is registered: one without a type
             # has no assignment to get, and costs no query (bulk imports).
             if event.device.dialect == DIALECT and event.device.device_type:
                 await self.assignments.reconcile_device(event.device.name, event.device)
+        elif isinstance(event, DeviceCredentialsChanged):
+            if event.device.dialect == DIALECT:
+                self.tokens.put(event.device.name, event.device.tb_token)
         elif isinstance(event, DeviceDeleted):
             if event.device.dialect == DIALECT:
                 # Its credentials are gone; so are the sessions they opened (a
@@ -379,7 +404,9 @@ class ThingsBoardDriver(Driver):
                     log.info("device %s deleted: closing its session", event.device.name)
                     session.disconnect(ReasonCode.NOT_AUTHORIZED, "device deleted")
             self.basic.put(event.device.name, None)
+            self.tokens.put(event.device.name, None)
             self.states.forget(event.device.name)
+            self.active.forget(event.device.name)
             self.presence.forget(event.device.name)
             self.fetches.forget(event.device.name)
 
@@ -409,20 +436,19 @@ class ThingsBoardDriver(Driver):
         ):
             return  # finished, replaced or already notified meanwhile
         package = await self.core.firmware.get(update.package_id)
-        device = await self.core.devices.get(update.device)
-        algorithm = self.algorithm(device, package)
         kind = PACKAGE_OF[update.kind]
-        change = assignment_attributes(
-            kind,
-            PackageAttributes(
-                title=package.title,
-                version=package.version,
-                size=package.size,
-                checksum=package.checksums[algorithm],
-                checksum_algorithm=algorithm.value,
-            ),
-        )
-        async with self.states.edit(device.name) as state:
+        async with self.states.edit(update.device) as state:
+            algorithm = algorithm_of(update.device, state, package)
+            change = assignment_attributes(
+                kind,
+                PackageAttributes(
+                    title=package.title,
+                    version=package.version,
+                    size=package.size,
+                    checksum=package.checksums[algorithm],
+                    checksum_algorithm=algorithm.value,
+                ),
+            )
             shared = section(state, SHARED)
             # A retry of the package already assigned changes no attribute, and a
             # device acts on changes only: unassign first, as an operator would.
@@ -437,15 +463,15 @@ class ThingsBoardDriver(Driver):
         )
         log.info(
             "device %s: %s %s %s initiated (%s)",
-            device.name,
+            update.device,
             update.kind,
             update.title,
             update.version,
             algorithm.value,
         )
         if again:
-            self.attributes.push(device.name, unassignment_attributes(kind))
-        if self.attributes.push(device.name, change):
+            self.attributes.push(update.device, unassignment_attributes(kind))
+        if self.attributes.push(update.device, change):
             await advance(self.core, update.id, UpdateState.SENT)
 
     async def _initiate_failed(self, update_id: int, error: str) -> UpdateView:

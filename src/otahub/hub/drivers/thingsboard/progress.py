@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from otahub.hub.core import HubCore
@@ -38,34 +40,34 @@ async def advance(
 
 
 class DriverStates:
-    """Merging edits of ``Update.driver_state``, serialised per hub."""
+    """Merging edits of ``Update.driver_state`` (one transaction each)."""
 
-    def __init__(self, core: HubCore) -> None:
+    def __init__(self, core: HubCore, saw: Callable[[UpdateView], None]) -> None:
         self.core = core
-        self._lock = asyncio.Lock()
+        self._saw = saw
 
     async def merge(self, update_id: int, values: dict[str, Any]) -> None:
-        async with self._lock:
-            try:
-                current = await self.core.updates.get(update_id, with_transitions=False)
-                await self.core.updates.set_driver_state(
-                    update_id, {**current.driver_state, **values}
-                )
-            except NotFound:
-                pass
+        with contextlib.suppress(NotFound):
+            self._saw(await self.core.updates.merge_driver_state(update_id, values))
 
 
 class DownloadProgress:
-    """Byte progress from chunk requests, written at most once per 10 % step.
+    """Byte progress from chunk requests, written at most once per 10 % step
+    and, after the first (the move to ``downloading``), at most once per
+    ``interval_s`` per update.
 
     Chunk replies never wait for the database: the writes run behind them,
-    one at a time per update, coalesced to the latest percentage.
+    one at a time per update, coalesced to the latest percentage. Progress is
+    no state change (it has no audit row), so a percentage that waits and is
+    then overtaken by the device's next state is simply not written.
     """
 
     STEP = 10
+    INTERVAL_S = 1.0
 
-    def __init__(self, core: HubCore) -> None:
+    def __init__(self, core: HubCore, interval_s: float = INTERVAL_S) -> None:
         self.core = core
+        self.interval_s = interval_s
         self._last: dict[int, int] = {}
         self._pending: dict[int, int] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
@@ -89,6 +91,9 @@ class DownloadProgress:
                 )
                 if view is None or view.state != UpdateState.DOWNLOADING:
                     self._pending.pop(update_id, None)
+                elif update_id in self._pending or percent < 100:
+                    # what arrives meanwhile is written once, with the latest percentage
+                    await asyncio.sleep(self.interval_s)
         except Exception:
             log.exception("recording download progress of update %d failed", update_id)
         finally:

@@ -65,7 +65,7 @@ class Telemetry:
         target = report.canonical_state
         if report.state is None:
             return
-        update = await self.driver.core.updates.active_for(device, kind)
+        update = await self.driver.active.get(device, kind)
         if update is None:
             log.debug(
                 "device %s reports %s_state %s with no active update", device, p, report.state
