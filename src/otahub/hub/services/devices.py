@@ -522,8 +522,6 @@ class DeviceService:
         """Merge ``values[device]`` into the ``section`` object of each device's
         dialect state, in one transaction (devices gone meanwhile are skipped)."""
         names = sorted(values)
-        for name in names:
-            self._known.pop(name, None)
         async with self.db.session() as s, s.begin():
             for start in range(0, len(names), _IN_CHUNK):
                 part = names[start : start + _IN_CHUNK]
@@ -535,6 +533,10 @@ class DeviceService:
                     old = state.get(section)
                     state[section] = {**(old if isinstance(old, dict) else {}), **values[row.name]}
                     row.dialect_state = state  # a new dict: the JSON column is not mutation-tracked
+                    known = self._known.get(row.name)
+                    if known is not None:
+                        view = dataclasses.replace(known[0], dialect_state=dict(state))
+                        self._known[row.name] = (view, known[1])
 
     async def report(
         self,
