@@ -15,9 +15,12 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy import insert as sql_insert
+from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -553,30 +556,46 @@ class UpdateService:
                             step.done.set_exception(alone)
 
     async def _write_steps(self, batch: builtins.list[_Step]) -> None:
-        """Apply ``batch`` in one transaction; each step's future gets its outcome after commit."""
+        """Apply ``batch`` in one transaction; each step's future gets its outcome after commit.
+
+        Plain statements, not ORM objects: one SELECT of the rows, one executemany
+        UPDATE of those that changed and one of audit rows, whatever the batch size.
+        """
         outcomes: builtins.list[tuple[_Step, Any]] = []
+        table = _UPDATES
         async with self._write, self.db.session() as s:
             ids = sorted({step.update_id for step in batch})
-            rows = {
-                row.id: row
-                for row in (
-                    await s.scalars(
-                        select(Update)
-                        .where(Update.id.in_(ids))
-                        .order_by(Update.id)
-                        .with_for_update()
-                    )
-                ).all()
-            }
+            found = await s.execute(
+                select(table).where(table.c.id.in_(ids)).order_by(table.c.id).with_for_update()
+            )
+            # plain rows with the model's attribute names, so _apply and the views take them
+            rows = {r["id"]: cast(Update, SimpleNamespace(**r)) for r in found.mappings()}
+            changed: dict[int, Update] = {}
+            audits: builtins.list[dict[str, Any]] = []
             for step in batch:
                 row = rows.get(step.update_id)
                 if row is None:
                     outcomes.append((step, NotFound(f"update {step.update_id} does not exist")))
                     continue
                 try:
-                    outcomes.append((step, _step(s, row, step)))
+                    view, step_view, audit = _step(row, step)
                 except Conflict as exc:
                     outcomes.append((step, exc))
+                    continue
+                changed[row.id] = row
+                if audit is not None:
+                    audits.append(audit)
+                outcomes.append((step, (view, step_view)))
+            if changed:
+                await s.execute(
+                    _UPDATE_ROW,
+                    [
+                        {"row_id": row.id, **{f"v_{c}": getattr(row, c) for c in _MUTABLE}}
+                        for row in changed.values()
+                    ],
+                )
+            if audits:
+                await s.execute(sql_insert(_TRANSITIONS), audits)
             await s.commit()
         for step, outcome in outcomes:
             if step.done.done():
@@ -720,6 +739,27 @@ class UpdateService:
                 self._wake_at = None
 
 
+_UPDATES = cast(Table, Update.__table__)
+_TRANSITIONS = cast(Table, UpdateTransition.__table__)
+# what a transition or progress changes in an update row
+_MUTABLE = ("state", "progress", "reason", "code", "updated_at", "deadline_at", "finished_at")
+_AUDIT_COLUMNS = (
+    "update_id",
+    "from_state",
+    "to_state",
+    "progress",
+    "reason",
+    "code",
+    "source",
+    "at",
+)
+_UPDATE_ROW = (
+    sql_update(_UPDATES)
+    .where(_UPDATES.c.id == bindparam("row_id"))
+    .values({c: bindparam(f"v_{c}") for c in _MUTABLE})
+)
+
+
 @dataclass(slots=True)
 class _Step:
     """One transition waiting for the group commit."""
@@ -733,10 +773,12 @@ class _Step:
     done: asyncio.Future[tuple[UpdateView, TransitionView]]
 
 
-def _step(s: AsyncSession, row: Update, step: _Step) -> tuple[UpdateView, TransitionView]:
-    """Apply ``step`` to ``row`` (an audit row for a change of state); Conflict if it may not."""
+def _step(row: Update, step: _Step) -> tuple[UpdateView, TransitionView, dict[str, Any] | None]:
+    """Apply ``step`` to ``row``: its view after, the step, and the audit row's values for a
+    change of state (None for progress within a state); Conflict if it may not."""
     now = utcnow()
     current = UpdateState(row.state)
+    audit: dict[str, Any] | None = None
     if step.target == current and not is_terminal(current):
         # progress within a state: the row only, no audit row
         row.progress = step.progress if step.progress is not None else row.progress
@@ -756,7 +798,7 @@ def _step(s: AsyncSession, row: Update, step: _Step) -> tuple[UpdateView, Transi
             check_transition(current, step.target)
         except InvalidTransition as exc:
             raise Conflict(f"update {step.update_id}: {exc}") from None
-        audit = _apply(
+        made = _apply(
             row,
             step.target,
             now=now,
@@ -765,9 +807,9 @@ def _step(s: AsyncSession, row: Update, step: _Step) -> tuple[UpdateView, Transi
             code=step.code,
             source=step.source,
         )
-        s.add(audit)
-        step_view = TransitionView.of(audit)
-    return UpdateView.of(row), step_view
+        audit = {name: getattr(made, name) for name in _AUDIT_COLUMNS}
+        step_view = TransitionView.of(made)
+    return UpdateView.of(row), step_view, audit
 
 
 def _ends(step: TransitionView) -> bool:
