@@ -11,9 +11,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -65,7 +65,18 @@ SEEN_FLUSH_S = 2.0
 # (another hub instance may have written the device since).
 KNOWN_TTL_S = 120.0
 # names per ``IN (...)`` of a batch write, well within every backend's parameter limit
-_IN_CHUNK = 500
+_IN_CHUNK = 100
+_DEVICES = cast(Table, Device.__table__)
+_SET_STATE = (
+    sql_update(_DEVICES)
+    .where(_DEVICES.c.id == bindparam("row_id"))
+    .values(dialect_state=bindparam("v_state"))
+)
+_SET_SEEN = (
+    sql_update(_DEVICES)
+    .where(_DEVICES.c.id == bindparam("row_id"))
+    .values(last_seen_at=bindparam("v_seen"))
+)
 
 
 def _check_password(dialect: str, password: str | None) -> None:
@@ -523,20 +534,27 @@ class DeviceService:
         dialect state, in one transaction (devices gone meanwhile are skipped)."""
         names = sorted(values)
         async with self.db.session() as s, s.begin():
+            # plain rows, a few at a time: a batch of a whole fleet's reports must
+            # not load it as ORM objects at once (the memory stays with the process)
             for start in range(0, len(names), _IN_CHUNK):
                 part = names[start : start + _IN_CHUNK]
-                rows = (
-                    await s.scalars(select(Device).where(Device.name.in_(part)).order_by(Device.id))
-                ).all()
-                for row in rows:
-                    state = dict(row.dialect_state or {})
+                found = await s.execute(
+                    select(_DEVICES.c.id, _DEVICES.c.name, _DEVICES.c.dialect_state).where(
+                        _DEVICES.c.name.in_(part)
+                    )
+                )
+                params = []
+                for row_id, name, stored in found.all():
+                    state = dict(stored or {})
                     old = state.get(section)
-                    state[section] = {**(old if isinstance(old, dict) else {}), **values[row.name]}
-                    row.dialect_state = state  # a new dict: the JSON column is not mutation-tracked
-                    known = self._known.get(row.name)
+                    state[section] = {**(old if isinstance(old, dict) else {}), **values[name]}
+                    params.append({"row_id": row_id, "v_state": state})
+                    known = self._known.get(name)
                     if known is not None:
                         view = dataclasses.replace(known[0], dialect_state=dict(state))
-                        self._known[row.name] = (view, known[1])
+                        self._known[name] = (view, known[1])
+                if params:
+                    await s.execute(_SET_STATE, params)
 
     async def report(
         self,
@@ -600,13 +618,18 @@ class DeviceService:
         async with self.db.session() as s, s.begin():
             for start in range(0, len(names), _IN_CHUNK):
                 part = names[start : start + _IN_CHUNK]
-                rows = (
-                    await s.scalars(select(Device).where(Device.name.in_(part)).order_by(Device.id))
-                ).all()
-                for row in rows:
-                    seen = pending[row.name]
-                    if row.last_seen_at is None or row.last_seen_at < seen:
-                        row.last_seen_at = seen
+                found = await s.execute(
+                    select(_DEVICES.c.id, _DEVICES.c.name, _DEVICES.c.last_seen_at).where(
+                        _DEVICES.c.name.in_(part)
+                    )
+                )
+                params = [
+                    {"row_id": row_id, "v_seen": pending[name]}
+                    for row_id, name, stored in found.all()
+                    if stored is None or stored < pending[name]
+                ]
+                if params:
+                    await s.execute(_SET_SEEN, params)
 
     async def close(self) -> None:
         """Store what is pending (the hub stops)."""
