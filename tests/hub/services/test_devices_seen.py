@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from otahub.hub.core import HubCore
 from otahub.hub.services.devices import DeviceSpec
+from otahub.hub.services.errors import NotFound
 from otahub.hub.services.events import DeviceReported, Event
+from otahub.hub.services.views import DeviceView
 
 
 async def test_a_report_that_only_moves_last_seen_is_batched_and_not_announced(
@@ -46,3 +50,22 @@ async def test_what_another_path_wrote_is_not_hidden_by_the_report_cache(core: H
     view = await core.devices.report("d", version="1.0", online=True)
     assert (await core.devices.get("d")).current_fw_version == "1.0"
     assert (await core.devices.get("d")).online and view.online
+
+
+async def test_concurrent_reports_are_written_together_and_each_gets_its_view(
+    core: HubCore,
+) -> None:
+    for i in range(20):
+        await core.devices.create(DeviceSpec(name=f"d{i}", dialect="thingsboard", token=f"t{i}"))
+    results = await asyncio.gather(
+        *(core.devices.report(f"d{i}", version=f"1.{i}", online=True) for i in range(20)),
+        core.devices.report("nobody", online=True),
+        return_exceptions=True,
+    )
+    assert isinstance(results[20], NotFound)
+    for i in range(20):
+        view = results[i]
+        assert isinstance(view, DeviceView) and view.current_fw_version == f"1.{i}"
+        stored = await core.devices.get(f"d{i}")
+        assert stored.online and stored.current_fw_version == f"1.{i}"
+        assert stored.last_seen_at == view.last_seen_at

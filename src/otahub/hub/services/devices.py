@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import dataclasses
 import logging
@@ -11,6 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, select
@@ -71,6 +73,20 @@ _SET_STATE = (
     sql_update(_DEVICES)
     .where(_DEVICES.c.id == bindparam("row_id"))
     .values(dialect_state=bindparam("v_state"))
+)
+# what a report writes
+_REPORTED = (
+    "current_fw_title",
+    "current_fw_version",
+    "current_sw_title",
+    "current_sw_version",
+    "online",
+    "last_seen_at",
+)
+_SET_REPORTED = (
+    sql_update(_DEVICES)
+    .where(_DEVICES.c.id == bindparam("row_id"))
+    .values({c: bindparam(f"v_{c}") for c in _REPORTED})
 )
 _SET_SEEN = (
     sql_update(_DEVICES)
@@ -178,6 +194,9 @@ class DeviceService:
         # device -> last seen, not stored yet
         self._seen: dict[str, datetime] = {}
         self._seen_flusher: asyncio.Task[None] | None = None
+        # reports waiting for the next group commit, and the task writing them
+        self._reports: builtins.list[_Report] = []
+        self._reporter: asyncio.Task[None] | None = None
 
     async def create(self, spec: DeviceSpec) -> DeviceView:
         spec = spec.validated()
@@ -583,24 +602,75 @@ class DeviceService:
                 if self._seen_flusher is None or self._seen_flusher.done():
                     self._seen_flusher = asyncio.create_task(self._flush_seen_later())
                 return view
-        async with self.db.session() as s, s.begin():
-            row = await s.scalar(select(Device).where(Device.name == name))
-            if row is None:
-                raise NotFound(f"device {name!r} does not exist")
-            if kind == "software":
-                row.current_sw_title = title if title is not None else row.current_sw_title
-                row.current_sw_version = version if version is not None else row.current_sw_version
-            else:
-                row.current_fw_title = title if title is not None else row.current_fw_title
-                row.current_fw_version = version if version is not None else row.current_fw_version
-            if online is not None:
-                row.online = online
-            row.last_seen_at = seen
-            view = DeviceView.of(row)
+        report = _Report(
+            name, kind, title, version, online, seen, asyncio.get_running_loop().create_future()
+        )
+        self._reports.append(report)
+        if self._reporter is None or self._reporter.done():
+            self._reporter = asyncio.create_task(self._write_reports())
+        # shielded: a caller that gives up does not fail the others of its batch
+        view = await asyncio.shield(report.done)
         self._known[name] = (view, time.monotonic())
         self._seen.pop(name, None)  # stored with the rest
         await self.bus.publish(DeviceReported(view))
         return view
+
+    async def _write_reports(self) -> None:
+        """Write queued reports, all that arrived meanwhile in one transaction (group
+        commit: a fleet connecting at once is a few transactions, not one per device)."""
+        while self._reports:
+            batch, self._reports = self._reports, []
+            try:
+                await self._write_report_batch(batch)
+            except Exception as exc:
+                if len(batch) == 1:
+                    if not batch[0].done.done():
+                        batch[0].done.set_exception(exc)
+                    continue
+                # one bad report must not fail the others: each alone, in order
+                log.warning("a batch of %d reports failed (%s); one by one", len(batch), exc)
+                for report in batch:
+                    try:
+                        await self._write_report_batch([report])
+                    except Exception as alone:
+                        if not report.done.done():
+                            report.done.set_exception(alone)
+
+    async def _write_report_batch(self, batch: builtins.list[_Report]) -> None:
+        outcomes: builtins.list[tuple[_Report, DeviceView | Exception]] = []
+        async with self.db.session() as s, s.begin():
+            names = sorted({r.name for r in batch})
+            rows: dict[str, Device] = {}
+            for start in range(0, len(names), _IN_CHUNK):
+                found = await s.execute(
+                    select(_DEVICES).where(_DEVICES.c.name.in_(names[start : start + _IN_CHUNK]))
+                )
+                # plain rows with the model's attribute names, as DeviceView.of reads them
+                rows.update(
+                    {r["name"]: cast(Device, SimpleNamespace(**r)) for r in found.mappings()}
+                )
+            for report in batch:
+                row = rows.get(report.name)
+                if row is None:
+                    outcomes.append((report, NotFound(f"device {report.name!r} does not exist")))
+                    continue
+                _apply_report(row, report)
+                outcomes.append((report, DeviceView.of(row)))
+            if rows:
+                await s.execute(
+                    _SET_REPORTED,
+                    [
+                        {"row_id": row.id, **{f"v_{c}": getattr(row, c) for c in _REPORTED}}
+                        for row in rows.values()
+                    ],
+                )
+        for report, outcome in outcomes:
+            if report.done.done():
+                continue
+            if isinstance(outcome, Exception):
+                report.done.set_exception(outcome)
+            else:
+                report.done.set_result(outcome)
 
     async def _flush_seen_later(self) -> None:
         await asyncio.sleep(SEEN_FLUSH_S)
@@ -638,6 +708,32 @@ class DeviceService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._seen_flusher
         await self.flush_seen()
+
+
+@dataclass(slots=True)
+class _Report:
+    """A report waiting for the group commit."""
+
+    name: str
+    kind: str
+    title: str | None
+    version: str | None
+    online: bool | None
+    seen: datetime
+    done: asyncio.Future[DeviceView]
+
+
+def _apply_report(row: Device, report: _Report) -> None:
+    title, version = report.title, report.version
+    if report.kind == "software":
+        row.current_sw_title = title if title is not None else row.current_sw_title
+        row.current_sw_version = version if version is not None else row.current_sw_version
+    else:
+        row.current_fw_title = title if title is not None else row.current_fw_title
+        row.current_fw_version = version if version is not None else row.current_fw_version
+    if report.online is not None:
+        row.online = report.online
+    row.last_seen_at = report.seen
 
 
 def _unchanged(
