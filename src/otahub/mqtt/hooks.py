@@ -133,8 +133,11 @@ class Client(Protocol):
     """One client of the endpoint, as drivers see it: what hooks are handed.
 
     It stands for the client id's session, which may outlive a connection
-    (``connected`` says whether one is up); compare clients by identity.
+    (``connected`` says whether one is up). Clients compare and hash by
+    identity: a driver may key its own state by them.
     """
+
+    def __hash__(self) -> int: ...
 
     @property
     def client_id(self) -> str: ...

@@ -70,7 +70,7 @@ from otahub.hub.services.updates import UpdateRequest
 from otahub.hub.services.views import DeviceView, UpdateView
 from otahub.hub.transport import LocalTransport
 from otahub.logs import update_fields
-from otahub.mqtt.session import Session
+from otahub.mqtt import Client
 from otahub.protocols import thin_edge as te
 from otahub.protocols.states import UpdateState, can_transition, is_terminal
 
@@ -293,13 +293,13 @@ class ThinEdgeDriver(Driver):
         else:
             await self.presence.remove(name, sign)
 
-    def _on_subscribed(self, session: Session, topic_filter: str) -> Awaitable[None] | None:
+    def _on_subscribed(self, session: Client, topic_filter: str) -> Awaitable[None] | None:
         name = te.subscribing_device(topic_filter)
         if name is None or name == "main":
             return None
         return self._session_waits(session, name)
 
-    async def _session_waits(self, session: Session, name: str) -> None:
+    async def _session_waits(self, session: Client, name: str) -> None:
         """A session waiting for a child's commands is that child (the hub's endpoint only)."""
         try:
             device = await self.ctx.core.devices.get(name)
