@@ -79,7 +79,6 @@ async def test_a_client_is_described_by_its_connect_and_login(
     assert await device.recv() == Puback(3)
     ((client, packet),) = driver.published
     assert driver.connected == [client]
-    assert isinstance(client, Client)
     assert client.client_id == "cid-7"
     assert client.identity == Identity("sensor-7", dialect="test", data={"token": b"secret"})
     assert client.connected

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from otahub.mqtt.packets import Properties
 from otahub.mqtt.reason_codes import ReasonCode
@@ -128,7 +128,6 @@ SubscriptionObserver = Callable[["Client", str], "Awaitable[None] | None"]
 MessageCallback = Callable[["Publish"], "Awaitable[None] | None"]
 
 
-@runtime_checkable
 class Client(Protocol):
     """One client of the endpoint, as drivers see it: what hooks are handed.
 

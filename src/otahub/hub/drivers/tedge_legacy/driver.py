@@ -103,7 +103,7 @@ class TedgeLegacyDriver(Driver):
         self._undo: list[Callable[[], None]] = []
         self._responding: set[str] = set()  # children seen answering, this run
         self._resume: asyncio.Task[None] | None = None
-        self.presence = Presence(ctx.core.devices, DIALECT)
+        self.presence: Presence[Client] = Presence(ctx.core.devices, DIALECT)
         # updates in flight when the hub (re)started: asked again when their child is back
         self._reask: set[int] = set()
 

@@ -49,7 +49,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Hashable
 from typing import Any
 
 from fastapi import FastAPI
@@ -105,7 +105,7 @@ class ThinEdgeDriver(Driver):
         super().__init__(ctx)
         self._commands: dict[str, int] = {}  # command topic -> update id
         self._unsubscribe: list[Any] = []
-        self.presence = Presence(ctx.core.devices, DIALECT)
+        self.presence: Presence[Hashable] = Presence(ctx.core.devices, DIALECT)
         self._order = DeviceOrder()  # its topics are written by several clients
 
     def mount(self, app: FastAPI) -> None:

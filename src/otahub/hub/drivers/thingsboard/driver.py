@@ -141,7 +141,8 @@ class ThingsBoardDriver(Driver):
         self.basic = BasicCredentialIndex()
         # every live session of each device: a second connection with the same
         # token neither replaces nor, when it ends, cuts off the first
-        self.presence = Presence(ctx.core.devices, DIALECT)
+        # its sessions are the only signs of a ThingsBoard device's life
+        self.presence: Presence[Client] = Presence(ctx.core.devices, DIALECT)
         self.fetches = Fetches()
         self.blobs = OpenBlobs()
         self.progress = DownloadProgress(ctx.core)
@@ -196,7 +197,7 @@ class ThingsBoardDriver(Driver):
 
     def sessions(self, device: str) -> list[Client]:
         """The device's connected sessions, oldest first."""
-        return [s for s in self.presence.signs(device) if isinstance(s, Client) and s.connected]
+        return [s for s in self.presence.signs(device) if s.connected]
 
     def _on_connected(self, session: Client) -> Awaitable[None] | None:
         if session.identity.dialect != DIALECT:
