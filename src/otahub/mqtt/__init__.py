@@ -9,7 +9,9 @@ The package's modules are compiled with mypyc when otahub is built
 (``setup.py``); the same sources run as plain Python otherwise.
 """
 
+from importlib import import_module
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from otahub.mqtt import codec
 from otahub.mqtt.anonymous import LOOPBACK, parse_networks, peer_in
@@ -33,9 +35,19 @@ from otahub.mqtt.hooks import (
 )
 from otahub.mqtt.limits import Limits
 from otahub.mqtt.packets import Publish
-from otahub.mqtt.persistence import LogStore
 from otahub.mqtt.reason_codes import ReasonCode
-from otahub.mqtt.server import MQTTServer, ServerConfig
+
+if TYPE_CHECKING:
+    from otahub.mqtt.persistence import LogStore
+    from otahub.mqtt.server import MQTTServer, ServerConfig
+
+# The server and its store load asyncio and more: imported when first named,
+# so what uses only the codec (the simulator, the agent) does not pay for them.
+_SERVER_NAMES = {
+    "LogStore": "otahub.mqtt.persistence",
+    "MQTTServer": "otahub.mqtt.server",
+    "ServerConfig": "otahub.mqtt.server",
+}
 
 __all__ = [
     "LOOPBACK",
@@ -67,6 +79,15 @@ __all__ = [
     "peer_in",
     "stale_compiled_modules",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _SERVER_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def compiled() -> bool:
