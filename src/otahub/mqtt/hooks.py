@@ -210,7 +210,7 @@ class Endpoint(Protocol):
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> int:
         """Publish as the hub itself: routed and retained like any message; returns
-        how many subscriptions it reached."""
+        how many subscribers got it."""
         ...
 
     async def subscribe_replayed(
