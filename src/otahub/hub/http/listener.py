@@ -10,6 +10,11 @@ open descriptor and a byte range: the kernel copies those pages into the
 socket (``os.sendfile``) with no byte in user space. The routes, their auth
 and their header rules stay where they are; the listener only moves bytes.
 
+A GET or HEAD of a download route (firmware content, thin-edge file
+transfer, EnOS and ThingsBoard downloads) that the app was seen to route
+there skips the framework: the route's own handler runs directly
+(``direct.py``), which halves the CPU per range request.
+
 Anything else (a request with a body, an upgrade, a malformed head) hands
 the connection, with what was read of it, to uvicorn's own protocol, which
 goes on with it exactly as if uvicorn had accepted it: uploads, the admin
@@ -26,7 +31,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -34,6 +39,9 @@ from urllib.parse import unquote
 
 import httptools
 import uvicorn
+from starlette.requests import Request
+
+from otahub.hub.http.direct import DirectRoutes
 
 log = logging.getLogger("otahub.hub.http")
 
@@ -148,6 +156,12 @@ class HubHttpServer(uvicorn.Server):
             self._connections.discard(connection)
 
         return forget
+
+    def direct_routes(self) -> DirectRoutes | None:
+        """The app's routes this listener may run without the framework, if any."""
+        state = getattr(self.config.app, "state", None)
+        routes = getattr(state, "direct_routes", None) if state is not None else None
+        return routes if isinstance(routes, DirectRoutes) and len(routes) else None
 
     def hand_over(self, sock: socket.socket, received: bytes) -> asyncio.Task[None]:
         """Give a connection, with the bytes already read from it, to uvicorn's protocol."""
@@ -479,9 +493,8 @@ class _Exchange:
             "state": dict(connection.server.lifespan.state),
             "extensions": _EXTENSIONS,
         }
-        app: Callable[..., Any] = connection.server.config.loaded_app
         try:
-            await app(scope, self.receive, self.send)
+            await self._serve(scope)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -498,6 +511,29 @@ class _Exchange:
             return False
         return self.keep_alive and not self.broken and not self.connection.closing
 
+    async def _serve(self, scope: dict[str, Any]) -> None:
+        """Run a direct route's handler (``direct.py``) if one answers, else the app."""
+        server = self.connection.server
+        config = server.config
+        routes = server.direct_routes()
+        if routes is not None and not config.root_path and not _forwarded(self.request.headers):
+            found = routes.lookup(self.request.method, scope["path"])
+            if found is not None:
+                handler, params = found
+                scope["app"] = config.app
+                try:
+                    response = await handler(Request(scope, self.receive), params)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the app answers it, through its error handling
+                    response = None
+                    del scope["app"]
+                if response is not None:
+                    await response(scope, self.receive, self.send)
+                    return
+        app: Callable[..., Any] = config.loaded_app
+        await app(scope, self.receive, self.send)
+
     async def receive(self) -> dict[str, Any]:
         if not self.asked:
             self.asked = True
@@ -505,7 +541,7 @@ class _Exchange:
         await self.done.wait()
         return {"type": "http.disconnect"}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: MutableMapping[str, Any]) -> None:
         kind = message["type"]
         if kind == "http.response.start":
             if self.started:
@@ -645,6 +681,15 @@ class _Exchange:
 
 # Looking a status up in HTTPStatus per response was a tenth of the listener's CPU.
 _REASONS = {int(status): status.phrase.encode("ascii") for status in HTTPStatus}
+
+
+def _forwarded(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the request carries proxy headers: uvicorn's middleware in the app
+    may rewrite its client address from them, so the app serves it."""
+    return any(name in _PROXY_HEADERS for name, _value in headers)
+
+
+_PROXY_HEADERS = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"forwarded"})
 
 
 def _reason(status: int) -> bytes:
