@@ -211,7 +211,7 @@ def test_a_client_that_closes_its_side_after_the_request_gets_the_answer(hub: Hu
     assert bytes(body) == data
 
 
-def test_file_bodies_whole_and_ranged_go_out_with_sendfile(
+def test_file_bodies_whole_and_ranged_go_out_with_sendfile_small_ones_with_the_head(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = os.urandom(3 * MIB + 5)
@@ -248,6 +248,11 @@ def test_file_bodies_whole_and_ranged_go_out_with_sendfile(
         part = httpx.get(url, headers={"Range": "bytes=1000000-1999999"}, timeout=30)
         assert part.status_code == 206 and part.content == data[1_000_000:2_000_000]
         assert calls[0] == (1_000_000, 1_000_000)
+        calls.clear()
+        # a small range goes out with the head, in one send
+        small = httpx.get(url, headers={"Range": "bytes=5-65540"}, timeout=30)
+        assert small.status_code == 206 and small.content == data[5:65541]
+        assert calls == []
     finally:
         server.should_exit = True
         thread.join(10)

@@ -52,6 +52,8 @@ _RECV = 64 * 1024
 MAX_HEAD = 64 * 1024
 # At most this much per sendfile call (Linux caps one call near 2 GiB).
 _SENDFILE_MAX = 1 << 30
+# A file body up to this size is read and sent with its head (see _Exchange._file).
+_INLINE = 64 * 1024
 _EXTENSIONS: dict[str, dict[object, object]] = {
     "http.response.zerocopysend": {},
     "http.response.pathsend": {},
@@ -590,12 +592,21 @@ class _Exchange:
         if self.length is not None:
             self.length -= count
         try:
-            await self._flush_head()
-            if self.chunked and count:
-                await self.connection.write(b"%x\r\n" % count)
-            await self.connection.sendfile(fd, offset, count)
-            if self.chunked and count:
-                await self.connection.write(b"\r\n")
+            if self._head and not self.chunked and count <= _INLINE:
+                # One segment and one system call instead of two: for small
+                # ranges the second send cost more than copying the bytes.
+                body = os.pread(fd, count, offset)
+                if len(body) != count:
+                    raise EOFError("the file ended before the bytes announced")
+                head, self._head = self._head, b""
+                await self.connection.write(head + body)
+            else:
+                await self._flush_head()
+                if self.chunked and count:
+                    await self.connection.write(b"%x\r\n" % count)
+                await self.connection.sendfile(fd, offset, count)
+                if self.chunked and count:
+                    await self.connection.write(b"\r\n")
             if not more:
                 await self._finish()
         except OSError:
