@@ -125,6 +125,36 @@ def test_package_deleted_while_being_sent_is_sent_whole_from_the_old_file(
     assert httpx.get(f"{hub.http_url}{package['content_url']}").status_code == 404
 
 
+def test_file_replaced_while_being_sent_is_sent_whole_from_the_old_file(hub: HubProcess) -> None:
+    """A thin-edge file PUT over one being downloaded: the download goes on with
+    the old bytes (the listener sends from the descriptor opened for it), the
+    next one gets the new file; the first download of a URL runs through the
+    app, the next ones directly (direct.py), and both are covered."""
+    path = "/te/v1/files/replaced-child/config/big.bin"
+    current = os.urandom(24 * MIB)
+    r = httpx.put(f"{hub.http_url}{path}", content=current, timeout=60)
+    assert r.status_code == 201, r.text
+    for _ in range(3):
+        sock = _slow_reader(hub, path)
+        try:
+            head, body = _read_head(sock)
+            assert head.startswith(b"HTTP/1.1 200 "), head
+            assert f"content-length: {len(current)}".encode() in head.lower()
+            replacement = os.urandom(len(current))
+            r = httpx.put(f"{hub.http_url}{path}", content=replacement, timeout=60)
+            assert r.status_code == 201, r.text
+            while len(body) < len(current):
+                chunk = sock.recv(MIB)
+                assert chunk, f"connection closed after {len(body)} of {len(current)} bytes"
+                body += chunk
+        finally:
+            sock.close()
+        assert bytes(body) == current
+        assert httpx.get(f"{hub.http_url}{path}", timeout=60).content == replacement
+        current = replacement
+    assert "Traceback" not in hub.log()
+
+
 async def _range_request(port: int, path: str, start: int, stop: int) -> tuple[bytes, bytes]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
