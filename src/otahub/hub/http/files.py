@@ -43,6 +43,7 @@ in memory instead of holding N private buffers. This measured cheapest by far
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import re
@@ -129,6 +130,9 @@ def _opaque_tags(value: str) -> list[tuple[bool, str]]:
     return [(weak is not None and weak != "", tag) for weak, tag in _ENTITY_TAG.findall(value)]
 
 
+# Both are asked with the same few values on every download request; their
+# regular expression and percent-encoding showed in its CPU.
+@functools.lru_cache(maxsize=1024)
 def _quoted_etag(etag: str) -> str:
     tag = etag if len(etag) >= 2 and etag[0] == etag[-1] == '"' else f'"{etag}"'
     if not _ENTITY_TAG.fullmatch(tag):
@@ -136,6 +140,7 @@ def _quoted_etag(etag: str) -> str:
     return tag
 
 
+@functools.lru_cache(maxsize=1024)
 def _content_disposition(filename: str) -> str:
     # A plain ASCII fallback for old clients plus the exact name in RFC 8187 form.
     fallback = "".join(ch if 0x20 <= ord(ch) < 0x7F and ch not in '"\\' else "_" for ch in filename)
