@@ -13,7 +13,7 @@ and their header rules stay where they are; the listener only moves bytes.
 A GET or HEAD of a download route (firmware content, thin-edge file
 transfer, EnOS and ThingsBoard downloads) that the app was seen to route
 there skips the framework: the route's own handler runs directly
-(``direct.py``), which halves the CPU per range request.
+(``direct.py``); docs/benchmarks.md has what that saves.
 
 Anything else (a request with a body, an upgrade, a malformed head) hands
 the connection, with what was read of it, to uvicorn's own protocol, which
