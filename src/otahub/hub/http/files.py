@@ -61,6 +61,7 @@ __all__ = [
     "CHUNK_SIZE",
     "FileStreamResponse",
     "RangeNotSatisfiable",
+    "download_stats",
     "file_response",
     "parse_range",
 ]
@@ -222,9 +223,6 @@ def file_response(
                 status = 206
                 headers["content-range"] = f"bytes {start}-{stop - 1}/{size}"
     headers["content-length"] = str(stop - start)
-    # the app's counters (create_http_app puts them there), if it has any
-    app = request.scope.get("app")
-    stats = getattr(getattr(app, "state", None), "downloads", None)
     return FileStreamResponse(
         path,
         status_code=status,
@@ -233,8 +231,15 @@ def file_response(
         stop=stop,
         size=size,
         send_body=method != "HEAD",
-        stats=stats if isinstance(stats, DownloadStats) else None,
+        stats=download_stats(request),
     )
+
+
+def download_stats(request: Request) -> DownloadStats | None:
+    """The app's download counters (create_http_app puts them there), if it has any."""
+    app = request.scope.get("app")
+    stats = getattr(getattr(app, "state", None), "downloads", None)
+    return stats if isinstance(stats, DownloadStats) else None
 
 
 def _bodiless(status: int, headers: Mapping[str, str], *, content_length: bool = True) -> Response:

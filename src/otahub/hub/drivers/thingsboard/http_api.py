@@ -23,7 +23,7 @@ from otahub.hub.drivers.thingsboard.devicestate import CHECKSUM_ALGORITHM, MQTT_
 from otahub.hub.drivers.thingsboard.fetches import Fetch
 from otahub.hub.http.auth import AdminAuth, load_or_create_token
 from otahub.hub.http.direct import confirm, direct_routes
-from otahub.hub.http.files import FileStreamResponse, file_response
+from otahub.hub.http.files import FileStreamResponse, download_stats, file_response
 from otahub.hub.services.errors import Invalid, NotFound
 from otahub.hub.services.integrity import FirmwareCorrupt
 from otahub.protocols.checksums import Algorithm
@@ -102,6 +102,7 @@ async def serve_package(
         stop=decision.end,
         size=view.size,
         send_body=request.method != "HEAD",
+        stats=download_stats(request),
     )
 
 
