@@ -18,7 +18,9 @@ there skips the framework: the route's own handler runs directly
 Anything else (a request with a body, an upgrade, a malformed head) hands
 the connection, with what was read of it, to uvicorn's own protocol, which
 goes on with it exactly as if uvicorn had accepted it: uploads, the admin
-API and error answers behave as before.
+API and error answers behave as before, except that a request body with no
+new byte for a minute is cut (uvicorn would wait for it as long as the
+client keeps the connection open, and an upload keeps its temporary file).
 
 The socket is a plain non-blocking socket the loop polls only while this
 listener waits on it, because uvloop's transports offer no sendfile.
@@ -34,7 +36,7 @@ import socket
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 import httptools
@@ -81,6 +83,9 @@ class HubHttpServer(uvicorn.Server):
         self._accepting: asyncio.Task[None] | None = None
         self._sweeping: asyncio.Task[None] | None = None
         self._connections: set[_Connection] = set()
+        self._handed_over: set[_HandedOver] = set()
+        #: seconds a handed-over request may wait for more of its body
+        self.body_timeout = _BODY_TIMEOUT
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -129,7 +134,8 @@ class HubHttpServer(uvicorn.Server):
             await asyncio.wait(pending)
 
     async def _sweep(self) -> None:
-        """Close connections that waited too long for a request or for the rest of a head."""
+        """Close connections that waited too long for a request, the rest of a head
+        or, once handed over, more of a request body."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(_SWEEP_EVERY)
@@ -137,6 +143,8 @@ class HubHttpServer(uvicorn.Server):
             for connection in list(self._connections):
                 if connection.expired(now):
                     connection.task.cancel()
+            for handed in list(self._handed_over):
+                handed.sweep(now, self.body_timeout)
 
     async def _accept(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -174,7 +182,7 @@ class HubHttpServer(uvicorn.Server):
             inner: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
                 config=config, server_state=self.server_state, app_state=self.lifespan.state
             )
-            return _HandedOver(inner, received)
+            return _HandedOver(inner, received, self._handed_over)
 
         async def connect() -> None:
             await loop.connect_accepted_socket(protocol, sock)
@@ -183,21 +191,86 @@ class HubHttpServer(uvicorn.Server):
 
 
 class _HandedOver(asyncio.Protocol):
-    """Starts uvicorn's protocol with the bytes this listener already read.
+    """Starts uvicorn's protocol with the bytes this listener already read, then
+    passes everything on to it, watching one thing uvicorn does not: a request
+    body that stops arriving.
 
-    They must reach it before anything the transport reads next, so they are
-    fed from ``connection_made``; after that the transport talks to it directly.
+    The bytes read here must reach uvicorn's protocol before anything the
+    transport reads next, so they are fed from ``connection_made``. uvicorn
+    waits for the rest of a body as long as the client keeps the connection
+    open, holding the upload's temporary file; a body with no new byte for
+    ``body_timeout`` seconds, while the transport was reading, cuts the
+    connection, which the app sees as the client's disconnect.
     """
 
-    def __init__(self, inner: asyncio.Protocol, received: bytes) -> None:
+    def __init__(
+        self, inner: asyncio.Protocol, received: bytes, registry: set[_HandedOver]
+    ) -> None:
         self.inner = inner
         self.received = received
+        self.registry = registry
+        self.transport: asyncio.Transport | None = None
+        # only framing is tracked: no per-byte callbacks
+        self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
+        self.in_body = False
+        self.last = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.last = asyncio.get_running_loop().time()
+        self.registry.add(self)
         self.inner.connection_made(transport)
-        transport.set_protocol(self.inner)
         if self.received:
-            self.inner.data_received(self.received)
+            self.data_received(self.received)
+            self.received = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.last = asyncio.get_running_loop().time()
+        if self.parser is not None:
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError:  # uvicorn answers it; an upgrade is its too
+                self.parser = None
+                self.in_body = False
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.registry.discard(self)
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    # httptools callbacks
+    def on_headers_complete(self) -> None:
+        self.in_body = True
+
+    def on_message_complete(self) -> None:
+        self.in_body = False
+
+    def sweep(self, now: float, limit: float) -> None:
+        """Cut the connection if its request body stalled for ``limit`` seconds."""
+        transport = self.transport
+        if transport is None or not self.in_body or transport.is_closing():
+            return
+        if not transport.is_reading():  # the app is behind, not the client
+            self.last = now
+            return
+        if now - self.last > limit:
+            log.warning(
+                "HTTP: closed a connection from %s: no request body bytes for %.0f s",
+                _address(transport.get_extra_info("peername")),
+                limit,
+            )
+            self.in_body = False
+            transport.abort()
 
 
 def _bind(host: str | None, port: int, backlog: int) -> socket.socket:
@@ -452,6 +525,7 @@ class _Connection:
 
 
 _HEAD_TIMEOUT = 30.0  # seconds for the rest of a head once its first bytes came
+_BODY_TIMEOUT = 60.0  # seconds a handed-over request body may go without a byte
 _SWEEP_EVERY = 0.5  # seconds between two looks for connections that waited too long
 
 
