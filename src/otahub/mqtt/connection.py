@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from otahub.mqtt.codec import Decoder, encode
+from otahub.mqtt.codec import Decoder, encode, encode_publish_head
 from otahub.mqtt.errors import MQTTError
 from otahub.mqtt.hooks import NO_ACK, ConnectInfo, Identity, Refusal
 from otahub.mqtt.message import Message
@@ -37,7 +36,6 @@ from otahub.mqtt.reason_codes import ReasonCode, connack_code_for
 from otahub.mqtt.session import Outgoing, Session, SubscriptionOptions
 from otahub.mqtt.stats import EndpointStats
 from otahub.mqtt.topics import is_shared_filter, is_valid_topic_filter
-from otahub.mqtt.wire import MAX_VBI, encode_vbi
 
 if TYPE_CHECKING:
     from otahub.mqtt.server import MQTTServer
@@ -54,16 +52,6 @@ _CONNACK_BAD_VERSION: Final = b"\x20\x02\x00\x01"
 # (measured with uvloop: join wins at 8 KiB, writev from about 16 KiB).
 _GATHER_MIN: Final = 16 * 1024
 
-# Outgoing topic names with their length prefix, per topic: drivers and
-# routing send to the same topics over and over. Starts over when full.
-_TOPICS: Final[dict[str, bytes]] = {}
-_TOPICS_LIMIT: Final = 4096
-
-
-# fixed headers of one and two length bytes, packed in C
-_PACK2: Final = struct.Struct("BB").pack
-_PACK3: Final = struct.Struct("BBB").pack
-
 
 def _reason_name(code: int) -> str:
     """A reason code as a metric label: ``not_authorized``, ``protocol_error``, ..."""
@@ -77,57 +65,15 @@ def _ignore_verdict(verdict: int | None) -> None:
     """A QoS 0 PUBLISH is never acknowledged, whatever its handler decides."""
 
 
-def _encoded_topic(topic: str) -> bytes | None:
-    """A valid topic name as a PUBLISH carries it; None if the codec must judge it."""
-    encoded = _TOPICS.get(topic)
-    if encoded is not None:
-        return encoded
-    if not topic or "+" in topic or "#" in topic or "\x00" in topic:
-        return None
-    try:
-        raw = topic.encode("utf-8")
-    except UnicodeEncodeError:
-        return None
-    if len(raw) > 0xFFFF:
-        return None
-    if len(_TOPICS) >= _TOPICS_LIMIT:
-        _TOPICS.clear()
-    encoded = _TOPICS[topic] = len(raw).to_bytes(2, "big") + raw
-    return encoded
-
-
 def _publish_head(
     topic: str, size: int, qos: int, retain: bool, dup: bool, pid: int | None, v5: bool
 ) -> bytes | None:
-    """Everything before the payload of a PUBLISH without properties.
-
-    The same bytes the codec produces, without building a packet; None for
-    anything unusual (the codec then encodes it, or raises as it always did).
-    """
-    topic_bytes = _TOPICS.get(topic)
-    if topic_bytes is None:
-        topic_bytes = _encoded_topic(topic)
-        if topic_bytes is None:
-            return None
-    if qos == 0:
-        if pid is not None or dup:
-            return None
-        tail = b"\x00" if v5 else b""
-    elif (qos == 1 or qos == 2) and pid is not None and 0 < pid <= 0xFFFF:
-        tail = bytes((pid >> 8, pid & 0xFF, 0) if v5 else (pid >> 8, pid & 0xFF))
-    else:
+    """Everything before the payload of a PUBLISH without properties, from the
+    codec's encoder; None where the codec refuses it."""
+    try:
+        return encode_publish_head(topic, size, qos, retain, dup, pid, None, MQTT_5 if v5 else 4)
+    except ValueError:
         return None
-    length = len(topic_bytes) + len(tail) + size
-    first = 0x30 | qos << 1 | (0x01 if retain else 0) | (0x08 if dup else 0)
-    if length < 128:
-        header = _PACK2(first, length)
-    elif length < 16384:
-        header = _PACK3(first, length & 0x7F | 0x80, length >> 7)
-    elif length <= MAX_VBI:
-        header = bytes((first,)) + encode_vbi(length)
-    else:
-        return None
-    return header + topic_bytes + tail if tail else header + topic_bytes
 
 
 class Connection(asyncio.Protocol):
@@ -322,19 +268,8 @@ class Connection(asyncio.Protocol):
             if session is not None:
                 session.dropped_messages += 1
             return
-        head = (
-            _publish_head(topic, len(payload), qos, retain, dup, pid, self.version >= MQTT_5)
-            if props is None
-            else None
-        )
-        if head is None:
-            data = encode(
-                Publish(topic, payload, qos, retain, dup, pid, props),
-                self.version,
-            )
-            size = len(data)
-        else:
-            size = len(head) + len(payload)
+        head = encode_publish_head(topic, len(payload), qos, retain, dup, pid, props, self.version)
+        size = len(head) + len(payload)
         if session is not None and session.max_packet_size and size > session.max_packet_size:
             # MQTT 5: never send a packet larger than the client's Maximum Packet Size
             log.debug(
@@ -351,14 +286,10 @@ class Connection(asyncio.Protocol):
         stats.messages_out += 1
         stats.bytes_out += size
         if self._held is not None:
-            if head is None:
-                self._held.append(data)
-            elif len(payload) >= _GATHER_MIN and type(payload) is bytes:
+            if len(payload) >= _GATHER_MIN and type(payload) is bytes:
                 self._held += (head, payload)  # released with one writev, as below
             else:
                 self._held.append(head + payload)
-        elif head is None:
-            transport.write(data)
         elif len(payload) >= _GATHER_MIN and type(payload) is bytes:
             # header and payload in one writev, without copying the payload;
             # only immutable bytes, as the transport may keep them queued
