@@ -100,6 +100,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.proto = ServerProtocol(protocol_limits(server), time.monotonic())
         self.peer = "?"
+        self.version = 0  # the client's protocol level, from its CONNECT on
         self.session: Session | None = None
         self.paused = False
         self.reading_paused = False
@@ -108,11 +109,6 @@ class Connection(asyncio.Protocol):
         # that the PUBLISH's acknowledgement goes out first (as brokers do)
         self._held: list[bytes] | None = None
         self._timer: asyncio.TimerHandle | None = None
-
-    @property
-    def version(self) -> int:
-        """The client's protocol level (0 before its CONNECT)."""
-        return self.proto.version
 
     @property
     def state(self) -> str:
@@ -133,7 +129,17 @@ class Connection(asyncio.Protocol):
         self.stats.bytes_in += len(data)
         proto = self.proto
         proto.receive_data(data, time.monotonic())
-        self._handle_events(proto)
+        # _handle_events, inlined: this runs for every read
+        session = self.session
+        while True:
+            event = proto.next_event()
+            if event is None:
+                return
+            if type(event) is Publish and session is not None:
+                self._on_publish(session, event)
+            else:
+                self._on_event(event)
+                session = self.session
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.proto.close()
@@ -198,6 +204,7 @@ class Connection(asyncio.Protocol):
             if session is not None:
                 self._on_unsubscribe(session, event)
         elif isinstance(event, ConnectRequest):
+            self.version = event.connect.protocol_level
             self.server.spawn(self._authenticate(event))
         elif isinstance(event, InflightLimit):
             if session is not None:

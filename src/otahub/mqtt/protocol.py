@@ -315,24 +315,31 @@ class ServerProtocol:
             return pending
         phase = self.phase
         packets = self._packets
+        index = self._next
         if phase == CONNECTED:
-            try:
-                while self._next < len(packets):
-                    packet = packets[self._next]
-                    self._next += 1
-                    # PUBLISH, nearly all of the traffic, first
-                    if type(packet) is Publish:
-                        event = self._publish(packet)
-                    else:
-                        event = self._packet(packet)
-                    if event is not None:
-                        return event
-            except MQTTError as exc:
-                return self._protocol_error(exc)
+            if index < len(packets):
+                # every packet makes one event
+                packet = packets[index]
+                self._next = index + 1
+                if type(packet) is Publish:
+                    # nearly all of the traffic: below QoS 2 and without
+                    # properties (all of 3.1.1's), handed on as it is
+                    if packet.qos != 2 and (
+                        self.version < MQTT_5 or packet.given_properties is None
+                    ):
+                        return packet
+                    try:
+                        return self._publish(packet)
+                    except MQTTError as exc:
+                        return self._protocol_error(exc)
+                try:
+                    return self._packet(packet)
+                except MQTTError as exc:
+                    return self._protocol_error(exc)
         elif phase == AWAIT_CONNECT:
-            if self._next < len(packets):
-                packet = packets[self._next]
-                self._next += 1
+            if index < len(packets):
+                packet = packets[index]
+                self._next = index + 1
                 if not isinstance(packet, Connect):
                     return self._protocol_error(
                         MQTTError("first packet is not CONNECT", ReasonCode.PROTOCOL_ERROR)
@@ -345,8 +352,8 @@ class ServerProtocol:
         if error is not None:
             self._error = None
             return self._protocol_error(error)
-        if self._next >= len(packets) and packets:
-            self._packets = []
+        if packets and index >= len(packets):
+            self._packets = []  # not kept alive (a large payload) until the next read
             self._next = 0
         return None
 
@@ -530,7 +537,7 @@ class ServerProtocol:
         self.session_expiry = min(expiry, maximum)
         return ConnectRequest(connect, client_id, report, self.session_expiry)
 
-    def _publish(self, packet: Publish) -> Event | None:
+    def _publish(self, packet: Publish) -> Event:
         if self.version >= MQTT_5:
             props = packet.given_properties
             if props is not None and props.topic_alias is not None:
@@ -563,7 +570,7 @@ class ServerProtocol:
             raise MQTTError(f"unknown topic alias {alias}", ReasonCode.PROTOCOL_ERROR)
         return known
 
-    def _packet(self, packet: Packet) -> Event | None:
+    def _packet(self, packet: Packet) -> Event:
         if isinstance(packet, (Puback, Pubcomp)):
             return Acknowledged(packet.packet_id)
         if isinstance(packet, Pubrec):
