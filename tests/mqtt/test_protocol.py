@@ -292,6 +292,7 @@ def test_qos2_receive_flow_and_resent_publish() -> None:
     # the same message again (the PUBREC was lost): acknowledged, not handled again
     [again] = feed(proto, Publish("t", b"x", 2, dup=True, packet_id=5))
     assert isinstance(again, Send)
+    assert again.publish  # still a PUBLISH received
     assert decoded(again.data, MQTT_5) == [Pubrec(5)]
     [release] = feed(proto, Pubrel(5))
     assert isinstance(release, Send)

@@ -189,6 +189,8 @@ class Connection(asyncio.Protocol):
     def _on_event(self, event: Event) -> None:
         session = self.session
         if isinstance(event, Send):
+            if event.publish:
+                self.stats.messages_in += 1
             self.write(event.data)
         elif isinstance(event, Acknowledged):
             if session is not None:
@@ -207,6 +209,7 @@ class Connection(asyncio.Protocol):
             self.version = event.connect.protocol_level
             self.server.spawn(self._authenticate(event))
         elif isinstance(event, InflightLimit):
+            self.stats.messages_in += 1
             if session is not None:
                 session.warn_once(
                     "inflight",

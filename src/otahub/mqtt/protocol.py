@@ -119,12 +119,17 @@ class ProtocolLimits:
 
 
 class Send:
-    """Bytes the rules answer with on their own (PINGRESP, PUBCOMP, ...)."""
+    """Bytes the rules answer with on their own (PINGRESP, PUBCOMP, ...).
 
-    __slots__ = ("data",)
+    ``publish``: the answer to a PUBLISH sent again (a QoS 2 one already
+    received), which counts as a PUBLISH received.
+    """
 
-    def __init__(self, data: bytes) -> None:
+    __slots__ = ("data", "publish")
+
+    def __init__(self, data: bytes, publish: bool = False) -> None:
         self.data = data
+        self.publish = publish
 
     def __repr__(self) -> str:
         return f"Send({self.data!r})"
@@ -548,7 +553,7 @@ class ServerProtocol:
             incoming = self.incoming_qos2
             if pid in incoming:
                 # a re-sent QoS 2 message: acknowledged, not handled again
-                return Send(encode(Pubrec(pid), self.version))
+                return Send(encode(Pubrec(pid), self.version), publish=True)
             if len(incoming) >= self.limits.max_inflight:
                 if self.version >= MQTT_5:
                     closing = self.close(
