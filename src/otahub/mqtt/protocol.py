@@ -81,6 +81,10 @@ PHASE_NAMES: Final = ("await-connect", "authenticating", "connected", "closed")
 CONNACK_BAD_VERSION: Final = b"\x20\x02\x00\x01"
 _PINGRESP: Final = b"\xd0\x00"
 
+# What _packets holds when every packet is handled: shared, never changed
+# in place (packets received later replace it).
+_NO_PACKETS: Final[list[Packet]] = []
+
 # A client may stay silent this many keep-alive intervals (MQTT-3.1.2-24).
 KEEP_ALIVE_GRACE: Final = 1.5
 
@@ -270,7 +274,7 @@ class ServerProtocol:
         # the session's set, so that it outlives this connection
         self.incoming_qos2: set[int] = set()
         self._connect_deadline = now + limits.connect_timeout
-        self._packets: list[Packet] = []
+        self._packets: list[Packet] = _NO_PACKETS
         self._next = 0  # index of the next packet of _packets to handle
         self._error: MQTTError | None = None  # what stopped the decoder, after _packets
         self._pending: Close | None = None  # an end decided outside next_event
@@ -314,10 +318,6 @@ class ServerProtocol:
 
     def next_event(self) -> Event | None:
         """The next thing the application must act on, or None for now."""
-        pending = self._pending
-        if pending is not None:
-            self._pending = None
-            return pending
         phase = self.phase
         packets = self._packets
         index = self._next
@@ -351,14 +351,17 @@ class ServerProtocol:
                     )
                 return self._connect(packet)
         elif phase == CLOSED:
-            return None
+            # only an end decided in receive_data (the connection is closed by then)
+            pending = self._pending
+            self._pending = None
+            return pending
         # AUTHENTICATING keeps its packets until accepted, but ends on a bad one
         error = self._error
         if error is not None:
             self._error = None
             return self._protocol_error(error)
         if packets and index >= len(packets):
-            self._packets = []  # not kept alive (a large payload) until the next read
+            self._packets = _NO_PACKETS  # not kept alive (a large payload) until the next read
             self._next = 0
         return None
 
@@ -492,7 +495,7 @@ class ServerProtocol:
 
     def _end(self) -> None:
         self.phase = CLOSED
-        self._packets = []
+        self._packets = _NO_PACKETS
         self._next = 0
         self._error = None
 
