@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy import update as sql_update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -75,6 +77,22 @@ class UpdateRequest:
     timeout_s: float | None = None
     mode: str = "push"  # or "on-request": the device asks for it (EnOS getversion)
     force: bool = False  # skip the driver's check that the device can take updates
+
+
+class ClaimLost(Conflict):
+    """Another hub instance delivers the update now (see ``UpdateService.claim``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """An update this hub delivers now, and which hub did before (None: none did)."""
+
+    update: UpdateView
+    previous: str | None
+
+    def fresh_to(self, owner: str) -> bool:
+        """Whether ``owner`` did not deliver it so far: it may not know what was sent."""
+        return self.previous != owner
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,16 +477,88 @@ class UpdateService:
         s.add(step)
         return [UpdateTransitioned(UpdateView.of(current), TransitionView.of(step))]
 
-    async def set_driver_state(self, update_id: int, state: dict[str, Any]) -> UpdateView:
-        """Replace the driver's bookkeeping of an update (no transition, no event)."""
+    async def set_driver_state(
+        self, update_id: int, state: dict[str, Any], *, claimed_by: str | None = None
+    ) -> UpdateView:
+        """Replace the driver's bookkeeping of an update (no transition, no event).
+
+        ``claimed_by``: only while that hub instance holds the update's claim
+        (``claim``), else ClaimLost; what a driver records before it sends.
+        """
         _check_id(update_id)
         async with self._write, self.db.session() as s:
-            row = await s.get(Update, update_id)
+            query = select(Update).where(Update.id == update_id)
+            if claimed_by is not None:
+                # the row lock makes a takeover wait for this write, then see it
+                query = query.with_for_update()
+            row = await s.scalar(query)
             if row is None:
                 raise NotFound(f"update {update_id} does not exist")
+            if claimed_by is not None and row.claimed_by != claimed_by:
+                raise ClaimLost(
+                    f"update {update_id} is delivered by hub {row.claimed_by or 'none'}, "
+                    f"not {claimed_by}"
+                )
             row.driver_state = dict(state)
             await s.commit()
             return UpdateView.of(row)
+
+    async def claim(self, update_id: int, owner: str, *, take_over: bool = False) -> Claimed | None:
+        """Make hub instance ``owner`` the one that sends the update's commands.
+
+        Without ``take_over`` only an update no hub claimed yet (or ``owner``
+        did) is taken: the hub that created or queued it sends it unless another
+        already does. With ``take_over`` (its device is connected to ``owner``
+        now) it is taken from whichever hub had it. One conditional UPDATE on
+        the holder just read decides, so of two hubs racing for an update one
+        wins. None: the update ended (or never was), or another hub holds it.
+        """
+        if not is_row_id(update_id):
+            return None
+        async with self.db.session() as s:
+            found = (
+                await s.execute(
+                    select(Update.claimed_by).where(
+                        Update.id == update_id, Update.state.not_in(TERMINAL_STATES)
+                    )
+                )
+            ).first()
+            if found is None:
+                return None
+            held: str | None = found[0]
+            if held != owner:
+                if held is not None and not take_over:
+                    return None
+                result = await s.execute(
+                    sql_update(Update)
+                    .where(
+                        Update.id == update_id,
+                        Update.state.not_in(TERMINAL_STATES),
+                        Update.claimed_by.is_(None) if held is None else Update.claimed_by == held,
+                    )
+                    .values(claimed_by=owner)
+                    .execution_options(synchronize_session=False)
+                )
+                assert isinstance(result, CursorResult)
+                if result.rowcount != 1:
+                    await s.rollback()
+                    return None  # another hub took it (or it ended) meanwhile
+            row = await s.scalar(
+                select(Update)
+                .where(Update.id == update_id)
+                .execution_options(populate_existing=True)
+            )
+            await s.commit()
+        assert row is not None
+        if held not in (None, owner):
+            log.info(
+                "update %d: hub %s delivers it now, taken over from %s",
+                update_id,
+                owner,
+                held,
+                extra=update_fields(row.id, row.device_name, row.dialect),
+            )
+        return Claimed(UpdateView.of(row), held)
 
     async def transition(
         self,
