@@ -8,9 +8,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from otahub.hub.drivers.download_links import link_signer, shared_key
 from otahub.hub.health import Health
 from otahub.hub.metrics import HubMetrics
 from otahub.hub.rollouts.engine import RolloutEngine
+from otahub.hub.rollouts.lease import instance_id
 from otahub.hub.rollouts.service import RolloutService
 from otahub.hub.services.devices import DeviceService
 from otahub.hub.services.events import EventBus
@@ -41,6 +43,10 @@ class HubCore:
         check_timeout(config.update_timeout_s)
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(config.database_url or sqlite_url(config.data_dir))
+        # this hub among those sharing the database: rollout leases, update claims
+        self.instance = instance_id()
+        # download links; its key is replaced by the database's at start
+        self.links = link_signer(config.data_dir)
         self.blobs = blobs or FileBlobStore(config.data_dir / "blobs")
         self.bus = EventBus()
         self.firmware = FirmwareService(self.db, self.blobs, self.bus)
@@ -50,7 +56,7 @@ class HubCore:
         self.fleet = FleetQueries(self.db)  # paged and counted reads for views
         self.rollouts = RolloutService(self.db, self.updates, self.groups)
         self.rollout_engine = RolloutEngine(
-            self.db, self.bus, self.updates, self.rollouts, self.groups
+            self.db, self.bus, self.updates, self.rollouts, self.groups, owner=self.instance
         )
         self.parts = Supervisor()  # the hub's long-running tasks, watched
         self.integrity = IntegrityService(self.db, self.blobs, self.updates)
@@ -66,6 +72,7 @@ class HubCore:
     async def start(self) -> None:
         """Migrate the database, start the timeout sweeper and the rollout engine."""
         await self.db.migrate()
+        self.links.rekey(await shared_key(self.db, self.links.key))
         self._sweeper = self.parts.start("update timeouts", self.updates.run_sweeper())
         self._engine = self.parts.start("rollout engine", self.rollout_engine.run())
 
