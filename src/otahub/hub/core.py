@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,6 @@ from otahub.hub.drivers.download_links import link_signer, shared_key
 from otahub.hub.health import Health
 from otahub.hub.metrics import HubMetrics
 from otahub.hub.rollouts.engine import RolloutEngine
-from otahub.hub.rollouts.lease import instance_id
 from otahub.hub.rollouts.service import RolloutService
 from otahub.hub.services.devices import DeviceService
 from otahub.hub.services.events import EventBus
@@ -37,14 +37,20 @@ class CoreConfig:
     update_timeout_s: float = DEFAULT_UPDATE_TIMEOUT_S
 
 
+def hub_id(data_dir: Path) -> str:
+    """The host and data dir of a hub: one hub however often it restarts."""
+    return f"{socket.gethostname()}:{data_dir.resolve()}"[:255]
+
+
 class HubCore:
     def __init__(self, config: CoreConfig, *, blobs: BlobStore | None = None) -> None:
         self.config = config
         check_timeout(config.update_timeout_s)
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(config.database_url or sqlite_url(config.data_dir))
-        # this hub among those sharing the database: rollout leases, update claims
-        self.instance = instance_id()
+        # this hub among those sharing the database, as its update claims name it:
+        # the same across its restarts, so it keeps delivering what it delivered
+        self.hub_id = hub_id(config.data_dir)
         # download links; its key is replaced by the database's at start
         self.links = link_signer(config.data_dir)
         self.blobs = blobs or FileBlobStore(config.data_dir / "blobs")
@@ -56,7 +62,7 @@ class HubCore:
         self.fleet = FleetQueries(self.db)  # paged and counted reads for views
         self.rollouts = RolloutService(self.db, self.updates, self.groups)
         self.rollout_engine = RolloutEngine(
-            self.db, self.bus, self.updates, self.rollouts, self.groups, owner=self.instance
+            self.db, self.bus, self.updates, self.rollouts, self.groups
         )
         self.parts = Supervisor()  # the hub's long-running tasks, watched
         self.integrity = IntegrityService(self.db, self.blobs, self.updates)
