@@ -69,7 +69,7 @@ from otahub.hub.drivers.file_transfer.offer import OfferFailed, file_root, offer
 from otahub.hub.drivers.file_transfer.routes import mount_file_transfer
 from otahub.hub.drivers.presence import Presence
 from otahub.hub.services.errors import NotFound, ServiceError
-from otahub.hub.services.events import Event, UpdateCreated, UpdateTransitioned
+from otahub.hub.services.events import Event, UpdateTransitioned
 from otahub.hub.services.updates import Claimed
 from otahub.hub.services.views import UpdateView
 from otahub.hub.transport import LocalTransport
@@ -126,9 +126,8 @@ class TedgeLegacyDriver(Driver):
         core = self.ctx.core
         core.updates.on_repeat(DIALECT, self._resend)
         core.updates.set_timeout_reason(DIALECT, timeout_reason)
-        self._unsubscribe.append(
-            core.bus.subscribe(self._on_event, UpdateCreated, UpdateTransitioned)
-        )
+        core.updates.set_starter(DIALECT, self.start_update)
+        self._unsubscribe.append(core.bus.subscribe(self._on_event, UpdateTransitioned))
         await self.ctx.transport.subscribe(legacy.RESPONSE_FILTER, self._on_message)
         waiting: list[int] = []
 
@@ -254,11 +253,11 @@ class TedgeLegacyDriver(Driver):
 
     # -- updates -> requests ---------------------------------------------------
 
+    async def start_update(self, update: UpdateView) -> None:
+        await self.delivery.run(update.id, self._dispatch)
+
     async def _on_event(self, event: Event) -> None:
-        if isinstance(event, UpdateCreated):
-            if event.update.dialect == DIALECT:
-                await self.delivery.run(event.update.id, self._dispatch)
-        elif isinstance(event, UpdateTransitioned):
+        if isinstance(event, UpdateTransitioned):
             update = event.update
             if update.dialect == DIALECT and is_terminal(UpdateState(update.state)):
                 self._forget(update, None)

@@ -76,7 +76,7 @@ from otahub.hub.drivers.file_transfer.routes import mount_file_transfer
 from otahub.hub.drivers.presence import Presence
 from otahub.hub.services.devices import DeviceSpec
 from otahub.hub.services.errors import Conflict, Invalid, NotFound, ServiceError
-from otahub.hub.services.events import Event, UpdateCreated, UpdateTransitioned
+from otahub.hub.services.events import Event, UpdateTransitioned
 from otahub.hub.services.updates import Claimed, UpdateRequest
 from otahub.hub.services.views import DeviceView, UpdateView
 from otahub.hub.transport import LocalTransport
@@ -126,9 +126,8 @@ class ThinEdgeDriver(Driver):
     async def start(self) -> None:
         core = self.ctx.core
         core.updates.add_create_check(DIALECT, check_capable)
-        self._unsubscribe.append(
-            core.bus.subscribe(self._on_event, UpdateCreated, UpdateTransitioned)
-        )
+        core.updates.set_starter(DIALECT, self.start_update)
+        self._unsubscribe.append(core.bus.subscribe(self._on_event, UpdateTransitioned))
         for update in await core.updates.list(active=True, limit=1000):
             if update.dialect == DIALECT:  # unless another hub delivers it
                 await self.delivery.run(update.id, self._recover)
@@ -146,11 +145,11 @@ class ThinEdgeDriver(Driver):
 
     # -- updates -> commands ---------------------------------------------------
 
+    async def start_update(self, update: UpdateView) -> None:
+        await self.delivery.run(update.id, self._dispatch)
+
     async def _on_event(self, event: Event) -> None:
-        if isinstance(event, UpdateCreated):
-            if event.update.dialect == DIALECT:
-                await self.delivery.run(event.update.id, self._dispatch)
-        elif isinstance(event, UpdateTransitioned):
+        if isinstance(event, UpdateTransitioned):
             update = event.update
             if update.dialect != DIALECT or not is_terminal(UpdateState(update.state)):
                 return

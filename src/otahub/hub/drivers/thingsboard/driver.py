@@ -101,7 +101,6 @@ from otahub.hub.services.events import (
     DeviceCreated,
     DeviceDeleted,
     Event,
-    UpdateCreated,
     UpdateTransitioned,
 )
 from otahub.hub.services.integrity import FirmwareCorrupt
@@ -183,9 +182,10 @@ class ThingsBoardDriver(Driver):
         mqtt.on_session_disconnected(self._on_disconnected)
         self._undo.append(
             self.core.bus.subscribe(
-                self._on_event, UpdateCreated, UpdateTransitioned, DeviceCreated, DeviceDeleted
+                self._on_event, UpdateTransitioned, DeviceCreated, DeviceDeleted
             )
         )
+        self.core.updates.set_starter(DIALECT, self.start_update)
         await self.presence.reset()
         self.pacer.start(self.core.parts)
         # Assignments queued before a restart are notified again.
@@ -371,11 +371,12 @@ class ThingsBoardDriver(Driver):
 
     # -- assignment notifications ---------------------------------------------
 
+    async def start_update(self, update: UpdateView) -> None:
+        """Queue the notification (the pacer releases it to ``initiate``)."""
+        await self._queued(update)
+
     async def _on_event(self, event: Event) -> None:
-        if isinstance(event, UpdateCreated):
-            if event.update.dialect == DIALECT:
-                await self._queued(event.update)
-        elif isinstance(event, UpdateTransitioned):
+        if isinstance(event, UpdateTransitioned):
             if event.update.dialect == DIALECT:
                 if event.transition.to_state == UpdateState.CANCELED:
                     await self._canceled(event.update)
