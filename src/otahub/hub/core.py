@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,9 +38,23 @@ class CoreConfig:
     update_timeout_s: float = DEFAULT_UPDATE_TIMEOUT_S
 
 
+HUB_ID_FILE = "hub-id"
+
+
 def hub_id(data_dir: Path) -> str:
-    """The host and data dir of a hub: one hub however often it restarts."""
-    return f"{socket.gethostname()}:{data_dir.resolve()}"[:255]
+    """This hub's name among those on one database: its host and a random part,
+    kept in the data dir (created on first start), so it stays one hub however
+    often it restarts, and two hubs never share it, whatever their host names."""
+    path = data_dir / HUB_ID_FILE
+    with contextlib.suppress(FileNotFoundError):
+        existing = path.read_text().strip()
+        if existing:
+            return existing[:255]
+    created = f"{socket.gethostname()[:200]}-{uuid.uuid4().hex[:12]}"
+    tmp = path.with_name(f".{HUB_ID_FILE}.{uuid.uuid4().hex[:8]}")
+    tmp.write_text(f"{created}\n")
+    tmp.replace(path)
+    return created
 
 
 class HubCore:
