@@ -12,15 +12,14 @@ from otahub.hub.core import HubCore
 from otahub.hub.services.views import DeviceView, UpdateView
 from otahub.hub.settings import HubSettings
 from otahub.hub.transport import MessageTransport
-from otahub.mqtt.hooks import Identity
-from otahub.mqtt.server import MQTTServer
+from otahub.mqtt import Endpoint, Identity
 
 
 @dataclass(slots=True)
 class DriverContext:
     core: HubCore
     # the hub's own MQTT endpoint (ThingsBoard and EnOS devices always connect here)
-    mqtt: MQTTServer
+    mqtt: Endpoint
     # where the thin-edge dialects publish and subscribe: the hub's own endpoint,
     # or an external broker with --broker
     transport: MessageTransport

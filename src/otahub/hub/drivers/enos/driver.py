@@ -20,9 +20,7 @@ from otahub.hub.drivers.enos.ota import FIRMWARE, PUSH, SOURCE, OtaConversation
 from otahub.hub.services.errors import Conflict, NotFound
 from otahub.hub.services.views import DeviceView, UpdateView
 from otahub.hub.settings import EnosFileUrl
-from otahub.mqtt.hooks import Identity
-from otahub.mqtt.packets import Publish
-from otahub.mqtt.session import Session
+from otahub.mqtt import Client, Identity, Publish
 from otahub.protocols.enos import OTA_FILTER
 from otahub.protocols.states import UpdateState
 
@@ -72,7 +70,7 @@ class EnosDriver(Driver):
 
     # -- MQTT hooks (the endpoint runs one session's in the order of its packets) --
 
-    def _on_publish(self, session: Session, publish: Publish) -> None:
+    def _on_publish(self, session: Client, publish: Publish) -> None:
         link = self.links.for_session(session)
         if link is None:
             log.warning(
@@ -84,7 +82,7 @@ class EnosDriver(Driver):
         # acknowledged on receipt, as EnOS does; handled in line with the device's messages
         session.run_in_order(partial(self.ota.handle, link, publish))
 
-    def _on_connected(self, session: Session) -> None:
+    def _on_connected(self, session: Client) -> None:
         peer = session.identity.data
         if session.identity.dialect != DIALECT or not isinstance(peer, EnosPeer):
             return
@@ -103,7 +101,7 @@ class EnosDriver(Driver):
         link.online = asyncio.get_running_loop().create_task(self._online(link))
         link.grace = asyncio.get_running_loop().create_task(self._grace(link))
 
-    def _on_disconnected(self, session: Session) -> None:
+    def _on_disconnected(self, session: Client) -> None:
         link = self.links.close(session)
         if link is not None and self.links.for_device(link.device) is None:
             self.ctx.mqtt.spawn(self._offline(link))

@@ -22,7 +22,7 @@ from otahub.hub.drivers.enos.offers import OfferError, firmware_for
 from otahub.hub.services.errors import Conflict, NotFound
 from otahub.hub.services.updates import Claimed
 from otahub.hub.services.views import UpdateView
-from otahub.mqtt.packets import Publish
+from otahub.mqtt import Publish
 from otahub.protocols import enos
 from otahub.protocols.states import UpdateState, is_terminal
 

@@ -74,7 +74,7 @@ from otahub.hub.services.updates import Claimed
 from otahub.hub.services.views import UpdateView
 from otahub.hub.transport import LocalTransport
 from otahub.logs import update_fields
-from otahub.mqtt.session import Session
+from otahub.mqtt import Client
 from otahub.protocols import tedge_legacy as legacy
 from otahub.protocols.states import UpdateState, is_terminal
 
@@ -114,7 +114,7 @@ class TedgeLegacyDriver(Driver):
         self._undo: list[Callable[[], None]] = []
         self._responding: set[str] = set()  # children seen answering, this run
         self._resume: asyncio.Task[None] | None = None
-        self.presence = Presence(ctx.core.devices, DIALECT)
+        self.presence: Presence[Client] = Presence(ctx.core.devices, DIALECT)
         # updates in flight when the hub (re)started: asked again when their child is back
         self._reask: set[int] = set()
         self.delivery = Delivery(ctx.core, DIALECT)
@@ -194,13 +194,13 @@ class TedgeLegacyDriver(Driver):
 
     # -- children's sessions (the hub's own endpoint only) ----------------------
 
-    def _on_subscribed(self, session: Session, topic_filter: str) -> Awaitable[None] | None:
+    def _on_subscribed(self, session: Client, topic_filter: str) -> Awaitable[None] | None:
         child = legacy.subscribing_child(topic_filter)
         if child is None:
             return None
         return self._child_back(session, child)
 
-    async def _child_back(self, session: Session, child: str) -> None:
+    async def _child_back(self, session: Client, child: str) -> None:
         try:
             device = await self.ctx.core.devices.get(child)
         except NotFound:

@@ -57,7 +57,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Hashable
 from dataclasses import replace
 from typing import Any
 
@@ -81,7 +81,7 @@ from otahub.hub.services.updates import Claimed, UpdateRequest
 from otahub.hub.services.views import DeviceView, UpdateView
 from otahub.hub.transport import LocalTransport
 from otahub.logs import update_fields
-from otahub.mqtt.session import Session
+from otahub.mqtt import Client
 from otahub.protocols import thin_edge as te
 from otahub.protocols.states import UpdateState, can_transition, is_terminal
 
@@ -116,7 +116,7 @@ class ThinEdgeDriver(Driver):
         super().__init__(ctx)
         self._commands: dict[str, int] = {}  # command topic -> update id
         self._unsubscribe: list[Any] = []
-        self.presence = Presence(ctx.core.devices, DIALECT)
+        self.presence: Presence[Hashable] = Presence(ctx.core.devices, DIALECT)
         self._order = DeviceOrder()  # its topics are written by several clients
         self.delivery = Delivery(ctx.core, DIALECT)
 
@@ -349,13 +349,13 @@ class ThinEdgeDriver(Driver):
         else:
             await self.presence.remove(name, sign)
 
-    def _on_subscribed(self, session: Session, topic_filter: str) -> Awaitable[None] | None:
+    def _on_subscribed(self, session: Client, topic_filter: str) -> Awaitable[None] | None:
         name = te.subscribing_device(topic_filter)
         if name is None or name == "main":
             return None
         return self._session_waits(session, name)
 
-    async def _session_waits(self, session: Session, name: str) -> None:
+    async def _session_waits(self, session: Client, name: str) -> None:
         """A session waiting for a child's commands is that child (the hub's endpoint only)."""
         try:
             device = await self.ctx.core.devices.get(name)

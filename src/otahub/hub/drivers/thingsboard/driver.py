@@ -106,10 +106,7 @@ from otahub.hub.services.events import (
 from otahub.hub.services.integrity import FirmwareCorrupt
 from otahub.hub.services.updates import Claimed, ClaimLost
 from otahub.hub.services.views import DeviceView, PackageView, UpdateView
-from otahub.mqtt.hooks import Identity
-from otahub.mqtt.packets import Publish
-from otahub.mqtt.reason_codes import ReasonCode
-from otahub.mqtt.session import Session
+from otahub.mqtt import Client, Identity, Publish, ReasonCode
 from otahub.protocols.checksums import Algorithm
 from otahub.protocols.states import TERMINAL_STATES, UpdateState
 from otahub.protocols.thingsboard import (
@@ -151,7 +148,8 @@ class ThingsBoardDriver(Driver):
         self.basic = BasicCredentialIndex()
         # every live session of each device: a second connection with the same
         # token neither replaces nor, when it ends, cuts off the first
-        self.presence = Presence(ctx.core.devices, DIALECT)
+        # its sessions are the only signs of a ThingsBoard device's life
+        self.presence: Presence[Client] = Presence(ctx.core.devices, DIALECT)
         self.fetches = Fetches()
         self.blobs = OpenBlobs()
         self.progress = DownloadProgress(ctx.core)
@@ -206,16 +204,16 @@ class ThingsBoardDriver(Driver):
 
     # -- sessions ------------------------------------------------------------
 
-    def sessions(self, device: str) -> list[Session]:
+    def sessions(self, device: str) -> list[Client]:
         """The device's connected sessions, oldest first."""
-        return [s for s in self.presence.signs(device) if isinstance(s, Session) and s.connected]
+        return [s for s in self.presence.signs(device) if s.connected]
 
-    def _on_connected(self, session: Session) -> Awaitable[None] | None:
+    def _on_connected(self, session: Client) -> Awaitable[None] | None:
         if session.identity.dialect != DIALECT:
             return None
         return self._connected(session)
 
-    async def _connected(self, session: Session) -> None:
+    async def _connected(self, session: Client) -> None:
         device = session.identity.name
         await self.presence.add(device, session)
         await self.assignments.reconcile_device(device)
@@ -227,14 +225,14 @@ class ThingsBoardDriver(Driver):
         if update.state == UpdateState.PENDING and not update.driver_state.get("initiated"):
             self.pacer.put(update.id)
 
-    def _on_disconnected(self, session: Session) -> Awaitable[None] | None:
+    def _on_disconnected(self, session: Client) -> Awaitable[None] | None:
         if session.identity.dialect != DIALECT:
             return None
         return self.presence.remove(session.identity.name, session)
 
     # -- device publishes ----------------------------------------------------
 
-    def _on_publish(self, session: Session, packet: Publish) -> Awaitable[int | None] | int | None:
+    def _on_publish(self, session: Client, packet: Publish) -> Awaitable[int | None] | int | None:
         """Handle a device publish; the result is the PUBACK verdict (see mqtt.hooks)."""
         link = session.identity.data
         if session.identity.dialect != DIALECT or not isinstance(link, Link):
@@ -267,7 +265,7 @@ class ThingsBoardDriver(Driver):
         return None
 
     def _rpc(
-        self, session: Session, device: str, request_id: int, payload: bytes, kind: Any
+        self, session: Client, device: str, request_id: int, payload: bytes, kind: Any
     ) -> int | None:
         try:
             rpc = parse_rpc_request(request_id, payload, kind.family)
@@ -286,7 +284,7 @@ class ThingsBoardDriver(Driver):
         session.send(rpc.response_topic, limits, 1)
         return None
 
-    def payload_error(self, session: Session, what: str, exc: ThingsBoardError) -> int:
+    def payload_error(self, session: Client, what: str, exc: ThingsBoardError) -> int:
         """ThingsBoard closes a 3.1.1 session on a bad payload; 5.0 sessions get PUBACK 0x99."""
         v5 = session.is_v5
         log.warning(
