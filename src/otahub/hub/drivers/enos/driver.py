@@ -14,7 +14,7 @@ from otahub.hub.drivers.base import Driver, DriverContext
 from otahub.hub.drivers.download_links import link_signer
 from otahub.hub.drivers.enos.auth import DIALECT, EnosAuthenticator, EnosPeer, session_identity
 from otahub.hub.drivers.enos.broker_http import HttpSessions, broker_router
-from otahub.hub.drivers.enos.downloads import DownloadUrls, download_router
+from otahub.hub.drivers.enos.downloads import DownloadUrls, download_router, mount_direct
 from otahub.hub.drivers.enos.links import Link, LinkTable, PushCheck, WorkItem
 from otahub.hub.drivers.enos.ota import FIRMWARE, PUSH, SOURCE, OtaConversation
 from otahub.hub.services.errors import Conflict, NotFound
@@ -45,6 +45,7 @@ class EnosDriver(Driver):
 
     def mount(self, app: FastAPI) -> None:
         app.include_router(download_router(self.ctx.core, self.urls))
+        mount_direct(app, self.ctx.core, self.urls)
         app.include_router(broker_router(self.ctx.core, self.urls, HttpSessions()))
 
     async def start(self) -> None:
