@@ -127,6 +127,7 @@ def test_thin_edge_command_of_the_dead_hub_comes_back_as_it_was_left(pair: Pair)
     assert again.topic == sent.topic
     assert resent["status"] == "executing"
     assert str(pair.b.http_port) in resent["tedgeUrl"]
+    assert resent["tedgeUrl"].rsplit("/", 1)[1] == command["tedgeUrl"].rsplit("/", 1)[1]
     assert download(resent["tedgeUrl"]) == IMAGE
     device.publish(again.topic, json.dumps({**resent, "status": "successful"}), 1, True)
     done = wait(lambda: pair.update(pair.b, update_id), lambda u: u["state"] == "succeeded")
@@ -191,6 +192,8 @@ def test_legacy_request_of_the_dead_hub_is_asked_again_with_the_same_id(pair: Pa
     # the same operation asked again: the child answers with its status
     assert (again["id"], again["attempt"]) == (request["id"], 2)
     assert str(pair.b.http_port) in again["url"]
+    # the same link on the other hub: both sign with the database's key
+    assert again["url"].rsplit("/", 1)[1] == request["url"].rsplit("/", 1)[1]
     assert download(again["url"]) == IMAGE
     successful = {"id": request["id"], "status": "successful"}
     device.publish(LEGACY_RESPONSES.format(name), json.dumps(successful), 1, False)

@@ -111,9 +111,14 @@ class LinkSigner:
         return hmac.compare_digest(expected, token)
 
 
-@functools.cache
 def link_signer(data_dir: Path) -> LinkSigner:
-    """The one signer of a data dir, shared by every driver of the hub using it."""
+    """The one signer of a data dir, shared by every driver of the hub using it (and
+    given the database's key at start, whichever spelling of the dir named it)."""
+    return _signer(data_dir.resolve())
+
+
+@functools.cache
+def _signer(data_dir: Path) -> LinkSigner:
     return LinkSigner(load_or_create_key(data_dir))
 
 
