@@ -18,8 +18,7 @@ from otahub.hub.drivers.enos.downloads import DownloadUrls, download_router, mou
 from otahub.hub.drivers.enos.links import Link, LinkTable, PushCheck, WorkItem
 from otahub.hub.drivers.enos.ota import FIRMWARE, PUSH, SOURCE, OtaConversation
 from otahub.hub.services.errors import Conflict, NotFound
-from otahub.hub.services.events import Event, UpdateCreated
-from otahub.hub.services.views import DeviceView
+from otahub.hub.services.views import DeviceView, UpdateView
 from otahub.hub.settings import EnosFileUrl
 from otahub.mqtt import Client, Identity, Publish
 from otahub.protocols.enos import OTA_FILTER
@@ -59,7 +58,7 @@ class EnosDriver(Driver):
         self._undo.append(mqtt.intercept(OTA_FILTER, self._on_publish))
         mqtt.on_session_connected(self._on_connected)
         mqtt.on_session_disconnected(self._on_disconnected)
-        self._undo.append(self.ctx.core.bus.subscribe(self._on_event, UpdateCreated))
+        self.ctx.core.updates.set_starter(DIALECT, self.start_update)
 
     def session_identity(self, device: DeviceView) -> Identity | None:
         return session_identity(device)
@@ -134,12 +133,11 @@ class EnosDriver(Driver):
     async def _work(self, link: Link, item: WorkItem) -> None:
         await self.ota.push_pending(link)
 
-    # -- hub events ---------------------------------------------------------------
+    # -- new updates ----------------------------------------------------------------
 
-    async def _on_event(self, event: Event) -> None:
-        if not isinstance(event, UpdateCreated) or event.update.dialect != DIALECT:
-            return
-        update = event.update
+    async def start_update(self, update: UpdateView) -> None:
+        """Push a push-mode update to its device if it is connected and ready (else it
+        goes out when the device logs in); an on-request one waits to be asked for."""
         if update.kind != FIRMWARE:
             with contextlib.suppress(Conflict, NotFound):  # finished or deleted meanwhile
                 await self.ctx.core.updates.transition(

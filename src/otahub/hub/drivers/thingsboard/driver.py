@@ -41,6 +41,12 @@ The checksum algorithm of ``fw_checksum`` is chosen per device
 (``PUT /api/v1/thingsboard/devices/{name}``, ``otahub thingsboard set``),
 default SHA256; it is fixed for an update when the update is initiated.
 
+Several hubs on one database (``drivers/delivery.py``): the attributes live
+in the database, so a device connecting to another hub is answered alike and
+fetches its chunks there. An assignment nobody notified yet when its device
+connects here is notified from here; one already initiated is not notified
+again (the device asks for its attributes on every connect).
+
 Where the endpoint cannot do what ThingsBoard does: it acknowledges a
 claimed PUBLISH before the driver sees it, so a chunk error or a malformed
 payload still gets a PUBACK (reason 0) before the error reply or the close.
@@ -57,6 +63,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from otahub.hub.drivers.base import Driver, DriverContext
+from otahub.hub.drivers.delivery import Delivery
 from otahub.hub.drivers.presence import Presence
 from otahub.hub.drivers.thingsboard.assignment import Assignments
 from otahub.hub.drivers.thingsboard.attributes import KIND_OF, Attributes, apply_change
@@ -94,10 +101,10 @@ from otahub.hub.services.events import (
     DeviceCreated,
     DeviceDeleted,
     Event,
-    UpdateCreated,
     UpdateTransitioned,
 )
 from otahub.hub.services.integrity import FirmwareCorrupt
+from otahub.hub.services.updates import Claimed, ClaimLost
 from otahub.hub.services.views import DeviceView, PackageView, UpdateView
 from otahub.mqtt import Client, Identity, Publish, ReasonCode
 from otahub.protocols.checksums import Algorithm
@@ -151,6 +158,7 @@ class ThingsBoardDriver(Driver):
         self.chunks = Chunks(self, DEFAULT_MAX_CHUNK_SIZE)
         self.assignments = Assignments(self)
         self.pacer = Pacer(ctx.settings.notify_rate, self.initiate, self._initiate_failed)
+        self.delivery = Delivery(ctx.core, DIALECT)
         self._undo: list[Any] = []
 
     # -- lifecycle -----------------------------------------------------------
@@ -172,9 +180,10 @@ class ThingsBoardDriver(Driver):
         mqtt.on_session_disconnected(self._on_disconnected)
         self._undo.append(
             self.core.bus.subscribe(
-                self._on_event, UpdateCreated, UpdateTransitioned, DeviceCreated, DeviceDeleted
+                self._on_event, UpdateTransitioned, DeviceCreated, DeviceDeleted
             )
         )
+        self.core.updates.set_starter(DIALECT, self.start_update)
         await self.presence.reset()
         self.pacer.start(self.core.parts)
         # Assignments queued before a restart are notified again.
@@ -208,6 +217,13 @@ class ThingsBoardDriver(Driver):
         device = session.identity.name
         await self.presence.add(device, session)
         await self.assignments.reconcile_device(device)
+        await self.delivery.adopt(device, self._adopt, kinds=KIND_OF.values())
+
+    async def _adopt(self, claimed: Claimed) -> None:
+        """The device connected here: an assignment nobody notified is notified from here."""
+        update = claimed.update
+        if update.state == UpdateState.PENDING and not update.driver_state.get("initiated"):
+            self.pacer.put(update.id)
 
     def _on_disconnected(self, session: Client) -> Awaitable[None] | None:
         if session.identity.dialect != DIALECT:
@@ -353,11 +369,12 @@ class ThingsBoardDriver(Driver):
 
     # -- assignment notifications ---------------------------------------------
 
+    async def start_update(self, update: UpdateView) -> None:
+        """Queue the notification (the pacer releases it to ``initiate``)."""
+        await self._queued(update)
+
     async def _on_event(self, event: Event) -> None:
-        if isinstance(event, UpdateCreated):
-            if event.update.dialect == DIALECT:
-                await self._queued(event.update)
-        elif isinstance(event, UpdateTransitioned):
+        if isinstance(event, UpdateTransitioned):
             if event.update.dialect == DIALECT:
                 if event.transition.to_state == UpdateState.CANCELED:
                     await self._canceled(event.update)
@@ -395,11 +412,12 @@ class ThingsBoardDriver(Driver):
         self.pacer.put(update.id)
 
     async def initiate(self, update_id: int) -> None:
-        """Released by the pacer: save the shared attributes and push them."""
-        try:
-            update = await self.core.updates.get(update_id, with_transitions=False)
-        except NotFound:
-            return
+        """Released by the pacer: save the shared attributes and push them, unless
+        another hub delivers the update."""
+        await self.delivery.run(update_id, self._initiate)
+
+    async def _initiate(self, claimed: Claimed) -> None:
+        update = claimed.update
         if (
             update.state != UpdateState.PENDING
             or update.driver_state.get("initiated")
@@ -430,9 +448,16 @@ class ThingsBoardDriver(Driver):
             )
             apply_change(shared, change)
             section(state, TELEMETRY)[f"{kind.prefix}_state"] = FwState.INITIATED.value
-        await self.driver_states.merge(
-            update.id, {"initiated": True, "checksum_algorithm": algorithm.value}
-        )
+        try:
+            # only while this hub holds the claim: a hub that lost it pushes nothing
+            await self.driver_states.merge(
+                update.id,
+                {"initiated": True, "checksum_algorithm": algorithm.value},
+                claimed_by=self.delivery.owner,
+            )
+        except ClaimLost as exc:
+            log.info("update %d: not initiated here: %s", update.id, exc.detail)
+            return
         log.info(
             "device %s: %s %s %s initiated (%s)",
             device.name,

@@ -44,12 +44,15 @@ class DriverStates:
         self.core = core
         self._lock = asyncio.Lock()
 
-    async def merge(self, update_id: int, values: dict[str, Any]) -> None:
+    async def merge(
+        self, update_id: int, values: dict[str, Any], *, claimed_by: str | None = None
+    ) -> None:
+        """``claimed_by``: only while that hub holds the update's claim, else ClaimLost."""
         async with self._lock:
             try:
                 current = await self.core.updates.get(update_id, with_transitions=False)
                 await self.core.updates.set_driver_state(
-                    update_id, {**current.driver_state, **values}
+                    update_id, {**current.driver_state, **values}, claimed_by=claimed_by
                 )
             except NotFound:
                 pass
