@@ -523,7 +523,11 @@ def main() -> None:
     ngx_cpu = statistics.median(r.server_cpu for r in ngx_runs)
     ota_ms = statistics.median(r.server_ms for r in ota_runs)
     ngx_ms = statistics.median(r.server_ms for r in ngx_runs)
-    cpu_ratios = [o.server_cpu / n.server_cpu for o, n in zip(ota_runs, ngx_runs, strict=True)]
+    # nginx may show no CPU tick at all in a short run of small ranges (10 ms resolution)
+    cpu_ratios = [
+        o.server_cpu / n.server_cpu if n.server_cpu else float("inf")
+        for o, n in zip(ota_runs, ngx_runs, strict=True)
+    ]
     what = "otahub serve" if args.server == "hub" else f"app http={args.http} loop={args.loop}"
     unit = f"{args.range_kib} KiB ranges of a" if part else "downloads of a"
     print(

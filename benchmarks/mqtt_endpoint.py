@@ -15,10 +15,15 @@ Scenarios (MQTT 3.1.1, CONNECTIONS concurrent connections, each closed loop):
 The baseline is a minimal asyncio server on the same event loop (uvloop)
 that frames the same fixed-size requests by byte count and writes back the
 very bytes otahub sends (precomputed with otahub's own encoder), so both
-servers see byte-identical load. The load generator is a separate process:
+servers see byte-identical load. The round-trip scenarios have a second
+baseline: mosquitto (started on a free loopback port with a temporary
+configuration) with a paho-mqtt client that subscribes to `bench/req/+` and
+answers each request with the same PUBLISH on bench/res/<n>, to which the
+load generator's connections subscribe first: the bytes each side sees are
+the same again. The load generator is a separate process:
 precomputed packets, one reused receive buffer, responses read by byte
-count. Baseline and otahub run alternately for several rounds; the medians
-are compared.
+count. Baseline, otahub (and mosquitto) run in turn for several rounds; the
+medians are compared.
 
     .venv/bin/python benchmarks/mqtt_endpoint.py [--duration 5] [--rounds 3]
         [--connections 100] [--scenarios rr-8k,rr-64k,qos1-fanin,qos1-intercept]
@@ -31,12 +36,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import select
+import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +56,8 @@ from typing import Any, cast
 from otahub.cli.serve import run_async
 from otahub.mqtt.codec import encode
 from otahub.mqtt.packets import Connack, Connect, Puback, Publish, Suback, Subscribe, Subscription
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 HOST = "127.0.0.1"
 REQUEST_PAYLOAD = 32  # bytes in a request/response scenario's request
@@ -93,6 +106,8 @@ class Wire:
     subscribe: bytes = b""
     suback: bytes = b""
     forwarded: list[bytes] = field(default_factory=list)
+    # rr against a broker: each connection subscribes to its response topic first
+    res_subscribes: list[bytes] = field(default_factory=list)
 
 
 def build_wire(scenario: Scenario, connections: int) -> Wire:
@@ -107,6 +122,10 @@ def build_wire(scenario: Scenario, connections: int) -> Wire:
             connects,
             [encode(Publish(f"bench/req/{n}", request), 4) for n in names],
             [encode(Publish(f"bench/res/{n}", response), 4) for n in names],
+            suback=encode(Suback(1, [0]), 4),
+            res_subscribes=[
+                encode(Subscribe(1, [Subscription(f"bench/res/{n}", 0)]), 4) for n in names
+            ],
         )
     prefix = "bench/in/" if scenario.kind == "fanin" else "bench/ev/"
     payload = _payload(PUBLISH_PAYLOAD)
@@ -242,6 +261,86 @@ async def baseline_server(wire: Wire) -> None:
         server.close()
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def mosquitto_server(response_size: int) -> None:
+    """mosquitto on a free loopback port, and a paho-mqtt client answering requests.
+
+    Prints ``READY <port> <mosquitto pid>``: the broker's CPU time counts
+    with the responder's (this process).
+    """
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    response = _payload(response_size)
+    with tempfile.TemporaryDirectory(prefix="otahub-bench-mosquitto-") as tmp:
+        port = _free_port()
+        config = os.path.join(tmp, "mosquitto.conf")
+        with open(config, "w") as f:
+            f.write(
+                f"listener {port} {HOST}\nallow_anonymous true\npersistence false\n"
+                "log_dest none\nset_tcp_nodelay true\nmax_queued_messages 0\n"
+            )
+        broker = subprocess.Popen(
+            [MOSQUITTO, "-c", config],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,  # not our stdout: the benchmark reads READY there
+        )
+        # stopped by SIGTERM: the finally clauses below still stop the broker
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while True:  # until the broker listens
+                try:
+                    socket.create_connection((HOST, port), timeout=1).close()
+                    break
+                except OSError:
+                    if broker.poll() is not None or time.monotonic() > deadline:
+                        raise SystemExit("mosquitto did not start") from None
+                    time.sleep(0.05)
+            subscribed = threading.Event()
+            client = paho.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id="bench-responder",
+                protocol=paho.MQTTv311,
+            )
+
+            def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+                c.subscribe("bench/req/+", 0)
+
+            def on_subscribe(c: Any, userdata: Any, mid: Any, codes: Any, props: Any) -> None:
+                subscribed.set()
+
+            def on_message(c: Any, userdata: Any, message: Any) -> None:
+                c.publish("bench/res/" + message.topic[10:], response, 0)
+
+            client.on_connect = on_connect
+            client.on_subscribe = on_subscribe
+            client.on_message = on_message
+            client.connect(HOST, port, 60)
+            client.loop_start()
+            try:
+                if not subscribed.wait(START_TIMEOUT):
+                    raise SystemExit("the paho-mqtt responder did not subscribe")
+                print(f"READY {port} {broker.pid}", flush=True)
+                ready, _, _ = select.select([sys.stdin], [], [], SERVER_LIFETIME)
+                if ready:
+                    sys.stdin.read()  # returns when the benchmark closes our stdin
+            finally:
+                client.loop_stop()
+        finally:
+            broker.terminate()
+            try:
+                broker.wait(5)
+            except subprocess.TimeoutExpired:
+                broker.kill()
+                broker.wait(5)
+
+
 # --- load generator --------------------------------------------------------------
 
 
@@ -338,7 +437,12 @@ def _cpu_seconds(pid: int) -> float:
 
 
 async def _generate(
-    port: int, wire: Wire, warmup: float, duration: float, server_pid: int
+    port: int,
+    wire: Wire,
+    warmup: float,
+    duration: float,
+    server_pids: list[int],
+    subscribe: bool,
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     buffer = bytearray(1 << 18)
@@ -356,6 +460,10 @@ async def _generate(
     for _ in wire.connects:
         clients.append(await connect())
     await asyncio.gather(*(c.expect(wire.connects[i], wire.connack) for i, c in enumerate(clients)))
+    if subscribe:  # a broker sends the responses to subscribers only
+        await asyncio.gather(
+            *(c.expect(wire.res_subscribes[i], wire.suback) for i, c in enumerate(clients))
+        )
     # One checked exchange per connection: both servers send exactly these bytes.
     for i, client in enumerate(clients):
         forwarded = subscriber.expect(b"", wire.forwarded[i]) if subscriber else None
@@ -370,7 +478,7 @@ async def _generate(
     await asyncio.sleep(warmup)
     done0 = sum(c.done for c in clients)
     sub0 = subscriber.received if subscriber else 0
-    server_cpu0 = _cpu_seconds(server_pid)
+    server_cpu0 = sum(map(_cpu_seconds, server_pids))
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     await asyncio.sleep(duration)
@@ -378,7 +486,7 @@ async def _generate(
     done = sum(c.done for c in clients) - done0
     sub_bytes = (subscriber.received if subscriber else 0) - sub0
     cpu = time.process_time() - cpu0
-    server_cpu = _cpu_seconds(server_pid) - server_cpu0
+    server_cpu = sum(map(_cpu_seconds, server_pids)) - server_cpu0
     everyone = [*clients, *([subscriber] if subscriber else [])]
     errors = [c.error for c in everyone if c.error]
     # publishers first: the subscriber keeps draining what they still cause
@@ -401,7 +509,15 @@ def generator_main(args: argparse.Namespace) -> None:
     limit = SETUP_TIMEOUT + args.warmup + args.duration
     result = run_async(
         asyncio.wait_for(
-            _generate(args.port, wire, args.warmup, args.duration, args.server_pid), limit
+            _generate(
+                args.port,
+                wire,
+                args.warmup,
+                args.duration,
+                [int(pid) for pid in args.server_pids.split(",")],
+                args.subscribe,
+            ),
+            limit,
         )
     )
     print(json.dumps(result))
@@ -425,23 +541,31 @@ class Run:
 
 
 class ServerProcess:
-    def __init__(self, args: list[str]) -> None:
+    def __init__(self, args: list[str], subscribe: bool = False) -> None:
+        self.subscribe = subscribe  # clients subscribe to their responses (a broker)
         self.proc = subprocess.Popen(
             [sys.executable, __file__, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
-        self.port = self._wait_ready()
+        self.port, extra_pids = self._wait_ready()
+        # every process whose CPU time counts as the server's
+        self.pids = [self.proc.pid, *extra_pids]
 
-    def _wait_ready(self) -> int:
+    def _wait_ready(self) -> tuple[int, list[int]]:
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], START_TIMEOUT)
         line = self.proc.stdout.readline().decode() if ready else ""
         if not line.startswith("READY "):
             self.stop()
             raise SystemExit(f"server {self.proc.args!r} did not start (got {line!r})")
-        return int(line.split()[1])
+        _, port, *pids = line.split()
+        return int(port), [int(pid) for pid in pids]
 
     def stop(self) -> None:
         proc = self.proc
+        if proc.stdin is not None:
+            proc.stdin.close()  # the servers stop when their stdin closes
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
         if proc.poll() is None:
             proc.terminate()
             try:
@@ -449,9 +573,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None:
-                pipe.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def run_load(
@@ -461,11 +584,13 @@ def run_load(
         sys.executable, __file__, "_generate",
         "--scenario", scenario.name,
         "--port", str(server.port),
-        "--server-pid", str(server.proc.pid),
+        "--server-pids", ",".join(map(str, server.pids)),
         "--connections", str(args.connections),
         "--warmup", str(args.warmup),
         "--duration", str(args.duration),
     ]  # fmt: skip
+    if server.subscribe:
+        cmd.append("--subscribe")
     timeout = SETUP_TIMEOUT + args.warmup + args.duration + 30
     out = subprocess.run(cmd, capture_output=True, check=False, timeout=timeout)
     if out.returncode != 0:
@@ -490,24 +615,33 @@ def run_load(
 
 def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, list[Run]]:
     wire = build_wire(scenario, args.connections)
-    runs: dict[str, list[Run]] = {"baseline": [], "otahub": []}
+    names = ["baseline", "otahub"]
+    if scenario.kind == "rr" and not args.no_mosquitto:
+        names.append("mosquitto")
+    runs: dict[str, list[Run]] = {name: [] for name in names}
     servers: dict[str, ServerProcess] = {}
+    size = str(scenario.response_size)
     try:
-        servers["otahub"] = ServerProcess(
-            ["_otahub", "--response-size", str(scenario.response_size)]
-        )
+        servers["otahub"] = ServerProcess(["_otahub", "--response-size", size])
         servers["baseline"] = ServerProcess(
             ["_baseline", "--scenario", scenario.name, "--connections", str(args.connections)]
         )
+        if "mosquitto" in names:
+            servers["mosquitto"] = ServerProcess(
+                ["_mosquitto", "--response-size", size], subscribe=True
+            )
         for round_no in range(args.rounds):
-            # alternate who goes first, so drifting machine load hits both alike
-            order = ["baseline", "otahub"] if round_no % 2 == 0 else ["otahub", "baseline"]
+            # rotate who goes first, so drifting machine load hits all alike
+            shift = round_no % len(names)
+            order = names[shift:] + names[:shift]
+            if round_no % 2:
+                order.reverse()
             for name in order:
                 run = run_load(servers[name], scenario, wire, args)
                 runs[name].append(run)
                 extra = f"  delivered {run.delivered:.3f}" if run.delivered is not None else ""
                 print(
-                    f"  round {round_no + 1} {name:8s} {run.rate:9.0f} {scenario.unit}/s"
+                    f"  round {round_no + 1} {name:9s} {run.rate:9.0f} {scenario.unit}/s"
                     f" {run.mbps:8.1f} MB/s  server CPU {run.server_cpu:4.0%}"
                     f" ({run.cpu_us:5.1f} us/op)  generator CPU {run.generator_cpu:4.0%}{extra}",
                     flush=True,
@@ -526,6 +660,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
     parser.add_argument("--json", metavar="FILE", help="also write every run to FILE")
+    parser.add_argument(
+        "--no-mosquitto", action="store_true", help="leave out the mosquitto baseline"
+    )
     args = parser.parse_args()
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
     unknown = [n for n in names if n not in SCENARIOS]
@@ -562,6 +699,25 @@ def main() -> None:
             f"{name:16s} {ota:9.0f} {ota_mb:7.1f} {base:9.0f} {base_mb:7.1f} {ota / base:6.2f}"
             f" {ota_us:7.1f} {base_us:7.1f} {base_us / ota_us:6.2f}  {SCENARIOS[name].unit}/s"
         )
+    for name, runs in results.items():
+        if "mosquitto" not in runs:
+            continue
+        ota = statistics.median(r.rate for r in runs["otahub"])
+        mosq = statistics.median(r.rate for r in runs["mosquitto"])
+        base = statistics.median(r.rate for r in runs["baseline"])
+        mosq_us = statistics.median(r.cpu_us for r in runs["mosquitto"])
+        spread = min(r.rate for r in runs["mosquitto"]), max(r.rate for r in runs["mosquitto"])
+        print(
+            f"{name:16s} mosquitto + paho-mqtt responder {mosq:9.0f} {SCENARIOS[name].unit}/s"
+            f" ({spread[0]:.0f}..{spread[1]:.0f}), {mosq / base:.2f} of the bare server,"
+            f" otahub/mosquitto {ota / mosq:.2f}, CPU {mosq_us:.1f} us/op (broker + responder)"
+        )
+    for name, runs in results.items():
+        spreads = ", ".join(
+            f"{k} {min(r.rate for r in v):.0f}..{max(r.rate for r in v):.0f}"
+            for k, v in runs.items()
+        )
+        print(f"{name:16s} spread (min..max): {spreads}")
     print("target: otahub/baseline >= 0.7 for round trips")
     if args.json:
         with open(args.json, "w") as f:
@@ -581,7 +737,8 @@ def _role_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--response-size", type=int, default=8192)
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--server-pid", type=int, default=0)
+    parser.add_argument("--server-pids", default="0", help="comma-separated")
+    parser.add_argument("--subscribe", action="store_true")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=5.0)
     return parser.parse_args(argv)
@@ -592,6 +749,7 @@ ROLES: dict[str, Callable[[argparse.Namespace], None]] = {
     "_baseline": lambda a: run_async(
         baseline_server(build_wire(SCENARIOS[a.scenario], a.connections))
     ),
+    "_mosquitto": lambda a: mosquitto_server(a.response_size),
     "_generate": generator_main,
 }
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,6 +203,12 @@ def test_subscriptions_are_exact_strings(tb: TbHub) -> None:
 # -- section 8: the HTTP table -------------------------------------------------------
 
 
+def _sent_bytes(http: httpx.Client) -> float:
+    found = re.search(r"^otahub_download_sent_bytes_total (\S+)$", http.get("/metrics").text, re.M)
+    assert found is not None
+    return float(found.group(1))
+
+
 def test_http_firmware_api(tb: TbHub) -> None:
     name, token = _device(tb)
     base = tb.hub.http_url
@@ -217,8 +224,11 @@ def test_http_firmware_api(tb: TbHub) -> None:
         assert whole.headers["content-disposition"].startswith("attachment;filename=")
         assert whole.headers["content-type"] == "application/octet-stream"
         params = {"title": name, "version": "1", "size": "3000", "chunk": "2"}
+        sent_before = _sent_bytes(http)
         part = http.get(f"/api/v1/{token}/firmware", params=params)
         assert part.status_code == 200 and part.content == IMAGE[6000:9000]
+        # a chunk counts in the download counters like any other download
+        assert _sent_bytes(http) - sent_before == 3000
         params["chunk"] = "6"
         last = http.get(f"/api/v1/{token}/firmware", params=params)
         assert last.content == IMAGE[18000:]

@@ -100,11 +100,7 @@ class MqttLink:
                     log.info("connected to %s:%s", self.config.host, self.config.port)
                     delay = self.config.reconnect_initial
                     self.connected.set()
-                    await on_connect()
-                    async for message in client.messages:
-                        await on_message(
-                            str(message.topic), _as_bytes(message.payload), bool(message.retain)
-                        )
+                    await self._serve(client, on_connect, on_message)
             except aiomqtt.MqttError as exc:
                 log.warning("MQTT connection lost: %s; reconnecting in %.1fs", exc, delay)
             finally:
@@ -114,6 +110,50 @@ class MqttLink:
                     self._lost.set_result(None)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.config.reconnect_max)
+
+    async def _serve(
+        self, client: aiomqtt.Client, on_connect: OnConnect, on_message: OnMessage
+    ) -> None:
+        """Run ``on_connect``, then hand over messages in order, until the connection ends.
+
+        Messages are read from the start, so that a connection lost while
+        ``on_connect`` waits for a PUBACK ends that wait: otherwise nothing
+        would notice the loss, since only this loop reconnects. Messages that
+        arrive meanwhile are kept and handled once ``on_connect`` is done.
+        """
+        inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+
+        async def read() -> None:
+            async for message in client.messages:
+                inbox.put_nowait(message)
+
+        reader = asyncio.ensure_future(read())
+        setup = asyncio.ensure_future(on_connect())
+        try:
+            await asyncio.wait([setup, reader], return_when=asyncio.FIRST_COMPLETED)
+            if not setup.done():
+                reader.result()  # raises the MqttError that ended the connection
+                raise aiomqtt.MqttError("disconnected while setting up the connection")
+            setup.result()
+            while True:
+                if inbox.empty():
+                    getting = asyncio.ensure_future(inbox.get())
+                    await asyncio.wait([getting, reader], return_when=asyncio.FIRST_COMPLETED)
+                    if not getting.done():
+                        getting.cancel()
+                        reader.result()
+                        raise aiomqtt.MqttError("message stream ended")
+                    message = getting.result()
+                else:
+                    message = inbox.get_nowait()
+                await on_message(
+                    str(message.topic), _as_bytes(message.payload), bool(message.retain)
+                )
+        finally:
+            for task in (setup, reader):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(setup, reader, return_exceptions=True)
 
     async def publish(
         self,

@@ -35,8 +35,7 @@ from otahub.hub.shutdown import Shutdown
 from otahub.hub.startup_log import log_ready
 from otahub.hub.supervision import HubPartFailed, Supervisor
 from otahub.hub.transport import LocalTransport, MessageTransport
-from otahub.mqtt.persistence import LogStore
-from otahub.mqtt.server import MQTTServer, ServerConfig
+from otahub.mqtt import LogStore, MQTTServer, ServerConfig
 from otahub.signing.keys import KeyFileError
 from otahub.signing.metadata import MetadataError
 

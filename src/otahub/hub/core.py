@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from otahub.hub.drivers.download_links import link_signer, shared_key
 from otahub.hub.health import Health
 from otahub.hub.metrics import HubMetrics
 from otahub.hub.rollouts.engine import RolloutEngine
@@ -35,12 +38,36 @@ class CoreConfig:
     update_timeout_s: float = DEFAULT_UPDATE_TIMEOUT_S
 
 
+HUB_ID_FILE = "hub-id"
+
+
+def hub_id(data_dir: Path) -> str:
+    """This hub's name among those on one database: its host and a random part,
+    kept in the data dir (created on first start), so it stays one hub however
+    often it restarts, and two hubs never share it, whatever their host names."""
+    path = data_dir / HUB_ID_FILE
+    with contextlib.suppress(FileNotFoundError):
+        existing = path.read_text().strip()
+        if existing:
+            return existing[:255]
+    created = f"{socket.gethostname()[:200]}-{uuid.uuid4().hex[:12]}"
+    tmp = path.with_name(f".{HUB_ID_FILE}.{uuid.uuid4().hex[:8]}")
+    tmp.write_text(f"{created}\n")
+    tmp.replace(path)
+    return created
+
+
 class HubCore:
     def __init__(self, config: CoreConfig, *, blobs: BlobStore | None = None) -> None:
         self.config = config
         check_timeout(config.update_timeout_s)
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(config.database_url or sqlite_url(config.data_dir))
+        # this hub among those sharing the database, as its update claims name it:
+        # the same across its restarts, so it keeps delivering what it delivered
+        self.hub_id = hub_id(config.data_dir)
+        # download links; its key is replaced by the database's at start
+        self.links = link_signer(config.data_dir)
         self.blobs = blobs or FileBlobStore(config.data_dir / "blobs")
         self.bus = EventBus()
         self.firmware = FirmwareService(self.db, self.blobs, self.bus)
@@ -66,6 +93,7 @@ class HubCore:
     async def start(self) -> None:
         """Migrate the database, start the timeout sweeper and the rollout engine."""
         await self.db.migrate()
+        self.links.rekey(await shared_key(self.db, self.links.key))
         self._sweeper = self.parts.start("update timeouts", self.updates.run_sweeper())
         self._engine = self.parts.start("rollout engine", self.rollout_engine.run())
 

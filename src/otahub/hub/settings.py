@@ -37,8 +37,7 @@ from typing import Annotated, Any, get_type_hints
 from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
 
 from otahub.hub.device_auth.certificates import CertIdentity
-from otahub.mqtt.anonymous import LOOPBACK, parse_networks
-from otahub.mqtt.limits import Limits
+from otahub.mqtt import LOOPBACK, Limits, parse_networks
 
 ENV_PREFIX = "OTAHUB_"
 DEFAULT_MAX_PACKET_SIZE = 1024 * 1024
@@ -145,7 +144,7 @@ class HubSettings:
     enos_push_grace: Annotated[float, Field(ge=0)] = DEFAULT_ENOS_PUSH_GRACE
     # how long stopping may take before what is still running is cut short
     shutdown_timeout: Annotated[float, Field(ge=0.1)] = DEFAULT_SHUTDOWN_TIMEOUT_S
-    # what one client may make the MQTT endpoint hold (otahub.mqtt.limits)
+    # what one client may make the MQTT endpoint hold (otahub.mqtt.Limits)
     max_subscriptions: Positive = _LIMITS.max_subscriptions
     max_retained_per_client: Positive = _LIMITS.max_retained_per_client
     max_retained_bytes_per_client: Positive = _LIMITS.max_retained_bytes_per_client

@@ -29,7 +29,7 @@ from otahub.hub.core import HubCore
 from otahub.hub.drivers.base import Driver
 from otahub.hub.settings import DEFAULT_SHUTDOWN_TIMEOUT_S
 from otahub.hub.transport import MessageTransport
-from otahub.mqtt.server import MQTTServer
+from otahub.mqtt import MQTTServer
 
 log = logging.getLogger("otahub.hub")
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from otahub.mqtt.packets import Publish
-from otahub.mqtt.server import MQTTServer
+from otahub.mqtt import Endpoint, Publish
 
 # (topic, payload, retained) -> None or an awaitable
 MessageHandler = Callable[[str, bytes, bool], "Awaitable[None] | None"]
@@ -32,7 +31,7 @@ class MessageTransport(Protocol):
 class LocalTransport:
     """The hub's own endpoint, used in-process."""
 
-    def __init__(self, server: MQTTServer) -> None:
+    def __init__(self, server: Endpoint) -> None:
         self.server = server
         self._unsubscribes: list[Callable[[], None]] = []
 

@@ -52,7 +52,7 @@ from otahub.mqtt.wire import (
     encode_vbi,
 )
 
-__all__ = ["MAX_PACKET_SIZE", "Decoder", "Role", "encode"]
+__all__ = ["MAX_PACKET_SIZE", "Decoder", "Role", "encode", "encode_publish_head"]
 
 Role: TypeAlias = Literal["server", "client"]
 
@@ -209,50 +209,99 @@ def _encode_connack(packet: Connack, version: int) -> bytes:
     return bytes((0x20, 2, present if version > MQTT_3_1 else 0, code))
 
 
-def _encode_publish(packet: Publish, version: int) -> bytes:
-    qos = packet.qos
-    if qos == 0:
-        if packet.packet_id is not None:
-            raise ValueError("a QoS 0 PUBLISH has no packet identifier")
-        if packet.dup:
-            raise ValueError("the DUP flag must be 0 for QoS 0")
-        pid = b""
-    elif qos == 1 or qos == 2:
-        pid = _packet_id(packet.packet_id)
-    else:
-        raise ValueError(f"QoS must be 0, 1 or 2, not {qos!r}")
-    topic = packet.topic
+# Outgoing topic names with their length prefix, by name: drivers and
+# routing send to the same topics over and over. Only valid, non-empty names
+# are kept; bounded in entries, starts over when full.
+_OUT_TOPICS: Final[dict[str, bytes]] = {}
+_OUT_TOPICS_LIMIT: Final = 4096
+
+# fixed headers with one and two remaining length bytes, packed in C
+_PACK2: Final = struct.Struct("BB").pack
+_PACK3: Final = struct.Struct("BBB").pack
+
+
+def _topic_name(topic: str) -> bytes:
+    """A topic name with its length prefix, checked; cached when not empty."""
     if "+" in topic or "#" in topic or "\x00" in topic:
         raise ValueError(f"topic name contains a wildcard or U+0000: {topic!r}")
     try:
-        encoded_topic = topic.encode("utf-8")
+        raw = topic.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError(f"topic name is not encodable as UTF-8: {topic!r}") from None
-    if len(encoded_topic) > 0xFFFF:
+    if len(raw) > 0xFFFF:
         raise ValueError("topic names are limited to 65535 bytes")
+    encoded = _U16.pack(len(raw)) + raw
+    if raw:
+        if len(_OUT_TOPICS) >= _OUT_TOPICS_LIMIT:
+            _OUT_TOPICS.clear()
+        _OUT_TOPICS[topic] = encoded
+    return encoded
+
+
+def encode_publish_head(
+    topic: str,
+    size: int,
+    qos: int,
+    retain: bool,
+    dup: bool,
+    packet_id: int | None,
+    properties: Properties | None,
+    version: int,
+) -> bytes:
+    """Everything of a PUBLISH before its payload of ``size`` bytes.
+
+    The one PUBLISH encoder (``encode`` appends the payload to it): the
+    endpoint writes the payload behind it without building a packet or
+    copying a large payload. Raises ``ValueError`` as ``encode`` does.
+    """
+    topic_bytes = _OUT_TOPICS.get(topic)
+    if topic_bytes is None:
+        topic_bytes = _topic_name(topic)
+    if qos == 0:
+        if packet_id is not None:
+            raise ValueError("a QoS 0 PUBLISH has no packet identifier")
+        if dup:
+            raise ValueError("the DUP flag must be 0 for QoS 0")
+        head = topic_bytes
+    elif qos == 1 or qos == 2:
+        if packet_id is None or not 0 < packet_id <= 0xFFFF:
+            raise ValueError(f"packet identifier must be 1..65535, not {packet_id!r}")
+        head = topic_bytes + _U16.pack(packet_id)
+    else:
+        raise ValueError(f"QoS must be 0, 1 or 2, not {qos!r}")
     if version == MQTT_5:
-        given = packet.given_properties
-        props = b"\x00" if given is None else encode_properties(given, _T.PUBLISH)
-        if not topic and (given is None or given.topic_alias is None):
+        if properties is None:
+            head += b"\x00"
+        else:
+            head += encode_properties(properties, _T.PUBLISH)
+        if not topic and (properties is None or properties.topic_alias is None):
             raise ValueError("an empty topic name needs a topic alias")
-    else:
-        if not topic:
-            raise ValueError("topic name must not be empty")
-        props = b""
-    payload = packet.payload
-    length = 2 + len(encoded_topic) + len(pid) + len(props) + len(payload)
-    first = 0x30 | qos << 1
-    if packet.retain:
-        first |= 0x01
-    if packet.dup:
-        first |= 0x08
+    elif not topic:
+        raise ValueError("topic name must not be empty")
+    length = len(head) + size
+    first = 0x30 | qos << 1 | (0x01 if retain else 0) | (0x08 if dup else 0)
     if length < 128:
-        header = bytes((first, length))
-    elif length <= MAX_VBI:
-        header = bytes((first,)) + encode_vbi(length)
-    else:
-        raise ValueError(f"PUBLISH of {length} bytes exceeds the MQTT maximum")
-    return b"".join((header, _U16.pack(len(encoded_topic)), encoded_topic, pid, props, payload))
+        return _PACK2(first, length) + head
+    if length < 16384:
+        return _PACK3(first, length & 0x7F | 0x80, length >> 7) + head
+    if length <= MAX_VBI:
+        return bytes((first,)) + encode_vbi(length) + head
+    raise ValueError(f"PUBLISH of {length} bytes exceeds the MQTT maximum")
+
+
+def _encode_publish(packet: Publish, version: int) -> bytes:
+    payload = packet.payload
+    head = encode_publish_head(
+        packet.topic,
+        len(payload),
+        packet.qos,
+        packet.retain,
+        packet.dup,
+        packet.packet_id,
+        packet.given_properties,
+        version,
+    )
+    return head + payload
 
 
 AckPacket: TypeAlias = Puback | Pubrec | Pubrel | Pubcomp

@@ -1,68 +1,60 @@
-"""One client's network connection: bytes in, packets handled, bytes out."""
+"""One client's network connection, driven by asyncio.
+
+The MQTT rules of the connection (CONNECT, QoS handshakes, keep alive, ...)
+are ``otahub.mqtt.protocol.ServerProtocol``, which does no I/O. This
+adapter feeds it what the socket delivers, acts on its events with the
+server (authentication, sessions, routing, drivers), runs its timers and
+writes the bytes it produces.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from otahub.mqtt.codec import Decoder, encode
-from otahub.mqtt.errors import MQTTError
-from otahub.mqtt.hooks import NO_ACK, ConnectInfo, Identity, Refusal
+from otahub.mqtt.codec import encode_publish_head
+from otahub.mqtt.hooks import NO_ACK, ConnectInfo, Refusal
 from otahub.mqtt.message import Message
 from otahub.mqtt.packets import (
-    MQTT_3_1,
     MQTT_5,
-    Auth,
-    Connack,
-    Connect,
-    Disconnect,
     Packet,
-    Pingreq,
-    Pingresp,
     Properties,
-    Puback,
-    Pubcomp,
     Publish,
-    Pubrec,
     Pubrel,
-    Suback,
     Subscribe,
-    Unsuback,
     Unsubscribe,
 )
-from otahub.mqtt.reason_codes import ReasonCode, connack_code_for
+from otahub.mqtt.protocol import (
+    AUTHENTICATING,
+    CLOSED,
+    CONNECTED,
+    Acknowledged,
+    Close,
+    ConnectRequest,
+    Event,
+    InflightLimit,
+    ProtocolLimits,
+    Received,
+    Send,
+    ServerProtocol,
+)
+from otahub.mqtt.reason_codes import ReasonCode
 from otahub.mqtt.session import Outgoing, Session, SubscriptionOptions
 from otahub.mqtt.stats import EndpointStats
 from otahub.mqtt.topics import is_shared_filter, is_valid_topic_filter
-from otahub.mqtt.wire import MAX_VBI, encode_vbi
 
 if TYPE_CHECKING:
     from otahub.mqtt.server import MQTTServer
 
 log = logging.getLogger("otahub.mqtt")
 
-# CONNACK for a protocol level we do not speak, in the 3.1.1 layout every
-# MQTT version can read: return code 1 "unacceptable protocol version".
-_CONNACK_BAD_VERSION: Final = b"\x20\x02\x00\x01"
-
 # Payloads at least this large go to the transport as a separate buffer
 # (one writev) instead of being copied behind their header. Below it, the
 # copy is cheaper than the transport's bookkeeping for several buffers
 # (measured with uvloop: join wins at 8 KiB, writev from about 16 KiB).
 _GATHER_MIN: Final = 16 * 1024
-
-# Outgoing topic names with their length prefix, per topic: drivers and
-# routing send to the same topics over and over. Starts over when full.
-_TOPICS: Final[dict[str, bytes]] = {}
-_TOPICS_LIMIT: Final = 4096
-
-
-# fixed headers of one and two length bytes, packed in C
-_PACK2: Final = struct.Struct("BB").pack
-_PACK3: Final = struct.Struct("BBB").pack
 
 
 def _reason_name(code: int) -> str:
@@ -77,57 +69,27 @@ def _ignore_verdict(verdict: int | None) -> None:
     """A QoS 0 PUBLISH is never acknowledged, whatever its handler decides."""
 
 
-def _encoded_topic(topic: str) -> bytes | None:
-    """A valid topic name as a PUBLISH carries it; None if the codec must judge it."""
-    encoded = _TOPICS.get(topic)
-    if encoded is not None:
-        return encoded
-    if not topic or "+" in topic or "#" in topic or "\x00" in topic:
-        return None
-    try:
-        raw = topic.encode("utf-8")
-    except UnicodeEncodeError:
-        return None
-    if len(raw) > 0xFFFF:
-        return None
-    if len(_TOPICS) >= _TOPICS_LIMIT:
-        _TOPICS.clear()
-    encoded = _TOPICS[topic] = len(raw).to_bytes(2, "big") + raw
-    return encoded
-
-
 def _publish_head(
     topic: str, size: int, qos: int, retain: bool, dup: bool, pid: int | None, v5: bool
 ) -> bytes | None:
-    """Everything before the payload of a PUBLISH without properties.
+    """Everything before the payload of a PUBLISH without properties, from the
+    codec's encoder; None where the codec refuses it."""
+    try:
+        return encode_publish_head(topic, size, qos, retain, dup, pid, None, MQTT_5 if v5 else 4)
+    except ValueError:
+        return None
 
-    The same bytes the codec produces, without building a packet; None for
-    anything unusual (the codec then encodes it, or raises as it always did).
-    """
-    topic_bytes = _TOPICS.get(topic)
-    if topic_bytes is None:
-        topic_bytes = _encoded_topic(topic)
-        if topic_bytes is None:
-            return None
-    if qos == 0:
-        if pid is not None or dup:
-            return None
-        tail = b"\x00" if v5 else b""
-    elif (qos == 1 or qos == 2) and pid is not None and 0 < pid <= 0xFFFF:
-        tail = bytes((pid >> 8, pid & 0xFF, 0) if v5 else (pid >> 8, pid & 0xFF))
-    else:
-        return None
-    length = len(topic_bytes) + len(tail) + size
-    first = 0x30 | qos << 1 | (0x01 if retain else 0) | (0x08 if dup else 0)
-    if length < 128:
-        header = _PACK2(first, length)
-    elif length < 16384:
-        header = _PACK3(first, length & 0x7F | 0x80, length >> 7)
-    elif length <= MAX_VBI:
-        header = bytes((first,)) + encode_vbi(length)
-    else:
-        return None
-    return header + topic_bytes + tail if tail else header + topic_bytes
+
+def protocol_limits(server: MQTTServer) -> ProtocolLimits:
+    config = server.config
+    return ProtocolLimits(
+        max_packet_size=config.max_packet_size,
+        max_pre_connect_bytes=config.limits.max_pre_connect_bytes,
+        max_inflight=config.limits.max_inflight,
+        topic_alias_maximum=config.topic_alias_maximum,
+        max_session_expiry=config.max_session_expiry,
+        connect_timeout=config.connect_timeout,
+    )
 
 
 class Connection(asyncio.Protocol):
@@ -136,24 +98,22 @@ class Connection(asyncio.Protocol):
         self.stats: EndpointStats = server.stats
         self.listener = listener
         self.transport: asyncio.Transport | None = None
-        self.decoder = Decoder(None, max_packet_size=server.config.max_packet_size, role="server")
-        self.version = 0
+        self.proto = ServerProtocol(protocol_limits(server), time.monotonic())
         self.peer = "?"
+        self.version = 0  # the client's protocol level, from its CONNECT on
         self.session: Session | None = None
-        self.connect: Connect | None = None
-        self.state = "await-connect"  # authenticating, connected, closed
-        self.backlog: list[Packet] = []
         self.paused = False
         self.reading_paused = False
         self.graceful = False  # a DISCONNECT (not "with will") was received
-        self.last_rx = time.monotonic()
-        self.keep_alive = 0
-        self.topic_aliases: dict[int, str] = {}
-        self.pre_connect_bytes = 0
         # output produced while a driver handles a claimed PUBLISH, held back so
         # that the PUBLISH's acknowledgement goes out first (as brokers do)
         self._held: list[bytes] | None = None
         self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def state(self) -> str:
+        """``await-connect``, ``authenticating``, ``connected`` or ``closed``."""
+        return self.proto.phase_name
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -163,77 +123,29 @@ class Connection(asyncio.Protocol):
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = f"{peer[0]}:{peer[1]}"
         self.server.connections.add(self)
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self.server.config.connect_timeout, self._connect_timeout)
+        self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
-        self.last_rx = time.monotonic()
         self.stats.bytes_in += len(data)
-        if self.state != "connected" and self._over_pre_connect_limit(len(data)):
-            return
-        error: MQTTError | None = None
-        try:
-            packets = self.decoder.feed(data)
-        except MQTTError as exc:
-            # what arrived intact before the bad packet is still handled
-            packets, error = exc.packets, exc
-        for packet in packets:
-            if self.state == "connected":
-                try:
-                    session = self.session
-                    # PUBLISH, nearly all of the traffic, skips the dispatch in handle()
-                    if type(packet) is Publish and session is not None:
-                        self._on_publish(session, packet)
-                    else:
-                        self.handle(packet)
-                except MQTTError as exc:
-                    self.protocol_error(exc)
-                    return
-            elif self.state == "await-connect":
-                if not isinstance(packet, Connect):
-                    self.protocol_error(
-                        MQTTError("first packet is not CONNECT", ReasonCode.PROTOCOL_ERROR)
-                    )
-                    return
-                self.state = "authenticating"
-                self.connect = packet
-                self.server.spawn(self._authenticate(packet))
-            elif self.state == "authenticating":
-                self.backlog.append(packet)
-            else:
+        proto = self.proto
+        proto.receive_data(data, time.monotonic())
+        # _handle_events, inlined: this runs for every read
+        session = self.session
+        while True:
+            event = proto.next_event()
+            if event is None:
                 return
-        if error is not None:
-            self.protocol_error(error)
-
-    def _over_pre_connect_limit(self, size: int) -> bool:
-        """Count bytes until the CONNECT is accepted; close the connection past the limit.
-
-        Neither the decoder's partial packet nor the backlog may grow on what
-        an unauthenticated peer sends. There is no CONNACK yet to refuse with.
-        """
-        if self.state == "closed":
-            return True
-        self.pre_connect_bytes += size
-        limit = self.server.config.limits.max_pre_connect_bytes
-        if self.pre_connect_bytes <= limit:
-            return False
-        self.stats.refuse("pre_connect_limit")
-        log.warning(
-            "%s (client id %r) sent more than %d bytes before its CONNECT was accepted; closing",
-            self.peer,
-            self.connect.client_id if self.connect else None,
-            limit,
-        )
-        self.state = "closed"
-        self.backlog.clear()
-        if self.transport is not None:
-            self.transport.close()
-        return True
+            if type(event) is Publish and session is not None:
+                self._on_publish(session, event)
+            else:
+                self._on_event(event)
+                session = self.session
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.state = "closed"
+        self.proto.close()
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
         self.server.connections.discard(self)
         session = self.session
         self.session = None
@@ -242,12 +154,12 @@ class Connection(asyncio.Protocol):
 
     def pause_reading(self) -> None:
         """Read no more from the client (its driver code has a backlog)."""
-        if self.transport is not None and self.state != "closed" and not self.reading_paused:
+        if self.transport is not None and self.proto.phase != CLOSED and not self.reading_paused:
             self.reading_paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.transport is not None and self.state != "closed" and self.reading_paused:
+        if self.transport is not None and self.proto.phase != CLOSED and self.reading_paused:
             self.reading_paused = False
             self.transport.resume_reading()
 
@@ -259,13 +171,124 @@ class Connection(asyncio.Protocol):
         if self.session is not None:
             self.session.drain()
 
+    # -- the machine's events ------------------------------------------------
+
+    def _handle_events(self, proto: ServerProtocol) -> None:
+        session = self.session
+        while True:
+            event = proto.next_event()
+            if event is None:
+                return
+            # PUBLISH, nearly all of the traffic, skips the dispatch below
+            if type(event) is Publish and session is not None:
+                self._on_publish(session, event)
+            else:
+                self._on_event(event)
+                session = self.session
+
+    def _on_event(self, event: Event) -> None:
+        session = self.session
+        if isinstance(event, Send):
+            if event.publish:
+                self.stats.messages_in += 1
+            self.write(event.data)
+        elif isinstance(event, Acknowledged):
+            if session is not None:
+                session.acknowledge(event.packet_id)
+        elif isinstance(event, Received):
+            if session is not None:
+                found = session.received(event.packet_id)
+                self.write(self.proto.release(event.packet_id, found))
+        elif isinstance(event, Subscribe):
+            if session is not None:
+                self._on_subscribe(session, event)
+        elif isinstance(event, Unsubscribe):
+            if session is not None:
+                self._on_unsubscribe(session, event)
+        elif isinstance(event, ConnectRequest):
+            self.version = event.connect.protocol_level
+            self.server.spawn(self._authenticate(event))
+        elif isinstance(event, InflightLimit):
+            self.stats.messages_in += 1
+            if session is not None:
+                session.warn_once(
+                    "inflight",
+                    f"has {event.limit} QoS 2 messages in flight, the most it may"
+                    " (Receive Maximum)",
+                )
+            if event.data is not None:
+                self._shut(event.data)
+        elif isinstance(event, Close):
+            self._on_close(event)
+        elif session is not None:  # a Publish before the session is set: cannot be
+            self._on_publish(session, event)
+
+    def _on_close(self, event: Close) -> None:
+        kind = event.kind
+        connect = self.proto.connect
+        client = connect.client_id if connect is not None else None
+        if kind == "disconnect":
+            session = self.session
+            if session is not None and event.session_expiry is not None:
+                session.expiry_interval = event.session_expiry
+            self.graceful = event.graceful
+        elif kind == "protocol_error":
+            log.warning(
+                "protocol error from %s (client id %r): %s [reason 0x%02X]; disconnecting",
+                self.peer,
+                client,
+                event.message,
+                event.reason_code,
+            )
+            if event.refused:
+                self.stats.refuse(_reason_name(event.reason_code))
+        elif kind == "refused":
+            log.warning(
+                "refused CONNECT from %s (client id %r, user %r): %s [reason 0x%02X]",
+                self.peer,
+                client or "",
+                connect.username if connect is not None else None,
+                event.message,
+                event.reason_code,
+            )
+            self.stats.refuse(_reason_name(event.reason_code))
+        elif kind == "pre_connect_limit":
+            self.stats.refuse("pre_connect_limit")
+            log.warning("%s (client id %r) %s; closing", self.peer, client, event.message)
+        elif kind == "connect_timeout":
+            self.stats.refuse("connect_timeout")
+            log.warning(
+                "no CONNECT from %s within %.0fs; closing",
+                self.peer,
+                self.proto.limits.connect_timeout,
+            )
+        elif kind == "keep_alive_timeout":
+            log.info(
+                "client %r (%s) %s; disconnecting",
+                self.session.client_id if self.session else "?",
+                self.peer,
+                event.message,
+            )
+        self._shut(event.data)
+
+    def _shut(self, data: bytes) -> None:
+        """Write ``data`` (after what a driver sent first), then close the transport."""
+        if data:
+            self.write(data, force=True)
+        self._release_held()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.transport is not None:
+            self.transport.close()
+
     # -- output --------------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, force: bool = False) -> None:
         if self._held is not None:
             self._held.append(data)
             self.stats.bytes_out += len(data)
-        elif self.transport is not None and self.state != "closed":
+        elif self.transport is not None and (force or self.proto.phase != CLOSED):
             self.transport.write(data)
             self.stats.bytes_out += len(data)
 
@@ -282,7 +305,7 @@ class Connection(asyncio.Protocol):
             self.transport.writelines(held)
 
     def send(self, packet: Packet) -> None:
-        self.write(encode(packet, self.version or 4))
+        self.write(self.proto.encode(packet))
 
     def send_message(self, out: Outgoing, pid: int | None, dup: bool) -> None:
         message = out.message
@@ -322,19 +345,8 @@ class Connection(asyncio.Protocol):
             if session is not None:
                 session.dropped_messages += 1
             return
-        head = (
-            _publish_head(topic, len(payload), qos, retain, dup, pid, self.version >= MQTT_5)
-            if props is None
-            else None
-        )
-        if head is None:
-            data = encode(
-                Publish(topic, payload, qos, retain, dup, pid, props),
-                self.version,
-            )
-            size = len(data)
-        else:
-            size = len(head) + len(payload)
+        head = encode_publish_head(topic, len(payload), qos, retain, dup, pid, props, self.version)
+        size = len(head) + len(payload)
         if session is not None and session.max_packet_size and size > session.max_packet_size:
             # MQTT 5: never send a packet larger than the client's Maximum Packet Size
             log.debug(
@@ -345,20 +357,16 @@ class Connection(asyncio.Protocol):
             if pid is not None:
                 session.discard_inflight(pid)
             return
-        if transport is None or self.state == "closed":
+        if transport is None or self.proto.phase == CLOSED:
             return
         stats = self.stats
         stats.messages_out += 1
         stats.bytes_out += size
         if self._held is not None:
-            if head is None:
-                self._held.append(data)
-            elif len(payload) >= _GATHER_MIN and type(payload) is bytes:
+            if len(payload) >= _GATHER_MIN and type(payload) is bytes:
                 self._held += (head, payload)  # released with one writev, as below
             else:
                 self._held.append(head + payload)
-        elif head is None:
-            transport.write(data)
         elif len(payload) >= _GATHER_MIN and type(payload) is bytes:
             # header and payload in one writev, without copying the payload;
             # only immutable bytes, as the transport may keep them queued
@@ -371,100 +379,37 @@ class Connection(asyncio.Protocol):
 
     def close(self, reason_code: int = 0, reason: str | None = None) -> None:
         """Server-side disconnect: DISCONNECT with a reason for 5.0, then close."""
-        if self.state == "closed":
-            return
-        if self.version >= MQTT_5 and self.state == "connected":
-            props = Properties(reason_string=reason) if reason else Properties()
-            self.send(Disconnect(reason_code, props))
-        self._release_held()  # what a driver sent before closing still goes out
-        self.state = "closed"
-        if self.transport is not None:
-            self.transport.close()
-
-    def protocol_error(self, exc: MQTTError) -> None:
-        client = self.connect.client_id if self.connect else None
-        log.warning(
-            "protocol error from %s (client id %r): %s [reason 0x%02X]; disconnecting",
-            self.peer,
-            client,
-            exc.message,
-            exc.reason_code,
-        )
-        if self.state == "await-connect" or self.state == "authenticating":
-            self.stats.refuse(_reason_name(exc.reason_code))
-        if self.state == "await-connect":
-            if exc.reason_code == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION:
-                self.write(_CONNACK_BAD_VERSION)
-            self.state = "closed"
-            if self.transport is not None:
-                self.transport.close()
-            return
-        self.close(exc.reason_code, exc.message)
+        closing = self.proto.close(reason_code, reason)
+        if closing is not None:
+            self._shut(closing.data)  # what a driver sent before closing still goes out
 
     # -- timers --------------------------------------------------------------
 
-    def _connect_timeout(self) -> None:
-        self._timer = None
-        if self.state in ("await-connect", "authenticating"):
-            self.stats.refuse("connect_timeout")
-            log.warning(
-                "no CONNECT from %s within %.0fs; closing",
-                self.peer,
-                self.server.config.connect_timeout,
-            )
-            self.close()
-
-    def _start_keepalive(self) -> None:
+    def _arm_timer(self) -> None:
+        """One timer for the machine's next deadline (CONNECT, keep alive)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.keep_alive > 0:
-            self._timer = asyncio.get_running_loop().call_later(
-                self.keep_alive * 1.5, self._check_keepalive
-            )
+        deadline = self.proto.deadline()
+        if deadline is not None:
+            delay = max(deadline - time.monotonic(), 0.0)
+            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
 
-    def _check_keepalive(self) -> None:
-        limit = self.keep_alive * 1.5
-        idle = time.monotonic() - self.last_rx
-        if idle >= limit:
-            self._timer = None
-            client = self.session.client_id if self.session else "?"
-            log.info(
-                "client %r (%s) silent for %.1fs (keep alive %ds); disconnecting",
-                client,
-                self.peer,
-                idle,
-                self.keep_alive,
-            )
-            self.close(ReasonCode.KEEP_ALIVE_TIMEOUT, "keep alive timeout")
-            return
-        self._timer = asyncio.get_running_loop().call_later(limit - idle, self._check_keepalive)
+    def _on_timer(self) -> None:
+        self._timer = None
+        closing = self.proto.timer_fired(time.monotonic())
+        if closing is not None:
+            self._on_close(closing)
+        else:
+            self._arm_timer()
 
     # -- CONNECT -------------------------------------------------------------
 
-    async def _authenticate(self, connect: Connect) -> None:
-        self.connect = connect
-        self.version = connect.protocol_level
+    async def _authenticate(self, request: ConnectRequest) -> None:
         server = self.server
-        client_id = connect.client_id
-        assigned: str | None = None
-        if not client_id:
-            if connect.protocol_level == MQTT_5:
-                assigned = client_id = server.new_client_id()
-            elif connect.clean_start and connect.protocol_level > MQTT_3_1:
-                client_id = server.new_client_id()
-            else:
-                self._refuse(
-                    ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "empty client id needs a clean session"
-                )
-                return
-        if connect.properties.authentication_method is not None:
-            self._refuse(
-                ReasonCode.BAD_AUTHENTICATION_METHOD,
-                f"authentication method {connect.properties.authentication_method!r} "
-                "is not supported",
-            )
-            return
+        connect = request.connect
+        client_id = request.client_id or server.new_client_id()
+        assigned = client_id if request.report_assigned else None
         info = ConnectInfo(
             client_id=client_id,
             username=connect.username,
@@ -481,16 +426,25 @@ class Connection(asyncio.Protocol):
         except Exception:
             log.exception("authenticator failed for client id %r from %s", client_id, self.peer)
             verdict = Refusal(ReasonCode.SERVER_UNAVAILABLE, "authentication failed")
-        if self.state != "authenticating":
+        if self.proto.phase != AUTHENTICATING:
             return  # the client went away meanwhile
         if isinstance(verdict, Refusal):
-            self._refuse(verdict.reason_code, verdict.message)
+            self._on_close(self.proto.refuse(verdict.reason_code, verdict.message))
             return
         refusal = server.takeover_refusal(client_id, verdict)
         if refusal is not None:
-            self._refuse(refusal.reason_code, refusal.message)
+            self._on_close(self.proto.refuse(refusal.reason_code, refusal.message))
             return
-        self._accept(connect, client_id, assigned, verdict)
+        session, present = server.attach(self, client_id, verdict, connect, request.session_expiry)
+        self.session = session
+        self.write(self.proto.accept(present, session.incoming_qos2, assigned))
+        self._arm_timer()
+        server.session_connected(session)
+        if present:
+            session.resend_inflight()
+            session.drain()
+        # what the client sent while it was authenticated
+        self._handle_events(self.proto)
 
     def _peer_cert(self) -> dict[str, Any] | None:
         if self.transport is None:
@@ -507,131 +461,11 @@ class Connection(asyncio.Protocol):
         der = ssl_object.getpeercert(binary_form=True)
         return der if isinstance(der, bytes) and der else None
 
-    def _refuse(self, reason: int, message: str) -> None:
-        client = self.connect.client_id if self.connect else ""
-        log.warning(
-            "refused CONNECT from %s (client id %r, user %r): %s [reason 0x%02X]",
-            self.peer,
-            client,
-            self.connect.username if self.connect else None,
-            message,
-            reason,
-        )
-        self.stats.refuse(_reason_name(reason))
-        self.send(Connack(False, connack_code_for(self.version, reason)))
-        self.state = "closed"
-        if self.transport is not None:
-            self.transport.close()
-
-    def _accept(
-        self, connect: Connect, client_id: str, assigned: str | None, identity: Identity
-    ) -> None:
-        server = self.server
-        config = server.config
-        v5 = self.version >= MQTT_5
-        if v5:
-            expiry = connect.properties.session_expiry_interval or 0
-        else:
-            expiry = 0 if connect.clean_start else config.max_session_expiry
-        expiry = min(expiry, config.max_session_expiry)
-        session, present = server.attach(self, client_id, identity, connect, expiry)
-        self.session = session
-        self.keep_alive = connect.keep_alive
-        props = Properties()
-        if v5:
-            props.assigned_client_identifier = assigned
-            props.maximum_packet_size = config.max_packet_size
-            props.topic_alias_maximum = config.topic_alias_maximum
-            props.retain_available = 1
-            props.wildcard_subscription_available = 1
-            props.subscription_identifier_available = 1
-            props.shared_subscription_available = 0
-            props.receive_maximum = config.limits.max_inflight
-            if (connect.properties.session_expiry_interval or 0) > config.max_session_expiry:
-                props.session_expiry_interval = config.max_session_expiry
-        self.send(Connack(present, 0, props))
-        self.state = "connected"
-        self._start_keepalive()
-        server.session_connected(session)
-        if present:
-            session.resend_inflight()
-            session.drain()
-        backlog, self.backlog = self.backlog, []
-        for packet in backlog:
-            if self.state != "connected":
-                break
-            try:
-                self.handle(packet)
-            except MQTTError as exc:
-                self.protocol_error(exc)
-                break
-
-    # -- packets after CONNECT ---------------------------------------------
-
-    def handle(self, packet: Packet) -> None:
-        session = self.session
-        assert session is not None
-        if isinstance(packet, Publish):
-            self._on_publish(session, packet)
-        elif isinstance(packet, Puback):
-            session.acknowledge(packet.packet_id)
-        elif isinstance(packet, Pubrec):
-            if packet.reason_code >= 0x80:
-                session.acknowledge(packet.packet_id)
-            elif session.received(packet.packet_id):
-                self.send(Pubrel(packet.packet_id))
-            else:
-                self.send(Pubrel(packet.packet_id, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
-        elif isinstance(packet, Pubcomp):
-            session.acknowledge(packet.packet_id)
-        elif isinstance(packet, Pubrel):
-            if packet.packet_id in session.incoming_qos2:
-                session.incoming_qos2.discard(packet.packet_id)
-                self.send(Pubcomp(packet.packet_id))
-            else:
-                self.send(Pubcomp(packet.packet_id, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
-        elif isinstance(packet, Subscribe):
-            self._on_subscribe(session, packet)
-        elif isinstance(packet, Unsubscribe):
-            self._on_unsubscribe(session, packet)
-        elif isinstance(packet, Pingreq):
-            self.send(Pingresp())
-        elif isinstance(packet, Disconnect):
-            self._on_disconnect(session, packet)
-        elif isinstance(packet, Connect):
-            raise MQTTError("second CONNECT on one connection", ReasonCode.PROTOCOL_ERROR)
-        elif isinstance(packet, Auth):
-            raise MQTTError("AUTH without an authentication method", ReasonCode.PROTOCOL_ERROR)
-        else:
-            raise MQTTError(f"unexpected {type(packet).__name__}", ReasonCode.PROTOCOL_ERROR)
-
-    def _resolve_alias(self, packet: Publish) -> str:
-        props = packet.given_properties
-        alias = None if props is None else props.topic_alias
-        if alias is None:
-            return packet.topic
-        if alias == 0 or alias > self.server.config.topic_alias_maximum:
-            raise MQTTError(f"topic alias {alias} out of range", ReasonCode.TOPIC_ALIAS_INVALID)
-        if packet.topic:
-            self.topic_aliases[alias] = packet.topic
-            return packet.topic
-        topic = self.topic_aliases.get(alias)
-        if topic is None:
-            raise MQTTError(f"unknown topic alias {alias}", ReasonCode.PROTOCOL_ERROR)
-        return topic
-
     def _on_publish(self, session: Session, packet: Publish) -> None:
         self.stats.messages_in += 1
-        topic = self._resolve_alias(packet) if self.version >= MQTT_5 else packet.topic
+        topic = packet.topic  # an alias already resolved by the rules
         qos = packet.qos
         pid = packet.packet_id
-        if qos == 2:
-            if pid in session.incoming_qos2:
-                self.send(Pubrec(pid))  # a re-sent QoS 2 message: acknowledged, not routed again
-                return
-            if len(session.incoming_qos2) >= self.server.config.limits.max_inflight:
-                self._over_inflight(session)
-                return
         acl = session.identity.acl
         if acl is not None and not acl.can_publish(topic):
             log.warning(
@@ -645,8 +479,6 @@ class Connection(asyncio.Protocol):
         server = self.server
         handler = server.interceptor_for(topic)
         if handler is not None:
-            if topic != packet.topic:
-                packet.topic = topic
             if not qos:
                 # No acknowledgement, so no verdict to wait for and no replies to
                 # hold back behind one: they go out as the handler sends them.
@@ -659,7 +491,7 @@ class Connection(asyncio.Protocol):
             def acknowledge(verdict: int | None) -> None:
                 if handling:
                     verdicts.append(verdict)  # a plain handler: acknowledged below
-                elif qos and verdict != NO_ACK and self.state == "connected":
+                elif qos and verdict != NO_ACK and self.proto.phase == CONNECTED:
                     self._ack_publish(qos, pid, verdict or 0)
 
             self._held = []
@@ -668,9 +500,9 @@ class Connection(asyncio.Protocol):
             finally:
                 handling = False
                 held = self._take_held()
-            if verdicts and qos and verdicts[0] != NO_ACK and self.state == "connected":
+            if verdicts and qos and verdicts[0] != NO_ACK and self.proto.phase == CONNECTED:
                 self._ack_publish(qos, pid, verdicts[0] or 0)
-            if held and self.transport is not None and self.state != "closed":
+            if held and self.transport is not None and self.proto.phase != CLOSED:
                 self.transport.writelines(held)
             return
         message = Message.from_publish(
@@ -694,36 +526,10 @@ class Connection(asyncio.Protocol):
         if qos:
             self._ack_publish(qos, pid, reason)
 
-    def _over_inflight(self, session: Session) -> None:
-        """A QoS 2 PUBLISH past the in-flight limit (our Receive Maximum).
-
-        MQTT 5 names this a protocol violation (DISCONNECT 0x93); 3.1.1 has no
-        such limit, so the PUBLISH is dropped unacknowledged and the client
-        sends it again once its earlier ones are released.
-        """
-        limit = self.server.config.limits.max_inflight
-        session.warn_once(
-            "inflight", f"has {limit} QoS 2 messages in flight, the most it may (Receive Maximum)"
-        )
-        if self.version >= MQTT_5:
-            self.close(ReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded")
-
     def _ack_publish(self, qos: int, pid: int | None, reason: int) -> None:
-        if pid is None or qos == 0:
-            return
-        if self.version < MQTT_5:
-            reason = 0  # 3.1.1 acknowledgements carry no reason
-        if qos == 1:
-            if reason == 0 and 0 < pid <= 0xFFFF:
-                # the shortest form, as the codec encodes it for every version
-                self.write(bytes((0x40, 2, pid >> 8, pid & 0xFF)))
-            else:
-                self.send(Puback(pid, reason))
-        else:
-            if reason < 0x80:
-                assert self.session is not None
-                self.session.incoming_qos2.add(pid)
-            self.send(Pubrec(pid, reason))
+        data = self.proto.ack_publish(qos, pid, reason)
+        if data:
+            self.write(data)
 
     def _on_subscribe(self, session: Session, packet: Subscribe) -> None:
         v5 = self.version >= MQTT_5
@@ -778,7 +584,7 @@ class Connection(asyncio.Protocol):
             codes.append(options.qos)
             if options.retain_handling == 0 or (options.retain_handling == 1 and not existed):
                 retained.append((topic_filter, options, existed))
-        self.send(Suback(packet.packet_id, codes))
+        self.write(self.proto.suback(packet.packet_id, codes))
         for topic_filter, options, _ in retained:
             self.server.send_retained(session, topic_filter, options)
         for i, sub in enumerate(packet.subscriptions):
@@ -790,19 +596,4 @@ class Connection(asyncio.Protocol):
         for topic_filter in packet.topic_filters:
             removed = self.server.unsubscribe_session(session, topic_filter)
             codes.append(0 if removed else ReasonCode.NO_SUBSCRIPTION_EXISTED)
-        self.send(Unsuback(packet.packet_id, codes if self.version >= MQTT_5 else []))
-
-    def _on_disconnect(self, session: Session, packet: Disconnect) -> None:
-        if self.version >= MQTT_5:
-            new_expiry = packet.properties.session_expiry_interval
-            if new_expiry is not None:
-                if session.expiry_interval == 0 and new_expiry > 0:
-                    raise MQTTError(
-                        "session expiry set at DISCONNECT after 0 at CONNECT",
-                        ReasonCode.PROTOCOL_ERROR,
-                    )
-                session.expiry_interval = min(new_expiry, self.server.config.max_session_expiry)
-        self.graceful = packet.reason_code != ReasonCode.DISCONNECT_WITH_WILL
-        self.state = "closed"
-        if self.transport is not None:
-            self.transport.close()
+        self.write(self.proto.unsuback(packet.packet_id, codes))

@@ -14,12 +14,16 @@
 - a driver may *intercept* topic patterns: PUBLISHes on them are handed to
   the driver with the sending session instead of being routed;
 - a driver may *deliver* a PUBLISH straight to one session (see
-  ``MQTTServer.deliver`` and ``Session.send``), subscribed or not.
+  ``MQTTServer.deliver`` and ``Client.send``), subscribed or not.
+
+Drivers see the endpoint only through :class:`Endpoint` and each client
+only through :class:`Client`; the concrete server and session classes (their
+queues, in-flight messages and connections) are the endpoint's own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -28,7 +32,6 @@ from otahub.mqtt.reason_codes import ReasonCode
 
 if TYPE_CHECKING:
     from otahub.mqtt.packets import Publish
-    from otahub.mqtt.session import Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,16 +113,117 @@ AnonymousPolicy = Callable[[ConnectInfo, bool], "Acl | None"]
 # acknowledgements carry none), NO_ACK = no acknowledgement at all. What a
 # plain handler sends meanwhile goes out after the acknowledgement; a
 # coroutine's sends go out as they happen, its acknowledgement last.
-InterceptHandler = Callable[["Session", "Publish"], "Awaitable[int | None] | int | None"]
+InterceptHandler = Callable[["Client", "Publish"], "Awaitable[int | None] | int | None"]
 NO_ACK: Final = -1
 
 # Called when a session connects (after CONNACK) or its connection ends
 # (closed, lost, or taken over by a new connection with the same client id).
-SessionObserver = Callable[["Session"], "Awaitable[None] | None"]
+SessionObserver = Callable[["Client"], "Awaitable[None] | None"]
 
 # Called with each topic filter a session was granted, after the SUBACK and
 # the retained messages it brought: what a driver sends then arrives after them.
-SubscriptionObserver = Callable[["Session", str], "Awaitable[None] | None"]
+SubscriptionObserver = Callable[["Client", str], "Awaitable[None] | None"]
 
 # An in-process subscriber: gets every routed message matching its filter.
 MessageCallback = Callable[["Publish"], "Awaitable[None] | None"]
+
+
+class Client(Protocol):
+    """One client of the endpoint, as drivers see it: what hooks are handed.
+
+    It stands for the client id's session, which may outlive a connection
+    (``connected`` says whether one is up). Clients compare and hash by
+    identity: a driver may key its own state by them.
+    """
+
+    def __hash__(self) -> int: ...
+
+    @property
+    def client_id(self) -> str: ...
+
+    @property
+    def identity(self) -> Identity:
+        """Who it is, as the accepting authenticator (or the anonymous policy) saw it."""
+        ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def is_v5(self) -> bool:
+        """Whether it speaks MQTT 5.0 (else 3.1.1)."""
+        ...
+
+    def send(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        """Deliver one message to it, whether or not it subscribed; with QoS 1/2 it
+        waits for the client's next connection if the session outlives this one."""
+        ...
+
+    def disconnect(self, reason_code: int = 0, reason: str | None = None) -> None:
+        """End its connection (a DISCONNECT with the reason first, in MQTT 5.0)."""
+        ...
+
+    def is_subscribed(self, topic: str) -> bool:
+        """Whether one of its subscriptions matches ``topic``."""
+        ...
+
+    def subscription_qos(self, topic: str) -> int | None:
+        """The highest QoS its subscriptions matching ``topic`` were granted; None
+        when none matches."""
+        ...
+
+    def run_in_order(self, call: Callable[[], Awaitable[None] | None]) -> None:
+        """Run driver code after what drivers still do with its earlier messages
+        (and before what they do with later ones)."""
+        ...
+
+    async def handled(self) -> None:
+        """Wait until driver code has done with everything queued for it."""
+        ...
+
+
+class Endpoint(Protocol):
+    """The MQTT endpoint as drivers see it: the hooks they install, the hub's own
+    publishing and subscribing, and the clients connected now."""
+
+    def add_authenticator(
+        self, authenticator: Authenticator, listeners: set[str] | None = None
+    ) -> None:
+        """Consulted in order; the first that does not pass (None) decides."""
+        ...
+
+    def set_certificate_check(self, check: CertificateCheck | None) -> None: ...
+
+    def set_anonymous_policy(self, policy: AnonymousPolicy | None) -> None: ...
+
+    def intercept(self, pattern: str, handler: InterceptHandler) -> Callable[[], None]:
+        """Claim a topic pattern; returns a function that releases the claim."""
+        ...
+
+    def on_session_connected(self, observer: SessionObserver) -> None: ...
+
+    def on_session_disconnected(self, observer: SessionObserver) -> None: ...
+
+    def on_subscribed(self, observer: SubscriptionObserver) -> Callable[[], None]:
+        """Be told of every accepted subscription; returns a function that stops it."""
+        ...
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> int:
+        """Publish as the hub itself: routed and retained like any message; returns
+        how many subscribers got it."""
+        ...
+
+    async def subscribe_replayed(
+        self, topic_filter: str, callback: MessageCallback
+    ) -> Callable[[], None]:
+        """An in-process subscription, returning once the retained messages it matched
+        are handled; returns a function that ends it."""
+        ...
+
+    def clients(self) -> Iterable[Client]:
+        """The clients connected now."""
+        ...
+
+    def spawn(self, awaitable: Awaitable[Any]) -> None:
+        """Run ``awaitable`` as a task the endpoint waits for (or cancels) when it closes."""
+        ...

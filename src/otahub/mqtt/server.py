@@ -311,6 +311,18 @@ class MQTTServer:
     def session(self, client_id: str) -> Session | None:
         return self.sessions.get(client_id)
 
+    def clients(self) -> list[Session]:
+        """The sessions with a live connection (``hooks.Endpoint.clients``)."""
+        return [session for session in self.sessions.values() if session.connection is not None]
+
+    def connection_identities(self) -> list[Identity | None]:
+        """Who each open connection is: None while its CONNECT is not accepted yet."""
+        identities: list[Identity | None] = []
+        for conn in list(self.connections):
+            session = conn.session
+            identities.append(None if session is None else session.identity)
+        return identities
+
     def deliver(
         self,
         client_id: str,

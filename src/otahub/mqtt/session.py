@@ -18,6 +18,7 @@ from otahub.mqtt.handler_queue import Call, HandlerQueue
 from otahub.mqtt.hooks import Identity
 from otahub.mqtt.message import Message
 from otahub.mqtt.packets import MQTT_5, Properties, Will
+from otahub.mqtt.topics import topic_matches
 
 if TYPE_CHECKING:
     from otahub.mqtt.connection import Connection
@@ -65,10 +66,12 @@ class Outgoing:
 class Session:
     """What the server keeps for one client id.
 
-    Drivers get a session with every intercepted message; ``client_id``,
-    ``identity``, ``protocol_level`` and ``connected`` describe it, ``send``
-    delivers straight to it, ``disconnect`` ends its connection and
-    ``run_in_order`` runs driver code in line with its messages.
+    Drivers get a session with every intercepted message, but see it only as
+    an ``otahub.mqtt.hooks.Client``: ``client_id``, ``identity``, ``is_v5``
+    and ``connected`` describe it, ``send`` delivers straight to it,
+    ``disconnect`` ends its connection, ``is_subscribed`` and
+    ``subscription_qos`` read its subscriptions and ``run_in_order`` runs
+    driver code in line with its messages.
     """
 
     def __init__(
@@ -134,6 +137,19 @@ class Session:
         """End the session's network connection (DISCONNECT first for 5.0)."""
         if self.connection is not None:
             self.connection.close(reason_code, reason)
+
+    def is_subscribed(self, topic: str) -> bool:
+        """Whether one of its subscriptions matches ``topic``."""
+        return self.subscription_qos(topic) is not None
+
+    def subscription_qos(self, topic: str) -> int | None:
+        """The highest QoS its subscriptions matching ``topic`` were granted; None
+        when none matches."""
+        granted: int | None = None
+        for topic_filter, options in self.subscriptions.items():
+            if topic_matches(topic_filter, topic) and (granted is None or options.qos > granted):
+                granted = options.qos
+        return granted
 
     def run_in_order(self, call: Call) -> None:
         """Run driver code for this session after what drivers still do with its

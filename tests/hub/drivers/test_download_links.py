@@ -1,10 +1,12 @@
-"""The signing key of download links: created once, kept, taken over from older hubs."""
+"""The signing key of download links: created once, kept, taken over from older hubs,
+shared by every hub on one database."""
 
 from __future__ import annotations
 
 import stat
 from pathlib import Path
 
+from otahub.hub.core import CoreConfig, HubCore
 from otahub.hub.drivers.download_links import KEY_FILE, LinkSigner, load_or_create_key
 
 
@@ -34,3 +36,22 @@ def test_token_is_bound_to_purpose_update_and_resource() -> None:
     assert not signer.check(
         "enos-update", 7, "abc", token[:-1] + ("0" if token[-1] != "0" else "1")
     )
+
+
+async def test_hubs_on_one_database_sign_with_the_first_hubs_key(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A link one hub handed out is honoured by every other hub on the database."""
+    a = HubCore(CoreConfig(data_dir=tmp_path / "a", database_url=database_url))
+    b = HubCore(CoreConfig(data_dir=tmp_path / "b", database_url=database_url))
+    own_a = load_or_create_key(tmp_path / "a")
+    assert load_or_create_key(tmp_path / "b") != own_a
+    try:
+        await a.start()
+        await b.start()
+        assert a.links.key == b.links.key == own_a  # the first hub's key, kept for its links
+        token = a.links.token("enos-update", 7, "abc")
+        assert b.links.check("enos-update", 7, "abc", token)
+    finally:
+        await a.close()
+        await b.close()

@@ -455,9 +455,17 @@ def test_timeout_fails_a_stuck_update(api: Api) -> None:
     assert state["transitions"][-1]["source"] == "timeout"
 
 
+def _wait_until(condition: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
 def test_broken_upload_leaves_nothing_behind(api: Api) -> None:
     title = unique("broken")
     host, port = "127.0.0.1", api.hub.http_port
+    tmp = api.hub.data_dir / "blobs" / "tmp"
     with socket.create_connection((host, port)) as sock:
         sock.sendall(
             (
@@ -467,11 +475,11 @@ def test_broken_upload_leaves_nothing_behind(api: Api) -> None:
             ).encode()
             + DATA[:300_000]
         )
-    tmp = api.hub.data_dir / "blobs" / "tmp"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and list(tmp.iterdir()):
-        time.sleep(0.05)
-    assert list(tmp.iterdir()) == []
+        # The client goes away only once the hub writes the upload: looked at
+        # right after the close, blobs/tmp was still empty because the hub had
+        # not begun yet, and its file could appear just after that look.
+        _wait_until(lambda: list(tmp.iterdir()), "the hub to begin writing the upload")
+    _wait_until(lambda: not list(tmp.iterdir()), "the upload's temporary file to be removed")
     assert api.client.get("/firmware", params={"title": title}).json() == []
     # The same title and version can be uploaded properly afterwards.
     upload(api, title, version="1")

@@ -4,6 +4,7 @@ files that go away while they are sent, and many range requests at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import socket
@@ -17,6 +18,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request, Response
+from starlette.requests import ClientDisconnect
 
 from otahub.hub.http.files import file_response
 from otahub.hub.http.listener import HubHttpServer
@@ -125,6 +127,36 @@ def test_package_deleted_while_being_sent_is_sent_whole_from_the_old_file(
     assert httpx.get(f"{hub.http_url}{package['content_url']}").status_code == 404
 
 
+def test_file_replaced_while_being_sent_is_sent_whole_from_the_old_file(hub: HubProcess) -> None:
+    """A thin-edge file PUT over one being downloaded: the download goes on with
+    the old bytes (the listener sends from the descriptor opened for it), the
+    next one gets the new file; the first download of a URL runs through the
+    app, the next ones directly (direct.py), and both are covered."""
+    path = "/te/v1/files/replaced-child/config/big.bin"
+    current = os.urandom(24 * MIB)
+    r = httpx.put(f"{hub.http_url}{path}", content=current, timeout=60)
+    assert r.status_code == 201, r.text
+    for _ in range(3):
+        sock = _slow_reader(hub, path)
+        try:
+            head, body = _read_head(sock)
+            assert head.startswith(b"HTTP/1.1 200 "), head
+            assert f"content-length: {len(current)}".encode() in head.lower()
+            replacement = os.urandom(len(current))
+            r = httpx.put(f"{hub.http_url}{path}", content=replacement, timeout=60)
+            assert r.status_code == 201, r.text
+            while len(body) < len(current):
+                chunk = sock.recv(MIB)
+                assert chunk, f"connection closed after {len(body)} of {len(current)} bytes"
+                body += chunk
+        finally:
+            sock.close()
+        assert bytes(body) == current
+        assert httpx.get(f"{hub.http_url}{path}", timeout=60).content == replacement
+        current = replacement
+    assert "Traceback" not in hub.log()
+
+
 async def _range_request(port: int, path: str, start: int, stop: int) -> tuple[bytes, bytes]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -211,7 +243,7 @@ def test_a_client_that_closes_its_side_after_the_request_gets_the_answer(hub: Hu
     assert bytes(body) == data
 
 
-def test_file_bodies_whole_and_ranged_go_out_with_sendfile(
+def test_file_bodies_whole_and_ranged_go_out_with_sendfile_small_ones_with_the_head(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = os.urandom(3 * MIB + 5)
@@ -248,6 +280,88 @@ def test_file_bodies_whole_and_ranged_go_out_with_sendfile(
         part = httpx.get(url, headers={"Range": "bytes=1000000-1999999"}, timeout=30)
         assert part.status_code == 206 and part.content == data[1_000_000:2_000_000]
         assert calls[0] == (1_000_000, 1_000_000)
+        calls.clear()
+        # a small range goes out with the head, in one send
+        small = httpx.get(url, headers={"Range": "bytes=5-65540"}, timeout=30)
+        assert small.status_code == 206 and small.content == data[5:65541]
+        assert calls == []
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+class _Uploads:
+    """An in-process listener whose POST route reads the body and says how it ended."""
+
+    def __init__(self, body_timeout: float, wait_before_reading: float = 0.0) -> None:
+        self.ended: list[str] = []
+        app = FastAPI()
+
+        @app.post("/upload")
+        async def upload(request: Request) -> Response:
+            await asyncio.sleep(wait_before_reading)
+            received = 0
+            try:
+                async for chunk in request.stream():
+                    received += len(chunk)
+            except ClientDisconnect:
+                self.ended.append(f"disconnect after {received}")
+                raise
+            self.ended.append(f"complete {received}")
+            return Response(str(received))
+
+        self.server = HubHttpServer(
+            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+        )
+        self.server.body_timeout = body_timeout
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> _Uploads:
+        self.thread.start()
+        _wait_for(lambda: self.server.started, "the listener to start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    def post(self, length: int) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.server.port), timeout=30)
+        sock.sendall(
+            f"POST /upload HTTP/1.1\r\nHost: hub\r\nContent-Length: {length}\r\n\r\n".encode()
+        )
+        return sock
+
+
+def test_a_handed_over_body_that_stops_arriving_is_cut_after_the_body_timeout() -> None:
+    with _Uploads(body_timeout=1.0) as uploads:
+        sock = uploads.post(1_000_000)
+        try:
+            sock.sendall(b"x" * 1000)  # then nothing, the connection left open
+            started = time.monotonic()
+            with contextlib.suppress(ConnectionResetError):  # an abortive close
+                assert sock.recv(65536) == b""  # the hub closed it
+            assert time.monotonic() - started < 10
+        finally:
+            sock.close()
+        _wait_for(lambda: uploads.ended, "the app to see the disconnect")
+        assert uploads.ended == ["disconnect after 1000"]
+
+
+def test_a_slow_body_or_a_slow_app_is_not_cut() -> None:
+    # bytes keep coming, slower than the whole timeout in total
+    with _Uploads(body_timeout=1.0) as uploads:
+        with uploads.post(10) as sock:
+            for _ in range(5):
+                sock.sendall(b"xx")
+                time.sleep(0.4)
+            head, _ = _read_head(sock)
+            assert head.startswith(b"HTTP/1.1 200 ")
+        assert uploads.ended == ["complete 10"]
+    # the app reads late: the body waits in the socket (reading paused), not the client
+    with _Uploads(body_timeout=1.0, wait_before_reading=3.0) as uploads:
+        with uploads.post(2 * MIB) as sock:
+            sock.sendall(os.urandom(2 * MIB))
+            head, _ = _read_head(sock)
+            assert head.startswith(b"HTTP/1.1 200 ")
+        assert uploads.ended == [f"complete {2 * MIB}"]

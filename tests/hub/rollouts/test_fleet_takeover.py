@@ -36,13 +36,6 @@ pytestmark = pytest.mark.slow
 DEVICES = 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the surviving hub takes the rollout over (lease) but does not deliver the updates "
-    "the dead hub had created or sent: its drivers learn of updates from in-process events "
-    "and at their own start only, so those devices stay pending/sent and stage 2 never "
-    "reaches its threshold",
-)
 def test_second_hub_takes_over_a_fleet_rollout_when_the_driving_hub_is_killed(
     postgres: PostgresServer, tmp_path: Path
 ) -> None:

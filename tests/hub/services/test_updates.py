@@ -13,6 +13,7 @@ from otahub.hub.services.errors import Conflict, Invalid, NotFound
 from otahub.hub.services.events import DeviceDeleted, Event, UpdateCreated, UpdateTransitioned
 from otahub.hub.services.firmware import PackageMeta
 from otahub.hub.services.updates import UpdateRequest
+from otahub.hub.services.views import UpdateView
 from otahub.hub.store.models import utcnow
 from tests.hub.conftest import chunks
 
@@ -243,10 +244,10 @@ async def test_update_whose_driver_raises_while_starting_it_fails_at_once_with_t
 ) -> None:
     await _setup(core)
 
-    async def broken_start(event: Event) -> None:
+    async def broken_start(update: UpdateView) -> None:
         raise ConnectionError("broker unreachable")
 
-    core.bus.subscribe(broken_start, UpdateCreated)
+    core.updates.set_starter("thingsboard", broken_start)
     update = await core.updates.create(UpdateRequest("dev1", "CIM-168", "1.0.1"))
     assert (update.state, update.code) == ("failed", "start_failed")
     assert update.reason == (
@@ -262,16 +263,42 @@ async def test_update_whose_driver_raises_while_starting_it_fails_at_once_with_t
     assert await core.updates.active_for("dev1") is None
 
 
+async def test_new_update_goes_to_its_dialects_starter_after_the_observers_heard_of_it(
+    core: HubCore,
+) -> None:
+    await _setup(core)
+    await core.devices.create(DeviceSpec(name="dev2", dialect="tedge-legacy"))
+    heard: list[str] = []
+
+    async def observer(event: Event) -> None:
+        assert isinstance(event, UpdateCreated)
+        heard.append(f"event {event.update.device}")
+        raise RuntimeError("a broken observer fails no update")
+
+    async def thingsboard(update: UpdateView) -> None:
+        heard.append(f"thingsboard {update.device}")
+
+    async def legacy(update: UpdateView) -> None:
+        heard.append(f"legacy {update.device}")
+
+    core.bus.subscribe(observer, UpdateCreated)
+    core.updates.set_starter("thingsboard", thingsboard)
+    core.updates.set_starter("tedge-legacy", legacy)
+    first = await core.updates.create(UpdateRequest("dev1", "CIM-168", "1.0.1"))
+    second = await core.updates.create(UpdateRequest("dev2", "CIM-168", "1.0.1"))
+    assert heard == ["event dev1", "thingsboard dev1", "event dev2", "legacy dev2"]
+    assert first.state == second.state == "pending"
+
+
 async def test_start_failure_leaves_an_update_the_driver_already_ended_as_it_is(
     core: HubCore,
 ) -> None:
     await _setup(core)
 
-    async def fail_then_raise(event: Event) -> None:
-        assert isinstance(event, UpdateCreated)
-        await core.updates.transition(event.update.id, "failed", reason="no route", source="drv")
+    async def fail_then_raise(update: UpdateView) -> None:
+        await core.updates.transition(update.id, "failed", reason="no route", source="drv")
         raise RuntimeError("and then a bug")
 
-    core.bus.subscribe(fail_then_raise, UpdateCreated)
+    core.updates.set_starter("thingsboard", fail_then_raise)
     update = await core.updates.create(UpdateRequest("dev1", "CIM-168", "1.0.1"))
     assert (update.state, update.reason) == ("failed", "no route")

@@ -8,8 +8,7 @@ from otahub.hub.device_auth.passwords import verify_password_async
 from otahub.hub.services.devices import PASSWORD_DIALECTS, DeviceService
 from otahub.hub.services.errors import NotFound
 from otahub.hub.services.views import DeviceView
-from otahub.mqtt.hooks import ConnectInfo, Identity, Refusal
-from otahub.mqtt.reason_codes import ReasonCode
+from otahub.mqtt import ConnectInfo, Identity, ReasonCode, Refusal
 
 
 class DevicePasswordAuthenticator:

@@ -15,8 +15,7 @@ from collections.abc import Callable, Mapping
 from otahub.hub.device_auth.certificates import CertIdentity, CertificateError, identify_der
 from otahub.hub.services.devices import DeviceService
 from otahub.hub.services.views import DeviceView
-from otahub.mqtt.hooks import ConnectInfo, Identity, Refusal
-from otahub.mqtt.reason_codes import ReasonCode
+from otahub.mqtt import ConnectInfo, Identity, ReasonCode, Refusal
 
 log = logging.getLogger("otahub.hub.device_auth")
 

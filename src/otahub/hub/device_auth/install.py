@@ -14,15 +14,13 @@ from otahub.hub.services.devices import GATEWAY_DIALECT, PASSWORD_DIALECTS
 from otahub.hub.services.errors import NotFound
 from otahub.hub.services.events import DeviceCreated, DeviceCredentialsChanged, DeviceDeleted, Event
 from otahub.hub.services.views import DeviceView
-from otahub.mqtt.hooks import Acl, ConnectInfo
-from otahub.mqtt.reason_codes import ReasonCode
-from otahub.mqtt.server import MQTTServer
+from otahub.mqtt import Acl, ConnectInfo, Endpoint, ReasonCode
 
 log = logging.getLogger("otahub.hub.device_auth")
 
 
 async def install_device_auth(
-    core: HubCore, mqtt: MQTTServer, certificates: CertificateCheck | None = None
+    core: HubCore, mqtt: Endpoint, certificates: CertificateCheck | None = None
 ) -> Callable[[], None]:
     """Before the drivers' own authenticators: a device name as user name is ours;
     with ``certificates``, a TLS client certificate names its device.
@@ -74,18 +72,16 @@ async def record_owner(core: HubCore, directory: DeviceDirectory, device: Device
     log.info("device %s belongs to gateway %s", device.name, gateway)
 
 
-def end_sessions_of(mqtt: MQTTServer, device: str, dialect: str) -> None:
+def end_sessions_of(mqtt: Endpoint, device: str, dialect: str) -> None:
     """Close the connections logged in as ``device``: its old credentials no longer hold."""
-    for session in list(mqtt.sessions.values()):
-        identity = session.identity
-        connection = session.connection
+    for client in list(mqtt.clients()):
+        identity = client.identity
         if identity.anonymous or identity.name != device or identity.dialect != dialect:
             continue
-        if connection is not None:
-            log.info(
-                "closing %r of %s device %s: credentials changed",
-                session.client_id,
-                dialect,
-                device,
-            )
-            connection.close(ReasonCode.NOT_AUTHORIZED, "credentials changed")
+        log.info(
+            "closing %r of %s device %s: credentials changed",
+            client.client_id,
+            dialect,
+            device,
+        )
+        client.disconnect(ReasonCode.NOT_AUTHORIZED, "credentials changed")

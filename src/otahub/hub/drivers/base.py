@@ -9,18 +9,17 @@ from typing import ClassVar
 from fastapi import FastAPI
 
 from otahub.hub.core import HubCore
-from otahub.hub.services.views import DeviceView
+from otahub.hub.services.views import DeviceView, UpdateView
 from otahub.hub.settings import HubSettings
 from otahub.hub.transport import MessageTransport
-from otahub.mqtt.hooks import Identity
-from otahub.mqtt.server import MQTTServer
+from otahub.mqtt import Endpoint, Identity
 
 
 @dataclass(slots=True)
 class DriverContext:
     core: HubCore
     # the hub's own MQTT endpoint (ThingsBoard and EnOS devices always connect here)
-    mqtt: MQTTServer
+    mqtt: Endpoint
     # where the thin-edge dialects publish and subscribe: the hub's own endpoint,
     # or an external broker with --broker
     transport: MessageTransport
@@ -36,7 +35,9 @@ class Driver(ABC):
     """One dialect on the hub.
 
     ``start`` installs the driver's MQTT hooks and event-bus subscriptions,
-    ``mount`` adds its HTTP routes (if any), ``stop`` undoes what ``start`` did.
+    and registers ``start_update`` with the update service
+    (``UpdateService.set_starter``); ``mount`` adds its HTTP routes (if any),
+    ``stop`` undoes what ``start`` did.
     """
 
     dialect: ClassVar[str]
@@ -53,6 +54,14 @@ class Driver(ABC):
 
     @abstractmethod
     async def start(self) -> None: ...
+
+    @abstractmethod
+    async def start_update(self, update: UpdateView) -> None:
+        """Deliver a new update of this dialect to its device (or queue it to be).
+
+        Called by the update service once the update is committed; what it
+        raises fails the update, and whoever created it sees it failed.
+        """
 
     async def stop(self) -> None:  # noqa: B027  (optional hook)
         """Release what start() acquired; nothing by default."""

@@ -15,25 +15,29 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Hashable
+from typing import Generic, TypeVar
 
 from otahub.hub.services.devices import DeviceService
 from otahub.hub.services.errors import NotFound
 
 log = logging.getLogger("otahub.hub.drivers")
 
+# what a driver counts as a sign of life: a session, or a status it reads
+Sign = TypeVar("Sign", bound=Hashable)
 
-class Presence:
+
+class Presence(Generic[Sign]):
     def __init__(self, devices: DeviceService, dialect: str) -> None:
         self.devices = devices
         self.dialect = dialect
         # device -> live signs, in the order they appeared (dicts keep it)
-        self._signs: dict[str, dict[Hashable, None]] = {}
+        self._signs: dict[str, dict[Sign, None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         # a sign that stands for several devices (a session waiting for the
         # commands of a gateway's children) -> those devices
-        self._devices_of: dict[Hashable, set[str]] = {}
+        self._devices_of: dict[Sign, set[str]] = {}
 
-    def signs(self, device: str) -> list[Hashable]:
+    def signs(self, device: str) -> list[Sign]:
         """The device's live signs, oldest first."""
         return list(self._signs.get(device, ()))
 
@@ -46,14 +50,14 @@ class Presence:
             if device.online and not self.is_online(device.name):
                 await self.write(device.name)
 
-    async def add(self, device: str, sign: Hashable) -> None:
+    async def add(self, device: str, sign: Sign) -> None:
         signs = self._signs.setdefault(device, {})
         if sign in signs:
             return
         signs[sign] = None
         await self.write(device)
 
-    async def remove(self, device: str, sign: Hashable) -> None:
+    async def remove(self, device: str, sign: Sign) -> None:
         signs = self._signs.get(device)
         if signs is None or sign not in signs:
             return
@@ -62,19 +66,19 @@ class Presence:
             del self._signs[device]
         await self.write(device)
 
-    async def add_for(self, device: str, sign: Hashable) -> None:
+    async def add_for(self, device: str, sign: Sign) -> None:
         """Like :meth:`add`, remembering the device under ``sign`` for :meth:`ended`."""
         self._devices_of.setdefault(sign, set()).add(device)
         await self.add(device, sign)
 
-    def ended(self, sign: Hashable) -> Awaitable[None] | None:
+    def ended(self, sign: Sign) -> Awaitable[None] | None:
         """``sign`` (a session) ended: every device added for it loses it."""
         devices = self._devices_of.pop(sign, None)
         if not devices:
             return None
         return self._remove_from(devices, sign)
 
-    async def _remove_from(self, devices: set[str], sign: Hashable) -> None:
+    async def _remove_from(self, devices: set[str], sign: Sign) -> None:
         for device in devices:
             await self.remove(device, sign)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, FastAPI
+from collections.abc import Mapping
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from otahub import __version__
 from otahub.hub.core import HubCore
@@ -22,6 +24,8 @@ from otahub.hub.http import (
     updates,
 )
 from otahub.hub.http.auth import AdminAuth
+from otahub.hub.http.direct import direct_routes
+from otahub.hub.store.ids import is_row_id
 
 API_PREFIX = "/api/v1"
 DOCS_URL = f"{API_PREFIX}/docs"
@@ -51,7 +55,8 @@ def create_http_app(core: HubCore, *, admin_token: str | None, admin: bool = Tru
     if not admin:
         return app
     docs.install(app, docs_url=DOCS_URL, openapi_url=OPENAPI_URL)
-    auth = [Depends(AdminAuth(admin_token))]
+    admin_auth = AdminAuth(admin_token)
+    auth = [Depends(admin_auth)]
     app.include_router(metrics.router, dependencies=auth)
     api = APIRouter(prefix=API_PREFIX, dependencies=auth)
     api.include_router(integrity.router)  # before firmware's /{package_id} routes
@@ -62,6 +67,20 @@ def create_http_app(core: HubCore, *, admin_token: str | None, admin: bool = Tru
     api.include_router(groups.router)
     api.include_router(rollouts.router)
     app.include_router(api)
+    _direct_content(app, core, admin_auth)
     # the dashboard follows the admin API: on its listener, behind the same token
     mount_dashboard(app, core, admin_token=admin_token)
     return app
+
+
+def _direct_content(app: FastAPI, core: HubCore, admin_auth: AdminAuth) -> None:
+    """The content route, run by the listener without FastAPI when the token is right."""
+
+    async def content(request: Request, params: Mapping[str, str]) -> Response | None:
+        package_id = int(params["package_id"])
+        if not is_row_id(package_id) or not admin_auth.allows(request.headers.get("authorization")):
+            return None  # the app's answer: 422, 401
+        return await firmware.content(core, request, package_id)
+
+    pattern = rf"{API_PREFIX}/firmware/(?P<package_id>[0-9]{{1,19}})/content"
+    direct_routes(app).add(firmware.CONTENT_ROUTE, pattern, content)

@@ -46,6 +46,20 @@ class AdminAuth:
     def __init__(self, token: str | None) -> None:
         self._token = token.encode() if token else None
 
+    def allows(self, authorization: str | None) -> bool:
+        """Whether an ``Authorization`` header value passes, parsed as the dependency
+        parses it; for routes run without the framework (``direct.py``), which
+        leave every refusal, and its answer, to the dependency."""
+        if self._token is None:
+            return True
+        scheme, _, credentials = (authorization or "").partition(" ")
+        given = credentials.strip()
+        return (
+            scheme.lower() == "bearer"
+            and bool(given)
+            and secrets.compare_digest(given.encode(), self._token)
+        )
+
     async def __call__(
         self, given: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> None:

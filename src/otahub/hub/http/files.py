@@ -43,6 +43,7 @@ in memory instead of holding N private buffers. This measured cheapest by far
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import re
@@ -60,6 +61,7 @@ __all__ = [
     "CHUNK_SIZE",
     "FileStreamResponse",
     "RangeNotSatisfiable",
+    "download_stats",
     "file_response",
     "parse_range",
 ]
@@ -129,6 +131,9 @@ def _opaque_tags(value: str) -> list[tuple[bool, str]]:
     return [(weak is not None and weak != "", tag) for weak, tag in _ENTITY_TAG.findall(value)]
 
 
+# Both are asked with the same few values on every download request; their
+# regular expression and percent-encoding showed in its CPU.
+@functools.lru_cache(maxsize=1024)
 def _quoted_etag(etag: str) -> str:
     tag = etag if len(etag) >= 2 and etag[0] == etag[-1] == '"' else f'"{etag}"'
     if not _ENTITY_TAG.fullmatch(tag):
@@ -136,6 +141,7 @@ def _quoted_etag(etag: str) -> str:
     return tag
 
 
+@functools.lru_cache(maxsize=1024)
 def _content_disposition(filename: str) -> str:
     # A plain ASCII fallback for old clients plus the exact name in RFC 8187 form.
     fallback = "".join(ch if 0x20 <= ord(ch) < 0x7F and ch not in '"\\' else "_" for ch in filename)
@@ -217,9 +223,6 @@ def file_response(
                 status = 206
                 headers["content-range"] = f"bytes {start}-{stop - 1}/{size}"
     headers["content-length"] = str(stop - start)
-    # the app's counters (create_http_app puts them there), if it has any
-    app = request.scope.get("app")
-    stats = getattr(getattr(app, "state", None), "downloads", None)
     return FileStreamResponse(
         path,
         status_code=status,
@@ -228,8 +231,15 @@ def file_response(
         stop=stop,
         size=size,
         send_body=method != "HEAD",
-        stats=stats if isinstance(stats, DownloadStats) else None,
+        stats=download_stats(request),
     )
+
+
+def download_stats(request: Request) -> DownloadStats | None:
+    """The app's download counters (create_http_app puts them there), if it has any."""
+    app = request.scope.get("app")
+    stats = getattr(getattr(app, "state", None), "downloads", None)
+    return stats if isinstance(stats, DownloadStats) else None
 
 
 def _bodiless(status: int, headers: Mapping[str, str], *, content_length: bool = True) -> Response:

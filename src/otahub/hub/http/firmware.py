@@ -8,7 +8,9 @@ from typing import Annotated, Any, Literal, cast
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from otahub.hub.core import HubCore
 from otahub.hub.http.deps import Core
+from otahub.hub.http.direct import confirm
 from otahub.hub.http.files import file_response
 from otahub.hub.http.ids import RowId
 from otahub.hub.http.multipart import PartData, PartEnd, PartStart, parts
@@ -271,11 +273,21 @@ _CONTENT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+#: The content route's name among the listener's direct routes (app.py).
+CONTENT_ROUTE = "firmware content"
+
+
 # One route per method: each gets an operation id of its own in the OpenAPI document.
 @router.get("/{package_id}/content", response_class=Response, responses=_CONTENT_RESPONSES)
 @router.head("/{package_id}/content", response_class=Response, responses=_CONTENT_RESPONSES)
 async def firmware_content(package_id: RowId, request: Request, core: Core) -> Response:
     """The package's bytes: single Range, HEAD, strong ETag (its SHA-256)."""
+    confirm(request, CONTENT_ROUTE)
+    return await content(core, request, package_id)
+
+
+async def content(core: HubCore, request: Request, package_id: int) -> Response:
+    """The content route's answer; also run by the listener without FastAPI (``app.py``)."""
     view = await core.firmware.get(package_id)
     path = await core.integrity.servable(view.sha256)  # 500 once its bytes changed
     if path is None:

@@ -10,10 +10,17 @@ open descriptor and a byte range: the kernel copies those pages into the
 socket (``os.sendfile``) with no byte in user space. The routes, their auth
 and their header rules stay where they are; the listener only moves bytes.
 
+A GET or HEAD of a download route (firmware content, thin-edge file
+transfer, EnOS and ThingsBoard downloads) that the app was seen to route
+there skips the framework: the route's own handler runs directly
+(``direct.py``); docs/benchmarks.md has what that saves.
+
 Anything else (a request with a body, an upgrade, a malformed head) hands
 the connection, with what was read of it, to uvicorn's own protocol, which
 goes on with it exactly as if uvicorn had accepted it: uploads, the admin
-API and error answers behave as before.
+API and error answers behave as before, except that a request body with no
+new byte for a minute is cut (uvicorn would wait for it as long as the
+client keeps the connection open, and an upload keeps its temporary file).
 
 The socket is a plain non-blocking socket the loop polls only while this
 listener waits on it, because uvloop's transports offer no sendfile.
@@ -26,14 +33,17 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 import httptools
 import uvicorn
+from starlette.requests import Request
+
+from otahub.hub.http.direct import DirectRoutes
 
 log = logging.getLogger("otahub.hub.http")
 
@@ -44,6 +54,8 @@ _RECV = 64 * 1024
 MAX_HEAD = 64 * 1024
 # At most this much per sendfile call (Linux caps one call near 2 GiB).
 _SENDFILE_MAX = 1 << 30
+# A file body up to this size is read and sent with its head (see _Exchange._file).
+_INLINE = 64 * 1024
 _EXTENSIONS: dict[str, dict[object, object]] = {
     "http.response.zerocopysend": {},
     "http.response.pathsend": {},
@@ -71,6 +83,9 @@ class HubHttpServer(uvicorn.Server):
         self._accepting: asyncio.Task[None] | None = None
         self._sweeping: asyncio.Task[None] | None = None
         self._connections: set[_Connection] = set()
+        self._handed_over: set[_HandedOver] = set()
+        #: seconds a handed-over request may wait for more of its body
+        self.body_timeout = _BODY_TIMEOUT
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -119,7 +134,8 @@ class HubHttpServer(uvicorn.Server):
             await asyncio.wait(pending)
 
     async def _sweep(self) -> None:
-        """Close connections that waited too long for a request or for the rest of a head."""
+        """Close connections that waited too long for a request, the rest of a head
+        or, once handed over, more of a request body."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(_SWEEP_EVERY)
@@ -127,6 +143,8 @@ class HubHttpServer(uvicorn.Server):
             for connection in list(self._connections):
                 if connection.expired(now):
                     connection.task.cancel()
+            for handed in list(self._handed_over):
+                handed.sweep(now, self.body_timeout)
 
     async def _accept(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -149,6 +167,12 @@ class HubHttpServer(uvicorn.Server):
 
         return forget
 
+    def direct_routes(self) -> DirectRoutes | None:
+        """The app's routes this listener may run without the framework, if any."""
+        state = getattr(self.config.app, "state", None)
+        routes = getattr(state, "direct_routes", None) if state is not None else None
+        return routes if isinstance(routes, DirectRoutes) and len(routes) else None
+
     def hand_over(self, sock: socket.socket, received: bytes) -> asyncio.Task[None]:
         """Give a connection, with the bytes already read from it, to uvicorn's protocol."""
         config = self.config
@@ -158,7 +182,7 @@ class HubHttpServer(uvicorn.Server):
             inner: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
                 config=config, server_state=self.server_state, app_state=self.lifespan.state
             )
-            return _HandedOver(inner, received)
+            return _HandedOver(inner, received, self._handed_over)
 
         async def connect() -> None:
             await loop.connect_accepted_socket(protocol, sock)
@@ -167,21 +191,86 @@ class HubHttpServer(uvicorn.Server):
 
 
 class _HandedOver(asyncio.Protocol):
-    """Starts uvicorn's protocol with the bytes this listener already read.
+    """Starts uvicorn's protocol with the bytes this listener already read, then
+    passes everything on to it, watching one thing uvicorn does not: a request
+    body that stops arriving.
 
-    They must reach it before anything the transport reads next, so they are
-    fed from ``connection_made``; after that the transport talks to it directly.
+    The bytes read here must reach uvicorn's protocol before anything the
+    transport reads next, so they are fed from ``connection_made``. uvicorn
+    waits for the rest of a body as long as the client keeps the connection
+    open, holding the upload's temporary file; a body with no new byte for
+    ``body_timeout`` seconds, while the transport was reading, cuts the
+    connection, which the app sees as the client's disconnect.
     """
 
-    def __init__(self, inner: asyncio.Protocol, received: bytes) -> None:
+    def __init__(
+        self, inner: asyncio.Protocol, received: bytes, registry: set[_HandedOver]
+    ) -> None:
         self.inner = inner
         self.received = received
+        self.registry = registry
+        self.transport: asyncio.Transport | None = None
+        # only framing is tracked: no per-byte callbacks
+        self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
+        self.in_body = False
+        self.last = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.last = asyncio.get_running_loop().time()
+        self.registry.add(self)
         self.inner.connection_made(transport)
-        transport.set_protocol(self.inner)
         if self.received:
-            self.inner.data_received(self.received)
+            self.data_received(self.received)
+            self.received = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.last = asyncio.get_running_loop().time()
+        if self.parser is not None:
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError:  # uvicorn answers it; an upgrade is its too
+                self.parser = None
+                self.in_body = False
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.registry.discard(self)
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    # httptools callbacks
+    def on_headers_complete(self) -> None:
+        self.in_body = True
+
+    def on_message_complete(self) -> None:
+        self.in_body = False
+
+    def sweep(self, now: float, limit: float) -> None:
+        """Cut the connection if its request body stalled for ``limit`` seconds."""
+        transport = self.transport
+        if transport is None or not self.in_body or transport.is_closing():
+            return
+        if not transport.is_reading():  # the app is behind, not the client
+            self.last = now
+            return
+        if now - self.last > limit:
+            log.warning(
+                "HTTP: closed a connection from %s: no request body bytes for %.0f s",
+                _address(transport.get_extra_info("peername")),
+                limit,
+            )
+            self.in_body = False
+            transport.abort()
 
 
 def _bind(host: str | None, port: int, backlog: int) -> socket.socket:
@@ -436,6 +525,7 @@ class _Connection:
 
 
 _HEAD_TIMEOUT = 30.0  # seconds for the rest of a head once its first bytes came
+_BODY_TIMEOUT = 60.0  # seconds a handed-over request body may go without a byte
 _SWEEP_EVERY = 0.5  # seconds between two looks for connections that waited too long
 
 
@@ -479,9 +569,8 @@ class _Exchange:
             "state": dict(connection.server.lifespan.state),
             "extensions": _EXTENSIONS,
         }
-        app: Callable[..., Any] = connection.server.config.loaded_app
         try:
-            await app(scope, self.receive, self.send)
+            await self._serve(scope)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -498,6 +587,29 @@ class _Exchange:
             return False
         return self.keep_alive and not self.broken and not self.connection.closing
 
+    async def _serve(self, scope: dict[str, Any]) -> None:
+        """Run a direct route's handler (``direct.py``) if one answers, else the app."""
+        server = self.connection.server
+        config = server.config
+        routes = server.direct_routes()
+        if routes is not None and not config.root_path and not _forwarded(self.request.headers):
+            found = routes.lookup(self.request.method, scope["path"])
+            if found is not None:
+                handler, params = found
+                scope["app"] = config.app
+                try:
+                    response = await handler(Request(scope, self.receive), params)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the app answers it, through its error handling
+                    response = None
+                    del scope["app"]
+                if response is not None:
+                    await response(scope, self.receive, self.send)
+                    return
+        app: Callable[..., Any] = config.loaded_app
+        await app(scope, self.receive, self.send)
+
     async def receive(self) -> dict[str, Any]:
         if not self.asked:
             self.asked = True
@@ -505,7 +617,7 @@ class _Exchange:
         await self.done.wait()
         return {"type": "http.disconnect"}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: MutableMapping[str, Any]) -> None:
         kind = message["type"]
         if kind == "http.response.start":
             if self.started:
@@ -554,12 +666,21 @@ class _Exchange:
         if self.length is not None:
             self.length -= count
         try:
-            await self._flush_head()
-            if self.chunked and count:
-                await self.connection.write(b"%x\r\n" % count)
-            await self.connection.sendfile(fd, offset, count)
-            if self.chunked and count:
-                await self.connection.write(b"\r\n")
+            if self._head and not self.chunked and count <= _INLINE:
+                # One segment and one system call instead of two: for small
+                # ranges the second send cost more than copying the bytes.
+                body = os.pread(fd, count, offset)
+                if len(body) != count:
+                    raise EOFError("the file ended before the bytes announced")
+                head, self._head = self._head, b""
+                await self.connection.write(head + body)
+            else:
+                await self._flush_head()
+                if self.chunked and count:
+                    await self.connection.write(b"%x\r\n" % count)
+                await self.connection.sendfile(fd, offset, count)
+                if self.chunked and count:
+                    await self.connection.write(b"\r\n")
             if not more:
                 await self._finish()
         except OSError:
@@ -645,6 +766,15 @@ class _Exchange:
 
 # Looking a status up in HTTPStatus per response was a tenth of the listener's CPU.
 _REASONS = {int(status): status.phrase.encode("ascii") for status in HTTPStatus}
+
+
+def _forwarded(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the request carries proxy headers: uvicorn's middleware in the app
+    may rewrite its client address from them, so the app serves it."""
+    return any(name in _PROXY_HEADERS for name, _value in headers)
+
+
+_PROXY_HEADERS = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"forwarded"})
 
 
 def _reason(status: int) -> bytes:

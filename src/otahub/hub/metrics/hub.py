@@ -17,7 +17,7 @@ from otahub.protocols.states import UpdateState
 if TYPE_CHECKING:
     from otahub.hub.store.blobs import BlobStore
     from otahub.hub.store.database import Database
-    from otahub.mqtt.server import MQTTServer
+    from otahub.mqtt import MQTTServer
 
 DIALECTS = ("thin-edge", "tedge-legacy", "thingsboard", "enos")
 # connections whose CONNECT is not accepted yet, and accepted ones without a dialect
@@ -117,9 +117,8 @@ class _LiveCollector(Collector):
         if server is None:
             return
         by_dialect = dict.fromkeys((*DIALECTS, ANONYMOUS, CONNECTING), 0)
-        for conn in list(server.connections):
-            session = conn.session
-            dialect = CONNECTING if session is None else session.identity.dialect or ANONYMOUS
+        for identity in server.connection_identities():
+            dialect = CONNECTING if identity is None else identity.dialect or ANONYMOUS
             by_dialect[dialect] = by_dialect.get(dialect, 0) + 1
         connections = GaugeMetricFamily(
             "otahub_mqtt_connections",

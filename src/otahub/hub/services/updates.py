@@ -1,9 +1,14 @@
 """Updates: one package for one device, driven through the canonical states.
 
 Every state change is stored as a transition row (the audit trail) and
-published on the event bus after it is committed. Each update has a deadline
-that activity pushes forward; the sweeper fails updates that pass it, so an
-update never hangs in ``downloading`` forever because a device went silent.
+published on the event bus after it is committed. A new update is handed to
+its dialect's driver explicitly (``set_starter``), after the event: what the
+driver raises fails the update at once, and the caller gets it failed. The
+bus is for observers (dashboard, rollouts, logs); their errors are logged.
+
+Each update has a deadline that activity pushes forward; the sweeper fails
+updates that pass it, so an update never hangs in ``downloading`` forever
+because a device went silent.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy import insert as sql_insert
 from sqlalchemy import update as sql_update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,7 +35,6 @@ from otahub.hub.services.errors import Conflict, Invalid, NotFound, ServiceError
 from otahub.hub.services.events import (
     Event,
     EventBus,
-    HandlerFailure,
     UpdateCreated,
     UpdateTransitioned,
 )
@@ -80,6 +85,22 @@ class UpdateRequest:
     force: bool = False  # skip the driver's check that the device can take updates
 
 
+class ClaimLost(Conflict):
+    """Another hub instance delivers the update now (see ``UpdateService.claim``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """An update this hub delivers now, and which hub did before (None: none did)."""
+
+    update: UpdateView
+    previous: str | None
+
+    def fresh_to(self, owner: str) -> bool:
+        """Whether ``owner`` did not deliver it so far: it may not know what was sent."""
+        return self.previous != owner
+
+
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
     """What ``create_many`` did: each request's index with its update or its refusal."""
@@ -90,11 +111,13 @@ class BatchOutcome:
 
 # Runs inside create_many's transaction before it commits; raising rolls the batch back.
 BatchHook = Callable[[AsyncSession, BatchOutcome], Awaitable[None]]
-# Events handed to the drivers between yields to the event loop.
+# New updates handed to the drivers between yields to the event loop.
 ANNOUNCE_SLICE = 50
 
 # Raises a ServiceError when the device cannot take the update (skipped when forced).
 CreateCheck = Callable[[DeviceView, "UpdateRequest"], None]
+# Starts delivering a new update to its device; what it raises fails the update.
+Starter = Callable[[UpdateView], Awaitable[None]]
 # Re-delivers an update that was asked for again while it runs.
 RepeatHandler = Callable[[UpdateView], Awaitable[None]]
 #: Why a package may not be sent to devices at all (None: it may), e.g. unsigned.
@@ -118,6 +141,7 @@ class UpdateService:
         #: Refuses packages that must not start an update (``--require-signed``).
         self.package_check: PackageCheck | None = None
         self._repeat_handlers: dict[str, RepeatHandler] = {}
+        self._starters: dict[str, Starter] = {}
         self._timeout_reasons: dict[str, TimeoutReason] = {}
         # One writer at a time within this hub: state checks and the writes that
         # follow them must not interleave (SQLite has no SELECT ... FOR UPDATE).
@@ -198,6 +222,33 @@ class UpdateService:
     def add_create_check(self, dialect: str, check: CreateCheck) -> None:
         """Run ``check`` before an update for a ``dialect`` device is written, unless forced."""
         self._create_checks[dialect] = check
+
+    def set_starter(self, dialect: str, start: Starter) -> None:
+        """``start`` delivers each new update of a ``dialect`` device (its driver's).
+
+        Called once the update is committed and announced; what it raises fails
+        the update (``start_failed``). Without a starter an update stays pending.
+        """
+        self._starters[dialect] = start
+
+    async def _start(self, update: UpdateView) -> UpdateView:
+        """Hand a new update to its driver; the update as it is, failed if that raised."""
+        start = self._starters.get(update.dialect)
+        if start is None:
+            return update
+        try:
+            await start(update)
+        except Exception as exc:
+            log.exception(
+                "the %s driver could not start update %d",
+                update.dialect,
+                update.id,
+                extra=update_fields(update.id, update.device, update.dialect),
+            )
+            return await self.fail_start(
+                update.id, f"{type(exc).__name__}: {exc}", dialect=update.dialect
+            )
+        return update
 
     def on_repeat(self, dialect: str, handler: RepeatHandler) -> None:
         """Asking again for the update a ``dialect`` device runs re-delivers it via ``handler``.
@@ -305,10 +356,8 @@ class UpdateService:
             created = UpdateView.of(row)
         self._deadline_moved(created.deadline_at)
         await self._announce(events)  # the replaced update's end first
-        failures = await self._announce([UpdateCreated(created)])
-        if failures:
-            return await self.fail_start(created.id, failures[0].describe(), dialect=device.dialect)
-        return created
+        await self._announce([UpdateCreated(created)])
+        return await self._start(created)
 
     async def create_many(
         self,
@@ -404,9 +453,8 @@ class UpdateService:
             self._deadline_moved(min(view.deadline_at or now for _, view in created))
         await self._announce(replaced)  # the replaced updates' ends first
         for n, (_, view) in enumerate(created, 1):
-            failures = await self._announce([UpdateCreated(view)])
-            if failures:
-                await self.fail_start(view.id, failures[0].describe(), dialect=view.dialect)
+            await self._announce([UpdateCreated(view)])
+            await self._start(view)
             if n % ANNOUNCE_SLICE == 0:
                 await asyncio.sleep(0)  # the drivers take turns with the rest of the hub
         return outcome
@@ -469,27 +517,103 @@ class UpdateService:
         s.add(step)
         return [UpdateTransitioned(UpdateView.of(current), TransitionView.of(step))]
 
-    async def set_driver_state(self, update_id: int, state: dict[str, Any]) -> UpdateView:
-        """Replace the driver's bookkeeping of an update (no transition, no event)."""
+    async def set_driver_state(
+        self, update_id: int, state: dict[str, Any], *, claimed_by: str | None = None
+    ) -> UpdateView:
+        """Replace the driver's bookkeeping of an update (no transition, no event).
+
+        ``claimed_by``: only while that hub instance holds the update's claim
+        (``claim``), else ClaimLost; what a driver records before it sends.
+        """
+        return await self._edit_driver_state(update_id, lambda _: dict(state), claimed_by)
+
+    async def merge_driver_state(
+        self, update_id: int, values: dict[str, Any], *, claimed_by: str | None = None
+    ) -> UpdateView:
+        """Set ``values`` in the driver's bookkeeping of an update, keeping its other keys;
+        ``claimed_by`` as for ``set_driver_state``."""
+        return await self._edit_driver_state(update_id, lambda old: {**old, **values}, claimed_by)
+
+    async def _edit_driver_state(
+        self,
+        update_id: int,
+        edit: Callable[[dict[str, Any]], dict[str, Any]],
+        claimed_by: str | None,
+    ) -> UpdateView:
         _check_id(update_id)
         async with self._write, self.db.session() as s:
-            row = await s.get(Update, update_id)
+            query = select(Update).where(Update.id == update_id)
+            if claimed_by is not None:
+                # the row lock makes a takeover wait for this write, then see it
+                query = query.with_for_update()
+            row = await s.scalar(query)
             if row is None:
                 raise NotFound(f"update {update_id} does not exist")
-            row.driver_state = dict(state)
+            if claimed_by is not None and row.claimed_by != claimed_by:
+                raise ClaimLost(
+                    f"update {update_id} is delivered by hub {row.claimed_by or 'none'}, "
+                    f"not {claimed_by}"
+                )
+            row.driver_state = edit(row.driver_state or {})
             await s.commit()
             return UpdateView.of(row)
 
-    async def merge_driver_state(self, update_id: int, values: dict[str, Any]) -> UpdateView:
-        """Set ``values`` in the driver's bookkeeping of an update, keeping its other keys."""
-        _check_id(update_id)
-        async with self._write, self.db.session() as s:
-            row = await s.get(Update, update_id)
-            if row is None:
-                raise NotFound(f"update {update_id} does not exist")
-            row.driver_state = {**(row.driver_state or {}), **values}
+    async def claim(self, update_id: int, owner: str, *, take_over: bool = False) -> Claimed | None:
+        """Make hub instance ``owner`` the one that sends the update's commands.
+
+        Without ``take_over`` only an update no hub claimed yet (or ``owner``
+        did) is taken: the hub that created or queued it sends it unless another
+        already does. With ``take_over`` (its device is connected to ``owner``
+        now) it is taken from whichever hub had it. One conditional UPDATE on
+        the holder just read decides, so of two hubs racing for an update one
+        wins. None: the update ended (or never was), or another hub holds it.
+        """
+        if not is_row_id(update_id):
+            return None
+        async with self.db.session() as s:
+            found = (
+                await s.execute(
+                    select(Update.claimed_by).where(
+                        Update.id == update_id, Update.state.not_in(TERMINAL_STATES)
+                    )
+                )
+            ).first()
+            if found is None:
+                return None
+            held: str | None = found[0]
+            if held != owner:
+                if held is not None and not take_over:
+                    return None
+                result = await s.execute(
+                    sql_update(Update)
+                    .where(
+                        Update.id == update_id,
+                        Update.state.not_in(TERMINAL_STATES),
+                        Update.claimed_by.is_(None) if held is None else Update.claimed_by == held,
+                    )
+                    .values(claimed_by=owner)
+                    .execution_options(synchronize_session=False)
+                )
+                assert isinstance(result, CursorResult)
+                if result.rowcount != 1:
+                    await s.rollback()
+                    return None  # another hub took it (or it ended) meanwhile
+            row = await s.scalar(
+                select(Update)
+                .where(Update.id == update_id)
+                .execution_options(populate_existing=True)
+            )
             await s.commit()
-            return UpdateView.of(row)
+        assert row is not None
+        if held not in (None, owner):
+            log.info(
+                "update %d: hub %s delivers it now, taken over from %s",
+                update_id,
+                owner,
+                held,
+                extra=update_fields(row.id, row.device_name, row.dialect),
+            )
+        return Claimed(UpdateView.of(row), held)
 
     async def transition(
         self,
@@ -626,8 +750,8 @@ class UpdateService:
     async def fail_start(self, update_id: int, error: str, *, dialect: str) -> UpdateView:
         """Fail an update whose driver could not start it, with the driver's error.
 
-        Starting is dispatched through the event bus (``UpdateCreated``) or a
-        driver's own queue; either way a start that raised ends the update here
+        Starting is the driver's starter (``set_starter``) or a driver's own
+        queue; either way a start that raised ends the update here
         instead of leaving it to the timeout. An update that ended meanwhile
         is returned as it is.
         """
@@ -642,14 +766,13 @@ class UpdateService:
         except Conflict:
             return await self.get(update_id, with_transitions=False)
 
-    async def _announce(self, events: builtins.list[Event]) -> builtins.list[HandlerFailure]:
-        """Publish committed changes; every update that ends passes here and is logged."""
-        failures: builtins.list[HandlerFailure] = []
+    async def _announce(self, events: builtins.list[Event]) -> None:
+        """Publish committed changes to the observers (the bus logs their errors);
+        every update that ends passes here and is logged."""
         for event in events:
             if isinstance(event, UpdateTransitioned) and _ends(event.transition):
                 self._log_ended(event.update)
-            failures += await self.bus.publish(event)
-        return failures
+            await self.bus.publish(event)
 
     def _log_ended(self, update: UpdateView) -> None:
         ended = update.finished_at or update.updated_at

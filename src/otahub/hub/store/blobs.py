@@ -25,6 +25,7 @@ from otahub.hub.store.integrity import BlobMismatch, FileStamp, Verdict, Verdict
 from otahub.protocols.checksums import Algorithm, MultiHasher
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_PATHS_KEPT = 4096  # blob paths remembered (path_for)
 # Chunks are gathered to this size before one trip to a worker thread, so that
 # hashing and disk writes do not stall the event loop and thread hops stay rare.
 _FLUSH_SIZE = 1024 * 1024
@@ -150,6 +151,7 @@ class FileBlobStore(BlobStore):
         self.root = root
         #: SHA-256 verdicts per blob, kept while the file is unchanged (integrity.py)
         self.verdicts = VerdictCache()
+        self._paths: dict[str, Path] = {}
         self._tmp = root / "tmp"
         (root / "sha256").mkdir(parents=True, exist_ok=True)
         self._tmp.mkdir(parents=True, exist_ok=True)
@@ -159,9 +161,17 @@ class FileBlobStore(BlobStore):
                 stale.unlink()
 
     def path_for(self, sha256: str) -> Path:
+        # Asked on every download request: three pathlib joins showed in its CPU.
+        path = self._paths.get(sha256)
+        if path is not None:
+            return path
         if not _SHA256.fullmatch(sha256):
             raise ValueError(f"not a lowercase SHA-256 hex digest: {sha256!r}")
-        return self.root / "sha256" / sha256[:2] / sha256
+        path = self.root / "sha256" / sha256[:2] / sha256
+        if len(self._paths) >= _PATHS_KEPT:
+            self._paths.clear()
+        self._paths[sha256] = path
+        return path
 
     def begin(self) -> BlobUpload:
         return _FileUpload(self)

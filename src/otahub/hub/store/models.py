@@ -184,6 +184,8 @@ class Update(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the hub instance that sends the update's commands (several hubs, one database)
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
 
     device: Mapped[Device | None] = relationship(lazy="raise")
     package: Mapped[FirmwarePackage | None] = relationship(lazy="raise")
@@ -352,3 +354,12 @@ class RolloutEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text)
     numbers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class HubSecret(Base):
+    """A secret every hub instance on the database shares (the download link key)."""
+
+    __tablename__ = "hub_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

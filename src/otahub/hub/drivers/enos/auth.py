@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from otahub.hub.services.devices import DeviceService
 from otahub.hub.services.views import DeviceView
 from otahub.hub.settings import DEFAULT_ENOS_LOGIN_WINDOW
-from otahub.mqtt.hooks import ConnectInfo, Identity, Refusal
-from otahub.mqtt.reason_codes import ReasonCode
+from otahub.mqtt import ConnectInfo, Identity, ReasonCode, Refusal
 from otahub.protocols import enos
 
 log = logging.getLogger("otahub.hub.enos")

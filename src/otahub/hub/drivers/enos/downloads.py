@@ -17,11 +17,13 @@ canceled, the link is dead.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 
 from otahub.hub.core import HubCore
 from otahub.hub.drivers.download_links import LinkSigner, active_update
+from otahub.hub.http.direct import confirm, direct_routes
 from otahub.hub.http.files import file_response
 from otahub.hub.http.ids import RowId
 from otahub.hub.http.problems import problem
@@ -33,6 +35,7 @@ log = logging.getLogger("otahub.hub.enos")
 
 PATH_PREFIX = "/enos/ota"
 PURPOSE = "enos-update"
+DIRECT_NAME = "enos download"  # among the listener's direct routes
 
 
 class DownloadUrls:
@@ -124,6 +127,21 @@ def download_router(core: HubCore, urls: DownloadUrls) -> APIRouter:
         include_in_schema=False,
     )
     async def enos_firmware(update_id: RowId, token: str, request: Request) -> Response:
+        confirm(request, DIRECT_NAME)
         return await update_file(core, urls, request, update_id, token)
 
     return router
+
+
+def mount_direct(app: FastAPI, core: HubCore, urls: DownloadUrls) -> None:
+    """The route of ``download_router``, run by the hub's listener without FastAPI."""
+
+    async def enos_firmware(request: Request, params: Mapping[str, str]) -> Response | None:
+        update_id = int(params["update_id"])
+        if not is_row_id(update_id):
+            return None  # the app's 422
+        return await update_file(core, urls, request, update_id, params["token"])
+
+    direct_routes(app).add(
+        DIRECT_NAME, PATH_PREFIX + r"/(?P<update_id>[0-9]{1,19})/(?P<token>[^/]+)", enos_firmware
+    )

@@ -14,16 +14,13 @@ from otahub.hub.drivers.base import Driver, DriverContext
 from otahub.hub.drivers.download_links import link_signer
 from otahub.hub.drivers.enos.auth import DIALECT, EnosAuthenticator, EnosPeer, session_identity
 from otahub.hub.drivers.enos.broker_http import HttpSessions, broker_router
-from otahub.hub.drivers.enos.downloads import DownloadUrls, download_router
+from otahub.hub.drivers.enos.downloads import DownloadUrls, download_router, mount_direct
 from otahub.hub.drivers.enos.links import Link, LinkTable, PushCheck, WorkItem
 from otahub.hub.drivers.enos.ota import FIRMWARE, PUSH, SOURCE, OtaConversation
 from otahub.hub.services.errors import Conflict, NotFound
-from otahub.hub.services.events import Event, UpdateCreated
-from otahub.hub.services.views import DeviceView
+from otahub.hub.services.views import DeviceView, UpdateView
 from otahub.hub.settings import EnosFileUrl
-from otahub.mqtt.hooks import Identity
-from otahub.mqtt.packets import Publish
-from otahub.mqtt.session import Session
+from otahub.mqtt import Client, Identity, Publish
 from otahub.protocols.enos import OTA_FILTER
 from otahub.protocols.states import UpdateState
 
@@ -48,6 +45,7 @@ class EnosDriver(Driver):
 
     def mount(self, app: FastAPI) -> None:
         app.include_router(download_router(self.ctx.core, self.urls))
+        mount_direct(app, self.ctx.core, self.urls)
         app.include_router(broker_router(self.ctx.core, self.urls, HttpSessions()))
 
     async def start(self) -> None:
@@ -60,7 +58,7 @@ class EnosDriver(Driver):
         self._undo.append(mqtt.intercept(OTA_FILTER, self._on_publish))
         mqtt.on_session_connected(self._on_connected)
         mqtt.on_session_disconnected(self._on_disconnected)
-        self._undo.append(self.ctx.core.bus.subscribe(self._on_event, UpdateCreated))
+        self.ctx.core.updates.set_starter(DIALECT, self.start_update)
 
     def session_identity(self, device: DeviceView) -> Identity | None:
         return session_identity(device)
@@ -73,7 +71,7 @@ class EnosDriver(Driver):
 
     # -- MQTT hooks (the endpoint runs one session's in the order of its packets) --
 
-    def _on_publish(self, session: Session, publish: Publish) -> None:
+    def _on_publish(self, session: Client, publish: Publish) -> None:
         link = self.links.for_session(session)
         if link is None:
             log.warning(
@@ -85,7 +83,7 @@ class EnosDriver(Driver):
         # acknowledged on receipt, as EnOS does; handled in line with the device's messages
         session.run_in_order(partial(self.ota.handle, link, publish))
 
-    def _on_connected(self, session: Session) -> None:
+    def _on_connected(self, session: Client) -> None:
         peer = session.identity.data
         if session.identity.dialect != DIALECT or not isinstance(peer, EnosPeer):
             return
@@ -104,7 +102,7 @@ class EnosDriver(Driver):
         link.online = asyncio.get_running_loop().create_task(self._online(link))
         link.grace = asyncio.get_running_loop().create_task(self._grace(link))
 
-    def _on_disconnected(self, session: Session) -> None:
+    def _on_disconnected(self, session: Client) -> None:
         link = self.links.close(session)
         if link is not None and self.links.for_device(link.device) is None:
             self.ctx.mqtt.spawn(self._offline(link))
@@ -135,12 +133,11 @@ class EnosDriver(Driver):
     async def _work(self, link: Link, item: WorkItem) -> None:
         await self.ota.push_pending(link)
 
-    # -- hub events ---------------------------------------------------------------
+    # -- new updates ----------------------------------------------------------------
 
-    async def _on_event(self, event: Event) -> None:
-        if not isinstance(event, UpdateCreated) or event.update.dialect != DIALECT:
-            return
-        update = event.update
+    async def start_update(self, update: UpdateView) -> None:
+        """Push a push-mode update to its device if it is connected and ready (else it
+        goes out when the device logs in); an on-request one waits to be asked for."""
         if update.kind != FIRMWARE:
             with contextlib.suppress(Conflict, NotFound):  # finished or deleted meanwhile
                 await self.ctx.core.updates.transition(

@@ -1,7 +1,7 @@
 """One record per connected EnOS device.
 
 Work for a device - its messages and its pushes - runs in line with its
-session's messages (``Session.run_in_order``): the endpoint
+session's messages (``Client.run_in_order``): the endpoint
 runs one session's driver code one call after another, so a fast
 ``progress 100`` and ``inform`` pair is applied in the order it came.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from otahub.hub.drivers.enos.auth import EnosPeer
-from otahub.mqtt.session import Session
+from otahub.mqtt import Client
 
 log = logging.getLogger("otahub.hub.enos")
 
@@ -33,7 +33,7 @@ Worker = Callable[["Link", WorkItem], Awaitable[None]]
 class Link:
     """What the driver keeps for one connection of one EnOS device."""
 
-    session: Session
+    session: Client
     peer: EnosPeer
     work: Worker
     # set once the device informed its version on this connection, or after the grace period
@@ -57,16 +57,16 @@ class LinkTable:
 
     def __init__(self, work: Worker) -> None:
         self._work = work
-        self._by_session: dict[Session, Link] = {}
+        self._by_session: dict[Client, Link] = {}
         self._by_device: dict[str, Link] = {}
 
-    def for_session(self, session: Session) -> Link | None:
+    def for_session(self, session: Client) -> Link | None:
         return self._by_session.get(session)
 
     def for_device(self, device: str) -> Link | None:
         return self._by_device.get(device)
 
-    def open(self, session: Session, peer: EnosPeer) -> tuple[Link, Link | None]:
+    def open(self, session: Client, peer: EnosPeer) -> tuple[Link, Link | None]:
         """Start a link; returns it and another live link of the same device, if any."""
         if session in self._by_session:  # the same client id connected again
             self.close(session)
@@ -76,7 +76,7 @@ class LinkTable:
         self._by_device[peer.device] = link
         return link, previous
 
-    def close(self, session: Session) -> Link | None:
+    def close(self, session: Client) -> Link | None:
         """Stop taking work for a session; work already submitted is still done."""
         link = self._by_session.pop(session, None)
         if link is None:

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 
 from otahub.hub.core import HubCore
+from otahub.hub.drivers.delivery import Delivery
+from otahub.hub.drivers.enos.auth import DIALECT
 from otahub.hub.drivers.enos.downloads import DownloadUrls
 from otahub.hub.drivers.enos.links import Link
 from otahub.hub.drivers.enos.offers import OfferError, firmware_for
 from otahub.hub.services.errors import Conflict, NotFound
+from otahub.hub.services.updates import Claimed
 from otahub.hub.services.views import UpdateView
-from otahub.mqtt.packets import Publish
+from otahub.mqtt import Publish
 from otahub.protocols import enos
 from otahub.protocols.states import UpdateState, is_terminal
 
@@ -48,6 +52,7 @@ class OtaConversation:
     def __init__(self, core: HubCore, urls: DownloadUrls) -> None:
         self.core = core
         self.urls = urls
+        self.delivery = Delivery(core, DIALECT)
 
     # -- replies --------------------------------------------------------------
 
@@ -213,11 +218,19 @@ class OtaConversation:
         """Push the device's pending upgrade once per connection, if it is due.
 
         Due: a push-mode update that is ``pending``, or ``sent`` without any
-        progress yet (re-pushed on reconnect). Only to a device that has
-        reported a version at some point (seed 004), unless the update is forced.
+        progress yet (re-pushed on reconnect, also when another hub pushed it).
+        Only to a device that has reported a version at some point (seed 004),
+        unless the update is forced. The device is connected here, so this hub
+        takes the update's claim (``drivers/delivery.py``).
         """
         update = await self.core.updates.active_for(link.device, FIRMWARE)
         if update is None or update.mode != PUSH or update.id in link.pushed:
+            return
+        await self.delivery.run(update.id, partial(self._push, link), take_over=True)
+
+    async def _push(self, link: Link, claimed: Claimed) -> None:
+        update = claimed.update
+        if update.mode != PUSH or update.id in link.pushed:
             return
         state = UpdateState(update.state)
         if state not in (UpdateState.PENDING, UpdateState.SENT):
@@ -240,6 +253,11 @@ class OtaConversation:
             return
         link.pushed.add(update.id)
         pushes = int(update.driver_state.get("pushes", 0)) + 1
+        recorded = await self.delivery.record(
+            update.id, {**update.driver_state, "pushes": pushes, "message_id": str(update.id)}
+        )
+        if not recorded:
+            return  # another hub took the update over meanwhile: it pushes
         topic = enos.ota_topic(link.peer.product_key, link.peer.device_key, enos.OtaKind.UPGRADE)
         link.session.send(topic, enos.build_upgrade(str(update.id), firmware), qos=1)
         log.info(
@@ -248,9 +266,6 @@ class OtaConversation:
             update.version,
             link.device,
             pushes,
-        )
-        await self.core.updates.set_driver_state(
-            update.id, {**update.driver_state, "pushes": pushes, "message_id": str(update.id)}
         )
         if state is UpdateState.PENDING:
             await self._move(update, UpdateState.SENT)

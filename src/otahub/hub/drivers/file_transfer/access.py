@@ -28,7 +28,7 @@ from otahub.hub.drivers.file_transfer.offer import is_file_key
 from otahub.hub.drivers.file_transfer.store import FileTransferRoot
 from otahub.hub.services.devices import PASSWORD_DIALECTS
 from otahub.hub.services.errors import NotFound
-from otahub.mqtt.anonymous import parse_networks, peer_in
+from otahub.mqtt import parse_networks, peer_in
 from otahub.protocols import tedge_legacy as legacy
 
 log = logging.getLogger("otahub.hub.file_transfer")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import shutil
 import stat
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ from otahub.hub.drivers.base import DriverContext
 from otahub.hub.drivers.file_transfer.access import FileAccess
 from otahub.hub.drivers.file_transfer.offer import file_root
 from otahub.hub.drivers.file_transfer.store import FileTransferRoot, etag_of
+from otahub.hub.http.direct import confirm, direct_routes
 from otahub.hub.http.files import file_response
 from otahub.hub.services.integrity import FirmwareCorrupt, IntegrityService
 from otahub.protocols import tedge_legacy as legacy
@@ -42,6 +44,7 @@ from otahub.protocols import tedge_legacy as legacy
 log = logging.getLogger("otahub.hub.file_transfer")
 
 METHODS = ["GET", "HEAD", "PUT", "DELETE"]
+DIRECT_NAME = "file transfer"  # among the listener's direct routes
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +77,15 @@ def mount_file_transfer(app: FastAPI, ctx: DriverContext) -> None:
     ) -> Response:
         # `path` declares the parameter in the OpenAPI document; the handler
         # parses the raw request path itself (it must see what was sent)
+        confirm(request, DIRECT_NAME)
+        return await _handle(root, request, integrity, access, limits)
+
+    async def direct(request: Request, _params: Mapping[str, str]) -> Response:
         return await _handle(root, request, integrity, access, limits)
 
     for prefix in (legacy.FILE_TRANSFER_PREFIX, legacy.LEGACY_FILE_TRANSFER_PREFIX):
+        # GET and HEAD, run by the hub's listener without FastAPI (direct.py)
+        direct_routes(app).add(DIRECT_NAME, re.escape(prefix) + ".*", direct)
         for method in METHODS:  # one route per method: an operation id for each
             app.add_api_route(
                 f"{prefix}{{path:path}}",

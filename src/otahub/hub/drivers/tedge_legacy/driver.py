@@ -39,6 +39,13 @@ with its current status and does not start anything twice. Those sessions
 are also what makes the device ``online`` (``last_seen`` is when one came or
 went). Through an external broker (``--broker``) the hub sees no sessions:
 requests in flight are re-sent at start, and ``online`` stays ``no``.
+
+Several hubs on one database (``drivers/delivery.py``): a child subscribing
+here makes this hub deliver its update. A request another hub sent goes out
+again with ``attempt + 1``, the same id and a download URL of this hub (the
+child answers with its status and starts nothing twice); one nobody sent yet
+is sent. A response to an operation another hub issued is matched with the
+id its child's unfinished update was sent with.
 """
 
 from __future__ import annotations
@@ -50,20 +57,24 @@ import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
 
 from otahub.hub.drivers.base import Driver, DriverContext
+from otahub.hub.drivers.delivery import Delivery
 from otahub.hub.drivers.file_transfer.offer import OfferFailed, file_root, offer_firmware
 from otahub.hub.drivers.file_transfer.routes import mount_file_transfer
 from otahub.hub.drivers.presence import Presence
 from otahub.hub.services.errors import NotFound, ServiceError
-from otahub.hub.services.events import Event, UpdateCreated, UpdateTransitioned
+from otahub.hub.services.events import Event, UpdateTransitioned
+from otahub.hub.services.updates import Claimed
 from otahub.hub.services.views import UpdateView
 from otahub.hub.transport import LocalTransport
 from otahub.logs import update_fields
-from otahub.mqtt.session import Session
+from otahub.mqtt import Client
 from otahub.protocols import tedge_legacy as legacy
 from otahub.protocols.states import UpdateState, is_terminal
 
@@ -103,9 +114,10 @@ class TedgeLegacyDriver(Driver):
         self._undo: list[Callable[[], None]] = []
         self._responding: set[str] = set()  # children seen answering, this run
         self._resume: asyncio.Task[None] | None = None
-        self.presence = Presence(ctx.core.devices, DIALECT)
+        self.presence: Presence[Client] = Presence(ctx.core.devices, DIALECT)
         # updates in flight when the hub (re)started: asked again when their child is back
         self._reask: set[int] = set()
+        self.delivery = Delivery(ctx.core, DIALECT)
 
     def mount(self, app: FastAPI) -> None:
         mount_file_transfer(app, self.ctx)
@@ -114,19 +126,22 @@ class TedgeLegacyDriver(Driver):
         core = self.ctx.core
         core.updates.on_repeat(DIALECT, self._resend)
         core.updates.set_timeout_reason(DIALECT, timeout_reason)
-        self._unsubscribe.append(
-            core.bus.subscribe(self._on_event, UpdateCreated, UpdateTransitioned)
-        )
+        core.updates.set_starter(DIALECT, self.start_update)
+        self._unsubscribe.append(core.bus.subscribe(self._on_event, UpdateTransitioned))
         await self.ctx.transport.subscribe(legacy.RESPONSE_FILTER, self._on_message)
-        waiting = []
-        for update in await core.updates.list(active=True, limit=1000):
-            if update.dialect != DIALECT:
-                continue
+        waiting: list[int] = []
+
+        async def track(claimed: Claimed) -> None:
+            update = claimed.update
             if "id" in update.driver_state:
                 # In flight when the hub stopped: tracked again at once (its
                 # deadline never stopped running) and asked again.
                 self._operations[(update.device, update.driver_state["id"])] = update.id
             waiting.append(update.id)
+
+        for update in await core.updates.list(active=True, limit=1000):
+            if update.dialect == DIALECT:  # unless another hub delivers it
+                await self.delivery.run(update.id, track)
         if isinstance(self.ctx.transport, LocalTransport):
             # The endpoint started with the hub: nobody is connected yet.
             await self.presence.reset()
@@ -165,26 +180,27 @@ class TedgeLegacyDriver(Driver):
             await self._send_or_resend(update_id, resend=in_flight or not local)
 
     async def _send_or_resend(self, update_id: int, *, resend: bool) -> None:
+        await self.delivery.run(update_id, partial(self._send_or_resend_claimed, resend=resend))
+
+    async def _send_or_resend_claimed(self, claimed: Claimed, *, resend: bool) -> None:
+        update = claimed.update
         try:
-            update = await self.ctx.core.updates.get(update_id, with_transitions=False)
-            if is_terminal(UpdateState(update.state)):
-                return
             if "id" not in update.driver_state:
                 await self._send(update)
             elif resend:
                 await self._resend(update)
         except ServiceError as exc:
-            log.warning("update %d: %s", update_id, exc.detail)
+            log.warning("update %d: %s", update.id, exc.detail)
 
     # -- children's sessions (the hub's own endpoint only) ----------------------
 
-    def _on_subscribed(self, session: Session, topic_filter: str) -> Awaitable[None] | None:
+    def _on_subscribed(self, session: Client, topic_filter: str) -> Awaitable[None] | None:
         child = legacy.subscribing_child(topic_filter)
         if child is None:
             return None
         return self._child_back(session, child)
 
-    async def _child_back(self, session: Session, child: str) -> None:
+    async def _child_back(self, session: Client, child: str) -> None:
         try:
             device = await self.ctx.core.devices.get(child)
         except NotFound:
@@ -194,24 +210,61 @@ class TedgeLegacyDriver(Driver):
             return
         if session.connected:
             await self.presence.add_for(child, session)
-        update = await self.ctx.core.updates.active_for(child)
-        if update is None or "id" not in update.driver_state:
-            return  # nothing sent yet: its request goes out when it is sent
-        if update.state == UpdateState.SENT or update.id in self._reask:
-            self._reask.discard(update.id)
-            log.info("update %d: %s subscribed to its requests; asking again", update.id, child)
-            await self._resend(update)
+        await self.delivery.adopt(child, self._adopt)
+
+    async def _adopt(self, claimed: Claimed) -> None:
+        """The child subscribed here: its request goes out if nobody sent it, and again
+        if it went unanswered, or was in flight at a restart, or another hub sent it."""
+        update = claimed.update
+        try:
+            if "id" not in update.driver_state:
+                if update.state == UpdateState.PENDING:
+                    await self._send(update)
+                return
+            child = update.device
+            self._operations[(child, update.driver_state["id"])] = update.id
+            fresh = self.delivery.fresh(claimed)
+            if fresh:
+                reoffered = await self._reoffer(update)
+                if reoffered is None:
+                    return
+                update = reoffered
+            if fresh or update.state == UpdateState.SENT or update.id in self._reask:
+                self._reask.discard(update.id)
+                log.info("update %d: %s subscribed to its requests; asking again", update.id, child)
+                await self._resend(update)
+        except ServiceError as exc:
+            log.warning("update %d: %s", update.id, exc.detail)
+
+    async def _reoffer(self, update: UpdateView) -> UpdateView | None:
+        """The request with a download URL of this hub (the file linked in its own
+        file-transfer directory, under the same key: links are signed alike)."""
+        try:
+            offered = await offer_firmware(self.ctx, update.device, update)
+        except (OfferFailed, ServiceError) as exc:
+            await self.ctx.core.updates.transition(
+                update.id, UpdateState.FAILED, reason=str(exc), source=SOURCE
+            )
+            return None
+        state = {**update.driver_state, "url": offered.url, "key": offered.key}
+        if not await self.delivery.record(update.id, state):
+            return None
+        return replace(update, driver_state=state)
 
     # -- updates -> requests ---------------------------------------------------
 
+    async def start_update(self, update: UpdateView) -> None:
+        await self.delivery.run(update.id, self._dispatch)
+
     async def _on_event(self, event: Event) -> None:
-        if isinstance(event, UpdateCreated):
-            if event.update.dialect == DIALECT:
-                await self._send(event.update)
-        elif isinstance(event, UpdateTransitioned):
+        if isinstance(event, UpdateTransitioned):
             update = event.update
             if update.dialect == DIALECT and is_terminal(UpdateState(update.state)):
                 self._forget(update, None)
+
+    async def _dispatch(self, claimed: Claimed) -> None:
+        if "id" not in claimed.update.driver_state:
+            await self._send(claimed.update)
 
     async def _send(self, update: UpdateView) -> None:
         updates = self.ctx.core.updates
@@ -227,7 +280,8 @@ class TedgeLegacyDriver(Driver):
         except (OfferFailed, ServiceError, legacy.TedgeLegacyError) as exc:
             await updates.transition(update.id, UpdateState.FAILED, reason=str(exc), source=SOURCE)
             return
-        await updates.set_driver_state(update.id, {**request.to_fields(), "key": offered.key})
+        if not await self.delivery.record(update.id, {**request.to_fields(), "key": offered.key}):
+            return  # another hub took the update over meanwhile: it sends
         self._operations[(update.device, request.id)] = update.id
         # The deadline (upstream's timer) starts here.
         await updates.transition(update.id, UpdateState.SENT, source=SOURCE)
@@ -243,9 +297,8 @@ class TedgeLegacyDriver(Driver):
             )
             return
         request = parsed.resend()
-        await self.ctx.core.updates.set_driver_state(
-            update.id, {**fields, "attempt": request.attempt}
-        )
+        if not await self.delivery.record(update.id, {**fields, "attempt": request.attempt}):
+            return  # another hub delivers it now
         await self._publish(update, request)
 
     async def _publish(self, update: UpdateView, request: legacy.FirmwareRequest) -> None:
@@ -292,6 +345,8 @@ class TedgeLegacyDriver(Driver):
         child, response = message.child, message.response
         key = (child, response.id)
         update_id = self._operations.get(key)
+        if update_id is None and key not in self._finished:
+            update_id = await self._issued_elsewhere(child, response.id)
         outcome = legacy.response_outcome(
             update_id is not None or key in self._finished, self._finished.get(key)
         )
@@ -308,6 +363,18 @@ class TedgeLegacyDriver(Driver):
             await self._apply(child, update_id, response)
         except ServiceError as exc:  # e.g. canceled meanwhile
             log.warning("%s: %s", topic, exc.detail)
+
+    async def _issued_elsewhere(self, child: str, op_id: str) -> int | None:
+        """The child's unfinished update if it was sent as operation ``op_id`` by
+        another hub (or by this one before it restarted)."""
+        try:
+            update = await self.ctx.core.updates.active_for(child)
+        except ServiceError:
+            return None
+        if update is None or update.dialect != DIALECT or update.driver_state.get("id") != op_id:
+            return None
+        self._operations[(child, op_id)] = update.id
+        return update.id
 
     async def _apply(self, child: str, update_id: int, response: legacy.FirmwareResponse) -> None:
         updates = self.ctx.core.updates

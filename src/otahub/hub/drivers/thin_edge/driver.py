@@ -38,6 +38,14 @@ hub ends an update itself (canceled, timed out) it clears the command too.
 After a restart of the hub's own endpoint, whose retained store lives in
 memory, running commands are published again with their last status.
 
+Several hubs on one database (``drivers/delivery.py``): a child subscribing
+to its commands on this hub's endpoint makes this hub deliver its update. A
+command another hub published goes out again here, retained, with its last
+status and this hub's download links (same command id: a child that already
+runs or ran it does not start it again); one nobody published yet is sent.
+A status for a command another hub issued is matched by the update id in its
+command id.
+
 A child is online while its health says ``up`` (``te/device/<id>///status/health``,
 or the service its registration's ``@health`` names, ``tedge-agent`` by
 default) and, on the hub's own endpoint, while a session is subscribed to its
@@ -49,13 +57,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Hashable
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI
 
 from otahub.hub.drivers.base import Driver, DriverContext
+from otahub.hub.drivers.delivery import Delivery
 from otahub.hub.drivers.device_order import DeviceOrder
+from otahub.hub.drivers.download_links import active_update
 from otahub.hub.drivers.file_transfer.offer import (
     OfferFailed,
     file_root,
@@ -65,12 +76,12 @@ from otahub.hub.drivers.file_transfer.routes import mount_file_transfer
 from otahub.hub.drivers.presence import Presence
 from otahub.hub.services.devices import DeviceSpec
 from otahub.hub.services.errors import Conflict, Invalid, NotFound, ServiceError
-from otahub.hub.services.events import Event, UpdateCreated, UpdateTransitioned
-from otahub.hub.services.updates import UpdateRequest
+from otahub.hub.services.events import Event, UpdateTransitioned
+from otahub.hub.services.updates import Claimed, UpdateRequest
 from otahub.hub.services.views import DeviceView, UpdateView
 from otahub.hub.transport import LocalTransport
 from otahub.logs import update_fields
-from otahub.mqtt.session import Session
+from otahub.mqtt import Client
 from otahub.protocols import thin_edge as te
 from otahub.protocols.states import UpdateState, can_transition, is_terminal
 
@@ -105,8 +116,9 @@ class ThinEdgeDriver(Driver):
         super().__init__(ctx)
         self._commands: dict[str, int] = {}  # command topic -> update id
         self._unsubscribe: list[Any] = []
-        self.presence = Presence(ctx.core.devices, DIALECT)
+        self.presence: Presence[Hashable] = Presence(ctx.core.devices, DIALECT)
         self._order = DeviceOrder()  # its topics are written by several clients
+        self.delivery = Delivery(ctx.core, DIALECT)
 
     def mount(self, app: FastAPI) -> None:
         mount_file_transfer(app, self.ctx)
@@ -114,18 +126,11 @@ class ThinEdgeDriver(Driver):
     async def start(self) -> None:
         core = self.ctx.core
         core.updates.add_create_check(DIALECT, check_capable)
-        self._unsubscribe.append(
-            core.bus.subscribe(self._on_event, UpdateCreated, UpdateTransitioned)
-        )
+        core.updates.set_starter(DIALECT, self.start_update)
+        self._unsubscribe.append(core.bus.subscribe(self._on_event, UpdateTransitioned))
         for update in await core.updates.list(active=True, limit=1000):
-            if update.dialect != DIALECT:
-                continue
-            topic = update.driver_state.get("topic")
-            if isinstance(topic, str):
-                self._commands[topic] = update.id
-                await self._restore(update, topic)
-            elif update.state == UpdateState.PENDING:
-                await self._send(update)
+            if update.dialect == DIALECT:  # unless another hub delivers it
+                await self.delivery.run(update.id, self._recover)
         # Nothing is live before the sessions and retained health come (again).
         await self.presence.reset()
         if isinstance(self.ctx.transport, LocalTransport):
@@ -140,11 +145,11 @@ class ThinEdgeDriver(Driver):
 
     # -- updates -> commands ---------------------------------------------------
 
+    async def start_update(self, update: UpdateView) -> None:
+        await self.delivery.run(update.id, self._dispatch)
+
     async def _on_event(self, event: Event) -> None:
-        if isinstance(event, UpdateCreated):
-            if event.update.dialect == DIALECT:
-                await self._send(event.update)
-        elif isinstance(event, UpdateTransitioned):
+        if isinstance(event, UpdateTransitioned):
             update = event.update
             if update.dialect != DIALECT or not is_terminal(UpdateState(update.state)):
                 return
@@ -152,6 +157,55 @@ class ThinEdgeDriver(Driver):
             # (twin first, then the clear); here only what the hub ended.
             if not event.transition.source.startswith(f"{SOURCE}:"):
                 await self._finish(update, clear=True)
+
+    async def _dispatch(self, claimed: Claimed) -> None:
+        """A new update: its command goes out."""
+        await self._deliver(claimed.update, again=False)
+
+    async def _recover(self, claimed: Claimed) -> None:
+        """At start: commands sent before go back on the endpoint, the rest go out."""
+        await self._deliver(claimed.update, again=True)
+
+    async def _adopt(self, claimed: Claimed) -> None:
+        """The child subscribed here: what another hub sent is put back, with links
+        of this hub; what nobody sent goes out."""
+        update = claimed.update
+        topic = update.driver_state.get("topic")
+        if isinstance(topic, str) and self.delivery.fresh(claimed):
+            reoffered = await self._reoffer(update)
+            if reoffered is None:
+                return
+            update = reoffered
+        await self._deliver(update, again=self.delivery.fresh(claimed))
+
+    async def _deliver(self, update: UpdateView, *, again: bool) -> None:
+        topic = update.driver_state.get("topic")
+        if isinstance(topic, str):
+            self._commands[topic] = update.id
+            if again:
+                await self._restore(update, topic)
+        elif update.state == UpdateState.PENDING:
+            await self._send(update)
+
+    async def _reoffer(self, update: UpdateView) -> UpdateView | None:
+        """The command with download URLs of this hub (the file linked in its own
+        file-transfer directory, under the same key: links are signed alike)."""
+        fields = update.driver_state.get("command")
+        if not isinstance(fields, dict):
+            return update
+        try:
+            offered = await offer_firmware(self.ctx, update.device, update)
+        except (OfferFailed, ServiceError) as exc:
+            await self._fail(update.id, str(exc))
+            return None
+        state = {
+            **update.driver_state,
+            "key": offered.key,
+            "command": {**fields, "tedgeUrl": offered.url, "remoteUrl": offered.remote_url},
+        }
+        if not await self.delivery.record(update.id, state):
+            return None
+        return replace(update, driver_state=state)
 
     async def _send(self, update: UpdateView) -> None:
         entity = te.EntityTopicId(update.device)
@@ -170,7 +224,7 @@ class ThinEdgeDriver(Driver):
             sha256=offered.sha256,
             size=offered.size,
         )
-        await self.ctx.core.updates.set_driver_state(
+        recorded = await self.delivery.record(
             update.id,
             {
                 "cmd_id": cmd_id,
@@ -180,6 +234,8 @@ class ThinEdgeDriver(Driver):
                 "command": dict(command.fields),
             },
         )
+        if not recorded:
+            return  # another hub took the update over meanwhile: it sends
         self._commands[topic] = update.id
         # Recorded before publishing: the child may answer before publish returns.
         await self.ctx.core.updates.transition(update.id, UpdateState.SENT, source=SOURCE)
@@ -293,13 +349,13 @@ class ThinEdgeDriver(Driver):
         else:
             await self.presence.remove(name, sign)
 
-    def _on_subscribed(self, session: Session, topic_filter: str) -> Awaitable[None] | None:
+    def _on_subscribed(self, session: Client, topic_filter: str) -> Awaitable[None] | None:
         name = te.subscribing_device(topic_filter)
         if name is None or name == "main":
             return None
         return self._session_waits(session, name)
 
-    async def _session_waits(self, session: Session, name: str) -> None:
+    async def _session_waits(self, session: Client, name: str) -> None:
         """A session waiting for a child's commands is that child (the hub's endpoint only)."""
         try:
             device = await self.ctx.core.devices.get(name)
@@ -310,6 +366,7 @@ class ThinEdgeDriver(Driver):
         if not session.connected:
             return
         await self.presence.add_for(name, session)
+        await self.delivery.adopt(name, self._adopt)
 
     async def _device(
         self, entity: te.EntityTopicId, *, create: bool, **kind: str | None
@@ -381,6 +438,8 @@ class ThinEdgeDriver(Driver):
             return  # a clear, ours or a replay of it
         update_id = self._commands.get(topic)
         if update_id is None:
+            update_id = await self._issued_elsewhere(topic)
+        if update_id is None:
             if te.requester_should_clear(command):
                 await self._clear(topic)  # left over from an update the hub already ended
             else:
@@ -434,6 +493,22 @@ class ThinEdgeDriver(Driver):
             state = target if can_transition(current, target) else current
             await updates.transition(update.id, state, progress=progress, source=source)
             await self._record_status(update, status)
+
+    async def _issued_elsewhere(self, topic: str) -> int | None:
+        """The unfinished update whose command is ``topic``, issued by another hub (or
+        by this one before it restarted): its id leads the command id."""
+        parsed = te.parse_topic(topic)
+        if parsed is None or parsed.cmd_id is None:
+            return None
+        unique = parsed.cmd_id.removeprefix(f"{te.COMMAND_ID_PREFIX}-")
+        raw_id = unique.partition("-")[0]
+        if not (raw_id.isascii() and raw_id.isdigit()):
+            return None
+        update = await active_update(self.ctx.core, int(raw_id))
+        if update is None or update.driver_state.get("topic") != topic:
+            return None
+        self._commands[topic] = update.id
+        return update.id
 
     async def _record_status(self, update: UpdateView, status: str) -> None:
         """The child's last status: what the command is put back with after a restart."""

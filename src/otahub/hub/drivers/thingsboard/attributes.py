@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from otahub.hub.drivers.thingsboard.devicestate import CLIENT, SHARED, section
 from otahub.hub.drivers.thingsboard.progress import advance
-from otahub.mqtt.session import Session
+from otahub.mqtt import Client
 from otahub.protocols.states import UpdateState
 from otahub.protocols.thingsboard import (
+    ACCEPTED_FILTERS,
     AttributeChange,
     OtaKey,
     PackageType,
-    SubscriptionKind,
     ThingsBoardError,
     TopicFamily,
     accept_subscription,
@@ -31,13 +31,22 @@ log = logging.getLogger("otahub.hub.thingsboard")
 KIND_OF = {PackageType.FIRMWARE: "firmware", PackageType.SOFTWARE: "software"}
 
 
-def subscription_qos(session: Session, kind: SubscriptionKind) -> int | None:
-    """QoS (at most 1) of the session's subscription of ``kind``, None without one."""
-    for topic_filter, options in session.subscriptions.items():
-        sub = accept_subscription(topic_filter)
-        if sub is not None and sub.kind is kind:
-            return min(options.qos, 1)
-    return None
+# The filters that start shared-attribute pushes, v1 first; each is also the
+# topic its pushes go out on.
+_PUSHES: Final = tuple(
+    sub
+    for sub in sorted(
+        (accept_subscription(topic_filter) for topic_filter in ACCEPTED_FILTERS),
+        key=lambda sub: "" if sub is None else sub.topic_filter,
+    )
+    if sub is not None and sub.starts_attribute_pushes
+)
+
+
+def subscription_qos(session: Client, topic: str) -> int | None:
+    """QoS (at most 1) of the session's subscription ``topic`` goes out on, None without one."""
+    qos = session.subscription_qos(topic)
+    return None if qos is None else min(qos, 1)
 
 
 def apply_change(shared: dict[str, Any], change: AttributeChange) -> None:
@@ -52,7 +61,7 @@ class Attributes:
         self.driver = driver
 
     async def request(
-        self, session: Session, device: str, request_id: int, payload: bytes, family: TopicFamily
+        self, session: Client, device: str, request_id: int, payload: bytes, family: TopicFamily
     ) -> int | None:
         """Returns the PUBACK verdict: None, or the payload error code."""
         try:
@@ -61,7 +70,7 @@ class Attributes:
             return self.driver.payload_error(session, "attribute request", exc)
         state = await self.driver.states.get(device)
         client, shared = request.select(section(state, CLIENT), section(state, SHARED))
-        qos = subscription_qos(session, SubscriptionKind.ATTRIBUTE_RESPONSES)
+        qos = subscription_qos(session, request.response_topic)
         session.send(request.response_topic, build_attributes_response(client, shared), qos or 1)
         await self._answered(device, shared)
         return None
@@ -82,7 +91,7 @@ class Attributes:
             ):
                 await advance(self.driver.core, update.id, UpdateState.SENT)
 
-    async def post(self, session: Session, device: str, payload: bytes) -> int | None:
+    async def post(self, session: Client, device: str, payload: bytes) -> int | None:
         """Returns the PUBACK verdict: None, or the payload error code."""
         try:
             values = parse_client_attributes(payload)
@@ -103,15 +112,15 @@ class Attributes:
         return sent
 
     @staticmethod
-    def _push_to(session: Session, device: str, change: AttributeChange) -> bool:
-        for topic_filter, options in session.subscriptions.items():
-            sub = accept_subscription(topic_filter)
-            if sub is None or not sub.starts_attribute_pushes:
+    def _push_to(session: Client, device: str, change: AttributeChange) -> bool:
+        for sub in _PUSHES:
+            qos = subscription_qos(session, sub.topic_filter)
+            if qos is None:
                 continue
             if sub.family is TopicFamily.V2_PROTO:
                 log.info("device %s: protobuf attribute pushes are not supported", device)
                 continue
             for message in change.messages():
-                session.send(topic_filter, message, min(options.qos, 1))
+                session.send(sub.topic_filter, message, qos)
             return True
         return False

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otahub.hub.services.devices import DeviceService
-from otahub.mqtt.hooks import ConnectInfo, Identity, Refusal
+from otahub.mqtt import ConnectInfo, Identity, Refusal
 from otahub.protocols.thingsboard import (
     DEVICE_TOPIC_PREFIXES,
     BasicMqttCredentials,

@@ -14,16 +14,12 @@ from typing import TYPE_CHECKING
 from otahub.hub.drivers.thingsboard.attributes import subscription_qos
 from otahub.hub.drivers.thingsboard.auth import Link, RidState
 from otahub.hub.drivers.thingsboard.fetches import Fetch
-from otahub.mqtt.hooks import NO_ACK
-from otahub.mqtt.reason_codes import ReasonCode
-from otahub.mqtt.session import Session
+from otahub.mqtt import NO_ACK, Client, ReasonCode
 from otahub.protocols.thingsboard import (
     ChunkError,
     ChunkTopic,
     CloseConnection,
-    PackageType,
     SendChunk,
-    SubscriptionKind,
     UnknownTopic,
     decide_chunk,
     parse_chunk_topic,
@@ -36,11 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("otahub.hub.thingsboard")
 
-_CHUNK_SUBSCRIPTION = {
-    PackageType.FIRMWARE: SubscriptionKind.FIRMWARE_CHUNKS,
-    PackageType.SOFTWARE: SubscriptionKind.SOFTWARE_CHUNKS,
-}
-
 
 class Chunks:
     def __init__(self, driver: ThingsBoardDriver, max_chunk_size: int) -> None:
@@ -48,7 +39,7 @@ class Chunks:
         self.max_chunk_size = max_chunk_size
 
     def handle(
-        self, session: Session, link: Link, topic: str, payload: bytes
+        self, session: Client, link: Link, topic: str, payload: bytes
     ) -> Awaitable[int | None] | int | None:
         """Answer a chunk request; the result is the PUBACK verdict (see mqtt.hooks)."""
         # parsed once here and handed on: every chunk comes this way
@@ -62,7 +53,7 @@ class Chunks:
         return self._answer(session, link, topic, parsed, payload, rid)
 
     async def _first(
-        self, session: Session, link: Link, topic: str, parsed: ChunkTopic, payload: bytes
+        self, session: Client, link: Link, topic: str, parsed: ChunkTopic, payload: bytes
     ) -> int | None:
         key = (parsed.package, parsed.request_id)
         rid = link.rids.get(key)
@@ -81,7 +72,7 @@ class Chunks:
 
     def _answer(
         self,
-        session: Session,
+        session: Client,
         link: Link,
         topic: str,
         parsed: ChunkTopic,
@@ -102,7 +93,7 @@ class Chunks:
             if decision.remember_size is not None:
                 rid.chunk_size = decision.remember_size
             data = self.driver.blobs.read(rid.path, decision.start, decision.end)
-            qos = subscription_qos(session, _CHUNK_SUBSCRIPTION[parsed.package])
+            qos = subscription_qos(session, decision.topic)
             session.send(decision.topic, data, 1 if qos is None else qos)
             if rid.update_id is not None:
                 self.driver.progress.note(rid.update_id, decision.end, rid.size)
@@ -117,7 +108,7 @@ class Chunks:
                 topic,
                 len(payload),
             )
-            qos = subscription_qos(session, SubscriptionKind.FIRMWARE_ERRORS)
+            qos = subscription_qos(session, decision.topic)
             session.send(decision.topic, decision.error.encode(), 1 if qos is None else qos)
             session.disconnect(decision.disconnect_reason, decision.error)
             return NO_ACK

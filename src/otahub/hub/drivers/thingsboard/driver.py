@@ -41,6 +41,12 @@ The checksum algorithm of ``fw_checksum`` is chosen per device
 (``PUT /api/v1/thingsboard/devices/{name}``, ``otahub thingsboard set``),
 default SHA256; it is fixed for an update when the update is initiated.
 
+Several hubs on one database (``drivers/delivery.py``): the attributes live
+in the database, so a device connecting to another hub is answered alike and
+fetches its chunks there. An assignment nobody notified yet when its device
+connects here is notified from here; one already initiated is not notified
+again (the device asks for its attributes on every connect).
+
 Where the endpoint cannot do what ThingsBoard does: it acknowledges a
 claimed PUBLISH before the driver sees it, so a chunk error or a malformed
 payload still gets a PUBACK (reason 0) before the error reply or the close.
@@ -57,6 +63,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from otahub.hub.drivers.base import Driver, DriverContext
+from otahub.hub.drivers.delivery import Delivery
 from otahub.hub.drivers.presence import Presence
 from otahub.hub.drivers.thingsboard.active import ActiveUpdates
 from otahub.hub.drivers.thingsboard.assignment import Assignments
@@ -97,15 +104,12 @@ from otahub.hub.services.events import (
     DeviceCredentialsChanged,
     DeviceDeleted,
     Event,
-    UpdateCreated,
     UpdateTransitioned,
 )
 from otahub.hub.services.integrity import FirmwareCorrupt
+from otahub.hub.services.updates import Claimed, ClaimLost
 from otahub.hub.services.views import DeviceView, PackageView, UpdateView
-from otahub.mqtt.hooks import Identity
-from otahub.mqtt.packets import Publish
-from otahub.mqtt.reason_codes import ReasonCode
-from otahub.mqtt.session import Session
+from otahub.mqtt import Client, Identity, Publish, ReasonCode
 from otahub.protocols.checksums import Algorithm
 from otahub.protocols.states import TERMINAL_STATES, UpdateState
 from otahub.protocols.thingsboard import (
@@ -162,7 +166,8 @@ class ThingsBoardDriver(Driver):
         self.tokens = TokenIndex(ctx.core.devices)
         # every live session of each device: a second connection with the same
         # token neither replaces nor, when it ends, cuts off the first
-        self.presence = Presence(ctx.core.devices, DIALECT)
+        # its sessions are the only signs of a ThingsBoard device's life
+        self.presence: Presence[Client] = Presence(ctx.core.devices, DIALECT)
         self.fetches = Fetches()
         self.blobs = OpenBlobs()
         self.progress = DownloadProgress(ctx.core)
@@ -171,6 +176,7 @@ class ThingsBoardDriver(Driver):
         self.chunks = Chunks(self, DEFAULT_MAX_CHUNK_SIZE)
         self.assignments = Assignments(self)
         self.pacer = Pacer(ctx.settings.notify_rate, self.initiate, self._initiate_failed)
+        self.delivery = Delivery(ctx.core, DIALECT)
         self._undo: list[Any] = []
 
     # -- lifecycle -----------------------------------------------------------
@@ -194,13 +200,13 @@ class ThingsBoardDriver(Driver):
         self._undo.append(
             self.core.bus.subscribe(
                 self._on_event,
-                UpdateCreated,
                 UpdateTransitioned,
                 DeviceCreated,
                 DeviceCredentialsChanged,
                 DeviceDeleted,
             )
         )
+        self.core.updates.set_starter(DIALECT, self.start_update)
         await self.presence.reset()
         self.pacer.start(self.core.parts)
         # Assignments queued before a restart are notified again.
@@ -222,28 +228,36 @@ class ThingsBoardDriver(Driver):
 
     # -- sessions ------------------------------------------------------------
 
-    def sessions(self, device: str) -> list[Session]:
+    def sessions(self, device: str) -> list[Client]:
         """The device's connected sessions, oldest first."""
-        return [s for s in self.presence.signs(device) if isinstance(s, Session) and s.connected]
+        return [s for s in self.presence.signs(device) if s.connected]
 
-    def _on_connected(self, session: Session) -> Awaitable[None] | None:
+    def _on_connected(self, session: Client) -> Awaitable[None] | None:
         if session.identity.dialect != DIALECT:
             return None
         return self._connected(session)
 
-    async def _connected(self, session: Session) -> None:
+    async def _connected(self, session: Client) -> None:
         device = session.identity.name
         await self.presence.add(device, session)
         await self.assignments.reconcile_device(device)
+        await self.delivery.adopt(device, self._adopt, kinds=KIND_OF.values())
 
-    def _on_disconnected(self, session: Session) -> Awaitable[None] | None:
+    async def _adopt(self, claimed: Claimed) -> None:
+        """The device connected here: an assignment nobody notified is notified from here."""
+        update = claimed.update
+        self.active.saw(update)  # another hub may have made it since this one last looked
+        if update.state == UpdateState.PENDING and not update.driver_state.get("initiated"):
+            self.pacer.put(update.id)
+
+    def _on_disconnected(self, session: Client) -> Awaitable[None] | None:
         if session.identity.dialect != DIALECT:
             return None
         return self.presence.remove(session.identity.name, session)
 
     # -- device publishes ----------------------------------------------------
 
-    def _on_publish(self, session: Session, packet: Publish) -> Awaitable[int | None] | int | None:
+    def _on_publish(self, session: Client, packet: Publish) -> Awaitable[int | None] | int | None:
         """Handle a device publish; the result is the PUBACK verdict (see mqtt.hooks)."""
         link = session.identity.data
         if session.identity.dialect != DIALECT or not isinstance(link, Link):
@@ -276,7 +290,7 @@ class ThingsBoardDriver(Driver):
         return None
 
     def _rpc(
-        self, session: Session, device: str, request_id: int, payload: bytes, kind: Any
+        self, session: Client, device: str, request_id: int, payload: bytes, kind: Any
     ) -> int | None:
         try:
             rpc = parse_rpc_request(request_id, payload, kind.family)
@@ -295,7 +309,7 @@ class ThingsBoardDriver(Driver):
         session.send(rpc.response_topic, limits, 1)
         return None
 
-    def payload_error(self, session: Session, what: str, exc: ThingsBoardError) -> int:
+    def payload_error(self, session: Client, what: str, exc: ThingsBoardError) -> int:
         """ThingsBoard closes a 3.1.1 session on a bad payload; 5.0 sessions get PUBACK 0x99."""
         v5 = session.is_v5
         log.warning(
@@ -374,12 +388,13 @@ class ThingsBoardDriver(Driver):
 
     # -- assignment notifications ---------------------------------------------
 
+    async def start_update(self, update: UpdateView) -> None:
+        """Queue the notification (the pacer releases it to ``initiate``)."""
+        self.active.saw(update)
+        await self._queued(update)
+
     async def _on_event(self, event: Event) -> None:
-        if isinstance(event, UpdateCreated):
-            if event.update.dialect == DIALECT:
-                self.active.saw(event.update)
-                await self._queued(event.update)
-        elif isinstance(event, UpdateTransitioned):
+        if isinstance(event, UpdateTransitioned):
             if event.update.dialect == DIALECT:
                 self.active.saw(event.update)
                 if event.transition.to_state == UpdateState.CANCELED:
@@ -424,11 +439,12 @@ class ThingsBoardDriver(Driver):
         self.pacer.put(update.id)
 
     async def initiate(self, update_id: int) -> None:
-        """Released by the pacer: save the shared attributes and push them."""
-        try:
-            update = await self.core.updates.get(update_id, with_transitions=False)
-        except NotFound:
-            return
+        """Released by the pacer: save the shared attributes and push them, unless
+        another hub delivers the update."""
+        await self.delivery.run(update_id, self._initiate)
+
+    async def _initiate(self, claimed: Claimed) -> None:
+        update = claimed.update
         if (
             update.state != UpdateState.PENDING
             or update.driver_state.get("initiated")
@@ -458,9 +474,16 @@ class ThingsBoardDriver(Driver):
             )
             apply_change(shared, change)
             section(state, TELEMETRY)[f"{kind.prefix}_state"] = FwState.INITIATED.value
-        await self.driver_states.merge(
-            update.id, {"initiated": True, "checksum_algorithm": algorithm.value}
-        )
+        try:
+            # only while this hub holds the claim: a hub that lost it pushes nothing
+            await self.driver_states.merge(
+                update.id,
+                {"initiated": True, "checksum_algorithm": algorithm.value},
+                claimed_by=self.delivery.owner,
+            )
+        except ClaimLost as exc:
+            log.info("update %d: not initiated here: %s", update.id, exc.detail)
+            return
         log.info(
             "device %s: %s %s %s initiated (%s)",
             update.device,

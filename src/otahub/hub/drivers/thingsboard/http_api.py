@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -21,7 +22,8 @@ from otahub.hub.drivers.thingsboard.assignment import mount_assignments
 from otahub.hub.drivers.thingsboard.devicestate import CHECKSUM_ALGORITHM, MQTT_BASIC
 from otahub.hub.drivers.thingsboard.fetches import Fetch
 from otahub.hub.http.auth import AdminAuth, load_or_create_token
-from otahub.hub.http.files import FileStreamResponse, file_response
+from otahub.hub.http.direct import confirm, direct_routes
+from otahub.hub.http.files import FileStreamResponse, download_stats, file_response
 from otahub.hub.services.errors import Invalid, NotFound
 from otahub.hub.services.integrity import FirmwareCorrupt
 from otahub.protocols.checksums import Algorithm
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
     from otahub.hub.drivers.thingsboard.driver import ThingsBoardDriver
 
 log = logging.getLogger("otahub.hub.thingsboard")
+
+DIRECT_NAME = "thingsboard download"  # among the listener's direct routes
 
 
 async def serve_package(
@@ -98,6 +102,7 @@ async def serve_package(
         stop=decision.end,
         size=view.size,
         send_body=request.method != "HEAD",
+        stats=download_stats(request),
     )
 
 
@@ -178,15 +183,26 @@ def mount_routes(driver: ThingsBoardDriver, app: FastAPI) -> None:
     @devices.head("/api/v1/{token}/firmware")
     async def firmware(token: str, request: Request) -> Response:
         """ThingsBoard's HTTP firmware download for a device token."""
+        confirm(request, DIRECT_NAME)
         return await serve_package(driver, request, token, PackageType.FIRMWARE)
 
     @devices.get("/api/v1/{token}/software")
     @devices.head("/api/v1/{token}/software")
     async def software(token: str, request: Request) -> Response:
         """ThingsBoard's HTTP software download for a device token."""
+        confirm(request, DIRECT_NAME)
         return await serve_package(driver, request, token, PackageType.SOFTWARE)
 
     app.include_router(devices)
+
+    # the same two routes, run by the hub's listener without FastAPI (direct.py)
+    async def direct(request: Request, params: Mapping[str, str]) -> Response:
+        kind = PackageType.FIRMWARE if params["kind"] == "firmware" else PackageType.SOFTWARE
+        return await serve_package(driver, request, params["token"], kind)
+
+    direct_routes(app).add(
+        DIRECT_NAME, r"/api/v1/(?P<token>[^/]+)/(?P<kind>firmware|software)", direct
+    )
 
 
 def mount_admin_routes(driver: ThingsBoardDriver, app: FastAPI) -> None:

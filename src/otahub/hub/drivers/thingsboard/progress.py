@@ -46,9 +46,14 @@ class DriverStates:
         self.core = core
         self._saw = saw
 
-    async def merge(self, update_id: int, values: dict[str, Any]) -> None:
+    async def merge(
+        self, update_id: int, values: dict[str, Any], *, claimed_by: str | None = None
+    ) -> None:
+        """``claimed_by``: only while that hub holds the update's claim, else ClaimLost."""
         with contextlib.suppress(NotFound):
-            self._saw(await self.core.updates.merge_driver_state(update_id, values))
+            self._saw(
+                await self.core.updates.merge_driver_state(update_id, values, claimed_by=claimed_by)
+            )
 
 
 class DownloadProgress:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from otahub.hub.drivers.thingsboard.attributes import KIND_OF
 from otahub.hub.drivers.thingsboard.progress import advance
-from otahub.mqtt.session import Session
+from otahub.mqtt import Client
 from otahub.protocols.states import UpdateState
 from otahub.protocols.thingsboard import (
     OtaReport,
@@ -31,7 +31,7 @@ class Telemetry:
         self.driver = driver
 
     async def handle(
-        self, session: Session, device: str, payload: bytes, family: TopicFamily
+        self, session: Client, device: str, payload: bytes, family: TopicFamily
     ) -> int | None:
         """Returns the PUBACK verdict: None, or the payload error code."""
         try:

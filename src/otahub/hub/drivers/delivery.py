@@ -1,0 +1,82 @@
+"""Which hub sends an update's commands, when several hubs share one database.
+
+A device is connected to one hub at a time, and only that hub can reach it:
+so an update is delivered by the hub its device is connected to. Each update
+carries a claim in the database (``UpdateService.claim``):
+
+- the hub that creates an update, or finds it unfinished at its start, sends
+  it unless another hub claimed it already;
+- a device connecting to a hub makes that hub take its active updates over
+  (adoption): it sends what nobody sent yet, and puts back what the other hub
+  sent as it was sent (same command id, so the device never runs it twice),
+  with download links of its own;
+- what a driver records before sending (its command id) is written only while
+  the hub still holds the claim, so a hub that lost it meanwhile sends nothing.
+
+Every path (dispatch of a new update, adoption on connect, recovery at start)
+goes through :meth:`Delivery.run`, one update at a time within this hub.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from otahub.hub.core import HubCore
+from otahub.hub.drivers.device_order import DeviceOrder
+from otahub.hub.services.updates import Claimed, ClaimLost
+
+log = logging.getLogger("otahub.hub.drivers")
+
+Deliver = Callable[[Claimed], Awaitable[None]]
+
+
+class Delivery:
+    def __init__(self, core: HubCore, dialect: str) -> None:
+        self.core = core
+        self.dialect = dialect
+        self._turns = DeviceOrder()  # one run at a time per update
+
+    @property
+    def owner(self) -> str:
+        """This hub, as its claims name it."""
+        return self.core.hub_id
+
+    async def run(self, update_id: int, deliver: Deliver, *, take_over: bool = False) -> bool:
+        """Claim the update and hand it to ``deliver``, as it is once claimed.
+
+        ``take_over``: its device is connected here, so this hub takes it from
+        any other. False when the update ended or another hub delivers it.
+        Two runs for one update (its creation and its device's connect) take
+        turns, so the second sees what the first recorded.
+        """
+        async with self._turns.turn(str(update_id)):
+            claimed = await self.core.updates.claim(update_id, self.owner, take_over=take_over)
+            if claimed is None or claimed.update.dialect != self.dialect:
+                return False
+            await deliver(claimed)
+            return True
+
+    async def adopt(
+        self, device: str, deliver: Deliver, kinds: Iterable[str] = ("firmware",)
+    ) -> None:
+        """``device`` connected to this hub: deliver its active updates from here."""
+        for kind in kinds:
+            update = await self.core.updates.active_for(device, kind)
+            if update is not None and update.dialect == self.dialect:
+                await self.run(update.id, deliver, take_over=True)
+
+    async def record(self, update_id: int, state: dict[str, Any]) -> bool:
+        """Store the driver's bookkeeping of a command about to be sent, while this hub
+        holds the claim; False (and nothing may be sent) once another hub took it."""
+        try:
+            await self.core.updates.set_driver_state(update_id, state, claimed_by=self.owner)
+        except ClaimLost as exc:
+            log.info("update %d: not sent from here: %s", update_id, exc.detail)
+            return False
+        return True
+
+    def fresh(self, claimed: Claimed) -> bool:
+        """Whether this hub did not deliver the update so far (another hub did, or none)."""
+        return claimed.fresh_to(self.owner)
