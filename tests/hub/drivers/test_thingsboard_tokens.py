@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from otahub.hub.core import HubCore
 from otahub.hub.drivers.thingsboard.auth import TokenIndex
 from otahub.hub.services.devices import DeviceSpec
@@ -23,3 +25,21 @@ async def test_tokens_follow_puts_and_fall_back_to_the_registry(core: HubCore) -
     tokens.put("a", None)  # deleted
     await core.devices.delete("a")
     assert await tokens.find("tok-a2") is None
+
+
+async def test_a_token_revoked_through_another_hub_stops_working_after_the_ttl(
+    core: HubCore,
+) -> None:
+    await core.devices.create(DeviceSpec(name="a", dialect="thingsboard", token="tok-a"))
+    tokens = TokenIndex(core.devices, ttl_s=0.2)
+    assert await tokens.find("tok-a") == "a"
+    # another hub instance changes the token: this hub hears nothing of it
+    await core.devices.change("a", {"token": "tok-new"})
+    assert await tokens.find("tok-a") == "a"  # trusted within the TTL
+    await asyncio.sleep(0.25)
+    assert await tokens.find("tok-a") is None
+    assert await tokens.find("tok-new") == "a"
+    # and a device removed elsewhere
+    await core.devices.delete("a")
+    await asyncio.sleep(0.25)
+    assert await tokens.find("tok-new") is None

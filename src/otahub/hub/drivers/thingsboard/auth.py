@@ -13,6 +13,7 @@ client id) and EnOS's signed client ids (``…|securemode=…|``).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,8 @@ from otahub.protocols.thingsboard import (
 log = logging.getLogger("otahub.hub.thingsboard")
 
 DIALECT = "thingsboard"
+#: Seconds a remembered token is trusted before the registry is asked again.
+TOKEN_TTL_S = 60.0
 # Topic prefixes a ThingsBoard session may publish to; the driver claims them.
 
 
@@ -102,31 +105,35 @@ class TokenIndex:
 
     Loaded when the driver starts and kept up to date from the registry's
     events (created, credentials changed, deleted), so a CONNECT costs no
-    query. A token not found here is looked up in the registry once (a
-    device registered through another hub instance) and remembered. Like the
-    basic credentials index, a token changed through another hub instance
-    is seen here when this hub restarts.
+    query. A token not found here is looked up in the registry (a device
+    registered through another hub instance) and remembered. A token changed
+    or a device removed through another hub instance sends this hub no
+    event, so an entry is trusted for ``ttl_s`` only and then checked against
+    the registry again: a revoked token stops working everywhere within it.
     """
 
-    def __init__(self, devices: DeviceService) -> None:
+    def __init__(self, devices: DeviceService, ttl_s: float = TOKEN_TTL_S) -> None:
         self.devices = devices
-        self._device_of: dict[str, str] = {}
+        self.ttl_s = ttl_s
+        self._device_of: dict[str, tuple[str, float]] = {}
         self._token_of: dict[str, str] = {}
 
     def put(self, device: str, token: str | None) -> None:
         old = self._token_of.pop(device, None)
-        if old is not None and self._device_of.get(old) == device:
+        if old is not None and self._device_of.get(old, ("", 0.0))[0] == device:
             del self._device_of[old]
         if token is not None:
-            self._device_of[token] = device
+            self._device_of[token] = (device, time.monotonic())
             self._token_of[device] = token
 
     async def find(self, token: str) -> str | None:
-        device = self._device_of.get(token)
-        if device is not None:
-            return device
+        known = self._device_of.get(token)
+        if known is not None and time.monotonic() - known[1] < self.ttl_s:
+            return known[0]
         view = await self.devices.by_token(token)
         if view is None or view.dialect != DIALECT:
+            if known is not None:
+                self.put(known[0], None)
             return None
         self.put(view.name, token)
         return view.name
