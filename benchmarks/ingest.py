@@ -44,7 +44,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.mqtt_endpoint import HOST, _serve_until_stopped
-from benchmarks.support import start_hub
+from benchmarks.support import frame_len, start_hub
 
 from otahub.mqtt.codec import encode
 from otahub.mqtt.packets import Connect, Publish
@@ -79,20 +79,6 @@ def _publishes(count: int) -> list[bytes]:
     ]
 
 
-def _frame_len(buf: bytearray) -> int:
-    """Length of the first MQTT packet in ``buf``, 0 if incomplete."""
-    mult, value, pos = 1, 0, 1
-    while pos < len(buf):
-        byte = buf[pos]
-        value += (byte & 0x7F) * mult
-        pos += 1
-        if not byte & 0x80:
-            total = pos + value
-            return total if len(buf) >= total else 0
-        mult *= 128
-    return 0
-
-
 # --- load generator ---------------------------------------------------------------
 
 
@@ -121,7 +107,7 @@ class _Device(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        while (n := _frame_len(self.buf)) > 0:
+        while (n := frame_len(self.buf)) > 0:
             kind = self.buf[0] >> 4
             code = self.buf[3] if n >= 4 else 0
             del self.buf[:n]

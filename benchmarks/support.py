@@ -13,6 +13,20 @@ import httpx
 import psutil
 
 
+def frame_len(buf: bytearray) -> int:
+    """Length of the first MQTT packet in ``buf``, 0 if incomplete."""
+    mult, value, pos = 1, 0, 1
+    while pos < len(buf):
+        byte = buf[pos]
+        value += (byte & 0x7F) * mult
+        pos += 1
+        if not byte & 0x80:
+            total = pos + value
+            return total if len(buf) >= total else 0
+        mult *= 128
+    return 0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

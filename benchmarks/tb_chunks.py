@@ -36,6 +36,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.mqtt_endpoint import HOST, _serve_until_stopped
+from benchmarks.support import frame_len
 
 from otahub.mqtt.codec import encode
 from otahub.mqtt.packets import (
@@ -75,20 +76,6 @@ def _connect(i: int) -> bytes:
 SUBSCRIBE = encode(Subscribe(1, [Subscription("v2/fw/response/+/chunk/+", 0)]), 4)
 
 
-def _frame_len(buf: bytearray) -> int:
-    """Length of the first MQTT packet in ``buf``, 0 if incomplete."""
-    mult, value, pos = 1, 0, 1
-    while pos < len(buf):
-        byte = buf[pos]
-        value += (byte & 0x7F) * mult
-        pos += 1
-        if not byte & 0x80:
-            total = pos + value
-            return total if len(buf) >= total else 0
-        mult *= 128
-    return 0
-
-
 # --- baseline server ----------------------------------------------------------------
 
 
@@ -103,7 +90,7 @@ class _Baseline(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        while (n := _frame_len(self.buf)) > 0:
+        while (n := frame_len(self.buf)) > 0:
             packet = bytes(self.buf[:n])
             del self.buf[:n]
             kind = packet[0] >> 4
