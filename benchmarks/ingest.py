@@ -44,7 +44,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.mqtt_endpoint import HOST, _serve_until_stopped
-from benchmarks.support import frame_len, start_hub
+from benchmarks.support import frame_len, start_hub, stop_process
 
 from otahub.mqtt.codec import encode
 from otahub.mqtt.packets import Connect, Publish
@@ -236,18 +236,6 @@ def _check_hub(url: str, devices: int) -> str:
     return f"hub: {downloading} updates listed as downloading (first page of at most 1000)"
 
 
-def _stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=500)
@@ -278,8 +266,8 @@ def main() -> None:
                     rates[server].append(run["messages"] / run["seconds"])
             check = _check_hub(url, args.devices)
         finally:
-            _stop(base)
-            _stop(hub)
+            stop_process(base)
+            stop_process(hub)
     load1 = os.getloadavg()[0]
     print(
         f"{args.devices} devices x {args.messages} QoS 1 telemetry messages, window "

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -25,6 +26,19 @@ def frame_len(buf: bytearray) -> int:
             return total if len(buf) >= total else 0
         mult *= 128
     return 0
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """End a process the benchmark started: its stdin closed, SIGTERM, then SIGKILL."""
+    if proc.poll() is None:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def free_port() -> int:

@@ -36,7 +36,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.mqtt_endpoint import HOST, _serve_until_stopped
-from benchmarks.support import frame_len
+from benchmarks.support import frame_len, stop_process
 
 from otahub.mqtt.codec import encode
 from otahub.mqtt.packets import (
@@ -269,18 +269,6 @@ def _start_hub(data_dir: Path, devices: int, data: bytes) -> tuple[subprocess.Po
     return hub, mqtt
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=200)
@@ -309,8 +297,8 @@ def main() -> None:
                         _load(hub_port, args.devices, hub_rid, chunk, len(data))
                     )
         finally:
-            _stop(base)
-            _stop(hub)
+            stop_process(base)
+            stop_process(hub)
     print(f"{args.devices} devices x {args.image_mib} MiB, median of {args.rounds} rounds")
     print(f"{'chunk':>7} {'server':>9} {'MB/s':>9} {'chunks/s':>10} {'vs baseline':>12}")
     for chunk in CHUNK_SIZES:
