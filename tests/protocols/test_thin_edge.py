@@ -561,3 +561,13 @@ def test_seed_000_sequence() -> None:
     assert te.status_to_state(successful.status) is UpdateState.SUCCEEDED
     assert new_twin is not None and new_twin.version == successful.version
     assert te.requester_should_clear(successful)
+
+
+def test_a_command_id_carries_its_update_id_and_only_ours_are_read() -> None:
+    cmd_id = te.command_id_for(42)
+    assert te.is_own_command(cmd_id)
+    assert te.update_id_of(cmd_id) == 42
+    assert te.command_id_for(42) != cmd_id  # a fresh suffix each time
+    assert te.update_id_of("c8y-mapper-42") is None  # another requester's
+    assert te.update_id_of("otahub-x1-abc") is None
+    assert te.update_id_of("otahub-") is None

@@ -37,6 +37,7 @@ state only when it lies ahead of the current one.
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum, StrEnum
@@ -163,6 +164,20 @@ def make_command_id(unique: str, prefix: str = COMMAND_ID_PREFIX) -> str:
 def is_own_command(cmd_id: str, prefix: str = COMMAND_ID_PREFIX) -> bool:
     """True for ids this requester created; others belong to another requester."""
     return cmd_id.startswith(f"{prefix}-")
+
+
+def command_id_for(update_id: int, prefix: str = COMMAND_ID_PREFIX) -> str:
+    """``<prefix>-<update id>-<6 hex>``: the update id leads, so that any hub on the
+    same database can tell which update a command (and a status on it) belongs to."""
+    return make_command_id(f"{update_id}-{secrets.token_hex(3)}", prefix)
+
+
+def update_id_of(cmd_id: str, prefix: str = COMMAND_ID_PREFIX) -> int | None:
+    """The update id a ``command_id_for`` id leads with; None for any other id."""
+    if not is_own_command(cmd_id, prefix):
+        return None
+    raw = cmd_id[len(prefix) + 1 :].partition("-")[0]
+    return int(raw) if raw.isascii() and raw.isdigit() else None
 
 
 class TopicKind(Enum):

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import secrets
 from collections.abc import Awaitable, Hashable
 from dataclasses import replace
 from typing import Any
@@ -214,7 +213,7 @@ class ThinEdgeDriver(Driver):
         except (OfferFailed, ServiceError) as exc:
             await self._fail(update.id, str(exc))
             return
-        cmd_id = te.make_command_id(f"{update.id}-{secrets.token_hex(3)}")
+        cmd_id = te.command_id_for(update.id)
         topic = te.command_topic(entity, cmd_id)
         command = te.build_command(
             name=update.title,
@@ -500,11 +499,10 @@ class ThinEdgeDriver(Driver):
         parsed = te.parse_topic(topic)
         if parsed is None or parsed.cmd_id is None:
             return None
-        unique = parsed.cmd_id.removeprefix(f"{te.COMMAND_ID_PREFIX}-")
-        raw_id = unique.partition("-")[0]
-        if not (raw_id.isascii() and raw_id.isdigit()):
+        update_id = te.update_id_of(parsed.cmd_id)
+        if update_id is None:
             return None
-        update = await active_update(self.ctx.core, int(raw_id))
+        update = await active_update(self.ctx.core, update_id)
         if update is None or update.driver_state.get("topic") != topic:
             return None
         self._commands[topic] = update.id
