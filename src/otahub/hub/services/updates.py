@@ -571,33 +571,30 @@ class UpdateService:
         if not is_row_id(update_id):
             return None
         async with self.db.session() as s:
-            found = (
-                await s.execute(
-                    select(Update.claimed_by).where(
-                        Update.id == update_id, Update.state.not_in(TERMINAL_STATES)
-                    )
-                )
-            ).first()
-            if found is None:
+            row = await s.scalar(
+                select(Update).where(Update.id == update_id, Update.state.not_in(TERMINAL_STATES))
+            )
+            if row is None:
                 return None
-            held: str | None = found[0]
-            if held != owner:
-                if held is not None and not take_over:
-                    return None
-                result = await s.execute(
-                    sql_update(Update)
-                    .where(
-                        Update.id == update_id,
-                        Update.state.not_in(TERMINAL_STATES),
-                        Update.claimed_by.is_(None) if held is None else Update.claimed_by == held,
-                    )
-                    .values(claimed_by=owner)
-                    .execution_options(synchronize_session=False)
+            held: str | None = row.claimed_by
+            if held == owner:
+                return Claimed(UpdateView.of(row), held)  # a reconnect: nothing to write
+            if held is not None and not take_over:
+                return None
+            result = await s.execute(
+                sql_update(Update)
+                .where(
+                    Update.id == update_id,
+                    Update.state.not_in(TERMINAL_STATES),
+                    Update.claimed_by.is_(None) if held is None else Update.claimed_by == held,
                 )
-                assert isinstance(result, CursorResult)
-                if result.rowcount != 1:
-                    await s.rollback()
-                    return None  # another hub took it (or it ended) meanwhile
+                .values(claimed_by=owner)
+                .execution_options(synchronize_session=False)
+            )
+            assert isinstance(result, CursorResult)
+            if result.rowcount != 1:
+                await s.rollback()
+                return None  # another hub took it (or it ended) meanwhile
             row = await s.scalar(
                 select(Update)
                 .where(Update.id == update_id)
@@ -605,7 +602,7 @@ class UpdateService:
             )
             await s.commit()
         assert row is not None
-        if held not in (None, owner):
+        if held is not None:
             log.info(
                 "update %d: hub %s delivers it now, taken over from %s",
                 update_id,
