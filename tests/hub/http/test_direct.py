@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-from otahub.hub.http.direct import confirm, direct_routes
+from otahub.hub.http.direct import MAX_PATH, PATHS, DirectRoutes, confirm, direct_routes
 from otahub.hub.http.files import file_response
 from otahub.hub.http.listener import HubHttpServer
 from tests.hubproc import HubProcess
@@ -184,3 +184,22 @@ def test_content_route_keeps_admin_auth_and_download_counters(
         assert client.delete(url.removesuffix("/content"), headers=good).status_code == 204
         gone = client.get(url, headers={**good, "Range": "bytes=0-9"})
         assert gone.status_code == 404
+
+
+async def _never(request: Request, params: Mapping[str, str]) -> Response | None:
+    return None
+
+
+def test_the_table_of_confirmed_paths_is_bounded_and_refuses_long_paths() -> None:
+    routes = DirectRoutes()
+    routes.add("file", r"/files/(?P<name>[^/]+)", _never)
+    # confirmed before any token check: a long junk path is never remembered
+    long_path = "/files/" + "x" * MAX_PATH
+    routes.confirm({"method": "GET", "path": long_path}, "file")
+    assert routes.lookup("GET", long_path) is None
+    for n in range(PATHS + 10):
+        routes.confirm({"method": "GET", "path": f"/files/{n}"}, "file")
+    assert routes.lookup("GET", "/files/0") is None  # the oldest went first
+    assert routes.lookup("GET", "/files/9") is None
+    assert routes.lookup("GET", "/files/10") is not None
+    assert routes.lookup("GET", f"/files/{PATHS + 9}") is not None

@@ -31,8 +31,10 @@ __all__ = ["DirectHandler", "DirectRoutes", "confirm", "direct_routes"]
 
 DirectHandler = Callable[[Request, Mapping[str, str]], Awaitable[Response | None]]
 
-#: Paths remembered per app at most; past it the memory starts over.
+#: Paths remembered per app at most; past it the oldest is forgotten.
 PATHS = 4096
+#: Longer paths are always served through the app (real download paths are far shorter).
+MAX_PATH = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +73,18 @@ class DirectRoutes:
         method, path = scope.get("method"), scope.get("path")
         if method not in ("GET", "HEAD") or not isinstance(path, str) or scope.get("root_path"):
             return
+        if len(path) > MAX_PATH:
+            # confirmed before the route checks its token: an unauthenticated client
+            # must not make the table hold long paths
+            return
         for route in self._routes:
             if route.name != name:
                 continue
             found = route.pattern.fullmatch(path)
             if found is not None:
-                if len(self._confirmed) >= PATHS:
-                    self._confirmed.clear()
+                while len(self._confirmed) >= PATHS:
+                    # the oldest goes: a flood of new paths cannot flush the table at once
+                    del self._confirmed[next(iter(self._confirmed))]
                 self._confirmed[(method, path)] = (route.handler, found.groupdict())
                 return
 
