@@ -26,10 +26,24 @@ from typing import Any
 from otahub.hub.core import HubCore
 from otahub.hub.drivers.device_order import DeviceOrder
 from otahub.hub.services.updates import Claimed, ClaimLost
+from otahub.mqtt import Client
 
 log = logging.getLogger("otahub.hub.drivers")
 
 Deliver = Callable[[Claimed], Awaitable[None]]
+
+
+def may_act_for(session: Client, device_topic: str) -> bool:
+    """Whether ``session`` may speak for the device ``device_topic`` belongs to.
+
+    Waiting for a device's commands makes a hub take its update over, so that is
+    only for a session the topic rules let publish as the device (the device, its
+    gateway, or an anonymous client for a device without credentials or owner):
+    subscribing is open to anonymous clients, and one must not pull another
+    device's update away from the hub that device is connected to.
+    """
+    acl = session.identity.acl
+    return acl is None or bool(acl.can_publish(device_topic))
 
 
 class Delivery:

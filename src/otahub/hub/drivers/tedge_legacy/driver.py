@@ -64,7 +64,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from otahub.hub.drivers.base import Driver, DriverContext
-from otahub.hub.drivers.delivery import Delivery
+from otahub.hub.drivers.delivery import Delivery, may_act_for
 from otahub.hub.drivers.file_transfer.offer import OfferFailed, file_root, offer_firmware
 from otahub.hub.drivers.file_transfer.routes import mount_file_transfer
 from otahub.hub.drivers.presence import Presence
@@ -210,7 +210,8 @@ class TedgeLegacyDriver(Driver):
             return
         if session.connected:
             await self.presence.add_for(child, session)
-        await self.delivery.adopt(child, self._adopt)
+        if may_act_for(session, legacy.response_topic(child)):
+            await self.delivery.adopt(child, self._adopt)
 
     async def _adopt(self, claimed: Claimed) -> None:
         """The child subscribed here: its request goes out if nobody sent it, and again

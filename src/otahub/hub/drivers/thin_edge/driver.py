@@ -63,7 +63,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from otahub.hub.drivers.base import Driver, DriverContext
-from otahub.hub.drivers.delivery import Delivery
+from otahub.hub.drivers.delivery import Delivery, may_act_for
 from otahub.hub.drivers.device_order import DeviceOrder
 from otahub.hub.drivers.download_links import active_update
 from otahub.hub.drivers.file_transfer.offer import (
@@ -365,7 +365,8 @@ class ThinEdgeDriver(Driver):
         if not session.connected:
             return
         await self.presence.add_for(name, session)
-        await self.delivery.adopt(name, self._adopt)
+        if may_act_for(session, te.capability_topic(te.EntityTopicId(name))):
+            await self.delivery.adopt(name, self._adopt)
 
     async def _device(
         self, entity: te.EntityTopicId, *, create: bool, **kind: str | None
