@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 from otahub.hub.core import HubCore
 from otahub.hub.drivers.thingsboard.auth import TokenIndex
 from otahub.hub.services.devices import DeviceSpec
+from otahub.hub.services.views import DeviceView
 
 
 async def test_tokens_follow_puts_and_fall_back_to_the_registry(core: HubCore) -> None:
@@ -43,3 +45,25 @@ async def test_a_token_revoked_through_another_hub_stops_working_after_the_ttl(
     await core.devices.delete("a")
     await asyncio.sleep(0.25)
     assert await tokens.find("tok-new") is None
+
+
+async def test_a_lookup_that_races_with_a_token_change_does_not_bring_the_old_token_back(
+    core: HubCore,
+) -> None:
+    await core.devices.create(DeviceSpec(name="a", dialect="thingsboard", token="tok-old"))
+    tokens = TokenIndex(core.devices)
+    read = core.devices.by_token
+
+    async def slow_read(token: str) -> DeviceView | None:
+        view = await read(token)  # the registry still answers with the old token...
+        tokens.put("a", "tok-new")  # ...while the change's event arrives
+        return view
+
+    tokens.devices = SimpleNamespace(by_token=slow_read)  # type: ignore[assignment]
+    assert await tokens.find("tok-old") == "a"  # answered as the registry said
+    # but not remembered: the change that came in meanwhile stands
+    await core.devices.change("a", {"token": "tok-new"})
+    tokens.devices = core.devices
+    tokens.ttl_s = 3600.0
+    assert "tok-old" not in tokens._device_of
+    assert await tokens.find("tok-new") == "a"

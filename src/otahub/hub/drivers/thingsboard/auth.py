@@ -117,8 +117,11 @@ class TokenIndex:
         self.ttl_s = ttl_s
         self._device_of: dict[str, tuple[str, float]] = {}
         self._token_of: dict[str, str] = {}
+        # bumped by every put: a registry read that raced with one is not kept
+        self._puts = 0
 
     def put(self, device: str, token: str | None) -> None:
+        self._puts += 1
         old = self._token_of.pop(device, None)
         if old is not None and self._device_of.get(old, ("", 0.0))[0] == device:
             del self._device_of[old]
@@ -130,12 +133,15 @@ class TokenIndex:
         known = self._device_of.get(token)
         if known is not None and time.monotonic() - known[1] < self.ttl_s:
             return known[0]
+        puts = self._puts
         view = await self.devices.by_token(token)
+        current = puts == self._puts  # no credentials event came in meanwhile
         if view is None or view.dialect != DIALECT:
-            if known is not None:
+            if known is not None and current:
                 self.put(known[0], None)
             return None
-        self.put(view.name, token)
+        if current:
+            self.put(view.name, token)
         return view.name
 
 
