@@ -103,7 +103,11 @@ class Claimed:
 
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
-    """What ``create_many`` did: each request's index with its update or its refusal."""
+    """What ``create_many`` did: each request's index with its update or its refusal.
+
+    In the transaction hook the updates are as created; in what ``create_many``
+    returns, as their drivers left them (failed if a start raised).
+    """
 
     created: builtins.list[tuple[int, UpdateView]]
     refused: builtins.list[tuple[int, ServiceError]]
@@ -113,6 +117,8 @@ class BatchOutcome:
 BatchHook = Callable[[AsyncSession, BatchOutcome], Awaitable[None]]
 # New updates handed to the drivers between yields to the event loop.
 ANNOUNCE_SLICE = 50
+#: Requests in one API batch (``POST /updates/batch``) at most.
+MAX_BATCH = 10_000
 
 # Raises a ServiceError when the device cannot take the update (skipped when forced).
 CreateCheck = Callable[[DeviceView, "UpdateRequest"], None]
@@ -239,16 +245,20 @@ class UpdateService:
         try:
             await start(update)
         except Exception as exc:
-            log.exception(
-                "the %s driver could not start update %d",
-                update.dialect,
-                update.id,
-                extra=update_fields(update.id, update.device, update.dialect),
-            )
-            return await self.fail_start(
-                update.id, f"{type(exc).__name__}: {exc}", dialect=update.dialect
-            )
+            return await self._start_failed(update, exc)
         return update
+
+    async def _start_failed(self, update: UpdateView, exc: Exception) -> UpdateView:
+        log.error(
+            "the %s driver could not start update %d",
+            update.dialect,
+            update.id,
+            exc_info=exc,
+            extra=update_fields(update.id, update.device, update.dialect),
+        )
+        return await self.fail_start(
+            update.id, f"{type(exc).__name__}: {exc}", dialect=update.dialect
+        )
 
     def on_repeat(self, dialect: str, handler: RepeatHandler) -> None:
         """Asking again for the update a ``dialect`` device runs re-delivers it via ``handler``.
@@ -383,7 +393,8 @@ class UpdateService:
                     self.default_timeout_s if request.timeout_s is None else request.timeout_s
                 )
                 if request.mode not in UPDATE_MODES:
-                    raise Invalid(f"unknown update mode {request.mode!r}")
+                    known = ", ".join(UPDATE_MODES)
+                    raise Invalid(f"unknown update mode {request.mode!r} (known: {known})")
                 if request.replace:
                     raise Invalid("a batch of updates does not replace running ones")
             except ServiceError as exc:
@@ -452,12 +463,14 @@ class UpdateService:
         if created:
             self._deadline_moved(min(view.deadline_at or now for _, view in created))
         await self._announce(replaced)  # the replaced updates' ends first
-        for n, (_, view) in enumerate(created, 1):
-            await self._announce([UpdateCreated(view)])
-            await self._start(view)
-            if n % ANNOUNCE_SLICE == 0:
+        started: builtins.list[tuple[int, UpdateView]] = []
+        for first in range(0, len(created), ANNOUNCE_SLICE):
+            if first:
                 await asyncio.sleep(0)  # the drivers take turns with the rest of the hub
-        return outcome
+            for index, view in created[first : first + ANNOUNCE_SLICE]:
+                await self._announce([UpdateCreated(view)])
+                started.append((index, await self._start(view)))
+        return BatchOutcome(started, outcome.refused)
 
     def _check_fits(self, device: Device, package: FirmwarePackage, request: UpdateRequest) -> None:
         """Raise the ServiceError refusing ``package`` for ``device``: the package check
