@@ -18,7 +18,10 @@ totals) and the ratio to it (>= 1.00 meets it):
   less its RSS before the first connect, / DEVICES; and the hub's peak RSS.
 
     .venv/bin/python benchmarks/fleet.py [--devices 1000] [--dialect thingsboard]
-        [--image-mib 1] [--chunk-size 65536]
+        [--image-mib 1] [--chunk-size 65536] [--profile-start FILE]
+
+``--profile-start FILE`` samples the hub with py-spy (raw, collapsed stacks) while
+the updates are started, from just before the first request to its answer.
 
 thin-edge and tedge-legacy devices are registered without passwords and
 connect anonymously from loopback (``--anonymous``): a password login costs
@@ -30,12 +33,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,7 +140,20 @@ async def start_updates(api: httpx.AsyncClient, names: list[str]) -> str:
     bodies = [{"device": n, "title": TITLE, "version": "2.0.0"} for n in names]
     r = await api.post("/updates/batch", json=bodies)
     if r.status_code < 300:
-        return "POST /api/v1/updates/batch"
+        calls, sent = 1, bodies
+        for _ in range(100):
+            refused = [item for item in r.json()["items"] if item["update"] is None]
+            if not refused:
+                return f"POST /api/v1/updates/batch, {calls} call(s)"
+            # a thin-edge child takes updates once its capability arrived
+            if any(item["problem"]["status"] not in (404, 409) for item in refused):
+                raise SystemExit(f"batch start refused items: {refused[:3]}")
+            await asyncio.sleep(0.2)
+            sent = [sent[item["row"] - 1] for item in refused]
+            r = await api.post("/updates/batch", json=sent)
+            r.raise_for_status()
+            calls += 1
+        raise SystemExit(f"batch start: still refused after {calls} calls: {refused[:3]}")
     if r.status_code not in (404, 405):
         raise SystemExit(f"batch start refused: {r.status_code} {r.text[:300]}")
     queue = list(bodies)
@@ -154,6 +172,25 @@ async def start_updates(api: httpx.AsyncClient, names: list[str]) -> str:
 
     await asyncio.gather(*(worker() for _ in range(32)))
     return "one POST /api/v1/updates each, 32 in flight"
+
+
+@contextlib.contextmanager
+def start_profile(pid: int, out: str | None) -> Iterator[None]:
+    """py-spy sampling the hub while updates are started (``--profile-start``)."""
+    if out is None:
+        yield
+        return
+    spy = Path(sys.executable).with_name("py-spy")
+    argv = [str(spy), "record", "--gil", "--nonblocking", "-r", "100", "--format", "raw"]
+    proc = subprocess.Popen(
+        [*argv, "-p", str(pid), "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    time.sleep(1.0)  # attached before the first request
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)  # py-spy writes what it sampled
+        proc.wait(timeout=60)
 
 
 async def failed_on_hub(api: httpx.AsyncClient) -> int:
@@ -216,9 +253,10 @@ async def bench(args: argparse.Namespace, hub: psutil.Process, url: str, mqtt_po
         sim_rss = own.memory_info().rss
 
         cpu0 = hub_cpu(hub)
-        t_start = time.monotonic()
-        how = await start_updates(api, names)
-        start_s = time.monotonic() - t_start
+        with start_profile(hub.pid, args.profile_start):
+            t_start = time.monotonic()
+            how = await start_updates(api, names)
+            start_s = time.monotonic() - t_start
         done_at = await wait(
             lambda: counts.get("updates_succeeded", 0) + counts.get("updates_failed", 0) >= n,
             3600,
@@ -273,6 +311,7 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=65536)
     parser.add_argument("--install-seconds", type=float, default=0.0)
     parser.add_argument("--connect-concurrency", type=int, default=200)
+    parser.add_argument("--profile-start", metavar="FILE", help="py-spy raw profile of the start")
     args = parser.parse_args()
     args.load0 = f"{os.getloadavg()[0]:.2f}"
     with tempfile.TemporaryDirectory(prefix="otahub-fleet-") as tmp:
