@@ -124,6 +124,9 @@ MAX_BATCH = 10_000
 CreateCheck = Callable[[DeviceView, "UpdateRequest"], None]
 # Starts delivering a new update to its device; what it raises fails the update.
 Starter = Callable[[UpdateView], Awaitable[None]]
+# Starts many new updates of one dialect at once: the error of each one it could not
+# start, by update id. Raising means it started none; they are then started one by one.
+BatchStarter = Callable[[Sequence[UpdateView]], Awaitable[dict[int, Exception]]]
 # Re-delivers an update that was asked for again while it runs.
 RepeatHandler = Callable[[UpdateView], Awaitable[None]]
 #: Why a package may not be sent to devices at all (None: it may), e.g. unsigned.
@@ -133,6 +136,7 @@ TimeoutReason = Callable[[UpdateView], str]
 
 
 MAX_PAGE = 1000
+_IN_CHUNK = 500  # ids per IN (...) of the batched driver writes
 # past any real table; keeps the number within every database's integer range
 MAX_OFFSET = 2**31 - 1
 
@@ -148,6 +152,7 @@ class UpdateService:
         self.package_check: PackageCheck | None = None
         self._repeat_handlers: dict[str, RepeatHandler] = {}
         self._starters: dict[str, Starter] = {}
+        self._batch_starters: dict[str, BatchStarter] = {}
         self._timeout_reasons: dict[str, TimeoutReason] = {}
         # One writer at a time within this hub: state checks and the writes that
         # follow them must not interleave (SQLite has no SELECT ... FOR UPDATE).
@@ -237,6 +242,12 @@ class UpdateService:
         """
         self._starters[dialect] = start
 
+    def set_batch_starter(self, dialect: str, start_many: BatchStarter) -> None:
+        """``start_many`` starts the new updates of a ``dialect`` that ``create_many``
+        made, a slice at a time, as the starter would each (its driver's, sharing
+        reads and writes); an update whose error it returns fails (``start_failed``)."""
+        self._batch_starters[dialect] = start_many
+
     async def _start(self, update: UpdateView) -> UpdateView:
         """Hand a new update to its driver; the update as it is, failed if that raised."""
         start = self._starters.get(update.dialect)
@@ -259,6 +270,34 @@ class UpdateService:
         return await self.fail_start(
             update.id, f"{type(exc).__name__}: {exc}", dialect=update.dialect
         )
+
+    async def _start_slice(self, views: Sequence[UpdateView]) -> builtins.list[UpdateView]:
+        """Hand new updates to their drivers, each dialect's at once where its driver
+        can; each update as it is, failed if its start raised."""
+        started: dict[int, UpdateView] = {view.id: view for view in views}
+        by_dialect: dict[str, builtins.list[UpdateView]] = {}
+        for view in views:
+            by_dialect.setdefault(view.dialect, []).append(view)
+        for dialect, group in by_dialect.items():
+            start_many = self._batch_starters.get(dialect)
+            errors: dict[int, Exception] | None = None
+            if start_many is not None:
+                try:
+                    errors = await start_many(group)
+                except Exception:
+                    log.exception(
+                        "the %s driver could not start %d updates at once; one by one",
+                        dialect,
+                        len(group),
+                    )
+            if errors is None:
+                for view in group:
+                    started[view.id] = await self._start(view)
+                continue
+            for view in group:
+                if (exc := errors.get(view.id)) is not None:
+                    started[view.id] = await self._start_failed(view, exc)
+        return [started[view.id] for view in views]
 
     def on_repeat(self, dialect: str, handler: RepeatHandler) -> None:
         """Asking again for the update a ``dialect`` device runs re-delivers it via ``handler``.
@@ -467,9 +506,11 @@ class UpdateService:
         for first in range(0, len(created), ANNOUNCE_SLICE):
             if first:
                 await asyncio.sleep(0)  # the drivers take turns with the rest of the hub
-            for index, view in created[first : first + ANNOUNCE_SLICE]:
+            part = created[first : first + ANNOUNCE_SLICE]
+            for _, view in part:
                 await self._announce([UpdateCreated(view)])
-                started.append((index, await self._start(view)))
+            views = await self._start_slice([view for _, view in part])
+            started += zip([index for index, _ in part], views, strict=True)
         return BatchOutcome(started, outcome.refused)
 
     def _check_fits(self, device: Device, package: FirmwarePackage, request: UpdateRequest) -> None:
@@ -570,6 +611,67 @@ class UpdateService:
             row.driver_state = edit(row.driver_state or {})
             await s.commit()
             return UpdateView.of(row)
+
+    async def set_driver_states(
+        self, states: dict[int, dict[str, Any]], *, claimed_by: str, merge: bool = False
+    ) -> builtins.list[UpdateView]:
+        """``set_driver_state`` (``merge_driver_state`` with ``merge``) for many updates
+        in one transaction: each is written only while ``claimed_by`` holds its claim.
+        Returns those written; the others (claim lost, deleted) are left as they were."""
+        ids = sorted(update_id for update_id in states if is_row_id(update_id))
+        written: builtins.list[UpdateView] = []
+        async with self._write, self.db.session() as s:
+            for first in range(0, len(ids), _IN_CHUNK):
+                rows = await s.scalars(
+                    select(Update)
+                    .where(Update.id.in_(ids[first : first + _IN_CHUNK]))
+                    .order_by(Update.id)
+                    .with_for_update()  # a takeover waits for this write, then sees it
+                )
+                for row in rows:
+                    if row.claimed_by == claimed_by:
+                        old = (row.driver_state or {}) if merge else {}
+                        row.driver_state = {**old, **states[row.id]}
+                        written.append(UpdateView.of(row))
+            await s.commit()
+        return written
+
+    async def claim_new(self, update_ids: Sequence[int], owner: str) -> builtins.list[Claimed]:
+        """``claim`` without take-over for many updates, in one transaction: those no
+        hub claimed yet (or ``owner`` did) and that have not ended; in id order."""
+        ids = sorted({update_id for update_id in update_ids if is_row_id(update_id)})
+        claimed: builtins.list[Claimed] = []
+        async with self.db.session() as s:
+            for first in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[first : first + _IN_CHUNK]
+                open_ = Update.state.not_in(TERMINAL_STATES)
+                held = dict(
+                    (
+                        await s.execute(
+                            select(Update.id, Update.claimed_by).where(Update.id.in_(chunk), open_)
+                        )
+                    )
+                    .tuples()
+                    .all()
+                )
+                free = [update_id for update_id, holder in held.items() if holder is None]
+                if free:
+                    # the same conditional UPDATE as claim's: of two hubs racing, one wins
+                    await s.execute(
+                        sql_update(Update)
+                        .where(Update.id.in_(free), open_, Update.claimed_by.is_(None))
+                        .values(claimed_by=owner)
+                        .execution_options(synchronize_session=False)
+                    )
+                rows = await s.scalars(
+                    select(Update)
+                    .where(Update.id.in_(chunk), Update.claimed_by == owner, open_)
+                    .order_by(Update.id)
+                    .execution_options(populate_existing=True)
+                )
+                claimed += [Claimed(UpdateView.of(row), held.get(row.id)) for row in rows]
+            await s.commit()
+        return claimed
 
     async def claim(self, update_id: int, owner: str, *, take_over: bool = False) -> Claimed | None:
         """Make hub instance ``owner`` the one that sends the update's commands.
