@@ -466,35 +466,63 @@ class UpdateService:
                 ).all()
             }
             now = utcnow()
-            rows: builtins.list[tuple[int, Update]] = []
+            rows: builtins.list[tuple[int, dict[str, Any]]] = []
             replaced: builtins.list[Event] = []
             for index, request, timeout_s in valid:
                 try:
                     row = self._batch_row(request, timeout_s, devices, packages, now)
-                    if (row.device_id, row.kind) in active:
-                        current = active[(row.device_id, row.kind)]
-                        replaced += self._yield_to(s, row, current, now, source)
+                    taken = (row["device_id"], row["kind"])
+                    if taken in active:
+                        replaced += self._yield_to(
+                            s, row["device_name"], row["kind"], active[taken], now, source
+                        )
                 except ServiceError as exc:
                     refused.append((index, exc))
                     continue
-                active[(row.device_id, row.kind)] = None  # taken by this batch
+                active[taken] = None  # taken by this batch
                 rows.append((index, row))
             await s.flush()  # the partial unique index must see replaced updates finished
-            s.add_all([row for _, row in rows])
-            await s.flush()
-            s.add_all(
-                [
-                    UpdateTransition(
-                        update_id=row.id, from_state=None, to_state=row.state, source=source, at=now
-                    )
-                    for _, row in rows
-                ]
-            )
-            created = [(index, UpdateView.of(row)) for index, row in rows]
-            outcome = BatchOutcome(created, sorted(refused, key=lambda pair: pair[0]))
-            if in_transaction is not None:
-                await in_transaction(s, outcome)
             try:
+                # Core executemany, then the new rows read back by device (each has one
+                # active update of a kind): the ORM inserts row by row to learn the ids
+                for first in range(0, len(rows), _IN_CHUNK):
+                    await s.execute(
+                        sql_insert(_UPDATES), [row for _, row in rows[first : first + _IN_CHUNK]]
+                    )
+                new: dict[tuple[int, str], Any] = {}
+                device_ids = sorted({row["device_id"] for _, row in rows})
+                for first in range(0, len(device_ids), _IN_CHUNK):
+                    found = await s.execute(
+                        select(_UPDATES).where(
+                            _UPDATES.c.device_id.in_(device_ids[first : first + _IN_CHUNK]),
+                            _UPDATES.c.state.not_in(TERMINAL_STATES),
+                        )
+                    )
+                    new.update(((r["device_id"], r["kind"]), r) for r in found.mappings())
+                created = []
+                for index, row in rows:
+                    stored = new[row["device_id"], row["kind"]]
+                    created.append((index, UpdateView.of(cast(Update, SimpleNamespace(**stored)))))
+                if created:
+                    await s.execute(
+                        sql_insert(_TRANSITIONS),
+                        [
+                            {
+                                "update_id": view.id,
+                                "from_state": None,
+                                "to_state": view.state,
+                                "progress": None,
+                                "reason": None,
+                                "code": None,
+                                "source": source,
+                                "at": now,
+                            }
+                            for _, view in created
+                        ],
+                    )
+                outcome = BatchOutcome(created, sorted(refused, key=lambda pair: pair[0]))
+                if in_transaction is not None:
+                    await in_transaction(s, outcome)
                 await s.commit()
             except IntegrityError:
                 # Another hub instance gave one of these devices an update meanwhile.
@@ -537,8 +565,9 @@ class UpdateService:
         devices: dict[str, Device],
         packages: dict[tuple[str, str], FirmwarePackage | None],
         now: datetime,
-    ) -> Update:
-        """The new update row for one request of a batch, or the ServiceError refusing it."""
+    ) -> dict[str, Any]:
+        """The new update row's values for one request of a batch, or the ServiceError
+        refusing it."""
         device = devices.get(request.device)
         if device is None:
             raise NotFound(f"device {request.device!r} does not exist")
@@ -546,19 +575,24 @@ class UpdateService:
         if package is None:
             raise NotFound(f"no firmware package {request.title!r} version {request.version!r}")
         self._check_fits(device, package, request)
-        return _new_row(device, package, request, timeout_s, now)
+        return _new_values(device, package, request, timeout_s, now)
 
     @staticmethod
     def _yield_to(
-        s: AsyncSession, new: Update, current: Update | None, now: datetime, source: str
+        s: AsyncSession,
+        device_name: str,
+        kind: str,
+        current: Update | None,
+        now: datetime,
+        source: str,
     ) -> builtins.list[Event]:
         """Cancel ``current`` for ``new`` if it came from a type assignment, as ``create``
         does; else (or when this batch already has one for the device) a Conflict."""
         if current is None:
-            raise Conflict(f"device {new.device_name!r} is in this batch twice")
+            raise Conflict(f"device {device_name!r} is in this batch twice")
         if not (current.driver_state or {}).get(TYPE_ORIGIN_KEY):
             raise Conflict(
-                f"device {new.device_name!r} already has active {new.kind} update "
+                f"device {device_name!r} already has active {kind} update "
                 f"{current.id} ({current.title} {current.version}, {current.state})"
             )
         step = _apply(
@@ -1113,7 +1147,19 @@ def _new_row(
     now: datetime,
 ) -> Update:
     """A pending update of ``package`` for ``device`` as ``request`` asks, from ``now``."""
-    return Update(
+    return Update(**_new_values(device, package, request, timeout_s, now))
+
+
+def _new_values(
+    device: Device,
+    package: FirmwarePackage,
+    request: UpdateRequest,
+    timeout_s: float,
+    now: datetime,
+) -> dict[str, Any]:
+    """``_new_row``'s column values: every column a new row sets (the same for each,
+    as one executemany needs)."""
+    return dict(
         device_id=device.id,
         device_name=device.name,
         dialect=device.dialect,
