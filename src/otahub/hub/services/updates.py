@@ -115,8 +115,11 @@ class BatchOutcome:
 
 # Runs inside create_many's transaction before it commits; raising rolls the batch back.
 BatchHook = Callable[[AsyncSession, BatchOutcome], Awaitable[None]]
-# New updates handed to the drivers between yields to the event loop.
+# New updates announced between yields to the event loop.
 ANNOUNCE_SLICE = 50
+# New updates handed to a driver's batch starter at once: few large batches hand a
+# fleet over before its devices' first answers compete for the database.
+START_SLICE = 1000
 #: Requests in one API batch (``POST /updates/batch``) at most.
 MAX_BATCH = 10_000
 
@@ -531,12 +534,12 @@ class UpdateService:
             self._deadline_moved(min(view.deadline_at or now for _, view in created))
         await self._announce(replaced)  # the replaced updates' ends first
         started: builtins.list[tuple[int, UpdateView]] = []
-        for first in range(0, len(created), ANNOUNCE_SLICE):
-            if first:
-                await asyncio.sleep(0)  # the drivers take turns with the rest of the hub
-            part = created[first : first + ANNOUNCE_SLICE]
-            for _, view in part:
+        for first in range(0, len(created), START_SLICE):
+            part = created[first : first + START_SLICE]
+            for n, (_, view) in enumerate(part, 1):
                 await self._announce([UpdateCreated(view)])
+                if n % ANNOUNCE_SLICE == 0:
+                    await asyncio.sleep(0)  # observers take turns with the rest of the hub
             views = await self._start_slice([view for _, view in part])
             started += zip([index for index, _ in part], views, strict=True)
         return BatchOutcome(started, outcome.refused)
