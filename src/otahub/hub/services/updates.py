@@ -682,15 +682,10 @@ class UpdateService:
             for first in range(0, len(ids), _IN_CHUNK):
                 chunk = ids[first : first + _IN_CHUNK]
                 open_ = Update.state.not_in(TERMINAL_STATES)
-                held = dict(
-                    (
-                        await s.execute(
-                            select(Update.id, Update.claimed_by).where(Update.id.in_(chunk), open_)
-                        )
-                    )
-                    .tuples()
-                    .all()
+                found = await s.execute(
+                    select(Update.id, Update.claimed_by).where(Update.id.in_(chunk), open_)
                 )
+                held: dict[int, str | None] = {row_id: holder for row_id, holder in found.all()}
                 free = [update_id for update_id, holder in held.items() if holder is None]
                 if free:
                     # the same conditional UPDATE as claim's: of two hubs racing, one wins
