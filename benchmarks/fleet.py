@@ -280,6 +280,7 @@ async def bench(args: argparse.Namespace, hub: psutil.Process, url: str, mqtt_po
             t_start = time.monotonic()
             how = await start_updates(api, names)
             start_s = time.monotonic() - t_start
+        print(f"start {start_s:.2f} s ({how}), load {os.getloadavg()[0]:.2f}", flush=True)
         done_at = await wait(
             lambda: counts.get("updates_succeeded", 0) + counts.get("updates_failed", 0) >= n,
             3600,
