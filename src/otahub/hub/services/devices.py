@@ -41,6 +41,7 @@ from otahub.hub.services.events import (
 from otahub.hub.services.labels import MAX_LABELS, check_labels
 from otahub.hub.services.updates import UpdateService
 from otahub.hub.services.views import DeviceView, UpdateView
+from otahub.hub.store.batching import Debounced, GroupCommit
 from otahub.hub.store.database import Database
 from otahub.hub.store.models import TERMINAL_STATES, Device, Update, utcnow
 
@@ -193,10 +194,10 @@ class DeviceService:
         self._known: dict[str, tuple[DeviceView, float]] = {}
         # device -> last seen, not stored yet
         self._seen: dict[str, datetime] = {}
-        self._seen_flusher: asyncio.Task[None] | None = None
-        # reports waiting for the next group commit, and the task writing them
-        self._reports: builtins.list[_Report] = []
-        self._reporter: asyncio.Task[None] | None = None
+        self._seen_later = Debounced(self.flush_seen, SEEN_FLUSH_S, "last-seen times", log)
+        self._reports: GroupCommit[_Report, DeviceView] = GroupCommit(
+            self._write_report_batch, "device reports", log
+        )
 
     async def create(self, spec: DeviceSpec) -> DeviceView:
         spec = spec.validated()
@@ -599,45 +600,22 @@ class DeviceService:
                 view = dataclasses.replace(view, last_seen_at=seen)
                 self._known[name] = (view, known[1])
                 self._seen[name] = seen
-                if self._seen_flusher is None or self._seen_flusher.done():
-                    self._seen_flusher = asyncio.create_task(self._flush_seen_later())
+                self._seen_later.touch()
                 return view
-        report = _Report(
-            name, kind, title, version, online, seen, asyncio.get_running_loop().create_future()
-        )
-        self._reports.append(report)
-        if self._reporter is None or self._reporter.done():
-            self._reporter = asyncio.create_task(self._write_reports())
         # shielded: a caller that gives up does not fail the others of its batch
-        view = await asyncio.shield(report.done)
+        view = await asyncio.shield(
+            self._reports.submit(_Report(name, kind, title, version, online, seen))
+        )
         self._known[name] = (view, time.monotonic())
         self._seen.pop(name, None)  # stored with the rest
         await self.bus.publish(DeviceReported(view))
         return view
 
-    async def _write_reports(self) -> None:
-        """Write queued reports, all that arrived meanwhile in one transaction (group
-        commit: a fleet connecting at once is a few transactions, not one per device)."""
-        while self._reports:
-            batch, self._reports = self._reports, []
-            try:
-                await self._write_report_batch(batch)
-            except Exception as exc:
-                if len(batch) == 1:
-                    if not batch[0].done.done():
-                        batch[0].done.set_exception(exc)
-                    continue
-                # one bad report must not fail the others: each alone, in order
-                log.warning("a batch of %d reports failed (%s); one by one", len(batch), exc)
-                for report in batch:
-                    try:
-                        await self._write_report_batch([report])
-                    except Exception as alone:
-                        if not report.done.done():
-                            report.done.set_exception(alone)
-
-    async def _write_report_batch(self, batch: builtins.list[_Report]) -> None:
-        outcomes: builtins.list[tuple[_Report, DeviceView | Exception]] = []
+    async def _write_report_batch(
+        self, batch: builtins.list[_Report]
+    ) -> builtins.list[DeviceView | Exception]:
+        """Store ``batch`` in one transaction: each report's outcome."""
+        outcomes: builtins.list[DeviceView | Exception] = []
         async with self.db.session() as s, s.begin():
             names = sorted({r.name for r in batch})
             rows: dict[str, Device] = {}
@@ -652,10 +630,10 @@ class DeviceService:
             for report in batch:
                 row = rows.get(report.name)
                 if row is None:
-                    outcomes.append((report, NotFound(f"device {report.name!r} does not exist")))
+                    outcomes.append(NotFound(f"device {report.name!r} does not exist"))
                     continue
                 _apply_report(row, report)
-                outcomes.append((report, DeviceView.of(row)))
+                outcomes.append(DeviceView.of(row))
             if rows:
                 await s.execute(
                     _SET_REPORTED,
@@ -664,26 +642,21 @@ class DeviceService:
                         for row in rows.values()
                     ],
                 )
-        for report, outcome in outcomes:
-            if report.done.done():
-                continue
-            if isinstance(outcome, Exception):
-                report.done.set_exception(outcome)
-            else:
-                report.done.set_result(outcome)
-
-    async def _flush_seen_later(self) -> None:
-        await asyncio.sleep(SEEN_FLUSH_S)
-        try:
-            await self.flush_seen()
-        except Exception:
-            log.exception("storing the devices' last-seen times failed")
+        return outcomes
 
     async def flush_seen(self) -> None:
         """Store the last-seen times not stored yet, in one transaction."""
         pending, self._seen = self._seen, {}
         if not pending:
             return
+        try:
+            await self._store_seen(pending)
+        except BaseException:
+            for name, seen in pending.items():  # kept for the retry; newer times win
+                self._seen[name] = max(seen, self._seen.get(name, seen))
+            raise
+
+    async def _store_seen(self, pending: dict[str, datetime]) -> None:
         names = sorted(pending)
         async with self.db.session() as s, s.begin():
             for start in range(0, len(names), _IN_CHUNK):
@@ -703,11 +676,7 @@ class DeviceService:
 
     async def close(self) -> None:
         """Store what is pending (the hub stops)."""
-        if self._seen_flusher is not None:
-            self._seen_flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._seen_flusher
-        await self.flush_seen()
+        await self._seen_later.close()
 
 
 @dataclass(slots=True)
@@ -720,7 +689,6 @@ class _Report:
     version: str | None
     online: bool | None
     seen: datetime
-    done: asyncio.Future[DeviceView]
 
 
 def _apply_report(row: Device, report: _Report) -> None:

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from otahub.hub.services.devices import DeviceService
+from otahub.hub.store.batching import Debounced
 
 SHARED = "shared"
 CLIENT = "client"
@@ -41,11 +42,10 @@ FLUSH_S = 1.0
 class DeviceStates:
     def __init__(self, devices: DeviceService, flush_s: float = FLUSH_S) -> None:
         self.devices = devices
-        self.flush_s = flush_s
         self._locks: dict[str, asyncio.Lock] = {}
         # device -> telemetry keys reported since the last flush
         self._telemetry: dict[str, dict[str, Any]] = {}
-        self._flusher: asyncio.Task[None] | None = None
+        self._later = Debounced(self.flush, flush_s, "the devices' latest telemetry", log)
 
     async def get(self, name: str) -> dict[str, Any]:
         state = dict((await self.devices.get(name)).dialect_state)
@@ -69,26 +69,13 @@ class DeviceStates:
             except BaseException:
                 if taken:
                     self._telemetry[name] = {**taken, **self._telemetry.get(name, {})}
-                    self._schedule()
+                    self._later.touch()
                 raise
 
     def note_telemetry(self, name: str, values: dict[str, Any]) -> None:
         """Keep the device's latest telemetry; stored with the next flush."""
         self._telemetry.setdefault(name, {}).update(values)
-        self._schedule()
-
-    def _schedule(self) -> None:
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
-
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(self.flush_s)
-        self._flusher = None  # what arrives from now on is taken by the next flush
-        try:
-            await self.flush()
-        except Exception:
-            log.exception("storing the devices' latest telemetry failed; retrying")
-            self._schedule()
+        self._later.touch()
 
     async def flush(self) -> None:
         """Store every device's pending telemetry, in one transaction."""
@@ -107,16 +94,11 @@ class DeviceStates:
                     self._telemetry[name] = {**values, **self._telemetry.get(name, {})}
                 raise
         if self._telemetry:
-            self._schedule()
+            self._later.touch()
 
     async def close(self) -> None:
         """Store what is pending and stop the timer (the driver stops)."""
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
-        await self.flush()
+        await self._later.close()
 
     def forget(self, name: str) -> None:
         self._locks.pop(name, None)
