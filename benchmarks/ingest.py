@@ -155,7 +155,7 @@ async def load_main(port: int, devices: int, messages: int, window: int) -> None
     print(json.dumps({"messages": acked, "seconds": elapsed}), flush=True)
 
 
-def _load(port: int, args: argparse.Namespace) -> dict[str, float]:
+def _load(port: int, args: argparse.Namespace, server: str) -> dict[str, float]:
     out = subprocess.run(
         [
             sys.executable,
@@ -177,7 +177,7 @@ def _load(port: int, args: argparse.Namespace) -> dict[str, float]:
         check=False,
     )
     if out.returncode != 0:
-        raise SystemExit(f"load generator failed:\n{out.stderr[-2000:]}")
+        raise SystemExit(f"load generator against {server} failed:\n{out.stderr[-2000:]}")
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -260,11 +260,15 @@ def main() -> None:
             base_port = int(base.stdout.readline().split()[1])
             for _ in range(args.rounds):
                 for server, port in (("baseline", base_port), ("otahub", hub_port)):
-                    run = _load(port, args)
+                    run = _load(port, args, server)
                     if run["messages"] != args.devices * args.messages:
                         raise SystemExit(f"{server}: {run['messages']} acknowledged, not all")
                     rates[server].append(run["messages"] / run["seconds"])
             check = _check_hub(url, args.devices)
+        except BaseException:
+            log = (Path(tmp) / "hub.log").read_text(errors="replace").splitlines()
+            print("hub log, last lines:", *log[-20:], sep="\n", file=sys.stderr)
+            raise
         finally:
             stop_process(base)
             stop_process(hub)
