@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -64,6 +64,8 @@ _CANCEL_ROUNDS = 5
 # A report that changes nothing but ``last_seen`` is not written at once: the
 # times are stored together, at most this much later.
 SEEN_FLUSH_S = 2.0
+# The returned view of such a report moves its last-seen time in steps this large.
+_SEEN_STEP = timedelta(seconds=1)
 # How long what this hub wrote for a device is trusted to still be stored
 # (another hub instance may have written the device since).
 KNOWN_TTL_S = 120.0
@@ -597,8 +599,11 @@ class DeviceService:
         if known is not None and time.monotonic() - known[1] < KNOWN_TTL_S:
             view = known[0]
             if _unchanged(view, kind, title, version, online):
-                view = dataclasses.replace(view, last_seen_at=seen)
-                self._known[name] = (view, known[1])
+                # the view's time moves in whole seconds: a new view per message
+                # of a chatty device is measurable work for nothing
+                if view.last_seen_at is None or seen - view.last_seen_at >= _SEEN_STEP:
+                    view = dataclasses.replace(view, last_seen_at=seen)
+                    self._known[name] = (view, known[1])
                 self._seen[name] = seen
                 self._seen_later.touch()
                 return view
