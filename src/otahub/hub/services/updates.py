@@ -650,8 +650,9 @@ class UpdateService:
     ) -> builtins.list[tuple[UpdateView, TransitionView] | Exception]:
         """Apply ``batch`` in one transaction: each step's outcome, once committed.
 
-        Plain statements, not ORM objects: one SELECT of the rows, one executemany
-        UPDATE of those that changed and one of audit rows, whatever the batch size.
+        Plain statements, not ORM objects: one SELECT of the rows, an executemany
+        UPDATE of those whose state changed, one of those with progress only, and
+        one INSERT of audit rows, whatever the batch size.
         """
         outcomes: builtins.list[tuple[UpdateView, TransitionView] | Exception] = []
         table = _UPDATES
@@ -663,6 +664,7 @@ class UpdateService:
             # plain rows with the model's attribute names, so _apply and the views take them
             rows = {r["id"]: cast(Update, SimpleNamespace(**r)) for r in found.mappings()}
             changed: dict[int, Update] = {}
+            moved: set[int] = set()  # rows whose state changed, not only their progress
             audits: builtins.list[dict[str, Any]] = []
             for step in batch:
                 row = rows.get(step.update_id)
@@ -677,15 +679,20 @@ class UpdateService:
                 changed[row.id] = row
                 if audit is not None:
                     audits.append(audit)
+                    moved.add(row.id)
                 outcomes.append((view, step_view))
-            if changed:
-                await s.execute(
-                    _UPDATE_ROW,
-                    [
-                        {"row_id": row.id, **{f"v_{c}": getattr(row, c) for c in _MUTABLE}}
-                        for row in changed.values()
-                    ],
-                )
+            for statement, columns, rows_of in (
+                (_UPDATE_ROW, _MUTABLE, [r for r in changed.values() if r.id in moved]),
+                (_UPDATE_PROGRESS, _PROGRESS, [r for r in changed.values() if r.id not in moved]),
+            ):
+                if rows_of:
+                    await s.execute(
+                        statement,
+                        [
+                            {"row_id": row.id, **{f"v_{c}": getattr(row, c) for c in columns}}
+                            for row in rows_of
+                        ],
+                    )
             if audits:
                 await s.execute(sql_insert(_TRANSITIONS), audits)
             await s.commit()
@@ -838,10 +845,17 @@ _AUDIT_COLUMNS = (
     "source",
     "at",
 )
+# what progress within a state changes: fewer values to bind per row
+_PROGRESS = ("progress", "updated_at", "deadline_at")
 _UPDATE_ROW = (
     sql_update(_UPDATES)
     .where(_UPDATES.c.id == bindparam("row_id"))
     .values({c: bindparam(f"v_{c}") for c in _MUTABLE})
+)
+_UPDATE_PROGRESS = (
+    sql_update(_UPDATES)
+    .where(_UPDATES.c.id == bindparam("row_id"))
+    .values({c: bindparam(f"v_{c}") for c in _PROGRESS})
 )
 
 
