@@ -19,6 +19,7 @@ goes through :meth:`Delivery.run`, one update at a time within this hub.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -76,8 +77,9 @@ class Delivery:
         self, device: str, deliver: Deliver, kinds: Iterable[str] = ("firmware",)
     ) -> None:
         """``device`` connected to this hub: deliver its active updates from here."""
-        for kind in kinds:
-            update = await self.core.updates.active_for(device, kind)
+        # asked for together: one read (of the connect wave's) for every kind
+        found = await asyncio.gather(*(self.core.updates.active_for(device, k) for k in kinds))
+        for update in found:
             if update is not None and update.dialect == self.dialect:
                 await self.run(update.id, deliver, take_over=True)
 

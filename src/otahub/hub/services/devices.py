@@ -39,6 +39,7 @@ from otahub.hub.services.events import (
     EventBus,
 )
 from otahub.hub.services.labels import MAX_LABELS, check_labels
+from otahub.hub.services.read_batch import ReadBatch
 from otahub.hub.services.updates import UpdateService
 from otahub.hub.services.views import DeviceView, UpdateView
 from otahub.hub.store.batching import Debounced, GroupCommit
@@ -200,6 +201,9 @@ class DeviceService:
         self._reports: GroupCommit[_Report, DeviceView] = GroupCommit(
             self._write_report_batch, "device reports", log
         )
+        # lookups by name (every CONNECT with a user name, every connect hook)
+        # share queries in a connect wave
+        self._reads: ReadBatch[str, DeviceView] = ReadBatch(self._read)
 
     async def create(self, spec: DeviceSpec) -> DeviceView:
         spec = spec.validated()
@@ -311,11 +315,15 @@ class DeviceService:
             return [DeviceView.of(row) for row in (await s.scalars(query)).all()]
 
     async def get(self, name: str) -> DeviceView:
+        view = await self._reads.get(name)
+        if view is None:
+            raise NotFound(f"device {name!r} does not exist")
+        return view
+
+    async def _read(self, names: Sequence[str]) -> dict[str, DeviceView]:
         async with self.db.session() as s:
-            row = await s.scalar(select(Device).where(Device.name == name))
-            if row is None:
-                raise NotFound(f"device {name!r} does not exist")
-            return DeviceView.of(row)
+            rows = await s.scalars(select(Device).where(Device.name.in_(names)))
+            return {row.name: DeviceView.of(row) for row in rows}
 
     async def by_token(self, token: str) -> DeviceView | None:
         """The ThingsBoard device whose access token this is."""

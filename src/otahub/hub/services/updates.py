@@ -38,6 +38,7 @@ from otahub.hub.services.events import (
     UpdateCreated,
     UpdateTransitioned,
 )
+from otahub.hub.services.read_batch import ReadBatch
 from otahub.hub.services.views import DeviceView, PackageView, TransitionView, UpdateView
 from otahub.hub.store.batching import GroupCommit
 from otahub.hub.store.database import Database
@@ -156,6 +157,8 @@ class UpdateService:
             self._write_steps, "transitions", log
         )
         self._late: set[asyncio.Task[Any]] = set()
+        # (device, kind) -> its unfinished update; a connect wave's lookups share queries
+        self._active_reads: ReadBatch[tuple[str, str], UpdateView] = ReadBatch(self._read_active)
 
     # -- queries --------------------------------------------------------------
 
@@ -207,17 +210,28 @@ class UpdateService:
 
     async def active_for(self, device: str, kind: str = "firmware") -> UpdateView | None:
         """The device's unfinished update of ``kind`` (what a driver must deliver)."""
+        return await self._active_reads.get((device, kind))
+
+    async def _read_active(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], UpdateView]:
+        wanted = set(keys)
+        found: dict[tuple[str, str], UpdateView] = {}
         async with self.db.session() as s:
-            found = await s.scalar(
-                select(Update)
+            rows = await s.execute(
+                select(Update, Device.name)
                 .join(Device)
                 .where(
-                    Device.name == device,
-                    Update.kind == kind,
+                    Device.name.in_({device for device, _ in keys}),
+                    Update.kind.in_({kind for _, kind in keys}),
                     Update.state.not_in(TERMINAL_STATES),
                 )
             )
-            return None if found is None else UpdateView.of(found)
+            for row, name in rows:
+                key = (name, row.kind)
+                if key in wanted and key not in found:
+                    found[key] = UpdateView.of(row)
+        return found
 
     # -- driver hooks ---------------------------------------------------------
 
