@@ -86,3 +86,21 @@ async def test_a_cancelled_caller_does_not_stop_the_others() -> None:
     assert await stays == 1
     with pytest.raises(asyncio.CancelledError):
         await gone
+
+
+async def test_enos_logins_of_a_wave_look_their_devices_up_together(core: HubCore) -> None:
+    for n in range(5):
+        await core.devices.create(
+            DeviceSpec(
+                name=f"e{n}", dialect="enos", product_key="pk", device_key=f"dk{n}", secret="s" * 16
+            )
+        )
+    reads = core.devices._enos_reads
+    before = reads.batches
+    keys = [("pk", f"dk{n}") for n in range(5)] + [("pk", "nobody"), ("other", "dk1")]
+    found = await asyncio.gather(*(core.devices.by_enos_keys(p, d) for p, d in keys))
+    assert reads.batches == before + 1
+    assert [None if v is None else v.name for v in found] == [f"e{n}" for n in range(5)] + [
+        None,
+        None,
+    ]

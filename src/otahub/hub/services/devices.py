@@ -204,6 +204,10 @@ class DeviceService:
         # lookups by name (every CONNECT with a user name, every connect hook)
         # share queries in a connect wave
         self._reads: ReadBatch[str, DeviceView] = ReadBatch(self._read)
+        self._enos_reads: ReadBatch[tuple[str, str], DeviceView] = ReadBatch(self._read_enos)
+        # dialect states waiting for the next group write, and the task writing them
+        self._states: builtins.list[_StateWrite] = []
+        self._state_writer: asyncio.Task[None] | None = None
 
     async def create(self, spec: DeviceSpec) -> DeviceView:
         spec = spec.validated()
@@ -332,13 +336,26 @@ class DeviceService:
             return None if row is None else DeviceView.of(row)
 
     async def by_enos_keys(self, product_key: str, device_key: str) -> DeviceView | None:
+        """The EnOS device of these keys (every EnOS login asks; a wave shares queries)."""
+        return await self._enos_reads.get((product_key, device_key))
+
+    async def _read_enos(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], DeviceView]:
+        wanted = set(keys)
+        found: dict[tuple[str, str], DeviceView] = {}
         async with self.db.session() as s:
-            row = await s.scalar(
+            rows = await s.scalars(
                 select(Device).where(
-                    Device.enos_product_key == product_key, Device.enos_device_key == device_key
+                    Device.enos_product_key.in_({p for p, _ in keys}),
+                    Device.enos_device_key.in_({d for _, d in keys}),
                 )
             )
-            return None if row is None else DeviceView.of(row)
+            for row in rows:
+                key = (row.enos_product_key or "", row.enos_device_key or "")
+                if key in wanted:
+                    found[key] = DeviceView.of(row)
+        return found
 
     async def by_certificate(self, sha256: str) -> DeviceView | None:
         """The device whose registered client certificate has this SHA-256 fingerprint."""
@@ -548,14 +565,63 @@ class DeviceService:
             return DeviceView.of(row)
 
     async def set_dialect_state(self, name: str, state: dict[str, Any]) -> DeviceView:
-        """Replace what the device's driver remembers about it."""
+        """Replace what the device's driver remembers about it; returns once committed.
+
+        Drivers write it on every connect (an EnOS login's timestamp, a
+        thin-edge registration): the writes that come while one transaction
+        runs share the next (group commit), applied in the order they came.
+        """
         self._known.pop(name, None)
+        write = _StateWrite(name, dict(state), asyncio.get_running_loop().create_future())
+        self._states.append(write)
+        if self._state_writer is None:
+            self._state_writer = asyncio.get_running_loop().create_task(self._write_states())
+        return await write.done
+
+    async def _write_states(self) -> None:
+        batch: builtins.list[_StateWrite] = []
+        try:
+            while self._states:
+                batch, self._states = self._states[:_STATE_BATCH], self._states[_STATE_BATCH:]
+                try:
+                    await self._write_state_batch(batch)
+                except Exception as exc:
+                    if len(batch) == 1:
+                        _settle(batch[0], exc)
+                        continue
+                    log.warning(
+                        "group write of %d dialect states failed (%s); one by one", len(batch), exc
+                    )
+                    for write in batch:
+                        try:
+                            await self._write_state_batch([write])
+                        except Exception as one:
+                            _settle(write, one)
+        finally:
+            self._state_writer = None
+            # cancelled (shutting down): nobody waits for a write that will not come
+            for write in [*batch, *self._states]:
+                if not write.done.done():
+                    write.done.cancel()
+            self._states.clear()
+
+    async def _write_state_batch(self, batch: builtins.list[_StateWrite]) -> None:
+        views: builtins.list[DeviceView | Exception] = []
         async with self.db.session() as s, s.begin():
-            row = await s.scalar(select(Device).where(Device.name == name))
-            if row is None:
-                raise NotFound(f"device {name!r} does not exist")
-            row.dialect_state = dict(state)
-            return DeviceView.of(row)
+            names = {write.name for write in batch}
+            rows = {
+                row.name: row
+                for row in await s.scalars(select(Device).where(Device.name.in_(names)))
+            }
+            for write in batch:
+                row = rows.get(write.name)
+                if row is None:
+                    views.append(NotFound(f"device {write.name!r} does not exist"))
+                    continue
+                row.dialect_state = write.state
+                views.append(DeviceView.of(row))
+        for write, view in zip(batch, views, strict=True):
+            _settle(write, view)
 
     async def merge_dialect_section(
         self, section: str, values: Mapping[str, Mapping[str, Any]]
@@ -690,6 +756,28 @@ class DeviceService:
     async def close(self) -> None:
         """Store what is pending (the hub stops)."""
         await self._seen_later.close()
+
+
+#: Dialect states per group write.
+_STATE_BATCH = 200
+
+
+@dataclass(slots=True)
+class _StateWrite:
+    """A dialect state waiting for the group write."""
+
+    name: str
+    state: dict[str, Any]
+    done: asyncio.Future[DeviceView]
+
+
+def _settle(write: _StateWrite, outcome: DeviceView | Exception) -> None:
+    if write.done.done():  # its caller was cancelled
+        return
+    if isinstance(outcome, Exception):
+        write.done.set_exception(outcome)
+    else:
+        write.done.set_result(outcome)
 
 
 @dataclass(slots=True)
