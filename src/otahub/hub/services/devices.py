@@ -325,9 +325,10 @@ class DeviceService:
         return view
 
     async def _read(self, names: Sequence[str]) -> dict[str, DeviceView]:
+        # plain rows (their fields are the model's): a batch loads no ORM objects
         async with self.db.session() as s:
-            rows = await s.scalars(select(Device).where(Device.name.in_(names)))
-            return {row.name: DeviceView.of(row) for row in rows}
+            rows = await s.execute(select(_DEVICES).where(_DEVICES.c.name.in_(names)))
+            return {row.name: DeviceView.of(cast(Device, row)) for row in rows}
 
     async def by_token(self, token: str) -> DeviceView | None:
         """The ThingsBoard device whose access token this is."""
@@ -345,16 +346,16 @@ class DeviceService:
         wanted = set(keys)
         found: dict[tuple[str, str], DeviceView] = {}
         async with self.db.session() as s:
-            rows = await s.scalars(
-                select(Device).where(
-                    Device.enos_product_key.in_({p for p, _ in keys}),
-                    Device.enos_device_key.in_({d for _, d in keys}),
+            rows = await s.execute(
+                select(_DEVICES).where(
+                    _DEVICES.c.enos_product_key.in_({p for p, _ in keys}),
+                    _DEVICES.c.enos_device_key.in_({d for _, d in keys}),
                 )
             )
             for row in rows:
                 key = (row.enos_product_key or "", row.enos_device_key or "")
                 if key in wanted:
-                    found[key] = DeviceView.of(row)
+                    found[key] = DeviceView.of(cast(Device, row))
         return found
 
     async def by_certificate(self, sha256: str) -> DeviceView | None:
