@@ -466,9 +466,15 @@ def main() -> None:
                 proc.kill()
                 proc.wait()
             log = (Path(tmp) / "hub.log").read_text(errors="replace")
-            errors = [line for line in log.splitlines() if " ERROR " in line]
+            lines = log.splitlines()
+            errors = [n for n, line in enumerate(lines) if " ERROR " in line]
             if errors:
-                print(f"hub logged {len(errors)} errors, first: {errors[0]}")
+                print(f"hub logged {len(errors)} errors, the first:")
+                # its traceback: the lines up to the next log record
+                first = errors[0]
+                following = lines[first + 1 : first + 40]
+                end = next((i for i, x in enumerate(following) if x[:4].isdigit()), 39)
+                print("\n".join(lines[first : first + 1 + end]))
 
 
 if __name__ == "__main__":
