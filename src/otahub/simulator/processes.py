@@ -99,6 +99,7 @@ class Workers:
         self._pipes: dict[Connection, int] = {}
         self.latest: dict[int, dict[str, Any]] = {}
         self.finals: dict[int, dict[str, Any]] = {}
+        self._called_off = False
         cfg = self._share(cfg)
         for k in range(processes):
             reader, writer = ctx.Pipe(duplex=False)
@@ -140,12 +141,15 @@ class Workers:
         self._gates.clear()
 
     def signal(self, signum: int) -> None:
-        """Send ``signum`` to every worker still alive (a gated one is called off)."""
-        for gate in self._gates:
-            with contextlib.suppress(OSError):
-                gate.send(None)
-            gate.close()
-        self._gates.clear()
+        """Send ``signum`` to every worker still alive (gated ones are called off)."""
+        if self._gates:  # not let go yet: told to end, each ends by itself
+            for gate in self._gates:
+                with contextlib.suppress(OSError):
+                    gate.send(None)
+                gate.close()
+            self._gates.clear()
+            self._called_off = True
+            return
         for proc in self.procs:
             if proc.pid is not None and proc.is_alive():
                 with contextlib.suppress(ProcessLookupError):
@@ -164,7 +168,7 @@ class Workers:
                 counts = reader.recv()
             except EOFError:
                 k = self._pipes.pop(reader)
-                if k not in self.finals:
+                if k not in self.finals and not self._called_off:
                     log.error("simulator worker %d ended without its final counts", k)
                 continue
             k = self._pipes[reader]
