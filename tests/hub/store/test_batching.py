@@ -95,3 +95,23 @@ async def test_debounced_stores_once_per_interval_and_retries_a_failure(
     assert len(calls) == 3
     await asyncio.sleep(0.1)
     assert len(calls) == 3
+
+
+async def test_batches_are_cut_at_the_size_given() -> None:
+    writer = Writer()
+    commit: GroupCommit[int, int] = GroupCommit(writer, "numbers", log, max_batch=4)
+    assert await asyncio.gather(*(commit.submit(n) for n in range(10))) == [
+        n * 2 for n in range(10)
+    ]
+    assert writer.batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+async def test_callers_waiting_when_the_writer_is_cancelled_are_cancelled_too() -> None:
+    writer = Writer()
+    commit: GroupCommit[int, int] = GroupCommit(writer, "numbers", log, max_batch=1)
+    futures = [commit.submit(n) for n in range(3)]
+    await asyncio.sleep(0)  # the first write has begun
+    assert commit._writer is not None
+    commit._writer.cancel()  # the hub stops
+    await asyncio.sleep(0.05)
+    assert all(f.cancelled() for f in futures)

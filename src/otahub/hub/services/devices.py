@@ -206,8 +206,9 @@ class DeviceService:
         self._reads: ReadBatch[str, DeviceView] = ReadBatch(self._read)
         self._enos_reads: ReadBatch[tuple[str, str], DeviceView] = ReadBatch(self._read_enos)
         # dialect states waiting for the next group write, and the task writing them
-        self._states: builtins.list[_StateWrite] = []
-        self._state_writer: asyncio.Task[None] | None = None
+        self._states: GroupCommit[tuple[str, dict[str, Any]], DeviceView] = GroupCommit(
+            self._write_state_batch, "dialect states", log, max_batch=_STATE_BATCH
+        )
 
     async def create(self, spec: DeviceSpec) -> DeviceView:
         spec = spec.validated()
@@ -573,56 +574,26 @@ class DeviceService:
         runs share the next (group commit), applied in the order they came.
         """
         self._known.pop(name, None)
-        write = _StateWrite(name, dict(state), asyncio.get_running_loop().create_future())
-        self._states.append(write)
-        if self._state_writer is None:
-            self._state_writer = asyncio.get_running_loop().create_task(self._write_states())
-        return await write.done
+        return await self._states.submit((name, dict(state)))
 
-    async def _write_states(self) -> None:
-        batch: builtins.list[_StateWrite] = []
-        try:
-            while self._states:
-                batch, self._states = self._states[:_STATE_BATCH], self._states[_STATE_BATCH:]
-                try:
-                    await self._write_state_batch(batch)
-                except Exception as exc:
-                    if len(batch) == 1:
-                        _settle(batch[0], exc)
-                        continue
-                    log.warning(
-                        "group write of %d dialect states failed (%s); one by one", len(batch), exc
-                    )
-                    for write in batch:
-                        try:
-                            await self._write_state_batch([write])
-                        except Exception as one:
-                            _settle(write, one)
-        finally:
-            self._state_writer = None
-            # cancelled (shutting down): nobody waits for a write that will not come
-            for write in [*batch, *self._states]:
-                if not write.done.done():
-                    write.done.cancel()
-            self._states.clear()
-
-    async def _write_state_batch(self, batch: builtins.list[_StateWrite]) -> None:
+    async def _write_state_batch(
+        self, batch: builtins.list[tuple[str, dict[str, Any]]]
+    ) -> builtins.list[DeviceView | Exception]:
         views: builtins.list[DeviceView | Exception] = []
         async with self.db.session() as s, s.begin():
-            names = {write.name for write in batch}
+            names = {name for name, _ in batch}
             rows = {
                 row.name: row
                 for row in await s.scalars(select(Device).where(Device.name.in_(names)))
             }
-            for write in batch:
-                row = rows.get(write.name)
+            for name, state in batch:
+                row = rows.get(name)
                 if row is None:
-                    views.append(NotFound(f"device {write.name!r} does not exist"))
+                    views.append(NotFound(f"device {name!r} does not exist"))
                     continue
-                row.dialect_state = write.state
+                row.dialect_state = state
                 views.append(DeviceView.of(row))
-        for write, view in zip(batch, views, strict=True):
-            _settle(write, view)
+        return views
 
     async def merge_dialect_section(
         self, section: str, values: Mapping[str, Mapping[str, Any]]
@@ -761,24 +732,6 @@ class DeviceService:
 
 #: Dialect states per group write.
 _STATE_BATCH = 200
-
-
-@dataclass(slots=True)
-class _StateWrite:
-    """A dialect state waiting for the group write."""
-
-    name: str
-    state: dict[str, Any]
-    done: asyncio.Future[DeviceView]
-
-
-def _settle(write: _StateWrite, outcome: DeviceView | Exception) -> None:
-    if write.done.done():  # its caller was cancelled
-        return
-    if isinstance(outcome, Exception):
-        write.done.set_exception(outcome)
-    else:
-        write.done.set_result(outcome)
 
 
 @dataclass(slots=True)

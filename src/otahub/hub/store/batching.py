@@ -27,8 +27,16 @@ BatchWriter = Callable[[list[T]], Awaitable[list["R | Exception"]]]
 
 
 class GroupCommit(Generic[T, R]):
-    def __init__(self, write: BatchWriter[T, R], what: str, log: logging.Logger) -> None:
+    def __init__(
+        self,
+        write: BatchWriter[T, R],
+        what: str,
+        log: logging.Logger,
+        *,
+        max_batch: int | None = None,
+    ) -> None:
         self._write = write
+        self._max_batch = max_batch
         self._what = what
         self._log = log
         self._queued: list[tuple[T, asyncio.Future[R]]] = []
@@ -43,23 +51,35 @@ class GroupCommit(Generic[T, R]):
         return done
 
     async def _run(self) -> None:
-        while self._queued:
-            batch, self._queued = self._queued, []
-            try:
-                await self._settle(batch)
-            except Exception as exc:
-                if len(batch) == 1:
-                    _fail(batch[0][1], exc)
-                    continue
-                # one bad item must not fail the others: each alone, in order
-                self._log.warning(
-                    "group commit of %d %s failed (%s); one by one", len(batch), self._what, exc
-                )
-                for pair in batch:
-                    try:
-                        await self._settle([pair])
-                    except Exception as alone:
-                        _fail(pair[1], alone)
+        batch: list[tuple[T, asyncio.Future[R]]] = []
+        try:
+            while self._queued:
+                cut = len(self._queued) if self._max_batch is None else self._max_batch
+                batch, self._queued = self._queued[:cut], self._queued[cut:]
+                await self._write_batch(batch)
+        finally:
+            # cancelled (the hub stops): nobody waits for a write that will not come
+            for _, done in [*batch, *self._queued]:
+                if not done.done():
+                    done.cancel()
+            self._queued.clear()
+
+    async def _write_batch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            await self._settle(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                _fail(batch[0][1], exc)
+                return
+            # one bad item must not fail the others: each alone, in order
+            self._log.warning(
+                "group commit of %d %s failed (%s); one by one", len(batch), self._what, exc
+            )
+            for pair in batch:
+                try:
+                    await self._settle([pair])
+                except Exception as alone:
+                    _fail(pair[1], alone)
 
     async def _settle(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         outcomes = await self._write([item for item, _ in batch])
