@@ -18,10 +18,18 @@ totals) and the ratio to it (>= 1.00 meets it):
   less its RSS before the first connect, / DEVICES; and the hub's peak RSS.
 
     .venv/bin/python benchmarks/fleet.py [--devices 1000] [--dialect thingsboard]
-        [--image-mib 1] [--chunk-size 65536] [--profile-start FILE]
+        [--image-mib 1] [--chunk-size 65536] [--sim-processes 2] [--connect-only]
+        [--profile-start FILE]
 
-``--profile-start FILE`` samples the hub with py-spy (raw, collapsed stacks) while
-the updates are started, from just before the first request to its answer.
+The simulator runs in ``--sim-processes`` worker processes forked before
+the benchmark's own event loop (``otahub simulate --processes``), the
+fleet's ``--connect-concurrency`` shared among them; with 1 it runs in the
+benchmark's own loop. One asyncio process cannot open connections as fast
+as the hub accepts them, and would measure itself. The CPU the hub and the
+simulator spent during the connect wave is printed with the rates.
+``--connect-only`` stops after the idle RSS. ``--profile-start FILE``
+samples the hub with py-spy (raw, collapsed stacks) while the updates are
+started, from just before the first request to its answer.
 
 thin-edge and tedge-legacy devices are registered without passwords and
 connect anonymously from loopback (``--anonymous``): a password login costs
@@ -52,9 +60,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.support import RssSampler, free_port
 
-from otahub.simulator.config import Endpoint, SimConfig, fleet
+from otahub.simulator.config import DeviceSpec, Endpoint, SimConfig, fleet
+from otahub.simulator.processes import Workers
 from otahub.simulator.registration import register
-from otahub.simulator.runner import run_fleet
+from otahub.simulator.runner import raise_open_files_limit, run_fleet
 
 TITLE = "fleet-bench"
 #: The issue's targets are for 10,000 devices.
@@ -83,8 +92,13 @@ class Row:
         )
 
 
-def start_hub(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], str, int]:
+def start_hub(
+    data_dir: Path, log_path: Path, pythonpath: str | None = None
+) -> tuple[subprocess.Popen[bytes], str, int]:
     http_port, mqtt_port = free_port(), free_port()
+    env = dict(os.environ)
+    if pythonpath:  # another hub's sources (a "before"), the simulator stays this one
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env.get("PYTHONPATH")]))
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [
@@ -104,6 +118,7 @@ def start_hub(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], 
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env=env,
         )
     url = f"http://127.0.0.1:{http_port}"
     deadline = time.monotonic() + 60
@@ -125,6 +140,23 @@ def hub_cpu(hub: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
+async def settled(hub: psutil.Process, timeout: float = 60.0) -> float:
+    """Wait until the hub is idle (under 5 % of a core for a second), at least 2 s.
+
+    Connected is not idle: on a loaded machine the hub may still be working
+    off the wave (announcements, reports), and that work's memory is not
+    what an idle connection costs. Returns the seconds waited.
+    """
+    t0 = time.monotonic()
+    await asyncio.sleep(1.0)
+    while True:
+        cpu0 = hub_cpu(hub)
+        await asyncio.sleep(1.0)
+        waited = time.monotonic() - t0
+        if (hub_cpu(hub) - cpu0 < 0.05 and waited >= 2.0) or waited > timeout:
+            return waited
+
+
 async def until(predicate: Callable[[], bool], timeout: float, what: str) -> float:
     """Wait for ``predicate``; returns when it became true (monotonic)."""
     deadline = time.monotonic() + timeout
@@ -133,20 +165,6 @@ async def until(predicate: Callable[[], bool], timeout: float, what: str) -> flo
             raise SystemExit(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
     return time.monotonic()
-
-
-async def settle(hub: psutil.Process, busy: float = 0.2, limit_s: float = 120.0) -> float:
-    """Wait until the hub is done with the connects (under ``busy`` of a core for
-    half a second), so that the start is measured alone; returns how long that took."""
-    began = time.monotonic()
-    before = hub_cpu(hub)
-    while time.monotonic() - began < limit_s:
-        await asyncio.sleep(0.5)
-        now = hub_cpu(hub)
-        if now - before < busy * 0.5:
-            break
-        before = now
-    return time.monotonic() - began
 
 
 async def start_updates(api: httpx.AsyncClient, names: list[str]) -> str:
@@ -196,6 +214,72 @@ async def start_updates(api: httpx.AsyncClient, names: list[str]) -> str:
     return "one POST /api/v1/updates each, 32 in flight"
 
 
+class InProcess:
+    """The fleet in this process's own event loop."""
+
+    def __init__(self, cfg: SimConfig, specs: list[DeviceSpec]) -> None:
+        self.cfg, self.specs = cfg, specs
+        self.latest: dict[str, Any] = {}
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[dict[str, Any]] | None = None
+
+    def go(self) -> None:
+        self._task = asyncio.create_task(
+            run_fleet(
+                self.cfg,
+                self.specs,
+                report=lambda c: self.latest.update(c),
+                report_interval=0.05,
+                stop=self._stop,
+            )
+        )
+
+    def counts(self) -> dict[str, Any]:
+        task = self._task
+        if task is not None and task.done():
+            raise SystemExit(f"the fleet stopped: {task.exception()!r}")
+        return self.latest
+
+    def pids(self) -> list[int]:
+        return [os.getpid()]
+
+    async def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        assert self._task is not None
+        return await self._task
+
+
+class Forked:
+    """The fleet in worker processes forked before this process's loop ran."""
+
+    def __init__(self, workers: Workers, cfg: SimConfig) -> None:
+        self.workers, self.cfg = workers, cfg
+
+    def go(self) -> None:
+        self.workers.go(self.cfg)
+
+    def counts(self) -> dict[str, Any]:
+        self.workers.poll(0)
+        if len(self.workers.finals) or not self.workers.running:
+            raise SystemExit("a simulator worker stopped")
+        return self.workers.counts()
+
+    def pids(self) -> list[int]:
+        return self.workers.pids()
+
+    async def stop(self) -> dict[str, Any]:
+        self.workers.signal(signal.SIGTERM)
+        while self.workers.running:
+            self.workers.poll(0)
+            await asyncio.sleep(0.05)
+        self.workers.join()
+        return self.workers.final()
+
+
+def cpu_of(pids: list[int]) -> float:
+    return sum(hub_cpu(psutil.Process(pid)) for pid in pids)
+
+
 @contextlib.contextmanager
 def start_profile(pid: int, out: str | None) -> Iterator[None]:
     """py-spy sampling the hub while updates are started (``--profile-start``)."""
@@ -221,9 +305,24 @@ async def failed_on_hub(api: httpx.AsyncClient) -> int:
     return len(r.json())
 
 
-async def bench(args: argparse.Namespace, hub: psutil.Process, url: str, mqtt_port: int) -> None:
+def sim_config(args: argparse.Namespace, mqtt_port: int) -> SimConfig:
+    return SimConfig(
+        endpoints=(Endpoint("127.0.0.1", mqtt_port),),
+        passwords=False,
+        install_seconds=args.install_seconds,
+        chunk_size=args.chunk_size,
+        connect_concurrency=args.connect_concurrency,
+    )
+
+
+async def bench(
+    args: argparse.Namespace,
+    hub: psutil.Process,
+    url: str,
+    sim: InProcess | Forked,
+    specs: list[DeviceSpec],
+) -> None:
     n = args.devices
-    specs = fleet(n, args.dialect, "bench")
     names = [s.name for s in specs]
     scale = n / TARGET_DEVICES
     async with httpx.AsyncClient(base_url=f"{url}/api/v1", timeout=600) as api:
@@ -240,73 +339,113 @@ async def bench(args: argparse.Namespace, hub: psutil.Process, url: str, mqtt_po
         await register(url, specs, passwords=False, admin_token=None)
         register_s = time.monotonic() - t0
 
-        cfg = SimConfig(
-            endpoints=(Endpoint("127.0.0.1", mqtt_port),),
-            passwords=False,
-            install_seconds=args.install_seconds,
-            chunk_size=args.chunk_size,
-            connect_concurrency=args.connect_concurrency,
-        )
-        counts: dict[str, Any] = {}
-        stop = asyncio.Event()
         rss_before = hub.memory_info().rss
         peak = RssSampler(hub.pid, interval=0.1)
         peak.start()
-        own = psutil.Process()
-        t_connect = time.monotonic()
-        run = asyncio.create_task(
-            run_fleet(
-                cfg, specs, report=lambda c: counts.update(c), report_interval=0.05, stop=stop
+        spy = None
+        if args.profile_connect:
+            # py-spy on the hub for the connect wave only (GIL holder, raw stacks)
+            spy = await asyncio.create_subprocess_exec(
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--gil",
+                "--nonblocking",
+                "-r",
+                "100",
+                "--format",
+                "raw",
+                "-o",
+                args.profile_connect,
+                "-p",
+                str(hub.pid),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
-        )
+            await asyncio.sleep(1.0)
+        hub_cpu0, sim_cpu0 = hub_cpu(hub), cpu_of(sim.pids())
+        t_connect = time.monotonic()
+        sim.go()
 
         def wait(predicate: Callable[[], bool], timeout: float, what: str) -> Awaitable[float]:
-            def check() -> bool:
-                if run.done():
-                    raise SystemExit(f"the fleet stopped: {run.exception()!r}")
-                return predicate()
+            return until(predicate, timeout, what)
 
-            return until(check, timeout, what)
-
-        connected_at = await wait(lambda: counts.get("connected", 0) >= n, 600, "connections")
+        connected_at = await wait(lambda: sim.counts().get("connected", 0) >= n, 600, "connections")
         connect_s = connected_at - t_connect
-        await asyncio.sleep(2.0)  # idle: announcements and their writes settle
+        connect_cpu = (hub_cpu(hub) - hub_cpu0, cpu_of(sim.pids()) - sim_cpu0)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            await spy.wait()
+        settle_s = await settled(hub)  # announcements and their writes settle
         rss_idle = hub.memory_info().rss
-        sim_rss = own.memory_info().rss
+        sim_rss = sum(psutil.Process(pid).memory_info().rss for pid in sim.pids())
+        rows = [
+            Row("register (scaled target)", register_s, "s", 10.0 * scale, False),
+            Row("connect", n / connect_s, "conn/s", 1000.0, True),
+            Row(
+                "hub RSS per idle connection",
+                (rss_idle - rss_before) / n / 1024,
+                "KiB",
+                20.0,
+                False,
+            ),
+        ]
+        load = os.getloadavg()
+        print(f"{n} {args.dialect} devices, simulator in {args.sim_processes} process(es)")
+        print(
+            f"machine: {os.cpu_count()} CPUs, "
+            f"load average before/after {args.load0} / {load[0]:.2f}"
+        )
+        print(
+            f"connect wave {connect_s:.2f} s: hub CPU {connect_cpu[0]:.2f} s "
+            f"({connect_cpu[0] / connect_s:.0%} of a core), simulator CPU {connect_cpu[1]:.2f} s "
+            f"({connect_cpu[1] / connect_s:.0%} of a core)"
+        )
+        print(
+            f"hub RSS before connect {rss_before / 2**20:.1f} MiB, idle {rss_idle / 2**20:.1f} MiB"
+            f" (idle {settle_s:.1f} s after the last connect);"
+            f" simulator RSS {sim_rss / 2**20:.1f} MiB, reconnects {sim.counts().get('reconnects')}"
+        )
+        if args.connect_only:
+            await sim.stop()
+            peak.stop()
+            print()
+            print("| measure | measured | target | ratio (>= 1 meets) |")
+            print("|---|---|---|---|")
+            for row in rows:
+                print(row.line())
+            return
 
-        settle_s = await settle(hub)
         cpu0 = hub_cpu(hub)
         with start_profile(hub.pid, args.profile_start):
             t_start = time.monotonic()
             how = await start_updates(api, names)
             start_s = time.monotonic() - t_start
         print(f"start {start_s:.2f} s ({how}), load {os.getloadavg()[0]:.2f}", flush=True)
+
+        def updated() -> bool:
+            counts = sim.counts()
+            return counts.get("updates_succeeded", 0) + counts.get("updates_failed", 0) >= n
+
         done_at = await wait(
-            lambda: counts.get("updates_succeeded", 0) + counts.get("updates_failed", 0) >= n,
+            updated,
             3600,
             "updates",
         )
         cpu = hub_cpu(hub) - cpu0
         update_s = done_at - t_start
-        stop.set()
-        final = await run
+        final = await sim.stop()
         peak.stop()
         failed = await failed_on_hub(api)
 
     per_minute = n / update_s * 60
-    rows = [
-        Row("register (scaled target)", register_s, "s", 10.0 * scale, False),
-        Row("connect", n / connect_s, "conn/s", 1000.0, True),
+    rows[2:2] = [
         Row("start updates (scaled target)", start_s, "s", 5.0 * scale, False),
         Row("devices updated per minute", per_minute, "/min", 2000.0, True),
         Row("hub CPU per updated device", cpu / n * 1000, "ms", 25.0, False),
-        Row("hub RSS per idle connection", (rss_idle - rss_before) / n / 1024, "KiB", 20.0, False),
     ]
     load = os.getloadavg()
-    print(f"{n} {args.dialect} devices, {args.image_mib} MiB image, chunk {args.chunk_size}")
-    print(f"machine: {os.cpu_count()} CPUs, load average before/after {args.load0} / {load[0]:.2f}")
-    print(f"register {register_s:.1f} s, connect {connect_s:.1f} s, hub busy +{settle_s:.1f} s,")
-    print(f"start {start_s:.2f} s ({how}),")
+    print(f"{args.image_mib} MiB image, chunk {args.chunk_size}, load average now {load[0]:.2f}")
+    print(f"register {register_s:.1f} s, connect {connect_s:.1f} s, start {start_s:.2f} s ({how}),")
     print(f"updates {update_s:.1f} s (first start to last report)")
     print()
     print("| measure | measured | target | ratio (>= 1 meets) |")
@@ -315,7 +454,6 @@ async def bench(args: argparse.Namespace, hub: psutil.Process, url: str, mqtt_po
         print(row.line())
     print()
     print(f"hub peak RSS {peak.peak / 2**20:.1f} MiB ({peak.peak_detail})")
-    print(f"simulator RSS with every device connected: {sim_rss / 2**20:.1f} MiB")
     print(
         f"simulator: succeeded {final['updates_succeeded']}, failed {final['updates_failed']}, "
         f"installs per device max {final['installs_per_device_max']}; hub: failed {failed}"
@@ -337,13 +475,37 @@ def main() -> None:
     parser.add_argument("--install-seconds", type=float, default=0.0)
     parser.add_argument("--connect-concurrency", type=int, default=200)
     parser.add_argument("--profile-start", metavar="FILE", help="py-spy raw profile of the start")
+    parser.add_argument("--sim-processes", type=int, default=2)
+    parser.add_argument("--connect-only", action="store_true")
+    parser.add_argument(
+        "--hub-pythonpath", metavar="SRC", help="run the hub from these sources (a before)"
+    )
+    parser.add_argument(
+        "--profile-connect", metavar="PATH", help="py-spy the hub during the connect wave"
+    )
     args = parser.parse_args()
     args.load0 = f"{os.getloadavg()[0]:.2f}"
+    specs = fleet(args.devices, args.dialect, "bench")
     with tempfile.TemporaryDirectory(prefix="otahub-fleet-") as tmp:
-        proc, url, mqtt_port = start_hub(Path(tmp) / "data", Path(tmp) / "hub.log")
+        proc, url, mqtt_port = start_hub(
+            Path(tmp) / "data", Path(tmp) / "hub.log", args.hub_pythonpath
+        )
+        cfg = sim_config(args, mqtt_port)
+        sim: InProcess | Forked
+        if args.sim_processes > 1:
+            # forked before this process's event loop and HTTP client exist
+            sim = Forked(
+                Workers(cfg, specs, args.sim_processes, report_interval=0.05, gated=True), cfg
+            )
+        else:
+            raise_open_files_limit(len(specs) + 200)
+            sim = InProcess(cfg, specs)
         try:
-            asyncio.run(bench(args, psutil.Process(proc.pid), url, mqtt_port))
+            asyncio.run(bench(args, psutil.Process(proc.pid), url, sim, specs))
         finally:
+            if isinstance(sim, Forked):
+                sim.workers.signal(signal.SIGTERM)
+                sim.workers.join()
             proc.terminate()
             try:
                 proc.wait(timeout=30)
@@ -351,9 +513,15 @@ def main() -> None:
                 proc.kill()
                 proc.wait()
             log = (Path(tmp) / "hub.log").read_text(errors="replace")
-            errors = [line for line in log.splitlines() if " ERROR " in line]
+            lines = log.splitlines()
+            errors = [n for n, line in enumerate(lines) if " ERROR " in line]
             if errors:
-                print(f"hub logged {len(errors)} errors, first: {errors[0]}")
+                print(f"hub logged {len(errors)} errors, the first:")
+                # its traceback: the lines up to the next log record
+                first = errors[0]
+                following = lines[first + 1 : first + 40]
+                end = next((i for i, x in enumerate(following) if x[:4].isdigit()), 39)
+                print("\n".join(lines[first : first + 1 + end]))
 
 
 if __name__ == "__main__":

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import resource
+import signal
+import time
 from pathlib import Path
 
-from otahub.simulator.config import FaultRates, fleet
+from otahub.simulator.config import Endpoint, FaultRates, SimConfig, fleet
 from otahub.simulator.faults import choose
+from otahub.simulator.processes import Workers
+from otahub.simulator.registration import register
 from tests.agent.hubapi import upload
 from tests.hubproc import HubProcess
 from tests.simulator.simproc import SimProcess, names, start_update, wait_all, wait_online
@@ -59,3 +64,45 @@ def test_a_fleet_larger_than_the_soft_open_files_limit_still_connects(
     finally:
         summary = sim.stop()
     assert summary["connected"] == 20
+
+
+def test_gated_workers_wait_for_go_and_share_the_connect_concurrency(hub: HubProcess) -> None:
+    """What a benchmark drives: workers forked early, let go once the hub is ready."""
+    specs = fleet(4, "thingsboard", "sim")
+    asyncio.run(register(hub.http_url, specs, passwords=False, admin_token=None))
+    cfg = SimConfig(
+        endpoints=(Endpoint("127.0.0.1", hub.mqtt_port),),
+        http_url=hub.http_url,
+        connect_concurrency=3,
+    )
+    workers = Workers(cfg, specs, 2, report_interval=0.1, gated=True)
+    try:
+        time.sleep(1.0)
+        workers.poll(0)
+        assert workers.latest == {}  # nothing runs before go
+        workers.go(cfg)
+        deadline = time.monotonic() + 60
+        while workers.counts()["connected"] < 4:
+            assert time.monotonic() < deadline, workers.counts()
+            workers.poll(0.2)
+        wait_online(hub, names("thingsboard", 4))
+    finally:
+        workers.signal(signal.SIGTERM)
+        while workers.running:
+            workers.poll(1.0)
+        workers.join()
+    assert sorted(workers.finals) == [0, 1]
+    assert workers.final()["connected"] == 4
+    # two workers of a fleet that connects 3 at a time: 2 each, not 3 each
+    assert [p.exitcode for p in workers.procs] == [0, 0]
+    assert workers._share(cfg).connect_concurrency == 2
+
+
+def test_gated_workers_called_off_end_without_running() -> None:
+    cfg = SimConfig(endpoints=(Endpoint("127.0.0.1", 9),))
+    workers = Workers(cfg, fleet(2, "thingsboard", "sim"), 2, gated=True)
+    workers.signal(signal.SIGTERM)
+    while workers.running:
+        workers.poll(1.0)
+    workers.join()
+    assert workers.finals == {} and [p.exitcode for p in workers.procs] == [0, 0]

@@ -337,9 +337,13 @@ def serve(
         raise typer.Exit(2) from None
 
     from otahub.hub.app import HubPartFailed, run_hub
+    from otahub.hub.gc_tuning import tune_for_server
+    from otahub.hub.open_files import raise_open_files_limit
     from otahub.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
+    raise_open_files_limit()
+    tune_for_server()
     status = 0
     try:
         run_async(run_hub(settings))

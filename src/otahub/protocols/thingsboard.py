@@ -896,7 +896,7 @@ def parse_telemetry(
 def _scalar_text(value: JSONValue) -> str | None:
     if isinstance(value, str):
         return value
-    if isinstance(value, bool | int | float):
+    if isinstance(value, (bool, int, float)):  # a tuple: no union built per call
         return _json.encode(value).decode()
     return None
 
@@ -925,6 +925,18 @@ class OtaReport:
         return None if self.state is None else fw_state_to_state(self.state)
 
 
+# (telemetry key, OtaReport field) per package, built once: telemetry is the busiest path
+_OTA_KEYS = {
+    package: (
+        (f"current_{package.prefix}_title", "current_title"),
+        (f"current_{package.prefix}_version", "current_version"),
+        (f"{package.prefix}_state", "state"),
+        (f"{package.prefix}_error", "error"),
+    )
+    for package in PackageType
+}
+
+
 def extract_ota_report(
     entries: Iterable[TelemetryEntry], package: PackageType = PackageType.FIRMWARE
 ) -> OtaReport | None:
@@ -933,19 +945,14 @@ def extract_ota_report(
     Entries are merged in order (a later value wins). ``None`` when no OTA key
     for ``package`` is present.
     """
-    p = package.prefix
-    names = {
-        f"current_{p}_title": "current_title",
-        f"current_{p}_version": "current_version",
-        f"{p}_state": "state",
-        f"{p}_error": "error",
-    }
+    names = _OTA_KEYS[package]
     found: dict[str, str | None] = {}
     ts: int | None = None
     for entry in entries:
-        for key, attr in names.items():
-            if key in entry.values:
-                found[attr] = _scalar_text(entry.values[key])
+        values = entry.values
+        for key, attr in names:
+            if key in values:
+                found[attr] = _scalar_text(values[key])
                 if attr == "state":
                     ts = entry.ts
     if not found:

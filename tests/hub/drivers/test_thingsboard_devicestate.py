@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import pytest
 
 from otahub.hub.core import HubCore
 from otahub.hub.drivers.thingsboard.devicestate import SHARED, TELEMETRY, DeviceStates, section
@@ -57,3 +60,40 @@ async def test_telemetry_of_a_deleted_device_is_dropped(core: HubCore) -> None:
     await core.devices.delete("tb0")
     await states.flush()  # the device is gone: skipped, the other stored
     assert (await core.devices.get("tb1")).dialect_state[TELEMETRY] == {"fw_state": "UPDATED"}
+
+
+async def test_telemetry_already_stored_is_not_stored_again(
+    core: HubCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (name,) = await _devices(core, 1)
+    states = DeviceStates(core.devices, flush_s=3600)
+    merges: list[dict[str, Any]] = []
+    merge = core.devices.merge_dialect_section
+
+    async def counted(part: str, values: dict[str, dict[str, Any]]) -> None:
+        merges.append(values)
+        await merge(part, values)
+
+    monkeypatch.setattr(core.devices, "merge_dialect_section", counted)
+    states.note_telemetry(name, {"fw_state": "DOWNLOADING", "current_fw_version": "1.0"})
+    await states.flush()
+    for _ in range(5):  # a device repeats its state while it downloads
+        states.note_telemetry(name, {"fw_state": "DOWNLOADING"})
+        await states.flush()
+    assert len(merges) == 1
+    states.note_telemetry(name, {"fw_state": "DOWNLOADED"})  # a change is stored
+    await states.flush()
+    assert merges[-1] == {name: {"fw_state": "DOWNLOADED"}}
+    # another hub may have stored other values while the device was away from this one
+    await core.devices.merge_dialect_section(TELEMETRY, {name: {"fw_state": "FAILED"}})
+    states.connected(name)
+    states.note_telemetry(name, {"fw_state": "DOWNLOADED"})
+    await states.flush()
+    assert (await core.devices.get(name)).dialect_state[TELEMETRY]["fw_state"] == "DOWNLOADED"
+    # so may an edit of this hub: it counts as stored too
+    async with states.edit(name) as state:
+        section(state, TELEMETRY)["fw_state"] = "UPDATING"
+    before = len(merges)
+    states.note_telemetry(name, {"fw_state": "UPDATING"})
+    await states.flush()
+    assert len(merges) == before

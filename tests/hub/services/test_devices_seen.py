@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
+
+import pytest
 
 from otahub.hub.core import HubCore
 from otahub.hub.services.devices import DeviceSpec
@@ -30,7 +33,10 @@ async def test_a_report_that_only_moves_last_seen_is_batched_and_not_announced(
     stored = await core.devices.get("d")
     assert stored.last_seen_at == first.last_seen_at  # not yet
     await core.devices.flush_seen()
-    assert (await core.devices.get("d")).last_seen_at == again.last_seen_at
+    # stored as reported; the returned view moves in whole seconds
+    stored_seen = (await core.devices.get("d")).last_seen_at
+    assert stored_seen is not None and stored_seen > first.last_seen_at
+    assert stored_seen - again.last_seen_at < timedelta(seconds=1)
     # a new version is written and announced at once
     changed = await core.devices.report("d", title="fw", version="2.0")
     assert len(seen) == 2
@@ -69,3 +75,25 @@ async def test_concurrent_reports_are_written_together_and_each_gets_its_view(
         stored = await core.devices.get(f"d{i}")
         assert stored.online and stored.current_fw_version == f"1.{i}"
         assert stored.last_seen_at == view.last_seen_at
+
+
+async def test_last_seen_times_a_failed_store_kept_are_stored_by_the_retry(
+    core: HubCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await core.devices.create(DeviceSpec(name="d", dialect="thingsboard", token="t"))
+    first = await core.devices.report("d", version="1.0", online=True)
+    again = await core.devices.report("d", version="1.0")
+    assert first.last_seen_at is not None
+    store = core.devices._store_seen
+
+    async def broken(pending: dict[str, datetime]) -> None:
+        raise OSError("database is locked")
+
+    monkeypatch.setattr(core.devices, "_store_seen", broken)
+    with pytest.raises(OSError):
+        await core.devices.flush_seen()
+    monkeypatch.setattr(core.devices, "_store_seen", store)
+    await core.devices.flush_seen()
+    stored = (await core.devices.get("d")).last_seen_at
+    assert stored is not None and again.last_seen_at is not None
+    assert stored > first.last_seen_at

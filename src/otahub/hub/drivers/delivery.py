@@ -21,6 +21,7 @@ them a batch at a time under the same rules.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -92,8 +93,9 @@ class Delivery:
         self, device: str, deliver: Deliver, kinds: Iterable[str] = ("firmware",)
     ) -> None:
         """``device`` connected to this hub: deliver its active updates from here."""
-        for kind in kinds:
-            update = await self.core.updates.active_for(device, kind)
+        # asked for together: one read (of the connect wave's) for every kind
+        found = await asyncio.gather(*(self.core.updates.active_for(device, k) for k in kinds))
+        for update in found:
             if update is not None and update.dialect == self.dialect:
                 await self.run(update.id, deliver, take_over=True)
 

@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -39,8 +39,10 @@ from otahub.hub.services.events import (
     EventBus,
 )
 from otahub.hub.services.labels import MAX_LABELS, check_labels
+from otahub.hub.services.read_batch import ReadBatch
 from otahub.hub.services.updates import UpdateService
 from otahub.hub.services.views import DeviceView, UpdateView
+from otahub.hub.store.batching import Debounced, GroupCommit
 from otahub.hub.store.database import Database
 from otahub.hub.store.models import TERMINAL_STATES, Device, Update, utcnow
 
@@ -63,6 +65,8 @@ _CANCEL_ROUNDS = 5
 # A report that changes nothing but ``last_seen`` is not written at once: the
 # times are stored together, at most this much later.
 SEEN_FLUSH_S = 2.0
+# The returned view of such a report moves its last-seen time in steps this large.
+_SEEN_STEP = timedelta(seconds=1)
 # How long what this hub wrote for a device is trusted to still be stored
 # (another hub instance may have written the device since).
 KNOWN_TTL_S = 120.0
@@ -198,10 +202,18 @@ class DeviceService:
         self._known: dict[str, tuple[DeviceView, float]] = {}
         # device -> last seen, not stored yet
         self._seen: dict[str, datetime] = {}
-        self._seen_flusher: asyncio.Task[None] | None = None
-        # reports waiting for the next group commit, and the task writing them
-        self._reports: builtins.list[_Report] = []
-        self._reporter: asyncio.Task[None] | None = None
+        self._seen_later = Debounced(self.flush_seen, SEEN_FLUSH_S, "last-seen times", log)
+        self._reports: GroupCommit[_Report, DeviceView] = GroupCommit(
+            self._write_report_batch, "device reports", log
+        )
+        # lookups by name (every CONNECT with a user name, every connect hook)
+        # share queries in a connect wave
+        self._reads: ReadBatch[str, DeviceView] = ReadBatch(self._read)
+        self._enos_reads: ReadBatch[tuple[str, str], DeviceView] = ReadBatch(self._read_enos)
+        # dialect states waiting for the next group write, and the task writing them
+        self._states: GroupCommit[tuple[str, dict[str, Any]], DeviceView] = GroupCommit(
+            self._write_state_batch, "dialect states", log, max_batch=_STATE_BATCH
+        )
 
     async def create(self, spec: DeviceSpec) -> DeviceView:
         spec = spec.validated()
@@ -313,11 +325,16 @@ class DeviceService:
             return [DeviceView.of(row) for row in (await s.scalars(query)).all()]
 
     async def get(self, name: str) -> DeviceView:
+        view = await self._reads.get(name)
+        if view is None:
+            raise NotFound(f"device {name!r} does not exist")
+        return view
+
+    async def _read(self, names: Sequence[str]) -> dict[str, DeviceView]:
+        # plain rows (their fields are the model's): a batch loads no ORM objects
         async with self.db.session() as s:
-            row = await s.scalar(select(Device).where(Device.name == name))
-            if row is None:
-                raise NotFound(f"device {name!r} does not exist")
-            return DeviceView.of(row)
+            rows = await s.execute(select(_DEVICES).where(_DEVICES.c.name.in_(names)))
+            return {row.name: DeviceView.of(cast(Device, row)) for row in rows}
 
     async def by_token(self, token: str) -> DeviceView | None:
         """The ThingsBoard device whose access token this is."""
@@ -326,13 +343,26 @@ class DeviceService:
             return None if row is None else DeviceView.of(row)
 
     async def by_enos_keys(self, product_key: str, device_key: str) -> DeviceView | None:
+        """The EnOS device of these keys (every EnOS login asks; a wave shares queries)."""
+        return await self._enos_reads.get((product_key, device_key))
+
+    async def _read_enos(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], DeviceView]:
+        wanted = set(keys)
+        found: dict[tuple[str, str], DeviceView] = {}
         async with self.db.session() as s:
-            row = await s.scalar(
-                select(Device).where(
-                    Device.enos_product_key == product_key, Device.enos_device_key == device_key
+            rows = await s.execute(
+                select(_DEVICES).where(
+                    _DEVICES.c.enos_product_key.in_({p for p, _ in keys}),
+                    _DEVICES.c.enos_device_key.in_({d for _, d in keys}),
                 )
             )
-            return None if row is None else DeviceView.of(row)
+            for row in rows:
+                key = (row.enos_product_key or "", row.enos_device_key or "")
+                if key in wanted:
+                    found[key] = DeviceView.of(cast(Device, row))
+        return found
 
     async def by_certificate(self, sha256: str) -> DeviceView | None:
         """The device whose registered client certificate has this SHA-256 fingerprint."""
@@ -542,14 +572,33 @@ class DeviceService:
             return DeviceView.of(row)
 
     async def set_dialect_state(self, name: str, state: dict[str, Any]) -> DeviceView:
-        """Replace what the device's driver remembers about it."""
+        """Replace what the device's driver remembers about it; returns once committed.
+
+        Drivers write it on every connect (an EnOS login's timestamp, a
+        thin-edge registration): the writes that come while one transaction
+        runs share the next (group commit), applied in the order they came.
+        """
         self._known.pop(name, None)
+        return await self._states.submit((name, dict(state)))
+
+    async def _write_state_batch(
+        self, batch: builtins.list[tuple[str, dict[str, Any]]]
+    ) -> builtins.list[DeviceView | Exception]:
+        views: builtins.list[DeviceView | Exception] = []
         async with self.db.session() as s, s.begin():
-            row = await s.scalar(select(Device).where(Device.name == name))
-            if row is None:
-                raise NotFound(f"device {name!r} does not exist")
-            row.dialect_state = dict(state)
-            return DeviceView.of(row)
+            names = {name for name, _ in batch}
+            rows = {
+                row.name: row
+                for row in await s.scalars(select(Device).where(Device.name.in_(names)))
+            }
+            for name, state in batch:
+                row = rows.get(name)
+                if row is None:
+                    views.append(NotFound(f"device {name!r} does not exist"))
+                    continue
+                row.dialect_state = state
+                views.append(DeviceView.of(row))
+        return views
 
     async def dialect_states(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
         """What the driver remembers about each of ``names`` (devices gone are left out)."""
@@ -625,48 +674,28 @@ class DeviceService:
         if known is not None and time.monotonic() - known[1] < KNOWN_TTL_S:
             view = known[0]
             if _unchanged(view, kind, title, version, online):
-                view = dataclasses.replace(view, last_seen_at=seen)
-                self._known[name] = (view, known[1])
+                # the view's time moves in whole seconds: a new view per message
+                # of a chatty device is measurable work for nothing
+                if view.last_seen_at is None or seen - view.last_seen_at >= _SEEN_STEP:
+                    view = dataclasses.replace(view, last_seen_at=seen)
+                    self._known[name] = (view, known[1])
                 self._seen[name] = seen
-                if self._seen_flusher is None or self._seen_flusher.done():
-                    self._seen_flusher = asyncio.create_task(self._flush_seen_later())
+                self._seen_later.touch()
                 return view
-        report = _Report(
-            name, kind, title, version, online, seen, asyncio.get_running_loop().create_future()
-        )
-        self._reports.append(report)
-        if self._reporter is None or self._reporter.done():
-            self._reporter = asyncio.create_task(self._write_reports())
         # shielded: a caller that gives up does not fail the others of its batch
-        view = await asyncio.shield(report.done)
+        view = await asyncio.shield(
+            self._reports.submit(_Report(name, kind, title, version, online, seen))
+        )
         self._known[name] = (view, time.monotonic())
         self._seen.pop(name, None)  # stored with the rest
         await self.bus.publish(DeviceReported(view))
         return view
 
-    async def _write_reports(self) -> None:
-        """Write queued reports, all that arrived meanwhile in one transaction (group
-        commit: a fleet connecting at once is a few transactions, not one per device)."""
-        while self._reports:
-            batch, self._reports = self._reports, []
-            try:
-                await self._write_report_batch(batch)
-            except Exception as exc:
-                if len(batch) == 1:
-                    if not batch[0].done.done():
-                        batch[0].done.set_exception(exc)
-                    continue
-                # one bad report must not fail the others: each alone, in order
-                log.warning("a batch of %d reports failed (%s); one by one", len(batch), exc)
-                for report in batch:
-                    try:
-                        await self._write_report_batch([report])
-                    except Exception as alone:
-                        if not report.done.done():
-                            report.done.set_exception(alone)
-
-    async def _write_report_batch(self, batch: builtins.list[_Report]) -> None:
-        outcomes: builtins.list[tuple[_Report, DeviceView | Exception]] = []
+    async def _write_report_batch(
+        self, batch: builtins.list[_Report]
+    ) -> builtins.list[DeviceView | Exception]:
+        """Store ``batch`` in one transaction: each report's outcome."""
+        outcomes: builtins.list[DeviceView | Exception] = []
         async with self.db.session() as s, s.begin():
             names = sorted({r.name for r in batch})
             rows: dict[str, Device] = {}
@@ -681,10 +710,10 @@ class DeviceService:
             for report in batch:
                 row = rows.get(report.name)
                 if row is None:
-                    outcomes.append((report, NotFound(f"device {report.name!r} does not exist")))
+                    outcomes.append(NotFound(f"device {report.name!r} does not exist"))
                     continue
                 _apply_report(row, report)
-                outcomes.append((report, DeviceView.of(row)))
+                outcomes.append(DeviceView.of(row))
             if rows:
                 await s.execute(
                     _SET_REPORTED,
@@ -693,26 +722,21 @@ class DeviceService:
                         for row in rows.values()
                     ],
                 )
-        for report, outcome in outcomes:
-            if report.done.done():
-                continue
-            if isinstance(outcome, Exception):
-                report.done.set_exception(outcome)
-            else:
-                report.done.set_result(outcome)
-
-    async def _flush_seen_later(self) -> None:
-        await asyncio.sleep(SEEN_FLUSH_S)
-        try:
-            await self.flush_seen()
-        except Exception:
-            log.exception("storing the devices' last-seen times failed")
+        return outcomes
 
     async def flush_seen(self) -> None:
         """Store the last-seen times not stored yet, in one transaction."""
         pending, self._seen = self._seen, {}
         if not pending:
             return
+        try:
+            await self._store_seen(pending)
+        except BaseException:
+            for name, seen in pending.items():  # kept for the retry; newer times win
+                self._seen[name] = max(seen, self._seen.get(name, seen))
+            raise
+
+    async def _store_seen(self, pending: dict[str, datetime]) -> None:
         names = sorted(pending)
         async with self.db.session() as s, s.begin():
             for start in range(0, len(names), _IN_CHUNK):
@@ -732,11 +756,11 @@ class DeviceService:
 
     async def close(self) -> None:
         """Store what is pending (the hub stops)."""
-        if self._seen_flusher is not None:
-            self._seen_flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._seen_flusher
-        await self.flush_seen()
+        await self._seen_later.close()
+
+
+#: Dialect states per group write.
+_STATE_BATCH = 200
 
 
 @dataclass(slots=True)
@@ -749,7 +773,6 @@ class _Report:
     version: str | None
     online: bool | None
     seen: datetime
-    done: asyncio.Future[DeviceView]
 
 
 def _apply_report(row: Device, report: _Report) -> None:

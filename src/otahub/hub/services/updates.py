@@ -38,7 +38,9 @@ from otahub.hub.services.events import (
     UpdateCreated,
     UpdateTransitioned,
 )
+from otahub.hub.services.read_batch import ReadBatch
 from otahub.hub.services.views import DeviceView, PackageView, TransitionView, UpdateView
+from otahub.hub.store.batching import GroupCommit
 from otahub.hub.store.database import Database
 from otahub.hub.store.ids import is_row_id
 from otahub.hub.store.models import (
@@ -165,9 +167,12 @@ class UpdateService:
         # only pushes deadlines later, so only an earlier one needs to wake it.
         self._wake_at: datetime | None = None
         # Transitions waiting for the next group commit, and the task committing them.
-        self._steps: builtins.list[_Step] = []
-        self._committer: asyncio.Task[None] | None = None
+        self._steps: GroupCommit[_Step, tuple[UpdateView, TransitionView]] = GroupCommit(
+            self._write_steps, "transitions", log
+        )
         self._late: set[asyncio.Task[Any]] = set()
+        # (device, kind) -> its unfinished update; a connect wave's lookups share queries
+        self._active_reads: ReadBatch[tuple[str, str], UpdateView] = ReadBatch(self._read_active)
 
     # -- queries --------------------------------------------------------------
 
@@ -219,17 +224,28 @@ class UpdateService:
 
     async def active_for(self, device: str, kind: str = "firmware") -> UpdateView | None:
         """The device's unfinished update of ``kind`` (what a driver must deliver)."""
+        return await self._active_reads.get((device, kind))
+
+    async def _read_active(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], UpdateView]:
+        wanted = set(keys)
+        found: dict[tuple[str, str], UpdateView] = {}
         async with self.db.session() as s:
-            found = await s.scalar(
-                select(Update)
+            rows = await s.execute(
+                select(Update, Device.name)
                 .join(Device)
                 .where(
-                    Device.name == device,
-                    Update.kind == kind,
+                    Device.name.in_({device for device, _ in keys}),
+                    Update.kind.in_({kind for _, kind in keys}),
                     Update.state.not_in(TERMINAL_STATES),
                 )
             )
-            return None if found is None else UpdateView.of(found)
+            for row, name in rows:
+                key = (name, row.kind)
+                if key in wanted and key not in found:
+                    found[key] = UpdateView.of(row)
+        return found
 
     # -- driver hooks ---------------------------------------------------------
 
@@ -779,57 +795,27 @@ class UpdateService:
         if progress is not None and not 0 <= progress <= 100:
             raise Invalid("progress must be between 0 and 100")
         _check_id(update_id)
-        step = _Step(
-            update_id,
-            target,
-            progress,
-            reason,
-            code,
-            source,
-            asyncio.get_running_loop().create_future(),
-        )
-        self._steps.append(step)
-        if self._committer is None or self._committer.done():
-            self._committer = asyncio.create_task(self._commit_steps())
+        done = self._steps.submit(_Step(update_id, target, progress, reason, code, source))
         try:
             # shielded: a caller that gives up still gets its committed change announced
-            view, step_view = await asyncio.shield(step.done)
+            view, step_view = await asyncio.shield(done)
         except asyncio.CancelledError:
-            step.done.add_done_callback(self._announce_late)
+            done.add_done_callback(self._announce_late)
             raise
         self._deadline_moved(view.deadline_at)
         await self._announce([UpdateTransitioned(view, step_view)])
         return view
 
-    async def _commit_steps(self) -> None:
-        """Write queued transitions, a batch per transaction, until none are left."""
-        while self._steps:
-            batch, self._steps = self._steps, []
-            try:
-                await self._write_steps(batch)
-            except Exception as exc:
-                if len(batch) == 1:
-                    if not batch[0].done.done():
-                        batch[0].done.set_exception(exc)
-                    continue
-                # one bad step must not fail the others: each alone, in order
-                log.warning(
-                    "group commit of %d transitions failed (%s); one by one", len(batch), exc
-                )
-                for step in batch:
-                    try:
-                        await self._write_steps([step])
-                    except Exception as alone:
-                        if not step.done.done():
-                            step.done.set_exception(alone)
+    async def _write_steps(
+        self, batch: builtins.list[_Step]
+    ) -> builtins.list[tuple[UpdateView, TransitionView] | Exception]:
+        """Apply ``batch`` in one transaction: each step's outcome, once committed.
 
-    async def _write_steps(self, batch: builtins.list[_Step]) -> None:
-        """Apply ``batch`` in one transaction; each step's future gets its outcome after commit.
-
-        Plain statements, not ORM objects: one SELECT of the rows, one executemany
-        UPDATE of those that changed and one of audit rows, whatever the batch size.
+        Plain statements, not ORM objects: one SELECT of the rows, an executemany
+        UPDATE of those whose state changed, one of those with progress only, and
+        one INSERT of audit rows, whatever the batch size.
         """
-        outcomes: builtins.list[tuple[_Step, Any]] = []
+        outcomes: builtins.list[tuple[UpdateView, TransitionView] | Exception] = []
         table = _UPDATES
         async with self._write, self.db.session() as s:
             ids = sorted({step.update_id for step in batch})
@@ -839,39 +825,39 @@ class UpdateService:
             # plain rows with the model's attribute names, so _apply and the views take them
             rows = {r["id"]: cast(Update, SimpleNamespace(**r)) for r in found.mappings()}
             changed: dict[int, Update] = {}
+            moved: set[int] = set()  # rows whose state changed, not only their progress
             audits: builtins.list[dict[str, Any]] = []
             for step in batch:
                 row = rows.get(step.update_id)
                 if row is None:
-                    outcomes.append((step, NotFound(f"update {step.update_id} does not exist")))
+                    outcomes.append(NotFound(f"update {step.update_id} does not exist"))
                     continue
                 try:
                     view, step_view, audit = _step(row, step)
                 except Conflict as exc:
-                    outcomes.append((step, exc))
+                    outcomes.append(exc)
                     continue
                 changed[row.id] = row
                 if audit is not None:
                     audits.append(audit)
-                outcomes.append((step, (view, step_view)))
-            if changed:
-                await s.execute(
-                    _UPDATE_ROW,
-                    [
-                        {"row_id": row.id, **{f"v_{c}": getattr(row, c) for c in _MUTABLE}}
-                        for row in changed.values()
-                    ],
-                )
+                    moved.add(row.id)
+                outcomes.append((view, step_view))
+            for statement, columns, rows_of in (
+                (_UPDATE_ROW, _MUTABLE, [r for r in changed.values() if r.id in moved]),
+                (_UPDATE_PROGRESS, _PROGRESS, [r for r in changed.values() if r.id not in moved]),
+            ):
+                if rows_of:
+                    await s.execute(
+                        statement,
+                        [
+                            {"row_id": row.id, **{f"v_{c}": getattr(row, c) for c in columns}}
+                            for row in rows_of
+                        ],
+                    )
             if audits:
                 await s.execute(sql_insert(_TRANSITIONS), audits)
             await s.commit()
-        for step, outcome in outcomes:
-            if step.done.done():
-                continue
-            if isinstance(outcome, Exception):
-                step.done.set_exception(outcome)
-            else:
-                step.done.set_result(outcome)
+        return outcomes
 
     def _announce_late(self, done: asyncio.Future[tuple[UpdateView, TransitionView]]) -> None:
         if done.cancelled() or done.exception() is not None:
@@ -1020,10 +1006,17 @@ _AUDIT_COLUMNS = (
     "source",
     "at",
 )
+# what progress within a state changes: fewer values to bind per row
+_PROGRESS = ("progress", "updated_at", "deadline_at")
 _UPDATE_ROW = (
     sql_update(_UPDATES)
     .where(_UPDATES.c.id == bindparam("row_id"))
     .values({c: bindparam(f"v_{c}") for c in _MUTABLE})
+)
+_UPDATE_PROGRESS = (
+    sql_update(_UPDATES)
+    .where(_UPDATES.c.id == bindparam("row_id"))
+    .values({c: bindparam(f"v_{c}") for c in _PROGRESS})
 )
 
 
@@ -1037,7 +1030,6 @@ class _Step:
     reason: str | None
     code: str | None
     source: str
-    done: asyncio.Future[tuple[UpdateView, TransitionView]]
 
 
 def _step(row: Update, step: _Step) -> tuple[UpdateView, TransitionView, dict[str, Any] | None]:

@@ -13,7 +13,10 @@ per device. The latest telemetry is not written per message: it is kept
 here and merged into the stored documents of every device that reported,
 in one transaction, at most ``FLUSH_S`` later (it is what the device said
 last, not a state change: update states are recorded by the transitions).
-Reads here see it at once.
+Reads here see it at once. A device repeats the same ``fw_state`` in every
+report while it downloads; values this hub stored within ``STORED_TTL_S``
+are not stored again (the TTL bounds what a write by another hub instance
+can hide).
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from otahub.hub.services.devices import DeviceService
+from otahub.hub.store.batching import Debounced
 
 SHARED = "shared"
 CLIENT = "client"
@@ -34,18 +39,23 @@ MQTT_BASIC = "mqtt_basic"
 
 log = logging.getLogger("otahub.hub.thingsboard")
 
+_ABSENT = object()
+
 #: How long the latest telemetry may wait before it is stored.
 FLUSH_S = 1.0
+#: How long telemetry this hub stored counts as what the database holds.
+STORED_TTL_S = 60.0
 
 
 class DeviceStates:
     def __init__(self, devices: DeviceService, flush_s: float = FLUSH_S) -> None:
         self.devices = devices
-        self.flush_s = flush_s
         self._locks: dict[str, asyncio.Lock] = {}
         # device -> telemetry keys reported since the last flush
         self._telemetry: dict[str, dict[str, Any]] = {}
-        self._flusher: asyncio.Task[None] | None = None
+        self._later = Debounced(self.flush, flush_s, "the devices' latest telemetry", log)
+        # device -> the telemetry section as this hub last stored it, and when (monotonic)
+        self._stored: dict[str, tuple[dict[str, Any], float]] = {}
 
     async def get(self, name: str) -> dict[str, Any]:
         state = dict((await self.devices.get(name)).dialect_state)
@@ -66,10 +76,12 @@ class DeviceStates:
             try:
                 yield state
                 await self.devices.set_dialect_state(name, state)
+                self._stored[name] = (dict(section(state, TELEMETRY)), time.monotonic())
             except BaseException:
+                self._stored.pop(name, None)
                 if taken:
                     self._telemetry[name] = {**taken, **self._telemetry.get(name, {})}
-                    self._schedule()
+                    self._later.touch()
                 raise
 
     @contextlib.asynccontextmanager
@@ -87,30 +99,32 @@ class DeviceStates:
             try:
                 yield states
                 await self.devices.set_dialect_states(states)
+                now = time.monotonic()
+                for name, state in states.items():
+                    self._stored[name] = (dict(section(state, TELEMETRY)), now)
             except BaseException:
+                for name in states:
+                    self._stored.pop(name, None)
                 for name, values in taken.items():
                     self._telemetry[name] = {**values, **self._telemetry.get(name, {})}
                 if taken:
-                    self._schedule()
+                    self._later.touch()
                 raise
 
     def note_telemetry(self, name: str, values: dict[str, Any]) -> None:
         """Keep the device's latest telemetry; stored with the next flush."""
-        self._telemetry.setdefault(name, {}).update(values)
-        self._schedule()
-
-    def _schedule(self) -> None:
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
-
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(self.flush_s)
-        self._flusher = None  # what arrives from now on is taken by the next flush
-        try:
-            await self.flush()
-        except Exception:
-            log.exception("storing the devices' latest telemetry failed; retrying")
-            self._schedule()
+        pending = self._telemetry.get(name)
+        if pending is None:
+            stored = self._stored.get(name)
+            if (
+                stored is not None
+                and time.monotonic() - stored[1] < STORED_TTL_S
+                and all(stored[0].get(key, _ABSENT) == value for key, value in values.items())
+            ):
+                return  # the database holds these values already
+            pending = self._telemetry[name] = {}
+        pending.update(values)
+        self._later.touch()
 
     async def flush(self) -> None:
         """Store every device's pending telemetry, in one transaction."""
@@ -125,22 +139,30 @@ class DeviceStates:
             try:
                 await self.devices.merge_dialect_section(TELEMETRY, pending)
             except BaseException:
+                for name in pending:
+                    self._stored.pop(name, None)
                 for name, values in pending.items():  # newer values win
                     self._telemetry[name] = {**values, **self._telemetry.get(name, {})}
                 raise
+            now = time.monotonic()
+            for name, values in pending.items():
+                stored = self._stored.get(name)
+                before = stored[0] if stored is not None and now - stored[1] < STORED_TTL_S else {}
+                self._stored[name] = ({**before, **values}, now)
         if self._telemetry:
-            self._schedule()
+            self._later.touch()
 
     async def close(self) -> None:
         """Store what is pending and stop the timer (the driver stops)."""
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
-        await self.flush()
+        await self._later.close()
+
+    def connected(self, name: str) -> None:
+        """``name`` connected anew: another hub may have stored its telemetry meanwhile,
+        so its next report is stored even if it repeats what this hub stored."""
+        self._stored.pop(name, None)
 
     def forget(self, name: str) -> None:
+        self._stored.pop(name, None)
         self._locks.pop(name, None)
         self._telemetry.pop(name, None)
 

@@ -242,6 +242,7 @@ class ThingsBoardDriver(Driver):
 
     async def _connected(self, session: Client) -> None:
         device = session.identity.name
+        self.states.connected(device)
         await self.presence.add(device, session)
         await self.assignments.reconcile_device(device)
         await self.delivery.adopt(device, self._adopt, kinds=KIND_OF.values())
