@@ -92,7 +92,13 @@ async def test_hub_stops_with_an_error_when_one_of_its_parts_dies(
                 pass
             assert not hub.done(), hub
             await asyncio.sleep(0.05)
-    (task,) = [t for t in asyncio.all_tasks() if t.get_name() == part]
+    # the HTTP server answers while the hub is still starting its later parts
+    for _ in range(600):
+        named = [t for t in asyncio.all_tasks() if t.get_name() == part]
+        if named:
+            break
+        await asyncio.sleep(0.05)
+    (task,) = named
     task.cancel()
     with pytest.raises(HubPartFailed) as failed:
         await asyncio.wait_for(hub, 30)
