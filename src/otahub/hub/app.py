@@ -186,6 +186,7 @@ async def _serve(
                 settings.host, settings.mqtt_tls_port, ssl=tls_context(settings)
             )
         http_task = await http.start(parts)
+        core.start_rollouts()
         parts.start("data dir watch", watch_paths(_watched_paths(settings, core)))
         parts.start("event loop lag", watch_loop_lag(core.metrics.observe_loop_lag))
         core.health.listener("MQTT", mqtt_server.listening)

@@ -91,11 +91,17 @@ class HubCore:
         self._engine: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Migrate the database, start the timeout sweeper and the rollout engine."""
+        """Migrate the database and start the timeout sweeper (``start_rollouts``
+        starts the rollout engine)."""
         await self.db.migrate()
         self.links.rekey(await shared_key(self.db, self.links.key))
         self._sweeper = self.parts.start("update timeouts", self.updates.run_sweeper())
-        self._engine = self.parts.start("rollout engine", self.rollout_engine.run())
+
+    def start_rollouts(self) -> None:
+        """Start the rollout engine: once devices can reach the hub, since every
+        update it starts is sent to a device at once and downloaded from here."""
+        if self._engine is None:
+            self._engine = self.parts.start("rollout engine", self.rollout_engine.run())
 
     async def close(self) -> None:
         self.parts.stopping()
