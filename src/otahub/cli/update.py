@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -10,15 +11,19 @@ from rich.table import Table
 
 from otahub.cli.client import (
     DEFAULT_SERVER,
+    CliError,
     Json,
     Server,
     Token,
     connect,
     dash,
+    err,
     out,
     print_json,
+    problem_text,
     when,
 )
+from otahub.cli.update_file import UpdateFileError, read_update_file
 
 app = typer.Typer(no_args_is_help=True, help="Updates of devices.")
 
@@ -83,6 +88,58 @@ def start(
     if waiting is not None:
         out.print(f"pending: waiting for {waiting}")
     out.print(f"follow it with: otahub update show {update['id']}")
+
+
+@app.command("start-many")
+def start_many(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A .csv file (a header row naming the columns) or a .jsonl file (one JSON "
+            "object a line).",
+            exists=True,
+            dir_okay=False,
+            show_default=False,
+        ),
+    ],
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+    json: Json = False,
+) -> None:
+    """Start every update of a file at once; each row is started or refused alone.
+
+    Columns / keys: device, title, version, mode (push or on-request), force (true or
+    false), timeout (seconds). The rows go to the hub in one request (at most 10,000);
+    every refused row is listed with its line and why (exit status 1).
+    """
+    try:
+        found = read_update_file(file)
+    except UpdateFileError as exc:
+        raise typer.BadParameter(str(exc), param_hint="FILE") from None
+    refused = list(found.refused)
+    started: list[dict[str, Any]] = []
+    if found.rows:
+        with connect(server, token) as client:
+            response = client.send("POST", "/updates/batch", json=found.rows)
+            if response.status_code >= 400:
+                raise CliError(problem_text(response))
+            body = response.json()
+        for item in body["items"]:
+            line = found.lines[item["row"] - 1]
+            if item["update"] is not None:
+                started.append({**item["update"], "line": line})
+            else:
+                refused.append((line, item["device"], item["problem"]["detail"]))
+    if json:
+        print_json({"started": started, "refused": [list(r) for r in sorted(refused)]})
+    else:
+        out.print(f"started {len(started)} update(s) from {file.name}")
+    if refused:
+        refused.sort()
+        err.print(f"{len(refused)} row(s) of {file.name} refused:", markup=False)
+        for line, device, why in refused:
+            err.print(f"  line {line}{f' ({device})' if device else ''}: {why}", markup=False)
+        raise typer.Exit(1)
 
 
 def waiting_for(update: dict[str, Any], device: dict[str, Any]) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,6 +14,7 @@ from otahub.hub.services.devices import DeviceSpec
 from otahub.hub.services.events import Event, UpdateCreated, UpdateTransitioned
 from otahub.hub.services.firmware import PackageMeta
 from otahub.hub.services.updates import BatchOutcome, UpdateRequest
+from otahub.hub.services.views import UpdateView
 from otahub.hub.store.models import Update
 from tests.hub.conftest import chunks
 
@@ -111,3 +114,46 @@ async def test_a_batch_refuses_a_package_the_package_check_refuses_as_create_doe
     ]
     with pytest.raises(Exception, match="unsigned"):
         await core.updates.create(UpdateRequest("d2", "fw", "2.0"))
+
+
+async def test_a_batch_start_fails_the_updates_its_driver_could_not_start_and_no_other(
+    core: HubCore,
+) -> None:
+    await _setup(core)
+    given: list[list[int]] = []
+
+    async def start_many(views: Sequence[UpdateView]) -> dict[int, Exception]:
+        given.append([v.id for v in views])
+        return {views[1].id: RuntimeError("no route to d1")}
+
+    core.updates.set_batch_starter("thingsboard", start_many)
+    outcome = await core.updates.create_many(
+        [UpdateRequest(f"d{i}", "fw", "2.0") for i in (0, 1, 2)]
+    )
+    assert given == [[view.id for _, view in outcome.created]]  # one call for the batch
+    states = [view.state for _, view in outcome.created]
+    assert states == ["pending", "failed", "pending"]
+    failed = await core.updates.get(outcome.created[1][1].id)
+    assert failed.code == "start_failed" and "no route to d1" in (failed.reason or "")
+
+
+async def test_batched_claims_and_records_skip_what_another_hub_holds(core: HubCore) -> None:
+    await _setup(core)
+    outcome = await core.updates.create_many(
+        [UpdateRequest(f"d{i}", "fw", "2.0") for i in (0, 1, 2)]
+    )
+    ids = [view.id for _, view in outcome.created]
+    assert await core.updates.claim(ids[1], "hub-b") is not None
+    claimed = await core.updates.claim_new(ids, "hub-a")
+    assert [(c.update.id, c.previous) for c in claimed] == [(ids[0], None), (ids[2], None)]
+    again = await core.updates.claim_new(ids, "hub-a")  # held already: nothing to write
+    assert [(c.update.id, c.previous) for c in again] == [(ids[0], "hub-a"), (ids[2], "hub-a")]
+    # hub-b takes the third over before hub-a records what it is about to send
+    assert await core.updates.claim(ids[2], "hub-b", take_over=True) is not None
+    written = await core.updates.set_driver_states(
+        {i: {"cmd": f"c{i}"} for i in ids}, claimed_by="hub-a"
+    )
+    assert [view.id for view in written] == [ids[0]]
+    assert (await core.updates.get(ids[0])).driver_state == {"cmd": f"c{ids[0]}"}
+    assert (await core.updates.get(ids[1])).driver_state == {}
+    assert (await core.updates.get(ids[2])).driver_state == {}

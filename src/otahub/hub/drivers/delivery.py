@@ -14,15 +14,18 @@ carries a claim in the database (``UpdateService.claim``):
   the hub still holds the claim, so a hub that lost it meanwhile sends nothing.
 
 Every path (dispatch of a new update, adoption on connect, recovery at start)
-goes through :meth:`Delivery.run`, one update at a time within this hub.
+goes through :meth:`Delivery.run`, one update at a time within this hub; new
+updates of a batch through :meth:`Delivery.run_new`, which claims and records
+them a batch at a time under the same rules.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from otahub.hub.core import HubCore
 from otahub.hub.drivers.device_order import DeviceOrder
@@ -32,6 +35,7 @@ from otahub.mqtt import Client
 log = logging.getLogger("otahub.hub.drivers")
 
 Deliver = Callable[[Claimed], Awaitable[None]]
+T = TypeVar("T")
 
 
 def may_act_for(session: Client, device_topic: str) -> bool:
@@ -73,6 +77,18 @@ class Delivery:
             await deliver(claimed)
             return True
 
+    async def run_new(
+        self, update_ids: Sequence[int], deliver: Callable[[list[Claimed]], Awaitable[T]]
+    ) -> T:
+        """``run`` for many new updates: those this hub may send are claimed in one
+        transaction and handed to ``deliver`` together; the others are left out.
+        Each update's turn is held throughout, as ``run`` holds it."""
+        async with contextlib.AsyncExitStack() as turns:
+            for update_id in update_ids:
+                await turns.enter_async_context(self._turns.turn(str(update_id)))
+            claimed = await self.core.updates.claim_new(update_ids, self.owner)
+            return await deliver([c for c in claimed if c.update.dialect == self.dialect])
+
     async def adopt(
         self, device: str, deliver: Deliver, kinds: Iterable[str] = ("firmware",)
     ) -> None:
@@ -92,6 +108,15 @@ class Delivery:
             log.info("update %d: not sent from here: %s", update_id, exc.detail)
             return False
         return True
+
+    async def record_many(self, states: dict[int, dict[str, Any]]) -> set[int]:
+        """``record`` for many updates in one transaction: the ids written (and which
+        may be sent); the others another hub took meanwhile."""
+        written = await self.core.updates.set_driver_states(states, claimed_by=self.owner)
+        recorded = {view.id for view in written}
+        for update_id in states.keys() - recorded:
+            log.info("update %d: not sent from here: another hub delivers it", update_id)
+        return recorded
 
     def fresh(self, claimed: Claimed) -> bool:
         """Whether this hub did not deliver the update so far (another hub did, or none)."""

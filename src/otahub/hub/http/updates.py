@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from otahub.hub.http.deps import Core
 from otahub.hub.http.ids import RowId
-from otahub.hub.services.updates import MAX_OFFSET, MAX_PAGE, UpdateRequest
+from otahub.hub.services.errors import Invalid, ServiceError
+from otahub.hub.services.updates import MAX_BATCH, MAX_OFFSET, MAX_PAGE, UpdateRequest
 from otahub.hub.services.views import TransitionView, UpdateView
 from otahub.protocols.states import UpdateState
+
+log = logging.getLogger("otahub.hub.http")
 
 router = APIRouter(prefix="/updates", tags=["updates"])
 
@@ -108,6 +113,17 @@ class UpdateCreate(BaseModel):
         False, description="start even if the device has not announced it can take updates"
     )
 
+    def request(self) -> UpdateRequest:
+        return UpdateRequest(
+            device=self.device,
+            title=self.title,
+            version=self.version,
+            replace=self.replace,
+            timeout_s=self.timeout,
+            mode=self.mode,
+            force=self.force,
+        )
+
 
 class StateReport(BaseModel):
     state: UpdateState
@@ -123,18 +139,106 @@ class CancelRequest(BaseModel):
 @router.post("", status_code=201)
 async def create_update(body: UpdateCreate, core: Core) -> UpdateOut:
     """Request an update; 409 if the device already has an active one of that kind."""
-    view = await core.updates.create(
-        UpdateRequest(
-            device=body.device,
-            title=body.title,
-            version=body.version,
-            replace=body.replace,
-            timeout_s=body.timeout,
-            mode=body.mode,
-            force=body.force,
-        )
+    return UpdateOut.of(await core.updates.create(body.request()))
+
+
+class UpdateRow(UpdateCreate):
+    """An item of a batch: a misspelt key is an error rather than silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ItemProblem(BaseModel):
+    """Why an item was refused: the problem document ``POST /updates`` would answer."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+
+    @classmethod
+    def of(cls, error: ServiceError) -> ItemProblem:
+        return cls(title=error.title, status=error.status, detail=error.detail)
+
+
+class BatchItem(BaseModel):
+    row: int = Field(description="the item's position in the request, from 1")
+    device: str | None = Field(description="the device the item names (null: none)")
+    update: UpdateOut | None = Field(
+        description="the update created, as its driver left it (null: refused)"
     )
-    return UpdateOut.of(view)
+    problem: ItemProblem | None = Field(description="why it was refused (null: created)")
+
+
+class UpdateBatchResult(BaseModel):
+    requested: int = Field(description="items in the request")
+    created: int = Field(description="updates created and handed to their drivers")
+    refused: int = Field(description="items refused")
+    items: list[BatchItem] = Field(description="one per item of the request, in its order")
+
+
+@router.post(
+    "/batch",
+    responses={422: {"description": f"not a JSON array, or more than {MAX_BATCH} items"}},
+)
+async def create_updates(
+    items: Annotated[
+        list[Any],
+        Body(description=f"update objects as for POST /updates, at most {MAX_BATCH}"),
+    ],
+    core: Core,
+) -> UpdateBatchResult:
+    """Start many updates: each item is created and handed to its driver, or refused
+    alone with the problem ``POST /updates`` would answer for it (an unknown key too).
+    ``replace`` is not offered: a device with an active update is refused. Answers
+    once every update created is handed to its driver."""
+    if len(items) > MAX_BATCH:
+        raise Invalid(f"at most {MAX_BATCH} updates per batch, not {len(items)}")
+    answered: dict[int, BatchItem] = {}
+    rows: list[UpdateRow] = []
+    positions: list[int] = []  # each row's item
+    for index, item in enumerate(items):
+        if index % 1000 == 999:
+            await asyncio.sleep(0)  # a large batch does not hold the event loop
+        try:
+            rows.append(UpdateRow.model_validate(item))
+            positions.append(index)
+        except ValidationError as exc:
+            named = item.get("device") if isinstance(item, dict) else None
+            answered[index] = BatchItem(
+                row=index + 1,
+                device=named if isinstance(named, str) else None,
+                update=None,
+                problem=ItemProblem.of(Invalid(_validation_reason(exc))),
+            )
+    if answered:
+        log.info("update batch: %d of %d item(s) malformed", len(answered), len(items))
+    outcome = await core.updates.create_many([row.request() for row in rows])
+    for index, view in outcome.created:
+        answered[positions[index]] = BatchItem(
+            row=positions[index] + 1, device=view.device, update=UpdateOut.of(view), problem=None
+        )
+    for index, error in outcome.refused:
+        answered[positions[index]] = BatchItem(
+            row=positions[index] + 1,
+            device=rows[index].device,
+            update=None,
+            problem=ItemProblem.of(error),
+        )
+    return UpdateBatchResult(
+        requested=len(items),
+        created=len(outcome.created),
+        refused=len(items) - len(outcome.created),
+        items=[answered[index] for index in range(len(items))],
+    )
+
+
+def _validation_reason(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ())) or "item"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts)
 
 
 @router.get("")

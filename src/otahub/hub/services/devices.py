@@ -73,6 +73,11 @@ KNOWN_TTL_S = 120.0
 # names per ``IN (...)`` of a batch write, well within every backend's parameter limit
 _IN_CHUNK = 100
 _DEVICES = cast(Table, Device.__table__)
+_SET_STATE_BY_NAME = (
+    sql_update(_DEVICES)
+    .where(_DEVICES.c.name == bindparam("row_name"))
+    .values(dialect_state=bindparam("v_state"))
+)
 _SET_STATE = (
     sql_update(_DEVICES)
     .where(_DEVICES.c.id == bindparam("row_id"))
@@ -594,6 +599,30 @@ class DeviceService:
                 row.dialect_state = state
                 views.append(DeviceView.of(row))
         return views
+
+    async def dialect_states(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """What the driver remembers about each of ``names`` (devices gone are left out)."""
+        wanted = sorted(set(names))
+        states: dict[str, dict[str, Any]] = {}
+        async with self.db.session() as s:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                found = await s.execute(
+                    select(_DEVICES.c.name, _DEVICES.c.dialect_state).where(
+                        _DEVICES.c.name.in_(wanted[start : start + _IN_CHUNK])
+                    )
+                )
+                states.update((name, dict(stored or {})) for name, stored in found.all())
+        return states
+
+    async def set_dialect_states(self, states: Mapping[str, dict[str, Any]]) -> None:
+        """``set_dialect_state`` for many devices, in one transaction (devices gone
+        meanwhile are skipped)."""
+        for name in states:
+            self._known.pop(name, None)
+        params = [{"row_name": name, "v_state": dict(state)} for name, state in states.items()]
+        async with self.db.session() as s, s.begin():
+            for start in range(0, len(params), _IN_CHUNK):
+                await s.execute(_SET_STATE_BY_NAME, params[start : start + _IN_CHUNK])
 
     async def merge_dialect_section(
         self, section: str, values: Mapping[str, Mapping[str, Any]]

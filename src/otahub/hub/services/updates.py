@@ -105,7 +105,11 @@ class Claimed:
 
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
-    """What ``create_many`` did: each request's index with its update or its refusal."""
+    """What ``create_many`` did: each request's index with its update or its refusal.
+
+    In the transaction hook the updates are as created; in what ``create_many``
+    returns, as their drivers left them (failed if a start raised).
+    """
 
     created: builtins.list[tuple[int, UpdateView]]
     refused: builtins.list[tuple[int, ServiceError]]
@@ -113,13 +117,21 @@ class BatchOutcome:
 
 # Runs inside create_many's transaction before it commits; raising rolls the batch back.
 BatchHook = Callable[[AsyncSession, BatchOutcome], Awaitable[None]]
-# New updates handed to the drivers between yields to the event loop.
+# New updates announced between yields to the event loop.
 ANNOUNCE_SLICE = 50
+# New updates handed to a driver's batch starter at once: few large batches hand a
+# fleet over before its devices' first answers compete for the database.
+START_SLICE = 1000
+#: Requests in one API batch (``POST /updates/batch``) at most.
+MAX_BATCH = 10_000
 
 # Raises a ServiceError when the device cannot take the update (skipped when forced).
 CreateCheck = Callable[[DeviceView, "UpdateRequest"], None]
 # Starts delivering a new update to its device; what it raises fails the update.
 Starter = Callable[[UpdateView], Awaitable[None]]
+# Starts many new updates of one dialect at once: the error of each one it could not
+# start, by update id. Raising means it started none; they are then started one by one.
+BatchStarter = Callable[[Sequence[UpdateView]], Awaitable[dict[int, Exception]]]
 # Re-delivers an update that was asked for again while it runs.
 RepeatHandler = Callable[[UpdateView], Awaitable[None]]
 #: Why a package may not be sent to devices at all (None: it may), e.g. unsigned.
@@ -129,6 +141,7 @@ TimeoutReason = Callable[[UpdateView], str]
 
 
 MAX_PAGE = 1000
+_IN_CHUNK = 500  # ids per IN (...) of the batched driver writes
 # past any real table; keeps the number within every database's integer range
 MAX_OFFSET = 2**31 - 1
 
@@ -144,6 +157,7 @@ class UpdateService:
         self.package_check: PackageCheck | None = None
         self._repeat_handlers: dict[str, RepeatHandler] = {}
         self._starters: dict[str, Starter] = {}
+        self._batch_starters: dict[str, BatchStarter] = {}
         self._timeout_reasons: dict[str, TimeoutReason] = {}
         # One writer at a time within this hub: state checks and the writes that
         # follow them must not interleave (SQLite has no SELECT ... FOR UPDATE).
@@ -247,6 +261,12 @@ class UpdateService:
         """
         self._starters[dialect] = start
 
+    def set_batch_starter(self, dialect: str, start_many: BatchStarter) -> None:
+        """``start_many`` starts the new updates of a ``dialect`` that ``create_many``
+        made, a slice at a time, as the starter would each (its driver's, sharing
+        reads and writes); an update whose error it returns fails (``start_failed``)."""
+        self._batch_starters[dialect] = start_many
+
     async def _start(self, update: UpdateView) -> UpdateView:
         """Hand a new update to its driver; the update as it is, failed if that raised."""
         start = self._starters.get(update.dialect)
@@ -255,16 +275,48 @@ class UpdateService:
         try:
             await start(update)
         except Exception as exc:
-            log.exception(
-                "the %s driver could not start update %d",
-                update.dialect,
-                update.id,
-                extra=update_fields(update.id, update.device, update.dialect),
-            )
-            return await self.fail_start(
-                update.id, f"{type(exc).__name__}: {exc}", dialect=update.dialect
-            )
+            return await self._start_failed(update, exc)
         return update
+
+    async def _start_failed(self, update: UpdateView, exc: Exception) -> UpdateView:
+        log.error(
+            "the %s driver could not start update %d",
+            update.dialect,
+            update.id,
+            exc_info=exc,
+            extra=update_fields(update.id, update.device, update.dialect),
+        )
+        return await self.fail_start(
+            update.id, f"{type(exc).__name__}: {exc}", dialect=update.dialect
+        )
+
+    async def _start_slice(self, views: Sequence[UpdateView]) -> builtins.list[UpdateView]:
+        """Hand new updates to their drivers, each dialect's at once where its driver
+        can; each update as it is, failed if its start raised."""
+        started: dict[int, UpdateView] = {view.id: view for view in views}
+        by_dialect: dict[str, builtins.list[UpdateView]] = {}
+        for view in views:
+            by_dialect.setdefault(view.dialect, []).append(view)
+        for dialect, group in by_dialect.items():
+            start_many = self._batch_starters.get(dialect)
+            errors: dict[int, Exception] | None = None
+            if start_many is not None:
+                try:
+                    errors = await start_many(group)
+                except Exception:
+                    log.exception(
+                        "the %s driver could not start %d updates at once; one by one",
+                        dialect,
+                        len(group),
+                    )
+            if errors is None:
+                for view in group:
+                    started[view.id] = await self._start(view)
+                continue
+            for view in group:
+                if (exc := errors.get(view.id)) is not None:
+                    started[view.id] = await self._start_failed(view, exc)
+        return [started[view.id] for view in views]
 
     def on_repeat(self, dialect: str, handler: RepeatHandler) -> None:
         """Asking again for the update a ``dialect`` device runs re-delivers it via ``handler``.
@@ -399,7 +451,8 @@ class UpdateService:
                     self.default_timeout_s if request.timeout_s is None else request.timeout_s
                 )
                 if request.mode not in UPDATE_MODES:
-                    raise Invalid(f"unknown update mode {request.mode!r}")
+                    known = ", ".join(UPDATE_MODES)
+                    raise Invalid(f"unknown update mode {request.mode!r} (known: {known})")
                 if request.replace:
                     raise Invalid("a batch of updates does not replace running ones")
             except ServiceError as exc:
@@ -432,35 +485,63 @@ class UpdateService:
                 ).all()
             }
             now = utcnow()
-            rows: builtins.list[tuple[int, Update]] = []
+            rows: builtins.list[tuple[int, dict[str, Any]]] = []
             replaced: builtins.list[Event] = []
             for index, request, timeout_s in valid:
                 try:
                     row = self._batch_row(request, timeout_s, devices, packages, now)
-                    if (row.device_id, row.kind) in active:
-                        current = active[(row.device_id, row.kind)]
-                        replaced += self._yield_to(s, row, current, now, source)
+                    taken = (row["device_id"], row["kind"])
+                    if taken in active:
+                        replaced += self._yield_to(
+                            s, row["device_name"], row["kind"], active[taken], now, source
+                        )
                 except ServiceError as exc:
                     refused.append((index, exc))
                     continue
-                active[(row.device_id, row.kind)] = None  # taken by this batch
+                active[taken] = None  # taken by this batch
                 rows.append((index, row))
             await s.flush()  # the partial unique index must see replaced updates finished
-            s.add_all([row for _, row in rows])
-            await s.flush()
-            s.add_all(
-                [
-                    UpdateTransition(
-                        update_id=row.id, from_state=None, to_state=row.state, source=source, at=now
-                    )
-                    for _, row in rows
-                ]
-            )
-            created = [(index, UpdateView.of(row)) for index, row in rows]
-            outcome = BatchOutcome(created, sorted(refused, key=lambda pair: pair[0]))
-            if in_transaction is not None:
-                await in_transaction(s, outcome)
             try:
+                # Core executemany, then the new rows read back by device (each has one
+                # active update of a kind): the ORM inserts row by row to learn the ids
+                for first in range(0, len(rows), _IN_CHUNK):
+                    await s.execute(
+                        sql_insert(_UPDATES), [row for _, row in rows[first : first + _IN_CHUNK]]
+                    )
+                new: dict[tuple[int, str], Any] = {}
+                device_ids = sorted({row["device_id"] for _, row in rows})
+                for first in range(0, len(device_ids), _IN_CHUNK):
+                    found = await s.execute(
+                        select(_UPDATES).where(
+                            _UPDATES.c.device_id.in_(device_ids[first : first + _IN_CHUNK]),
+                            _UPDATES.c.state.not_in(TERMINAL_STATES),
+                        )
+                    )
+                    new.update(((r["device_id"], r["kind"]), r) for r in found.mappings())
+                created = []
+                for index, row in rows:
+                    stored = new[row["device_id"], row["kind"]]
+                    created.append((index, UpdateView.of(cast(Update, SimpleNamespace(**stored)))))
+                if created:
+                    await s.execute(
+                        sql_insert(_TRANSITIONS),
+                        [
+                            {
+                                "update_id": view.id,
+                                "from_state": None,
+                                "to_state": view.state,
+                                "progress": None,
+                                "reason": None,
+                                "code": None,
+                                "source": source,
+                                "at": now,
+                            }
+                            for _, view in created
+                        ],
+                    )
+                outcome = BatchOutcome(created, sorted(refused, key=lambda pair: pair[0]))
+                if in_transaction is not None:
+                    await in_transaction(s, outcome)
                 await s.commit()
             except IntegrityError:
                 # Another hub instance gave one of these devices an update meanwhile.
@@ -468,12 +549,16 @@ class UpdateService:
         if created:
             self._deadline_moved(min(view.deadline_at or now for _, view in created))
         await self._announce(replaced)  # the replaced updates' ends first
-        for n, (_, view) in enumerate(created, 1):
-            await self._announce([UpdateCreated(view)])
-            await self._start(view)
-            if n % ANNOUNCE_SLICE == 0:
-                await asyncio.sleep(0)  # the drivers take turns with the rest of the hub
-        return outcome
+        started: builtins.list[tuple[int, UpdateView]] = []
+        for first in range(0, len(created), START_SLICE):
+            part = created[first : first + START_SLICE]
+            for n, (_, view) in enumerate(part, 1):
+                await self._announce([UpdateCreated(view)])
+                if n % ANNOUNCE_SLICE == 0:
+                    await asyncio.sleep(0)  # observers take turns with the rest of the hub
+            views = await self._start_slice([view for _, view in part])
+            started += zip([index for index, _ in part], views, strict=True)
+        return BatchOutcome(started, outcome.refused)
 
     def _check_fits(self, device: Device, package: FirmwarePackage, request: UpdateRequest) -> None:
         """Raise the ServiceError refusing ``package`` for ``device``: the package check
@@ -499,8 +584,9 @@ class UpdateService:
         devices: dict[str, Device],
         packages: dict[tuple[str, str], FirmwarePackage | None],
         now: datetime,
-    ) -> Update:
-        """The new update row for one request of a batch, or the ServiceError refusing it."""
+    ) -> dict[str, Any]:
+        """The new update row's values for one request of a batch, or the ServiceError
+        refusing it."""
         device = devices.get(request.device)
         if device is None:
             raise NotFound(f"device {request.device!r} does not exist")
@@ -508,19 +594,24 @@ class UpdateService:
         if package is None:
             raise NotFound(f"no firmware package {request.title!r} version {request.version!r}")
         self._check_fits(device, package, request)
-        return _new_row(device, package, request, timeout_s, now)
+        return _new_values(device, package, request, timeout_s, now)
 
     @staticmethod
     def _yield_to(
-        s: AsyncSession, new: Update, current: Update | None, now: datetime, source: str
+        s: AsyncSession,
+        device_name: str,
+        kind: str,
+        current: Update | None,
+        now: datetime,
+        source: str,
     ) -> builtins.list[Event]:
         """Cancel ``current`` for ``new`` if it came from a type assignment, as ``create``
         does; else (or when this batch already has one for the device) a Conflict."""
         if current is None:
-            raise Conflict(f"device {new.device_name!r} is in this batch twice")
+            raise Conflict(f"device {device_name!r} is in this batch twice")
         if not (current.driver_state or {}).get(TYPE_ORIGIN_KEY):
             raise Conflict(
-                f"device {new.device_name!r} already has active {new.kind} update "
+                f"device {device_name!r} already has active {kind} update "
                 f"{current.id} ({current.title} {current.version}, {current.state})"
             )
         step = _apply(
@@ -573,6 +664,62 @@ class UpdateService:
             row.driver_state = edit(row.driver_state or {})
             await s.commit()
             return UpdateView.of(row)
+
+    async def set_driver_states(
+        self, states: dict[int, dict[str, Any]], *, claimed_by: str, merge: bool = False
+    ) -> builtins.list[UpdateView]:
+        """``set_driver_state`` (``merge_driver_state`` with ``merge``) for many updates
+        in one transaction: each is written only while ``claimed_by`` holds its claim.
+        Returns those written; the others (claim lost, deleted) are left as they were."""
+        ids = sorted(update_id for update_id in states if is_row_id(update_id))
+        written: builtins.list[UpdateView] = []
+        async with self._write, self.db.session() as s:
+            for first in range(0, len(ids), _IN_CHUNK):
+                rows = await s.scalars(
+                    select(Update)
+                    .where(Update.id.in_(ids[first : first + _IN_CHUNK]))
+                    .order_by(Update.id)
+                    .with_for_update()  # a takeover waits for this write, then sees it
+                )
+                for row in rows:
+                    if row.claimed_by == claimed_by:
+                        old = (row.driver_state or {}) if merge else {}
+                        row.driver_state = {**old, **states[row.id]}
+                        written.append(UpdateView.of(row))
+            await s.commit()
+        return written
+
+    async def claim_new(self, update_ids: Sequence[int], owner: str) -> builtins.list[Claimed]:
+        """``claim`` without take-over for many updates, in one transaction: those no
+        hub claimed yet (or ``owner`` did) and that have not ended; in id order."""
+        ids = sorted({update_id for update_id in update_ids if is_row_id(update_id)})
+        claimed: builtins.list[Claimed] = []
+        async with self.db.session() as s:
+            for first in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[first : first + _IN_CHUNK]
+                open_ = Update.state.not_in(TERMINAL_STATES)
+                found = await s.execute(
+                    select(Update.id, Update.claimed_by).where(Update.id.in_(chunk), open_)
+                )
+                held: dict[int, str | None] = {row_id: holder for row_id, holder in found.all()}
+                free = [update_id for update_id, holder in held.items() if holder is None]
+                if free:
+                    # the same conditional UPDATE as claim's: of two hubs racing, one wins
+                    await s.execute(
+                        sql_update(Update)
+                        .where(Update.id.in_(free), open_, Update.claimed_by.is_(None))
+                        .values(claimed_by=owner)
+                        .execution_options(synchronize_session=False)
+                    )
+                rows = await s.scalars(
+                    select(Update)
+                    .where(Update.id.in_(chunk), Update.claimed_by == owner, open_)
+                    .order_by(Update.id)
+                    .execution_options(populate_existing=True)
+                )
+                claimed += [Claimed(UpdateView.of(row), held.get(row.id)) for row in rows]
+            await s.commit()
+        return claimed
 
     async def claim(self, update_id: int, owner: str, *, take_over: bool = False) -> Claimed | None:
         """Make hub instance ``owner`` the one that sends the update's commands.
@@ -990,7 +1137,19 @@ def _new_row(
     now: datetime,
 ) -> Update:
     """A pending update of ``package`` for ``device`` as ``request`` asks, from ``now``."""
-    return Update(
+    return Update(**_new_values(device, package, request, timeout_s, now))
+
+
+def _new_values(
+    device: Device,
+    package: FirmwarePackage,
+    request: UpdateRequest,
+    timeout_s: float,
+    now: datetime,
+) -> dict[str, Any]:
+    """``_new_row``'s column values: every column a new row sets (the same for each,
+    as one executemany needs)."""
+    return dict(
         device_id=device.id,
         device_name=device.name,
         dialect=device.dialect,

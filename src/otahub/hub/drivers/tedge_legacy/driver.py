@@ -56,7 +56,7 @@ import json
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -127,6 +127,7 @@ class TedgeLegacyDriver(Driver):
         core.updates.on_repeat(DIALECT, self._resend)
         core.updates.set_timeout_reason(DIALECT, timeout_reason)
         core.updates.set_starter(DIALECT, self.start_update)
+        core.updates.set_batch_starter(DIALECT, self.start_updates)
         self._unsubscribe.append(core.bus.subscribe(self._on_event, UpdateTransitioned))
         await self.ctx.transport.subscribe(legacy.RESPONSE_FILTER, self._on_message)
         waiting: list[int] = []
@@ -268,7 +269,20 @@ class TedgeLegacyDriver(Driver):
             await self._send(claimed.update)
 
     async def _send(self, update: UpdateView) -> None:
-        updates = self.ctx.core.updates
+        request = await self._request(update)
+        if request is None:
+            return
+        if not await self.delivery.record(update.id, request[1]):
+            return  # another hub took the update over meanwhile: it sends
+        self._operations[(update.device, request[0].id)] = update.id
+        # The deadline (upstream's timer) starts here.
+        await self.ctx.core.updates.transition(update.id, UpdateState.SENT, source=SOURCE)
+        await self._publish(update, request[0])
+
+    async def _request(
+        self, update: UpdateView
+    ) -> tuple[legacy.FirmwareRequest, dict[str, Any]] | None:
+        """The request for ``update`` and what is recorded of it; None: the update failed."""
         try:
             offered = await offer_firmware(self.ctx, update.device, update)
             request = legacy.build_request(
@@ -279,14 +293,55 @@ class TedgeLegacyDriver(Driver):
                 url=offered.url,
             )
         except (OfferFailed, ServiceError, legacy.TedgeLegacyError) as exc:
-            await updates.transition(update.id, UpdateState.FAILED, reason=str(exc), source=SOURCE)
-            return
-        if not await self.delivery.record(update.id, {**request.to_fields(), "key": offered.key}):
-            return  # another hub took the update over meanwhile: it sends
-        self._operations[(update.device, request.id)] = update.id
-        # The deadline (upstream's timer) starts here.
-        await updates.transition(update.id, UpdateState.SENT, source=SOURCE)
-        await self._publish(update, request)
+            await self.ctx.core.updates.transition(
+                update.id, UpdateState.FAILED, reason=str(exc), source=SOURCE
+            )
+            return None
+        return request, {**request.to_fields(), "key": offered.key}
+
+    async def start_updates(self, updates: Sequence[UpdateView]) -> dict[int, Exception]:
+        """``start_update`` for many: claimed, recorded and moved to ``sent`` a batch
+        at a time; the error of each update whose start raised."""
+        return await self.delivery.run_new([u.id for u in updates], self._dispatch_many)
+
+    async def _dispatch_many(self, claimed: list[Claimed]) -> dict[int, Exception]:
+        errors: dict[int, Exception] = {}
+        requests: dict[int, tuple[UpdateView, legacy.FirmwareRequest]] = {}
+        states: dict[int, dict[str, Any]] = {}
+        for one in claimed:
+            update = one.update
+            try:
+                if "id" in update.driver_state:
+                    continue  # sent already (another run got there first)
+                made = await self._request(update)
+            except Exception as exc:
+                errors[update.id] = exc
+                continue
+            if made is not None:
+                requests[update.id] = (update, made[0])
+                states[update.id] = made[1]
+        if not states:
+            return errors
+        # raising here recorded nothing: the service then starts them one by one
+        recorded = await self.delivery.record_many(states)
+        sent = [requests[update_id] for update_id in sorted(recorded)]
+        for update, request in sent:
+            self._operations[(update.device, request.id)] = update.id
+        # The deadline (upstream's timer) starts here; moved together, so that the
+        # group commit writes them in one transaction.
+        moved = await asyncio.gather(
+            *(
+                self.ctx.core.updates.transition(update.id, UpdateState.SENT, source=SOURCE)
+                for update, _ in sent
+            ),
+            return_exceptions=True,
+        )
+        for (update, request), outcome in zip(sent, moved, strict=True):
+            if isinstance(outcome, Exception):
+                errors[update.id] = outcome
+            else:
+                await self._publish(update, request)
+        return errors
 
     async def _resend(self, update: UpdateView) -> None:
         """The same request with ``attempt + 1``; the timer is not reset."""

@@ -54,9 +54,10 @@ commands (``Presence`` counts each of these signs).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Hashable
+from collections.abc import Awaitable, Hashable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -67,6 +68,7 @@ from otahub.hub.drivers.delivery import Delivery, may_act_for
 from otahub.hub.drivers.device_order import DeviceOrder
 from otahub.hub.drivers.download_links import active_update
 from otahub.hub.drivers.file_transfer.offer import (
+    OfferedFile,
     OfferFailed,
     file_root,
     offer_firmware,
@@ -126,6 +128,7 @@ class ThinEdgeDriver(Driver):
         core = self.ctx.core
         core.updates.add_create_check(DIALECT, check_capable)
         core.updates.set_starter(DIALECT, self.start_update)
+        core.updates.set_batch_starter(DIALECT, self.start_updates)
         self._unsubscribe.append(core.bus.subscribe(self._on_event, UpdateTransitioned))
         for update in await core.updates.list(active=True, limit=1000):
             if update.dialect == DIALECT:  # unless another hub delivers it
@@ -146,6 +149,57 @@ class ThinEdgeDriver(Driver):
 
     async def start_update(self, update: UpdateView) -> None:
         await self.delivery.run(update.id, self._dispatch)
+
+    async def start_updates(self, updates: Sequence[UpdateView]) -> dict[int, Exception]:
+        """``start_update`` for many: claimed, recorded and moved to ``sent`` a batch
+        at a time; the error of each update whose start raised."""
+        return await self.delivery.run_new([u.id for u in updates], self._dispatch_many)
+
+    async def _dispatch_many(self, claimed: list[Claimed]) -> dict[int, Exception]:
+        errors: dict[int, Exception] = {}
+        new: list[UpdateView] = []
+        for one in claimed:
+            update = one.update
+            if "topic" in update.driver_state or update.state != UpdateState.PENDING:
+                try:
+                    await self._dispatch(one)  # not new after all: as one at a time
+                except Exception as exc:
+                    errors[update.id] = exc
+            else:
+                new.append(update)
+        commands: dict[int, tuple[UpdateView, str, te.FirmwareCommand]] = {}
+        states: dict[int, dict[str, Any]] = {}
+        for update in new:
+            try:
+                offered = await offer_firmware(self.ctx, update.device, update)
+            except (OfferFailed, ServiceError) as exc:
+                await self._fail(update.id, str(exc))
+                continue
+            topic, command, state = self._command(update, offered)
+            commands[update.id] = (update, topic, command)
+            states[update.id] = state
+        if not states:
+            return errors
+        # raising here recorded nothing: the service then starts them one by one
+        recorded = await self.delivery.record_many(states)
+        sent = [commands[update_id] for update_id in sorted(recorded)]
+        for update, topic, _ in sent:
+            self._commands[topic] = update.id
+        # Recorded before publishing: the child may answer before publish returns.
+        # Moved together, so that the group commit writes them in one transaction.
+        moved = await asyncio.gather(
+            *(
+                self.ctx.core.updates.transition(update.id, UpdateState.SENT, source=SOURCE)
+                for update, _, _ in sent
+            ),
+            return_exceptions=True,
+        )
+        for (update, topic, command), outcome in zip(sent, moved, strict=True):
+            if isinstance(outcome, Exception):
+                errors[update.id] = outcome
+                continue
+            await self._publish(update, topic, command)
+        return errors
 
     async def _on_event(self, event: Event) -> None:
         if isinstance(event, UpdateTransitioned):
@@ -207,14 +261,26 @@ class ThinEdgeDriver(Driver):
         return replace(update, driver_state=state)
 
     async def _send(self, update: UpdateView) -> None:
-        entity = te.EntityTopicId(update.device)
         try:
             offered = await offer_firmware(self.ctx, update.device, update)
         except (OfferFailed, ServiceError) as exc:
             await self._fail(update.id, str(exc))
             return
+        topic, command, state = self._command(update, offered)
+        if not await self.delivery.record(update.id, state):
+            return  # another hub took the update over meanwhile: it sends
+        self._commands[topic] = update.id
+        # Recorded before publishing: the child may answer before publish returns.
+        await self.ctx.core.updates.transition(update.id, UpdateState.SENT, source=SOURCE)
+        await self._publish(update, topic, command)
+
+    @staticmethod
+    def _command(
+        update: UpdateView, offered: OfferedFile
+    ) -> tuple[str, te.FirmwareCommand, dict[str, Any]]:
+        """The command for ``update``: its topic, itself, and what is recorded of it."""
         cmd_id = te.command_id_for(update.id)
-        topic = te.command_topic(entity, cmd_id)
+        topic = te.command_topic(te.EntityTopicId(update.device), cmd_id)
         command = te.build_command(
             name=update.title,
             version=update.version,
@@ -223,21 +289,16 @@ class ThinEdgeDriver(Driver):
             sha256=offered.sha256,
             size=offered.size,
         )
-        recorded = await self.delivery.record(
-            update.id,
-            {
-                "cmd_id": cmd_id,
-                "topic": topic,
-                "key": offered.key,
-                "status": command.status,
-                "command": dict(command.fields),
-            },
-        )
-        if not recorded:
-            return  # another hub took the update over meanwhile: it sends
-        self._commands[topic] = update.id
-        # Recorded before publishing: the child may answer before publish returns.
-        await self.ctx.core.updates.transition(update.id, UpdateState.SENT, source=SOURCE)
+        state = {
+            "cmd_id": cmd_id,
+            "topic": topic,
+            "key": offered.key,
+            "status": command.status,
+            "command": dict(command.fields),
+        }
+        return topic, command, state
+
+    async def _publish(self, update: UpdateView, topic: str, command: te.FirmwareCommand) -> None:
         try:
             await self.ctx.transport.publish(topic, command.to_payload(), te.QOS, te.RETAIN)
         except Exception as exc:

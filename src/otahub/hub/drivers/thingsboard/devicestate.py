@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from otahub.hub.services.devices import DeviceService
@@ -81,6 +81,33 @@ class DeviceStates:
                 self._stored.pop(name, None)
                 if taken:
                     self._telemetry[name] = {**taken, **self._telemetry.get(name, {})}
+                    self._later.touch()
+                raise
+
+    @contextlib.asynccontextmanager
+    async def edit_many(self, names: Iterable[str]) -> AsyncIterator[dict[str, dict[str, Any]]]:
+        """``edit`` for many devices: their states by name (devices gone are left
+        out), read in one query and stored in one transaction."""
+        wanted = sorted(set(names))
+        async with contextlib.AsyncExitStack() as held:
+            for name in wanted:  # in name order, as flush takes them
+                await held.enter_async_context(self._lock(name))
+            states = await self.devices.dialect_states(wanted)
+            taken = {name: self._telemetry.pop(name) for name in states if name in self._telemetry}
+            for name, values in taken.items():
+                states[name][TELEMETRY] = {**section(states[name], TELEMETRY), **values}
+            try:
+                yield states
+                await self.devices.set_dialect_states(states)
+                now = time.monotonic()
+                for name, state in states.items():
+                    self._stored[name] = (dict(section(state, TELEMETRY)), now)
+            except BaseException:
+                for name in states:
+                    self._stored.pop(name, None)
+                for name, values in taken.items():
+                    self._telemetry[name] = {**values, **self._telemetry.get(name, {})}
+                if taken:
                     self._later.touch()
                 raise
 

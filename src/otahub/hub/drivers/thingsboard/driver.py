@@ -54,6 +54,7 @@ payload still gets a PUBACK (reason 0) before the error reply or the close.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable
@@ -175,7 +176,9 @@ class ThingsBoardDriver(Driver):
         self.telemetry = Telemetry(self)
         self.chunks = Chunks(self, DEFAULT_MAX_CHUNK_SIZE)
         self.assignments = Assignments(self)
-        self.pacer = Pacer(ctx.settings.notify_rate, self.initiate, self._initiate_failed)
+        self.pacer = Pacer(
+            ctx.settings.notify_rate, self.initiate, self._initiate_failed, self.initiate_many
+        )
         self.delivery = Delivery(ctx.core, DIALECT)
         self._undo: list[Any] = []
 
@@ -497,6 +500,95 @@ class ThingsBoardDriver(Driver):
             self.attributes.push(update.device, unassignment_attributes(kind))
         if self.attributes.push(update.device, change):
             await advance(self.core, update.id, UpdateState.SENT)
+
+    async def initiate_many(self, update_ids: list[int]) -> dict[int, Exception]:
+        """``initiate`` for a pack: claimed, the devices' states edited and the
+        updates' driver states merged a pack at a time; each update's error."""
+        return await self.delivery.run_new(update_ids, self._initiate_many)
+
+    async def _initiate_many(self, claimed: list[Claimed]) -> dict[int, Exception]:
+        errors: dict[int, Exception] = {}
+        todo: list[tuple[UpdateView, PackageView]] = []
+        for one in claimed:
+            update = one.update
+            if (
+                update.state != UpdateState.PENDING
+                or update.driver_state.get("initiated")
+                or update.package_id is None
+            ):
+                continue  # finished, replaced or already notified meanwhile
+            try:
+                todo.append((update, await self.core.firmware.get(update.package_id)))
+            except Exception as exc:
+                errors[update.id] = exc
+        if not todo:
+            return errors
+        made: dict[int, tuple[UpdateView, PackageType, Any, bool, Algorithm]] = {}
+        async with self.states.edit_many(u.device for u, _ in todo) as states:
+            for update, package in todo:
+                state = states.get(update.device)
+                if state is None:
+                    errors[update.id] = NotFound(f"device {update.device!r} does not exist")
+                    continue
+                kind = PACKAGE_OF[update.kind]
+                algorithm = algorithm_of(update.device, state, package)
+                try:
+                    checksum = package.checksums[algorithm]
+                except KeyError as exc:
+                    errors[update.id] = exc
+                    continue
+                change = assignment_attributes(
+                    kind,
+                    PackageAttributes(
+                        title=package.title,
+                        version=package.version,
+                        size=package.size,
+                        checksum=checksum,
+                        checksum_algorithm=algorithm.value,
+                    ),
+                )
+                shared = section(state, SHARED)
+                # as in _initiate: a retry of the package already assigned unassigns first
+                again = (
+                    shared.get(attribute_key(kind, OtaKey.TITLE)) == package.title
+                    and shared.get(attribute_key(kind, OtaKey.VERSION)) == package.version
+                )
+                apply_change(shared, change)
+                section(state, TELEMETRY)[f"{kind.prefix}_state"] = FwState.INITIATED.value
+                made[update.id] = (update, kind, change, again, algorithm)
+        # only while this hub holds the claim: a hub that lost it pushes nothing
+        written = await self.driver_states.merge_many(
+            {
+                update_id: {"initiated": True, "checksum_algorithm": algorithm.value}
+                for update_id, (_, _, _, _, algorithm) in made.items()
+            },
+            claimed_by=self.delivery.owner,
+        )
+        pushed: list[int] = []
+        for view in written:
+            update, kind, change, again, algorithm = made[view.id]
+            log.info(
+                "device %s: %s %s %s initiated (%s)",
+                update.device,
+                update.kind,
+                update.title,
+                update.version,
+                algorithm.value,
+            )
+            if again:
+                self.attributes.push(update.device, unassignment_attributes(kind))
+            if self.attributes.push(update.device, change):
+                pushed.append(update.id)
+        for update_id in made.keys() - {view.id for view in written}:
+            log.info("update %d: not initiated here: another hub delivers it", update_id)
+        # together, so that the group commit writes them in one transaction
+        moved = await asyncio.gather(
+            *(advance(self.core, i, UpdateState.SENT) for i in pushed), return_exceptions=True
+        )
+        for update_id, outcome in zip(pushed, moved, strict=True):
+            if isinstance(outcome, Exception):
+                errors[update_id] = outcome
+        return errors
 
     async def _initiate_failed(self, update_id: int, error: str) -> UpdateView:
         return await self.core.updates.fail_start(update_id, error, dialect=DIALECT)

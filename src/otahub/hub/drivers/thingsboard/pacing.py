@@ -5,6 +5,8 @@ ThingsBoard releases assignment notifications through a queue at
 the rate is ``--notify-rate`` devices per second, released in packs of about
 a tenth of a second's worth, so a lone assignment goes out at once. A
 release that raises is handed to ``failed`` (the update cannot start).
+With ``release_many`` a pack is released at once (its errors by update id;
+if it raises as a whole, the pack is released one by one).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Pacer:
         rate: float,
         release: Callable[[int], Awaitable[None]],
         failed: Callable[[int, str], Awaitable[object]],
+        release_many: Callable[[list[int]], Awaitable[dict[int, Exception]]] | None = None,
     ) -> None:
         if rate <= 0:
             raise ValueError("the notification rate must be positive")
@@ -34,6 +37,7 @@ class Pacer:
         self.interval = self.pack / rate
         self._release = release
         self._failed = failed
+        self._release_many = release_many
         self._queue: asyncio.Queue[int] = asyncio.Queue()
         self._queued: set[int] = set()
         self._task: asyncio.Task[None] | None = None
@@ -60,10 +64,7 @@ class Pacer:
                 pack.append(self._queue.get_nowait())
             began = time.monotonic()
             self._queued.difference_update(pack)
-            results = await asyncio.gather(
-                *(self._release(update_id) for update_id in pack), return_exceptions=True
-            )
-            for update_id, result in zip(pack, results, strict=True):
+            for update_id, result in (await self._released(pack)).items():
                 if isinstance(result, Exception):
                     log.error("notifying update %d failed: %r", update_id, result)
                     try:
@@ -71,3 +72,15 @@ class Pacer:
                     except Exception:
                         log.exception("update %d: cannot record that it failed", update_id)
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - began)))
+
+    async def _released(self, pack: list[int]) -> dict[int, object]:
+        """Release ``pack``: what each release gave, an exception if it raised."""
+        if self._release_many is not None:
+            try:
+                return dict(await self._release_many(pack))
+            except Exception:
+                log.exception("releasing %d notifications at once failed; one by one", len(pack))
+        results = await asyncio.gather(
+            *(self._release(update_id) for update_id in pack), return_exceptions=True
+        )
+        return dict(zip(pack, results, strict=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 from collections.abc import Callable
@@ -54,6 +55,18 @@ class DriverStates:
             self._saw(
                 await self.core.updates.merge_driver_state(update_id, values, claimed_by=claimed_by)
             )
+
+    async def merge_many(
+        self, values: dict[int, dict[str, Any]], *, claimed_by: str
+    ) -> builtins.list[UpdateView]:
+        """``merge`` for many updates in one transaction: those written (the others'
+        claim was lost, or they were deleted)."""
+        written = await self.core.updates.set_driver_states(
+            values, claimed_by=claimed_by, merge=True
+        )
+        for view in written:
+            self._saw(view)
+        return written
 
 
 class DownloadProgress:
