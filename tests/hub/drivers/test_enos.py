@@ -6,6 +6,7 @@ written out as bytes, the way the SDKs and the seed put them on the wire.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -15,9 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
+from otahub.mqtt.codec import encode
+from otahub.mqtt.packets import Disconnect, Publish
 from otahub.protocols import enos
 from tests.interop.enos_hub import EnosHub, hub_fixture
 from tests.interop.paho_client import PahoClient
+from tests.mqtt.rawclient import RawClient
 
 PK = "prodDrv"
 # paho 2 reports the 3.1.1 CONNACK return codes 4 and 5 as the equivalent 5.0 reason codes
@@ -387,6 +391,62 @@ def test_fast_reports_are_applied_in_order(hub: EnosHub, make: Any) -> None:
     update = hub.wait_update(update_id, ("succeeded", "failed"))
     assert update["state"] == "succeeded"
     assert hub.path(update) == ["pending", "sent", "downloading", "installing", "succeeded"]
+
+
+async def test_reports_sent_just_before_a_disconnect_are_applied(hub: EnosHub, make: Any) -> None:
+    """The device's last words count even when the hub is still busy with earlier ones."""
+    hub.upload("drv-fw", "7.1", b"seven-one")
+    device = make("last-words")
+    assert await asyncio.to_thread(device.connect) == 0
+    assert (await asyncio.to_thread(device.inform, "1.0"))["code"] == 200
+    update_id = hub.start_update("last-words", "drv-fw", "7.1")
+    await asyncio.to_thread(device.expect_upgrade)
+    await asyncio.to_thread(device.disconnect)
+
+    creds = enos.build_login(PK, device.dk, device.secret, timestamp=str(int(time.time() * 1000)))
+    client = await RawClient.open(hub.mqtt_port)
+    connack = await client.connect(
+        creds.client_id, username=creds.username, password=creds.password.encode()
+    )
+    assert connack.reason_code == 0
+
+    def report(pid: int, kind: str, params: dict[str, str]) -> bytes:
+        body = {"id": str(pid), "version": "1.0", "method": f"ota.device.{kind}", "params": params}
+        return encode(Publish(device.topic(kind), json.dumps(body).encode(), 1, packet_id=pid), 4)
+
+    # every report, then DISCONNECT, in one write: the connection ends while
+    # the first report's database work still runs
+    steps = [
+        report(pid, "progress", {"step": step, "desc": ""})
+        for pid, step in enumerate(("10", "50", "100"), start=1)
+    ]
+    await client.send_bytes(
+        b"".join(steps) + report(4, "inform", {"version": "7.1"}) + encode(Disconnect(), 4)
+    )
+    client.close()
+    update = await asyncio.to_thread(hub.wait_update, update_id, ("succeeded", "failed"))
+    assert update["state"] == "succeeded"
+    assert hub.path(update) == ["pending", "sent", "downloading", "installing", "succeeded"]
+
+
+def test_a_second_login_replaces_the_first_connection(hub: EnosHub, make: Any) -> None:
+    """One connection per device, as on EnOS: the newer login is the device's."""
+    hub.upload("drv-fw", "7.2", b"seven-two")
+    device = make("twice")
+    assert device.connect() == 0
+    assert device.inform("1.0")["code"] == 200
+    first = device.client
+    assert first is not None
+    time.sleep(0.01)  # another timestamp, so another client id
+    assert device.connect() == 0
+    assert first.wait_disconnected(5), "the older connection was not closed"
+    update_id = hub.start_update("twice", "drv-fw", "7.2")
+    assert device.expect_upgrade()["id"] == str(update_id)
+    assert device.progress("100")["code"] == 200
+    assert device.inform("7.2")["code"] == 200
+    assert hub.wait_update(update_id, ("succeeded", "failed"))["state"] == "succeeded"
+    assert hub.device("twice")["online"] is True
+    first.disconnect()
 
 
 def test_inform_of_the_old_version_after_step_100_is_a_rollback(hub: EnosHub, make: Any) -> None:

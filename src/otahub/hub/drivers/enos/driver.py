@@ -89,22 +89,30 @@ class EnosDriver(Driver):
             return
         link, previous = self.links.open(session, peer)
         if previous is not None:
-            # One connection per device, as on EnOS: the newer login wins.
+            # One connection per device, as on EnOS: the newer login wins. The
+            # older link closes when its connection has ended (below).
             log.info(
                 "EnOS device %r logged in again as %r; closing %r",
                 peer.device,
                 session.client_id,
                 previous.session.client_id,
             )
-            self.links.close(previous.session)
             previous.session.disconnect()
         # not in line with its messages: their acknowledgements would wait for it
         link.online = asyncio.get_running_loop().create_task(self._online(link))
         link.grace = asyncio.get_running_loop().create_task(self._grace(link))
 
     def _on_disconnected(self, session: Client) -> None:
-        link = self.links.close(session)
-        if link is not None and self.links.for_device(link.device) is None:
+        link = self.links.for_session(session)
+        if link is not None:
+            # What the device sent before it went may still wait for the driver
+            # (acknowledged, as on EnOS): it is handled on this link first.
+            session.run_in_order(partial(self._closed, link))
+
+    def _closed(self, link: Link) -> None:
+        if not self.links.close_link(link):
+            return  # the session connected again meanwhile: that is its link now
+        if self.links.for_device(link.device) is None:
             self.ctx.mqtt.spawn(self._offline(link))
 
     async def _grace(self, link: Link) -> None:
@@ -131,7 +139,9 @@ class EnosDriver(Driver):
     # -- work, one device at a time ---------------------------------------------
 
     async def _work(self, link: Link, item: WorkItem) -> None:
-        await self.ota.push_pending(link)
+        # not to a login the device has replaced, nor to a connection that ended
+        if self.links.is_current(link) and link.session.connected:
+            await self.ota.push_pending(link)
 
     # -- new updates ----------------------------------------------------------------
 

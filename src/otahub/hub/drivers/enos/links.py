@@ -87,6 +87,13 @@ class LinkTable:
             link.grace.cancel()
         return link
 
+    def close_link(self, link: Link) -> bool:
+        """Close ``link`` if it is still its session's; whether it was."""
+        if self._by_session.get(link.session) is not link:
+            return False
+        self.close(link.session)
+        return True
+
     def is_current(self, link: Link) -> bool:
         return self._by_device.get(link.device) is link
 
