@@ -24,7 +24,8 @@ from otahub.cli.client import (
     problem_text,
     when,
 )
-from otahub.cli.device_import import ImportFileError, read_import_file
+from otahub.cli.device_import import DEVICE_ROWS
+from otahub.cli.row_file import RowFileArgument, RowFileError, read_row_file
 from otahub.hub.device_auth.password_rules import generate_password as new_password
 
 app = typer.Typer(no_args_is_help=True, help="The device registry.")
@@ -118,16 +119,7 @@ def add(
 
 @app.command("import")
 def import_(
-    file: Annotated[
-        Path,
-        typer.Argument(
-            help="A .csv file (a header row naming the columns) or a .jsonl file (one JSON "
-            "object a line).",
-            exists=True,
-            dir_okay=False,
-            show_default=False,
-        ),
-    ],
+    file: RowFileArgument,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Check every row; register nothing.")
     ] = False,
@@ -143,8 +135,8 @@ def import_(
     batch, in one request.
     """
     try:
-        found = read_import_file(file)
-    except ImportFileError as exc:
+        found = read_row_file(file, DEVICE_ROWS)
+    except RowFileError as exc:
         raise typer.BadParameter(str(exc), param_hint="FILE") from None
     total = len(found.rows) + len(found.refused)
     refused = list(found.refused)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -23,7 +22,8 @@ from otahub.cli.client import (
     problem_text,
     when,
 )
-from otahub.cli.update_file import UpdateFileError, read_update_file
+from otahub.cli.row_file import RowFileArgument, RowFileError, read_row_file
+from otahub.cli.update_file import UPDATE_ROWS
 
 app = typer.Typer(no_args_is_help=True, help="Updates of devices.")
 
@@ -92,16 +92,7 @@ def start(
 
 @app.command("start-many")
 def start_many(
-    file: Annotated[
-        Path,
-        typer.Argument(
-            help="A .csv file (a header row naming the columns) or a .jsonl file (one JSON "
-            "object a line).",
-            exists=True,
-            dir_okay=False,
-            show_default=False,
-        ),
-    ],
+    file: RowFileArgument,
     server: Server = DEFAULT_SERVER,
     token: Token = None,
     json: Json = False,
@@ -113,8 +104,8 @@ def start_many(
     every refused row is listed with its line and why (exit status 1).
     """
     try:
-        found = read_update_file(file)
-    except UpdateFileError as exc:
+        found = read_row_file(file, UPDATE_ROWS)
+    except RowFileError as exc:
         raise typer.BadParameter(str(exc), param_hint="FILE") from None
     refused = list(found.refused)
     started: list[dict[str, Any]] = []
