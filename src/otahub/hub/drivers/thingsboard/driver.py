@@ -108,7 +108,7 @@ from otahub.hub.services.events import (
     UpdateTransitioned,
 )
 from otahub.hub.services.integrity import FirmwareCorrupt
-from otahub.hub.services.updates import Claimed, ClaimLost
+from otahub.hub.services.updates import Claimed
 from otahub.hub.services.views import DeviceView, PackageView, UpdateView
 from otahub.mqtt import Client, Identity, Publish, ReasonCode
 from otahub.protocols.checksums import Algorithm
@@ -444,62 +444,10 @@ class ThingsBoardDriver(Driver):
 
     async def initiate(self, update_id: int) -> None:
         """Released by the pacer: save the shared attributes and push them, unless
-        another hub delivers the update."""
-        await self.delivery.run(update_id, self._initiate)
-
-    async def _initiate(self, claimed: Claimed) -> None:
-        update = claimed.update
-        if (
-            update.state != UpdateState.PENDING
-            or update.driver_state.get("initiated")
-            or update.package_id is None
-        ):
-            return  # finished, replaced or already notified meanwhile
-        package = await self.core.firmware.get(update.package_id)
-        kind = PACKAGE_OF[update.kind]
-        async with self.states.edit(update.device) as state:
-            algorithm = algorithm_of(update.device, state, package)
-            change = assignment_attributes(
-                kind,
-                PackageAttributes(
-                    title=package.title,
-                    version=package.version,
-                    size=package.size,
-                    checksum=package.checksums[algorithm],
-                    checksum_algorithm=algorithm.value,
-                ),
-            )
-            shared = section(state, SHARED)
-            # A retry of the package already assigned changes no attribute, and a
-            # device acts on changes only: unassign first, as an operator would.
-            again = (
-                shared.get(attribute_key(kind, OtaKey.TITLE)) == package.title
-                and shared.get(attribute_key(kind, OtaKey.VERSION)) == package.version
-            )
-            apply_change(shared, change)
-            section(state, TELEMETRY)[f"{kind.prefix}_state"] = FwState.INITIATED.value
-        try:
-            # only while this hub holds the claim: a hub that lost it pushes nothing
-            await self.driver_states.merge(
-                update.id,
-                {"initiated": True, "checksum_algorithm": algorithm.value},
-                claimed_by=self.delivery.owner,
-            )
-        except ClaimLost as exc:
-            log.info("update %d: not initiated here: %s", update.id, exc.detail)
-            return
-        log.info(
-            "device %s: %s %s %s initiated (%s)",
-            update.device,
-            update.kind,
-            update.title,
-            update.version,
-            algorithm.value,
-        )
-        if again:
-            self.attributes.push(update.device, unassignment_attributes(kind))
-        if self.attributes.push(update.device, change):
-            await advance(self.core, update.id, UpdateState.SENT)
+        another hub delivers the update (``initiate_many`` for one)."""
+        errors = await self.initiate_many([update_id])
+        if update_id in errors:
+            raise errors[update_id]
 
     async def initiate_many(self, update_ids: list[int]) -> dict[int, Exception]:
         """``initiate`` for a pack: claimed, the devices' states edited and the
@@ -548,7 +496,8 @@ class ThingsBoardDriver(Driver):
                     ),
                 )
                 shared = section(state, SHARED)
-                # as in _initiate: a retry of the package already assigned unassigns first
+                # A retry of the package already assigned changes no attribute, and a
+                # device acts on changes only: unassign first, as an operator would.
                 again = (
                     shared.get(attribute_key(kind, OtaKey.TITLE)) == package.title
                     and shared.get(attribute_key(kind, OtaKey.VERSION)) == package.version
