@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from otahub.hub.settings import HubSettings
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -96,3 +98,14 @@ class HubProcess:
         code = self.proc.returncode
         self.proc = None
         return code
+
+
+def in_process_settings(data_dir: Path) -> HubSettings:
+    """A hub for ``run_hub`` in the test's own process: free ports, no admin token."""
+    return HubSettings(
+        data_dir=data_dir,
+        mqtt_port=free_port(),
+        http_port=free_port(),
+        no_auth=True,
+        shutdown_timeout=5,
+    )

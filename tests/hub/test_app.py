@@ -9,8 +9,7 @@ import pytest
 
 from otahub.hub.app import run_hub
 from otahub.hub.rollouts.engine import RolloutEngine
-from otahub.hub.settings import HubSettings
-from tests.hubproc import free_port
+from tests.hubproc import in_process_settings
 
 
 async def _accepts(port: int) -> bool:
@@ -27,13 +26,7 @@ async def test_the_rollout_engine_starts_once_devices_can_reach_the_hub(
 ) -> None:
     # A restarted hub resumes its rollouts at once: every update they start goes
     # to a device that must connect and download from this hub.
-    settings = HubSettings(
-        data_dir=tmp_path / "data",
-        mqtt_port=free_port(),
-        http_port=free_port(),
-        no_auth=True,
-        shutdown_timeout=5,
-    )
+    settings = in_process_settings(tmp_path / "data")
     seen: asyncio.Future[tuple[bool, bool]] = asyncio.get_running_loop().create_future()
 
     async def run(self: RolloutEngine, tick_s: float = 0.5) -> None:

@@ -13,9 +13,8 @@ import httpx
 import pytest
 
 from otahub.hub.app import HubPartFailed, run_hub
-from otahub.hub.settings import HubSettings
 from otahub.hub.supervision import Supervisor
-from tests.hubproc import HubProcess, free_port
+from tests.hubproc import HubProcess, in_process_settings
 
 
 async def _forever() -> None:
@@ -75,13 +74,7 @@ async def test_one_shot_parts_may_return_and_parts_stopped_by_the_shutdown_did_n
 async def test_hub_stops_with_an_error_when_one_of_its_parts_dies(
     tmp_path: Path, part: str
 ) -> None:
-    settings = HubSettings(
-        data_dir=tmp_path / "data",
-        mqtt_port=free_port(),
-        http_port=free_port(),
-        no_auth=True,
-        shutdown_timeout=5,
-    )
+    settings = in_process_settings(tmp_path / "data")
     hub = asyncio.create_task(run_hub(settings))
     async with httpx.AsyncClient() as client:
         for _ in range(600):

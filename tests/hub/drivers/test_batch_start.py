@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.hubproc import HubProcess
 from tests.interop.paho_client import PahoClient
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.interop
 
@@ -34,16 +33,6 @@ def hub(tmp_path: Path) -> Iterator[HubProcess]:
     finally:
         proc.stop()
         assert "Traceback" not in proc.log()
-
-
-def wait(what: Callable[[], Any], ready: Callable[[Any], bool]) -> Any:
-    deadline = time.monotonic() + 30
-    while True:
-        got = what()
-        if ready(got):
-            return got
-        assert time.monotonic() < deadline, f"never got there: {got}"
-        time.sleep(0.05)
 
 
 def test_each_device_of_a_batch_gets_its_own_command(hub: HubProcess) -> None:
@@ -73,7 +62,7 @@ def test_each_device_of_a_batch_gets_its_own_command(hub: HubProcess) -> None:
         assert clients[tb].connect() == 0
         clients[tb].subscribe("v1/devices/me/attributes", 1)
     for n in (1, 2):  # forced below: their capability need not have been seen yet
-        wait(lambda n=n: api.get(f"/devices/te-{n}").status_code, lambda s: s == 200)
+        wait_for(lambda n=n: api.get(f"/devices/te-{n}").status_code, lambda s: s == 200)
     names = sorted(clients)
     items = [{"device": name, "title": "fw", "version": "2.0", "force": True} for name in names]
     r = api.post("/updates/batch", json=items)
@@ -103,7 +92,7 @@ def test_each_device_of_a_batch_gets_its_own_command(hub: HubProcess) -> None:
             assert (body["fw_title"], body["fw_version"]) == ("fw", "2.0")
             assert body["fw_size"] == len(IMAGE) and body["fw_checksum"] == sha256
         clients[name].expect_none()  # one command each, no more
-        update = wait(
+        update = wait_for(
             lambda name=name: api.get(f"/updates/{ids[name]}").json(),
             lambda u: u["state"] != "pending",
         )

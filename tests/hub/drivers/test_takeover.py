@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pytest
 from tests.hubproc import HubProcess
 from tests.interop.paho_client import PahoClient
 from tests.pgserver import PostgresServer
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.interop
 
@@ -79,16 +79,6 @@ def pair(postgres: PostgresServer, tmp_path: Path) -> Iterator[Pair]:
         hubs.close()
 
 
-def wait(what: Callable[[], Any], ready: Callable[[Any], bool]) -> Any:
-    deadline = time.monotonic() + 30
-    while True:
-        got = what()
-        if ready(got):
-            return got
-        assert time.monotonic() < deadline, f"never got there: {got}"
-        time.sleep(0.05)
-
-
 def thin_edge_child(hub: HubProcess, name: str, *, subscribe: bool = True) -> PahoClient:
     """Seed 000, steps 1-4, on ``hub``."""
     client = PahoClient(hub.mqtt_port, name)
@@ -110,13 +100,13 @@ def download(url: str) -> bytes:
 def test_thin_edge_command_of_the_dead_hub_comes_back_as_it_was_left(pair: Pair) -> None:
     name = "te-mover"
     device = thin_edge_child(pair.a, name)
-    wait(lambda: pair.api(pair.a).get(f"/devices/{name}").status_code, lambda s: s == 200)
+    wait_for(lambda: pair.api(pair.a).get(f"/devices/{name}").status_code, lambda s: s == 200)
     update_id = pair.create(pair.a, name)
     sent = device.expect(10)
     command = json.loads(sent.payload)
     assert command["status"] == "init" and str(pair.a.http_port) in command["tedgeUrl"]
     device.publish(sent.topic, json.dumps({**command, "status": "executing"}), 1, True)
-    wait(lambda: pair.update(pair.a, update_id), lambda u: u["state"] == "downloading")
+    wait_for(lambda: pair.update(pair.a, update_id), lambda u: u["state"] == "downloading")
     pair.kill_a()
     device.drop()
 
@@ -130,7 +120,7 @@ def test_thin_edge_command_of_the_dead_hub_comes_back_as_it_was_left(pair: Pair)
     assert resent["tedgeUrl"].rsplit("/", 1)[1] == command["tedgeUrl"].rsplit("/", 1)[1]
     assert download(resent["tedgeUrl"]) == IMAGE
     device.publish(again.topic, json.dumps({**resent, "status": "successful"}), 1, True)
-    done = wait(lambda: pair.update(pair.b, update_id), lambda u: u["state"] == "succeeded")
+    done = wait_for(lambda: pair.update(pair.b, update_id), lambda u: u["state"] == "succeeded")
     assert done["progress"] == 100
     device.disconnect()
 
@@ -140,7 +130,7 @@ def test_thin_edge_status_for_the_dead_hubs_command_ends_the_update_on_the_other
 ) -> None:
     name = "te-finisher"
     device = thin_edge_child(pair.a, name)
-    wait(lambda: pair.api(pair.a).get(f"/devices/{name}").status_code, lambda s: s == 200)
+    wait_for(lambda: pair.api(pair.a).get(f"/devices/{name}").status_code, lambda s: s == 200)
     update_id = pair.create(pair.a, name)
     sent = device.expect(10)
     command = json.loads(sent.payload)
@@ -149,14 +139,14 @@ def test_thin_edge_status_for_the_dead_hubs_command_ends_the_update_on_the_other
     # it installed meanwhile, and says so on the other hub before asking for commands
     device = thin_edge_child(pair.b, name, subscribe=False)
     device.publish(sent.topic, json.dumps({**command, "status": "successful"}), 1, True)
-    wait(lambda: pair.update(pair.b, update_id), lambda u: u["state"] == "succeeded")
+    wait_for(lambda: pair.update(pair.b, update_id), lambda u: u["state"] == "succeeded")
     device.disconnect()
 
 
 def test_thin_edge_update_another_hub_created_is_sent_once_when_the_child_comes(pair: Pair) -> None:
     name = "te-late"
     device = thin_edge_child(pair.a, name)
-    wait(lambda: pair.api(pair.a).get(f"/devices/{name}").status_code, lambda s: s == 200)
+    wait_for(lambda: pair.api(pair.a).get(f"/devices/{name}").status_code, lambda s: s == 200)
     device.disconnect()
     # created by B, which cannot reach the child (it is on A, then on neither)
     update_id = pair.create(pair.b, name)
@@ -181,7 +171,7 @@ def test_legacy_request_of_the_dead_hub_is_asked_again_with_the_same_id(pair: Pa
     assert request["attempt"] == 1
     executing = {"id": request["id"], "status": "executing"}
     device.publish(LEGACY_RESPONSES.format(name), json.dumps(executing), 1, False)
-    wait(lambda: pair.update(pair.a, update_id), lambda u: u["state"] == "downloading")
+    wait_for(lambda: pair.update(pair.a, update_id), lambda u: u["state"] == "downloading")
     pair.kill_a()
     device.drop()
 
@@ -197,5 +187,5 @@ def test_legacy_request_of_the_dead_hub_is_asked_again_with_the_same_id(pair: Pa
     assert download(again["url"]) == IMAGE
     successful = {"id": request["id"], "status": "successful"}
     device.publish(LEGACY_RESPONSES.format(name), json.dumps(successful), 1, False)
-    wait(lambda: pair.update(pair.b, update_id), lambda u: u["state"] == "succeeded")
+    wait_for(lambda: pair.update(pair.b, update_id), lambda u: u["state"] == "succeeded")
     device.disconnect()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 
 from tests.hubproc import HubProcess
 from tests.interop.paho_client import PahoClient
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.interop
 
@@ -42,14 +42,10 @@ class Hub:
         body: dict[str, Any] = self.http.get(f"/updates/{update_id}").json()
         return body
 
-    def wait(self, what: Callable[[], dict[str, Any]], ready: Callable[[dict[str, Any]], bool]):
-        deadline = time.monotonic() + 30
-        while True:
-            got = what()
-            if ready(got):
-                return got
-            assert time.monotonic() < deadline, f"never got there: {got}"
-            time.sleep(0.05)
+    def wait(
+        self, what: Callable[[], dict[str, Any]], ready: Callable[[dict[str, Any]], bool]
+    ) -> dict[str, Any]:
+        return wait_for(what, ready)
 
     def restart(self, sig: int) -> None:
         self.proc.stop(sig)

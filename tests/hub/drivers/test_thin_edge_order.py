@@ -14,7 +14,7 @@ from otahub.hub.app import run_hub
 from otahub.hub.drivers.thin_edge.driver import ThinEdgeDriver
 from otahub.hub.settings import HubSettings
 from otahub.protocols import thin_edge as te
-from tests.hubproc import free_port
+from tests.hubproc import in_process_settings
 from tests.mqtt.rawclient import RawClient
 
 SLOW = "slow-child"
@@ -32,13 +32,7 @@ class Hub:
 
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
-    settings = HubSettings(
-        data_dir=tmp_path / "data",
-        mqtt_port=free_port(),
-        http_port=free_port(),
-        no_auth=True,
-        shutdown_timeout=5,
-    )
+    settings = in_process_settings(tmp_path / "data")
     task = asyncio.create_task(run_hub(settings))
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.http_port}") as http:
         deadline = time.monotonic() + 60
