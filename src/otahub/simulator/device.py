@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
 
-import httpx
-
 from otahub.mqtt.packets import Connect
 from otahub.protocols import checksums
 from otahub.simulator import http, mqtt
@@ -64,7 +62,7 @@ class Fleet:
     stats: Stats
     switch: FaultSwitch
     pinger: mqtt.Pinger
-    http: httpx.AsyncClient
+    http: http.HttpPool
     connecting: asyncio.Semaphore
 
 

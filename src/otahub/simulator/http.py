@@ -1,11 +1,12 @@
 """HTTP downloads with Range resume, streamed into the caller (nothing is kept).
 
-All devices of a process share one HTTP client (its connection pool), so a
-device costs nothing here until it downloads.
+All devices of a process share one HTTP pool, so a device costs nothing here
+until it downloads.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import httpx
@@ -18,17 +19,33 @@ class DownloadFailed(Exception):
     """The file could not be fetched (the reason is the message)."""
 
 
-def new_client(timeout: float, connections: int) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    # a device waits for a free pooled connection as long as it takes: with
-    # thousands downloading at once the wait is the queue, not a failure
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(timeout, pool=None), limits=limits, follow_redirects=True
-    )
+class HttpPool:
+    """The process's HTTP client, with a queue in front of its connection pool.
+
+    httpx walks every request queued in its pool whenever a connection frees
+    up, so thousands of devices waiting there cost CPU that grows with the
+    square of the queue; here they wait on a semaphore, one slot per connection.
+    """
+
+    def __init__(self, timeout: float, connections: int) -> None:
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        # a device waits for a free slot as long as it takes: with thousands
+        # downloading at once the wait is the queue, not a failure
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, pool=None), limits=limits, follow_redirects=True
+        )
+        self.slots = asyncio.Semaphore(connections)
+
+    async def post(self, url: str, *, content: bytes, headers: dict[str, str]) -> httpx.Response:
+        async with self.slots:
+            return await self.client.post(url, content=content, headers=headers)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
 
 async def fetch(
-    client: httpx.AsyncClient,
+    pool: HttpPool,
     url: str,
     *,
     offset: int,
@@ -45,7 +62,7 @@ async def fetch(
     """
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     try:
-        async with client.stream("GET", url, headers=headers) as response:
+        async with pool.slots, pool.client.stream("GET", url, headers=headers) as response:
             if response.status_code == 416 and offset:
                 return False  # nothing left to fetch
             if response.status_code not in (200, 206):

@@ -73,7 +73,7 @@ async def run_fleet(
             loop.add_signal_handler(signum, _logged(signum, action))
             handled.append(signum)
     pinger = mqtt.Pinger(cfg.keepalive)
-    client = http.new_client(cfg.request_timeout, HTTP_CONNECTIONS)
+    client = http.HttpPool(cfg.request_timeout, HTTP_CONNECTIONS)
     fleet = Fleet(cfg, stats, switch, pinger, client, asyncio.Semaphore(cfg.connect_concurrency))
     devices = [DEVICE_CLASSES[spec.dialect](spec, fleet) for spec in specs]
     stats.counts["devices"] = len(devices)
