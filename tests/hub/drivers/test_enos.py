@@ -377,6 +377,49 @@ def test_push_waits_for_a_reported_version_unless_forced(hub: EnosHub, make: Any
     assert forced.expect_upgrade(timeout=GRACE + 5)["id"] == str(update_id)
 
 
+def test_a_batch_pushes_to_each_ready_device_and_leaves_the_others_waiting(
+    hub: EnosHub, make: Any
+) -> None:
+    """``POST /updates/batch`` pushes a batch's EnOS updates together (claims, driver
+    states and the move to ``sent`` at once), each as a single start would."""
+    md5 = hub.upload("drv-fw", "8.0", b"eight" * 500)
+    ready = [make(f"batch-ready-{n}") for n in range(3)]
+    for device in ready:
+        assert device.connect() == 0
+        assert device.inform("1.0")["code"] == 200
+    quiet = make("batch-quiet")  # connected, no version reported
+    assert quiet.connect() == 0
+    offline = make("batch-offline")
+    assert offline.connect() == 0
+    assert offline.inform("1.0")["code"] == 200
+    offline.disconnect()
+    time.sleep(GRACE + 0.2)  # the quiet device's link is ready: only its version is missing
+    names = [d.name for d in (*ready, quiet, offline)]
+    items = [{"device": name, "title": "drv-fw", "version": "8.0"} for name in names]
+    r = httpx.post(f"{hub.url}/api/v1/updates/batch", json=items, timeout=10)
+    assert r.status_code == 200, r.text
+    assert (r.json()["created"], r.json()["refused"]) == (len(names), 0), r.json()
+    ids = {item["device"]: item["update"]["id"] for item in r.json()["items"]}
+
+    for device in ready:
+        push = device.expect_upgrade()
+        assert push["id"] == str(ids[device.name])
+        assert (push["params"]["version"], push["params"]["sign"]) == ("8.0", md5)
+        assert device.client is not None
+        device.client.expect_none(GRACE + 0.5)  # pushed once
+        update = hub.wait_update(ids[device.name], ("sent",))
+        assert [t["source"] for t in update["transitions"]] == ["api", "enos"]
+    assert quiet.client is not None
+    quiet.client.expect_none(GRACE + 0.5)
+    assert hub.update(ids[quiet.name])["state"] == "pending"
+    assert hub.update(ids[offline.name])["state"] == "pending"
+    # each waiting one goes out as a single start's would
+    assert quiet.inform("1.0")["code"] == 200
+    assert quiet.expect_upgrade()["id"] == str(ids[quiet.name])
+    assert offline.connect() == 0
+    assert offline.expect_upgrade(timeout=GRACE + 5)["id"] == str(ids[offline.name])
+
+
 def test_fast_reports_are_applied_in_order(hub: EnosHub, make: Any) -> None:
     """fast_publish-style devices do not wait for replies: 100 must not overtake 10."""
     hub.upload("drv-fw", "7.0", b"seven")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from fastapi import FastAPI
@@ -59,6 +59,7 @@ class EnosDriver(Driver):
         mqtt.on_session_connected(self._on_connected)
         mqtt.on_session_disconnected(self._on_disconnected)
         self.ctx.core.updates.set_starter(DIALECT, self.start_update)
+        self.ctx.core.updates.set_batch_starter(DIALECT, self.start_updates)
 
     def session_identity(self, device: DeviceView) -> Identity | None:
         return session_identity(device)
@@ -144,6 +145,36 @@ class EnosDriver(Driver):
             await self.ota.push_pending(link)
 
     # -- new updates ----------------------------------------------------------------
+
+    async def start_updates(self, updates: Sequence[UpdateView]) -> dict[int, Exception]:
+        """``start_update`` for many: the pushes due now are claimed, recorded and
+        moved to ``sent`` a batch at a time."""
+        errors: dict[int, Exception] = {}
+        due: dict[int, str] = {}
+        for update in updates:
+            if update.kind == FIRMWARE and update.mode == PUSH:
+                link = self.links.for_device(update.device)
+                if link is not None and link.ready:
+                    due[update.id] = update.device
+                continue
+            try:
+                await self.start_update(update)
+            except Exception as exc:
+                errors[update.id] = exc
+        if due:
+            # handed over: pushed behind the call, as a single start's PushCheck is
+            self.ctx.mqtt.spawn(self._push_new(due))
+        return errors
+
+    async def _push_new(self, due: dict[int, str]) -> None:
+        try:
+            await self.ota.push_new(list(due), self.links.for_device)
+        except Exception:
+            log.exception("pushing %d EnOS updates at once failed; one at a time", len(due))
+            for device in due.values():
+                link = self.links.for_device(device)
+                if link is not None and link.ready:
+                    link.submit(PushCheck())
 
     async def start_update(self, update: UpdateView) -> None:
         """Push a push-mode update to its device if it is connected and ready (else it

@@ -9,9 +9,12 @@ a log line, never an exception out of the driver.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 from otahub.hub.core import HubCore
 from otahub.hub.drivers.delivery import Delivery
@@ -229,12 +232,57 @@ class OtaConversation:
         await self.delivery.run(update.id, partial(self._push, link), take_over=True)
 
     async def _push(self, link: Link, claimed: Claimed) -> None:
+        firmware = await self._due(link, claimed.update)
+        if firmware is None:
+            return
         update = claimed.update
+        link.pushed.add(update.id)
+        if not await self.delivery.record(update.id, _pushed_state(update)):
+            return  # another hub took the update over meanwhile: it pushes
+        self._send(link, update, firmware)
+        if update.state == UpdateState.PENDING:
+            await self._move(update, UpdateState.SENT)
+
+    async def push_new(
+        self, update_ids: Sequence[int], link_for: Callable[[str], Link | None]
+    ) -> None:
+        """``push_pending`` for many new updates whose devices are connected: claimed
+        and recorded in one transaction each, moved to ``sent`` together."""
+        await self.delivery.run_new(update_ids, partial(self._push_many, link_for))
+
+    async def _push_many(
+        self, link_for: Callable[[str], Link | None], claimed: list[Claimed]
+    ) -> None:
+        linked = [
+            (link, one.update)
+            for one in claimed
+            # else pushed once the device logs in and informs
+            if (link := link_for(one.update.device)) is not None and link.ready
+        ]
+        # together: the devices' reads share queries
+        offers = await asyncio.gather(*(self._due(link, update) for link, update in linked))
+        due: list[tuple[Link, UpdateView, enos.Firmware]] = []
+        for (link, update), firmware in zip(linked, offers, strict=True):
+            if firmware is not None:
+                link.pushed.add(update.id)
+                due.append((link, update, firmware))
+        if not due:
+            return
+        recorded = await self.delivery.record_many({u.id: _pushed_state(u) for _, u, _ in due})
+        moves = []
+        for link, update, firmware in due:
+            if update.id in recorded:  # else another hub took it over meanwhile: it pushes
+                self._send(link, update, firmware)
+                if update.state == UpdateState.PENDING:
+                    moves.append(self._move(update, UpdateState.SENT))
+        await asyncio.gather(*moves)  # together: the group commit writes them at once
+
+    async def _due(self, link: Link, update: UpdateView) -> enos.Firmware | None:
+        """The upgrade to push to ``link`` for ``update`` (claimed), if it is due now."""
         if update.mode != PUSH or update.id in link.pushed:
-            return
-        state = UpdateState(update.state)
-        if state not in (UpdateState.PENDING, UpdateState.SENT):
-            return
+            return None
+        if update.state not in (UpdateState.PENDING, UpdateState.SENT):
+            return None
         if not update.force:
             device = await self.core.devices.get(link.device)
             if device.current_fw_version is None:
@@ -243,21 +291,16 @@ class OtaConversation:
                     update.id,
                     link.device,
                 )
-                return
+                return None
         try:
             firmware = await firmware_for(self.core, self.urls, update)
         except OfferError as exc:
             await self._move(update, UpdateState.FAILED, reason=str(exc), code="unsupported")
-            return
-        if not link.session.connected:
-            return
-        link.pushed.add(update.id)
-        pushes = int(update.driver_state.get("pushes", 0)) + 1
-        recorded = await self.delivery.record(
-            update.id, {**update.driver_state, "pushes": pushes, "message_id": str(update.id)}
-        )
-        if not recorded:
-            return  # another hub took the update over meanwhile: it pushes
+            return None
+        return firmware if link.session.connected else None
+
+    @staticmethod
+    def _send(link: Link, update: UpdateView, firmware: enos.Firmware) -> None:
         topic = enos.ota_topic(link.peer.product_key, link.peer.device_key, enos.OtaKind.UPGRADE)
         link.session.send(topic, enos.build_upgrade(str(update.id), firmware), qos=1)
         log.info(
@@ -265,10 +308,8 @@ class OtaConversation:
             update.id,
             update.version,
             link.device,
-            pushes,
+            _pushed_state(update)["pushes"],
         )
-        if state is UpdateState.PENDING:
-            await self._move(update, UpdateState.SENT)
 
     async def _move(
         self,
@@ -288,3 +329,9 @@ class OtaConversation:
             )
         except (Conflict, NotFound) as exc:
             log.info("EnOS device %r: %s", update.device, exc.detail)
+
+
+def _pushed_state(update: UpdateView) -> dict[str, Any]:
+    """The update's driver state once its upgrade (this push) has gone out."""
+    pushes = int(update.driver_state.get("pushes", 0)) + 1
+    return {**update.driver_state, "pushes": pushes, "message_id": str(update.id)}
