@@ -17,7 +17,7 @@ import asyncio
 import builtins
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -221,6 +221,28 @@ class UpdateService:
         query = select(Update.state, func.count()).group_by(Update.state)
         async with self.db.session() as s:
             return {state: count for state, count in (await s.execute(query)).all()}
+
+    async def each_active(
+        self, dialect: str, *, state: UpdateState | None = None, page: int = MAX_PAGE
+    ) -> AsyncIterator[builtins.list[UpdateView]]:
+        """Every unfinished update of a ``dialect`` (only those in ``state`` if
+        given), oldest first, ``page`` at a time: what its driver takes back when
+        the hub starts, however many there are."""
+        after = 0
+        while True:
+            query = select(Update).where(Update.dialect == dialect, Update.id > after)
+            if state is None:
+                query = query.where(Update.state.not_in(TERMINAL_STATES))
+            else:
+                query = query.where(Update.state == state.value)
+            async with self.db.session() as s:
+                rows = (await s.scalars(query.order_by(Update.id).limit(page))).all()
+                views = [UpdateView.of(row) for row in rows]
+            if views:
+                yield views
+            if len(views) < page:
+                return
+            after = views[-1].id
 
     async def active_for(self, device: str, kind: str = "firmware") -> UpdateView | None:
         """The device's unfinished update of ``kind`` (what a driver must deliver)."""

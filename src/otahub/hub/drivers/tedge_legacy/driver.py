@@ -140,8 +140,8 @@ class TedgeLegacyDriver(Driver):
                 self._operations[(update.device, update.driver_state["id"])] = update.id
             waiting.append(update.id)
 
-        for update in await core.updates.list(active=True, limit=1000):
-            if update.dialect == DIALECT:  # unless another hub delivers it
+        async for page in core.updates.each_active(DIALECT):
+            for update in page:  # unless another hub delivers it
                 await self.delivery.run(update.id, track)
         if isinstance(self.ctx.transport, LocalTransport):
             # The endpoint started with the hub: nobody is connected yet.

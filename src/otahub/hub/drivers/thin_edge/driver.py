@@ -130,8 +130,8 @@ class ThinEdgeDriver(Driver):
         core.updates.set_starter(DIALECT, self.start_update)
         core.updates.set_batch_starter(DIALECT, self.start_updates)
         self._unsubscribe.append(core.bus.subscribe(self._on_event, UpdateTransitioned))
-        for update in await core.updates.list(active=True, limit=1000):
-            if update.dialect == DIALECT:  # unless another hub delivers it
+        async for page in core.updates.each_active(DIALECT):
+            for update in page:  # unless another hub delivers it
                 await self.delivery.run(update.id, self._recover)
         # Nothing is live before the sessions and retained health come (again).
         await self.presence.reset()

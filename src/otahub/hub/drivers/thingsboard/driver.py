@@ -213,9 +213,10 @@ class ThingsBoardDriver(Driver):
         await self.presence.reset()
         self.pacer.start(self.core.parts)
         # Assignments queued before a restart are notified again.
-        for update in await self.core.updates.list(state="pending", limit=1000):
-            if update.dialect == DIALECT and not update.driver_state.get("initiated"):
-                self.pacer.put(update.id)
+        async for page in self.core.updates.each_active(DIALECT, state=UpdateState.PENDING):
+            for update in page:
+                if not update.driver_state.get("initiated"):
+                    self.pacer.put(update.id)
 
     def session_identity(self, device: DeviceView) -> Identity | None:
         return session_identity(device.name)
