@@ -10,7 +10,8 @@ totals) and the ratio to it (>= 1.00 meets it):
   where the hub has it, else one call each);
 - connect: from the first CONNECT until every device is connected;
 - start: one update per device, ``POST /api/v1/updates/batch`` where the hub
-  has it, else one REST call each (32 in flight);
+  has it, else one REST call each (32 in flight); printed beside it, when the
+  last device had its command (the simulator's count of updates begun);
 - updated per minute: from the first update started until the last one
   reported succeeded; every update must end ``succeeded`` on the hub;
 - hub CPU per updated device: the hub's user+system CPU over that span / DEVICES;
@@ -421,6 +422,10 @@ async def bench(
             how = await start_updates(api, names)
             start_s = time.monotonic() - t_start
         print(f"start {start_s:.2f} s ({how}), load {os.getloadavg()[0]:.2f}", flush=True)
+        # the hub hands a batch to its drivers behind the call: when had every device its command?
+        got_at = await wait(lambda: sim.counts().get("updates_started", 0) >= n, 3600, "commands")
+        commands_s = got_at - t_start
+        print(f"every device had its command {commands_s:.2f} s after the start began", flush=True)
 
         def updated() -> bool:
             counts = sim.counts()
@@ -446,6 +451,7 @@ async def bench(
     load = os.getloadavg()
     print(f"{args.image_mib} MiB image, chunk {args.chunk_size}, load average now {load[0]:.2f}")
     print(f"register {register_s:.1f} s, connect {connect_s:.1f} s, start {start_s:.2f} s ({how}),")
+    print(f"every command out {commands_s:.1f} s,", end=" ")
     print(f"updates {update_s:.1f} s (first start to last report)")
     print()
     print("| measure | measured | target | ratio (>= 1 meets) |")
