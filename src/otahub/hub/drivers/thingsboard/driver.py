@@ -116,6 +116,7 @@ from otahub.protocols.states import TERMINAL_STATES, UpdateState
 from otahub.protocols.thingsboard import (
     DEFAULT_MAX_CHUNK_SIZE,
     SESSION_LIMITS_METHOD,
+    AttributeChange,
     FwState,
     OtaKey,
     PackageAttributes,
@@ -152,6 +153,20 @@ def algorithm_of(
         except ValueError:
             log.warning("device %s: unknown checksum algorithm %r", device, raw)
     return DEFAULT_ALGORITHM if package is None else package.checksum_algorithm
+
+
+def assignment_of(kind: PackageType, package: PackageView, algorithm: Algorithm) -> AttributeChange:
+    """The shared attributes assigning ``package``; KeyError without its ``algorithm`` checksum."""
+    return assignment_attributes(
+        kind,
+        PackageAttributes(
+            title=package.title,
+            version=package.version,
+            size=package.size,
+            checksum=package.checksums[algorithm],
+            checksum_algorithm=algorithm.value,
+        ),
+    )
 
 
 class ThingsBoardDriver(Driver):
@@ -482,20 +497,10 @@ class ThingsBoardDriver(Driver):
                 kind = PACKAGE_OF[update.kind]
                 algorithm = algorithm_of(update.device, state, package)
                 try:
-                    checksum = package.checksums[algorithm]
+                    change = assignment_of(kind, package, algorithm)
                 except KeyError as exc:
                     errors[update.id] = exc
                     continue
-                change = assignment_attributes(
-                    kind,
-                    PackageAttributes(
-                        title=package.title,
-                        version=package.version,
-                        size=package.size,
-                        checksum=checksum,
-                        checksum_algorithm=algorithm.value,
-                    ),
-                )
                 shared = section(state, SHARED)
                 # A retry of the package already assigned changes no attribute, and a
                 # device acts on changes only: unassign first, as an operator would.
@@ -564,16 +569,7 @@ class ThingsBoardDriver(Driver):
     async def set_shared(self, device: str, package: PackageType, view: PackageView) -> None:
         """Assign without an update (the device already runs ``view``)."""
         algorithm = self.algorithm(await self.core.devices.get(device), view)
-        change = assignment_attributes(
-            package,
-            PackageAttributes(
-                title=view.title,
-                version=view.version,
-                size=view.size,
-                checksum=view.checksums[algorithm],
-                checksum_algorithm=algorithm.value,
-            ),
-        )
+        change = assignment_of(package, view, algorithm)
         async with self.states.edit(device) as state:
             apply_change(section(state, SHARED), change)
         self.attributes.push(device, change)
