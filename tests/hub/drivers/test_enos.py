@@ -382,7 +382,7 @@ def test_a_batch_pushes_to_each_ready_device_and_leaves_the_others_waiting(
 ) -> None:
     """``POST /updates/batch`` pushes a batch's EnOS updates together (claims, driver
     states and the move to ``sent`` at once), each as a single start would."""
-    md5 = hub.upload("drv-fw", "8.0", b"eight" * 500)
+    md5 = hub.upload("drv-batch", "8.0", b"eight" * 500)
     ready = [make(f"batch-ready-{n}") for n in range(3)]
     for device in ready:
         assert device.connect() == 0
@@ -395,7 +395,7 @@ def test_a_batch_pushes_to_each_ready_device_and_leaves_the_others_waiting(
     offline.disconnect()
     time.sleep(GRACE + 0.2)  # the quiet device's link is ready: only its version is missing
     names = [d.name for d in (*ready, quiet, offline)]
-    items = [{"device": name, "title": "drv-fw", "version": "8.0"} for name in names]
+    items = [{"device": name, "title": "drv-batch", "version": "8.0"} for name in names]
     r = httpx.post(f"{hub.url}/api/v1/updates/batch", json=items, timeout=10)
     assert r.status_code == 200, r.text
     assert (r.json()["created"], r.json()["refused"]) == (len(names), 0), r.json()
