@@ -269,13 +269,26 @@ class OtaConversation:
         if not due:
             return
         recorded = await self.delivery.record_many({u.id: _pushed_state(u) for _, u, _ in due})
-        moves = []
-        for link, update, firmware in due:
-            if update.id in recorded:  # else another hub took it over meanwhile: it pushes
+        # else another hub took it over meanwhile: it pushes
+        ours = [(link, u, firmware) for link, u, firmware in due if u.id in recorded]
+        # Moved to sent before the pushes go out: the device's progress is handled in
+        # its own order, not after this, and must not find the update pending.
+        # Together, so that the group commit writes them at once.
+        pending = [u for _, u, _ in ours if u.state == UpdateState.PENDING]
+        moved = await asyncio.gather(
+            *(self.core.updates.transition(u.id, UpdateState.SENT, source=SOURCE) for u in pending),
+            return_exceptions=True,
+        )
+        stale = set()
+        for update, outcome in zip(pending, moved, strict=True):
+            if isinstance(outcome, Exception):  # canceled or deleted meanwhile
+                log.info(
+                    "update %d not pushed to EnOS device %r: %s", update.id, update.device, outcome
+                )
+                stale.add(update.id)
+        for link, update, firmware in ours:
+            if update.id not in stale:
                 self._send(link, update, firmware)
-                if update.state == UpdateState.PENDING:
-                    moves.append(self._move(update, UpdateState.SENT))
-        await asyncio.gather(*moves)  # together: the group commit writes them at once
 
     async def _due(self, link: Link, update: UpdateView) -> enos.Firmware | None:
         """The upgrade to push to ``link`` for ``update`` (claimed), if it is due now."""
