@@ -200,6 +200,8 @@ class DeviceService:
         self.updates = updates
         # device -> what its last report wrote, and when (monotonic)
         self._known: dict[str, tuple[DeviceView, float]] = {}
+        # an update that succeeded wrote the device's version behind this cache
+        updates.on_installed(lambda name: self._known.pop(name, None))
         # device -> last seen, not stored yet
         self._seen: dict[str, datetime] = {}
         self._seen_later = Debounced(self.flush_seen, SEEN_FLUSH_S, "last-seen times", log)

@@ -171,6 +171,8 @@ class UpdateService:
             self._write_steps, "transitions", log
         )
         self._late: set[asyncio.Task[Any]] = set()
+        # called with each device whose update succeeded, once that is committed
+        self._installed_hooks: builtins.list[Callable[[str], object]] = []
         # (device, kind) -> its unfinished update; a connect wave's lookups share queries
         self._active_reads: ReadBatch[tuple[str, str], UpdateView] = ReadBatch(self._read_active)
 
@@ -797,6 +799,11 @@ class UpdateService:
             )
         return Claimed(UpdateView.of(row), held)
 
+    def on_installed(self, hook: Callable[[str], object]) -> None:
+        """Call ``hook`` with a device's name once an update of it has succeeded
+        (what the device service caches about the device is stale then)."""
+        self._installed_hooks.append(hook)
+
     async def transition(
         self,
         update_id: int,
@@ -878,7 +885,12 @@ class UpdateService:
                     )
             if audits:
                 await s.execute(sql_insert(_TRANSITIONS), audits)
+            installed = [r for r in changed.values() if r.id in moved and _installed(r)]
+            await _record_installed(s, installed)
             await s.commit()
+        for row in installed:
+            for hook in self._installed_hooks:
+                hook(row.device_name)
         return outcomes
 
     def _announce_late(self, done: asyncio.Future[tuple[UpdateView, TransitionView]]) -> None:
@@ -1015,6 +1027,12 @@ class UpdateService:
 
 
 _UPDATES = cast(Table, Update.__table__)
+_DEVICES = cast(Table, Device.__table__)
+# a package kind -> the device columns saying what of that kind it runs
+_RUNS_COLUMNS = {
+    "firmware": ("current_fw_title", "current_fw_version"),
+    "software": ("current_sw_title", "current_sw_version"),
+}
 _TRANSITIONS = cast(Table, UpdateTransition.__table__)
 # what a transition or progress changes in an update row
 _MUTABLE = ("state", "progress", "reason", "code", "updated_at", "deadline_at", "finished_at")
@@ -1091,6 +1109,33 @@ def _step(row: Update, step: _Step) -> tuple[UpdateView, TransitionView, dict[st
         audit = {name: getattr(made, name) for name in _AUDIT_COLUMNS}
         step_view = TransitionView.of(made)
     return UpdateView.of(row), step_view, audit
+
+
+def _installed(row: Update) -> bool:
+    """Whether ``row`` has just succeeded on a device that still exists."""
+    return row.state == UpdateState.SUCCEEDED.value and row.device_id is not None
+
+
+async def _record_installed(s: AsyncSession, rows: Sequence[Update]) -> None:
+    """Store each succeeded update's title and version as what its device runs.
+
+    In the transaction that records the success: a reader who sees the update
+    succeeded sees the device on its version, and a hub that dies right after
+    the commit cannot leave the device on the old one.
+    """
+    for kind, (title, version) in _RUNS_COLUMNS.items():
+        params = [
+            {"row_id": r.device_id, "v_title": r.title, "v_version": r.version}
+            for r in sorted(rows, key=lambda r: r.device_id or 0)
+            if r.kind == kind
+        ]
+        if params:
+            await s.execute(
+                sql_update(_DEVICES)
+                .where(_DEVICES.c.id == bindparam("row_id"))
+                .values({title: bindparam("v_title"), version: bindparam("v_version")}),
+                params,
+            )
 
 
 def _ends(step: TransitionView) -> bool:
