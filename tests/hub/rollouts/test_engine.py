@@ -11,7 +11,7 @@ from sqlalchemy import update
 from otahub.hub.core import HubCore
 from otahub.hub.rollouts.engine import RolloutEngine
 from otahub.hub.rollouts.spec import parse_rate
-from otahub.hub.store.models import Device, utcnow
+from otahub.hub.store.models import Device, Rollout, utcnow
 from tests.hub.rollouts.conftest import (
     Clock,
     at,
@@ -361,10 +361,10 @@ async def test_a_second_engine_waits_for_the_lease_and_takes_over_when_it_runs_o
     await core.rollouts.create(spec(max_concurrent=2))
     await core.rollouts.start("r1")
     first = RolloutEngine(
-        core.db, core.bus, core.updates, core.rollouts, core.groups, owner="a", lease_s=1.0
+        core.db, core.bus, core.updates, core.rollouts, core.groups, owner="a", lease_s=60.0
     )
     second = RolloutEngine(
-        core.db, core.bus, core.updates, core.rollouts, core.groups, owner="b", lease_s=1.0
+        core.db, core.bus, core.updates, core.rollouts, core.groups, owner="b", lease_s=60.0
     )
     await first.tick()
     assert (await core.rollouts.get("r1")).owner == "a"
@@ -374,7 +374,10 @@ async def test_a_second_engine_waits_for_the_lease_and_takes_over_when_it_runs_o
     await second.tick()  # a holds the lease: b starts nobody
     assert len(await started(core)) == 0
     assert (await core.rollouts.get("r1")).owner == "a"
-    await asyncio.sleep(1.2)  # a "died": its lease runs out
+    # a "died": its lease runs out (moved to the past rather than waited for, so a
+    # slow machine cannot let it run out before b's first tick)
+    async with core.db.session() as s, s.begin():
+        await s.execute(update(Rollout).values(lease_until=utcnow() - timedelta(seconds=1)))
     await second.tick()
     assert (await core.rollouts.get("r1")).owner == "b"
     for _ in range(10):
