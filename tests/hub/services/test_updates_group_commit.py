@@ -12,7 +12,9 @@ from otahub.hub.services.devices import DeviceSpec
 from otahub.hub.services.errors import Conflict, NotFound
 from otahub.hub.services.firmware import PackageMeta
 from otahub.hub.services.updates import UpdateRequest
+from otahub.hub.services.views import UpdateView
 from otahub.hub.store.database import Database
+from otahub.protocols.states import UpdateState
 from tests.hub.conftest import chunks
 
 
@@ -64,6 +66,26 @@ async def test_concurrent_transitions_commit_together_and_each_gets_its_outcome(
         assert view.state == "sent"
         assert view.transitions is not None
         assert [t.to_state for t in view.transitions] == ["pending", "sent"]
+
+
+async def test_a_batch_moved_at_once_gets_each_outcome_in_order(core: HubCore) -> None:
+    ids = await _updates(core, 12)
+    await core.updates.cancel(ids[3])
+    statements = Statements(core.db)
+    try:
+        outcomes = await core.updates.transition_many(
+            [*ids, 2**40], UpdateState.SENT, source="test"
+        )
+    finally:
+        statements.close()
+    assert len(outcomes) == 13
+    assert isinstance(outcomes[3], Conflict)  # canceled before: not moved, the rest are
+    assert isinstance(outcomes[12], NotFound)
+    moved = [o for i, o in enumerate(outcomes) if i not in (3, 12)]
+    assert [(o.id, o.state) for o in moved if isinstance(o, UpdateView)] == [
+        (i, "sent") for i in ids if i != ids[3]
+    ]
+    assert statements.seen.count("UPDATE") <= 2  # one or two writes, not one per update
 
 
 async def test_transitions_of_one_update_in_one_batch_apply_in_order(core: HubCore) -> None:

@@ -835,6 +835,23 @@ class UpdateService:
         await self._announce([UpdateTransitioned(view, step_view)])
         return view
 
+    async def transition_many(
+        self, update_ids: Sequence[int], state: UpdateState, *, source: str
+    ) -> builtins.list[UpdateView | Exception]:
+        """Move each of ``update_ids`` to ``state``; each one's outcome, in order.
+
+        Submitted together, so that the group commit writes them in one
+        transaction (a driver moving a batch it has just sent).
+        """
+        outcomes = await asyncio.gather(
+            *(self.transition(update_id, state, source=source) for update_id in update_ids),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if not isinstance(outcome, (UpdateView, Exception)):
+                raise outcome  # cancelled: not an outcome of the update
+        return cast(builtins.list[UpdateView | Exception], outcomes)
+
     async def _write_steps(
         self, batch: builtins.list[_Step]
     ) -> builtins.list[tuple[UpdateView, TransitionView] | Exception]:

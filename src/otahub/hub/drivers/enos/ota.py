@@ -273,11 +273,9 @@ class OtaConversation:
         ours = [(link, u, firmware) for link, u, firmware in due if u.id in recorded]
         # Moved to sent before the pushes go out: the device's progress is handled in
         # its own order, not after this, and must not find the update pending.
-        # Together, so that the group commit writes them at once.
         pending = [u for _, u, _ in ours if u.state == UpdateState.PENDING]
-        moved = await asyncio.gather(
-            *(self.core.updates.transition(u.id, UpdateState.SENT, source=SOURCE) for u in pending),
-            return_exceptions=True,
+        moved = await self.core.updates.transition_many(
+            [u.id for u in pending], UpdateState.SENT, source=SOURCE
         )
         stale = set()
         for update, outcome in zip(pending, moved, strict=True):

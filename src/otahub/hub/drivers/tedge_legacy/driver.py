@@ -327,14 +327,9 @@ class TedgeLegacyDriver(Driver):
         sent = [requests[update_id] for update_id in sorted(recorded)]
         for update, request in sent:
             self._operations[(update.device, request.id)] = update.id
-        # The deadline (upstream's timer) starts here; moved together, so that the
-        # group commit writes them in one transaction.
-        moved = await asyncio.gather(
-            *(
-                self.ctx.core.updates.transition(update.id, UpdateState.SENT, source=SOURCE)
-                for update, _ in sent
-            ),
-            return_exceptions=True,
+        # The deadline (upstream's timer) starts here.
+        moved = await self.ctx.core.updates.transition_many(
+            [update.id for update, _ in sent], UpdateState.SENT, source=SOURCE
         )
         for (update, request), outcome in zip(sent, moved, strict=True):
             if isinstance(outcome, Exception):

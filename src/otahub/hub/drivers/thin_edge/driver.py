@@ -54,7 +54,6 @@ commands (``Presence`` counts each of these signs).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Hashable, Sequence
@@ -186,13 +185,8 @@ class ThinEdgeDriver(Driver):
         for update, topic, _ in sent:
             self._commands[topic] = update.id
         # Recorded before publishing: the child may answer before publish returns.
-        # Moved together, so that the group commit writes them in one transaction.
-        moved = await asyncio.gather(
-            *(
-                self.ctx.core.updates.transition(update.id, UpdateState.SENT, source=SOURCE)
-                for update, _, _ in sent
-            ),
-            return_exceptions=True,
+        moved = await self.ctx.core.updates.transition_many(
+            [update.id for update, _, _ in sent], UpdateState.SENT, source=SOURCE
         )
         for (update, topic, command), outcome in zip(sent, moved, strict=True):
             if isinstance(outcome, Exception):

@@ -54,7 +54,6 @@ payload still gets a PUBACK (reason 0) before the error reply or the close.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable
@@ -96,10 +95,9 @@ from otahub.hub.drivers.thingsboard.progress import (
     SOURCE,
     DownloadProgress,
     DriverStates,
-    advance,
 )
 from otahub.hub.drivers.thingsboard.telemetry import Telemetry
-from otahub.hub.services.errors import NotFound
+from otahub.hub.services.errors import Conflict, NotFound
 from otahub.hub.services.events import (
     DeviceCreated,
     DeviceCredentialsChanged,
@@ -536,12 +534,12 @@ class ThingsBoardDriver(Driver):
                 pushed.append(update.id)
         for update_id in made.keys() - {view.id for view in written}:
             log.info("update %d: not initiated here: another hub delivers it", update_id)
-        # together, so that the group commit writes them in one transaction
-        moved = await asyncio.gather(
-            *(advance(self.core, i, UpdateState.SENT) for i in pushed), return_exceptions=True
-        )
+        moved = await self.core.updates.transition_many(pushed, UpdateState.SENT, source=SOURCE)
         for update_id, outcome in zip(pushed, moved, strict=True):
-            if isinstance(outcome, Exception):
+            if isinstance(outcome, (Conflict, NotFound)):
+                # moved on or ended meanwhile (the device was quicker, or a cancel)
+                log.debug("update %d: %s", update_id, outcome)
+            elif isinstance(outcome, Exception):
                 errors[update_id] = outcome
         return errors
 
