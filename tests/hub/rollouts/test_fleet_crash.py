@@ -58,12 +58,20 @@ def test_fleet_rollout_survives_kill_9_of_the_hub_in_stage_2(
             "--rate", "3000/min", "--retries", "1",
         )  # fmt: skip
         rollout_cli(hub, "start", "crash")
-        # stage 2 (490 devices at 50 a second) is under way: some started, not all done
+        # stage 2 (490 devices at 50 a second) is under way: some started, not all done.
+        # A legacy device whose download the kill breaks fails its update; with too few
+        # of the stage finished before, those failures alone would make half of its
+        # first finished devices, and the brake would rightly pause the rollout.
         deadline = time.monotonic() + 120
         while True:
             view = rollout(hub, "crash")
             stage2 = view["stages"][1]["counts"]
-            if view["stage"] == 2 and 50 <= stage2["started"] + stage2["succeeded"] < 400:
+            if (
+                view["stage"] == 2
+                and stage2["started"] >= 10
+                and stage2["succeeded"] >= 30
+                and stage2["started"] + stage2["succeeded"] < 400
+            ):
                 break
             assert view["stage"] <= 2 and time.monotonic() < deadline, view
             time.sleep(0.1)

@@ -71,10 +71,17 @@ def test_second_hub_takes_over_a_fleet_rollout_when_the_driving_hub_is_killed(
         )  # fmt: skip
         rollout_cli(a, "start", "pair")
         deadline = time.monotonic() + 120
-        while True:  # stage 2 under way, driven by A
+        # stage 2 under way, driven by A, with enough of it finished that the downloads
+        # the kill breaks cannot make half of its finished devices (the brake)
+        while True:
             view = rollout(a, "pair")
             stage2 = view["stages"][1]["counts"]
-            if view["stage"] == 2 and 20 <= stage2["started"] + stage2["succeeded"] < 80:
+            if (
+                view["stage"] == 2
+                and stage2["started"] >= 5
+                and stage2["succeeded"] >= 15
+                and stage2["started"] + stage2["succeeded"] < 80
+            ):
                 break
             assert view["stage"] <= 2 and time.monotonic() < deadline, view
             time.sleep(0.1)

@@ -89,6 +89,48 @@ class Delivery:
             claimed = await self.core.updates.claim_new(update_ids, self.owner)
             return await deliver([c for c in claimed if c.update.dialect == self.dialect])
 
+    def run_new_behind(
+        self,
+        spawn: Callable[[Awaitable[Any]], None],
+        update_ids: Sequence[int],
+        deliver_many: Callable[[list[Claimed]], Awaitable[dict[int, Exception]]],
+        deliver: Deliver,
+    ) -> None:
+        """``run_new`` in a task of its own (``spawn``), so that a start call returns
+        once the driver holds the updates: sending 10,000 commands takes seconds.
+
+        There the updates ``deliver_many`` returns an error for fail; if it raises
+        (nothing recorded), each goes through ``run`` with ``deliver``. An update
+        whose task dies with the hub is taken up by recovery at the next start.
+        """
+        spawn(self._run_new_now(list(update_ids), deliver_many, deliver))
+
+    async def _run_new_now(
+        self,
+        update_ids: list[int],
+        deliver_many: Callable[[list[Claimed]], Awaitable[dict[int, Exception]]],
+        deliver: Deliver,
+    ) -> None:
+        try:
+            errors = await self.run_new(update_ids, deliver_many)
+        except Exception:
+            log.exception(
+                "the %s driver could not start %d updates at once; one by one",
+                self.dialect,
+                len(update_ids),
+            )
+            errors = {}
+            for update_id in update_ids:
+                try:
+                    await self.run(update_id, deliver)
+                except Exception as exc:
+                    errors[update_id] = exc
+        for update_id, error in errors.items():
+            log.error("the %s driver could not start update %d: %s", self.dialect, update_id, error)
+            await self.core.updates.fail_start(
+                update_id, f"{type(error).__name__}: {error}", dialect=self.dialect
+            )
+
     async def adopt(
         self, device: str, deliver: Deliver, kinds: Iterable[str] = ("firmware",)
     ) -> None:

@@ -150,9 +150,12 @@ class ThinEdgeDriver(Driver):
         await self.delivery.run(update.id, self._dispatch)
 
     async def start_updates(self, updates: Sequence[UpdateView]) -> dict[int, Exception]:
-        """``start_update`` for many: claimed, recorded and moved to ``sent`` a batch
-        at a time; the error of each update whose start raised."""
-        return await self.delivery.run_new([u.id for u in updates], self._dispatch_many)
+        """``start_update`` for many, behind the call: claimed, recorded and moved to
+        ``sent`` a batch at a time; an update whose start raised fails there."""
+        self.delivery.run_new_behind(
+            self.ctx.mqtt.spawn, [u.id for u in updates], self._dispatch_many, self._dispatch
+        )
+        return {}
 
     async def _dispatch_many(self, claimed: list[Claimed]) -> dict[int, Exception]:
         errors: dict[int, Exception] = {}

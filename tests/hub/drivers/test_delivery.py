@@ -1,0 +1,92 @@
+"""A batch handed to a driver is delivered behind the start call, and what fails there ends."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+from otahub.hub.core import HubCore
+from otahub.hub.drivers.delivery import Delivery
+from otahub.hub.services.devices import DeviceSpec
+from otahub.hub.services.firmware import PackageMeta
+from otahub.hub.services.updates import Claimed, UpdateRequest
+from otahub.hub.services.views import UpdateView
+from tests.hub.conftest import chunks
+
+DIALECT = "tedge-legacy"
+
+
+class Tasks:
+    """The endpoint's ``spawn``: tasks the test waits for."""
+
+    def __init__(self) -> None:
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    def spawn(self, awaitable: Awaitable[Any]) -> None:
+        async def run() -> None:
+            await awaitable
+
+        self.tasks.append(asyncio.get_running_loop().create_task(run()))
+
+    async def join(self) -> None:
+        await asyncio.gather(*self.tasks)
+
+
+async def _updates(core: HubCore, n: int) -> list[UpdateView]:
+    await core.firmware.upload(PackageMeta(title="fw", version="2.0"), chunks(b"x" * 5000))
+    made = []
+    for i in range(n):
+        await core.devices.create(DeviceSpec(name=f"c{i}", dialect=DIALECT))
+        made.append(await core.updates.create(UpdateRequest(f"c{i}", "fw", "2.0")))
+    return made
+
+
+async def test_the_call_returns_before_the_batch_is_delivered(core: HubCore) -> None:
+    updates = await _updates(core, 3)
+    delivery, tasks = Delivery(core, DIALECT), Tasks()
+    go = asyncio.Event()
+    got: list[int] = []
+
+    async def many(claimed: list[Claimed]) -> dict[int, Exception]:
+        await go.wait()
+        got.extend(c.update.id for c in claimed)
+        return {updates[1].id: RuntimeError("no link for c1")}
+
+    async def one(claimed: Claimed) -> None:
+        raise AssertionError("the batch path did not raise")
+
+    delivery.run_new_behind(tasks.spawn, [u.id for u in updates], many, one)
+    assert got == []  # still held by the driver
+    go.set()
+    await tasks.join()
+    assert got == [u.id for u in updates]
+    failed = await core.updates.get(updates[1].id)
+    assert (failed.state, failed.code) == ("failed", "start_failed")
+    assert failed.reason is not None and "RuntimeError: no link for c1" in failed.reason
+    assert [(await core.updates.get(u.id)).state for u in (updates[0], updates[2])] == [
+        "pending",
+        "pending",
+    ]
+
+
+async def test_a_batch_that_raises_goes_one_by_one(core: HubCore) -> None:
+    updates = await _updates(core, 3)
+    delivery, tasks = Delivery(core, DIALECT), Tasks()
+    one_by_one: list[int] = []
+
+    async def many(claimed: list[Claimed]) -> dict[int, Exception]:
+        raise RuntimeError("the batch write failed")
+
+    async def one(claimed: Claimed) -> None:
+        one_by_one.append(claimed.update.id)
+        if claimed.update.device == "c2":
+            raise ValueError("bad request for c2")
+
+    delivery.run_new_behind(tasks.spawn, [u.id for u in updates], many, one)
+    await tasks.join()
+    assert one_by_one == [u.id for u in updates]
+    last = await core.updates.get(updates[2].id)
+    assert last.state == "failed"
+    assert last.reason is not None and "ValueError: bad request for c2" in last.reason
+    assert (await core.updates.get(updates[0].id)).state == "pending"
