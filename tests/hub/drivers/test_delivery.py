@@ -90,3 +90,24 @@ async def test_a_batch_that_raises_goes_one_by_one(core: HubCore) -> None:
     assert last.state == "failed"
     assert last.reason is not None and "ValueError: bad request for c2" in last.reason
     assert (await core.updates.get(updates[0].id)).state == "pending"
+
+
+async def test_batches_behind_their_calls_go_one_after_the_other(core: HubCore) -> None:
+    updates = await _updates(core, 4)
+    delivery, tasks = Delivery(core, DIALECT), Tasks()
+    log: list[str] = []
+
+    async def many(claimed: list[Claimed]) -> dict[int, Exception]:
+        name = claimed[0].update.device
+        log.append(f"{name} begins")
+        await asyncio.sleep(0.05)  # the batch's writes and sends
+        log.append(f"{name} ends")
+        return {}
+
+    async def one(claimed: Claimed) -> None:
+        raise AssertionError("the batch path did not raise")
+
+    for part in (updates[:2], updates[2:]):
+        delivery.run_new_behind(tasks.spawn, [u.id for u in part], many, one)
+    await tasks.join()
+    assert log == ["c0 begins", "c0 ends", "c2 begins", "c2 ends"]

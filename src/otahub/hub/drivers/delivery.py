@@ -56,6 +56,10 @@ class Delivery:
         self.core = core
         self.dialect = dialect
         self._turns = DeviceOrder()  # one run at a time per update
+        # batches sent behind their start calls go one after the other, as the calls
+        # came: concurrent, their large claim and record transactions would contend
+        # for the database (SQLite: "database is locked")
+        self._behind = asyncio.Lock()
 
     @property
     def owner(self) -> str:
@@ -112,7 +116,8 @@ class Delivery:
         deliver: Deliver,
     ) -> None:
         try:
-            errors = await self.run_new(update_ids, deliver_many)
+            async with self._behind:
+                errors = await self.run_new(update_ids, deliver_many)
         except Exception:
             log.exception(
                 "the %s driver could not start %d updates at once; one by one",
