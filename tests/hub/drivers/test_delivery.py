@@ -92,22 +92,34 @@ async def test_a_batch_that_raises_goes_one_by_one(core: HubCore) -> None:
     assert (await core.updates.get(updates[0].id)).state == "pending"
 
 
-async def test_batches_behind_their_calls_go_one_after_the_other(core: HubCore) -> None:
-    updates = await _updates(core, 4)
+async def test_batches_behind_their_calls_go_one_at_a_time_and_waiting_ones_together(
+    core: HubCore,
+) -> None:
+    updates = await _updates(core, 7)
     delivery, tasks = Delivery(core, DIALECT), Tasks()
     log: list[str] = []
+    begun = asyncio.Event()
 
     async def many(claimed: list[Claimed]) -> dict[int, Exception]:
-        name = claimed[0].update.device
-        log.append(f"{name} begins")
+        names = ",".join(c.update.device for c in claimed)
+        log.append(f"{names} begin")
+        begun.set()
         await asyncio.sleep(0.05)  # the batch's writes and sends
-        log.append(f"{name} ends")
+        log.append(f"{names} end")
         return {}
 
     async def one(claimed: Claimed) -> None:
         raise AssertionError("the batch path did not raise")
 
-    for part in (updates[:2], updates[2:]):
+    def start(*part: UpdateView) -> None:
         delivery.run_new_behind(tasks.spawn, [u.id for u in part], many, one)
+
+    start(*updates[:2])
+    await begun.wait()  # the first batch is under way
+    start(*updates[2:4])
+    start(*updates[4:6])
     await tasks.join()
-    assert log == ["c0 begins", "c0 ends", "c2 begins", "c2 ends"]
+    assert log == ["c0,c1 begin", "c0,c1 end", "c2,c3,c4,c5 begin", "c2,c3,c4,c5 end"]
+    start(updates[6])  # once idle, a call starts a batch of its own
+    await tasks.join()
+    assert log[4:] == ["c6 begin", "c6 end"]

@@ -35,6 +35,8 @@ from otahub.mqtt import Client
 log = logging.getLogger("otahub.hub.drivers")
 
 Deliver = Callable[[Claimed], Awaitable[None]]
+#: New updates sent behind their start calls as one batch, at most (a batch call's).
+MAX_SENT_TOGETHER = 10_000
 T = TypeVar("T")
 
 
@@ -56,10 +58,13 @@ class Delivery:
         self.core = core
         self.dialect = dialect
         self._turns = DeviceOrder()  # one run at a time per update
-        # batches sent behind their start calls go one after the other, as the calls
-        # came: concurrent, their large claim and record transactions would contend
-        # for the database (SQLite: "database is locked")
-        self._behind = asyncio.Lock()
+        # New updates waiting to be sent behind their start calls, and whether a task
+        # sends them. One batch at a time, and what came meanwhile goes out as one:
+        # concurrent batches' claim and record transactions contend for the database
+        # (SQLite: "database is locked"), and a batch sent after another waits for
+        # the device traffic the one before started.
+        self._waiting: list[int] = []
+        self._sending = False
 
     @property
     def owner(self) -> str:
@@ -107,7 +112,23 @@ class Delivery:
         (nothing recorded), each goes through ``run`` with ``deliver``. An update
         whose task dies with the hub is taken up by recovery at the next start.
         """
-        spawn(self._run_new_now(list(update_ids), deliver_many, deliver))
+        self._waiting.extend(update_ids)
+        if not self._sending:
+            self._sending = True
+            spawn(self._send_waiting(deliver_many, deliver))
+
+    async def _send_waiting(
+        self,
+        deliver_many: Callable[[list[Claimed]], Awaitable[dict[int, Exception]]],
+        deliver: Deliver,
+    ) -> None:
+        try:
+            while self._waiting:
+                update_ids = self._waiting[:MAX_SENT_TOGETHER]
+                del self._waiting[:MAX_SENT_TOGETHER]
+                await self._run_new_now(update_ids, deliver_many, deliver)
+        finally:
+            self._sending = False  # what is left waits for recovery at the next start
 
     async def _run_new_now(
         self,
@@ -116,8 +137,7 @@ class Delivery:
         deliver: Deliver,
     ) -> None:
         try:
-            async with self._behind:
-                errors = await self.run_new(update_ids, deliver_many)
+            errors = await self.run_new(update_ids, deliver_many)
         except Exception:
             log.exception(
                 "the %s driver could not start %d updates at once; one by one",
