@@ -165,7 +165,10 @@ class BatchItem(BaseModel):
     row: int = Field(description="the item's position in the request, from 1")
     device: str | None = Field(description="the device the item names (null: none)")
     update: UpdateOut | None = Field(
-        description="the update created, as its driver left it (null: refused)"
+        description=(
+            "the update created, as its driver has it so far: mostly pending, the driver"
+            " sends behind the answer (null: refused)"
+        )
     )
     problem: ItemProblem | None = Field(description="why it was refused (null: created)")
 
