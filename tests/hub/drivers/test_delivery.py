@@ -7,7 +7,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from otahub.hub.core import HubCore
-from otahub.hub.drivers.delivery import Delivery
+from otahub.hub.drivers.delivery import Delivery, SentBehind
 from otahub.hub.services.devices import DeviceSpec
 from otahub.hub.services.firmware import PackageMeta
 from otahub.hub.services.updates import Claimed, UpdateRequest
@@ -44,7 +44,7 @@ async def _updates(core: HubCore, n: int) -> list[UpdateView]:
 
 async def test_the_call_returns_before_the_batch_is_delivered(core: HubCore) -> None:
     updates = await _updates(core, 3)
-    delivery, tasks = Delivery(core, DIALECT), Tasks()
+    tasks = Tasks()
     go = asyncio.Event()
     got: list[int] = []
 
@@ -56,7 +56,7 @@ async def test_the_call_returns_before_the_batch_is_delivered(core: HubCore) -> 
     async def one(claimed: Claimed) -> None:
         raise AssertionError("the batch path did not raise")
 
-    delivery.run_new_behind(tasks.spawn, [u.id for u in updates], many, one)
+    SentBehind(Delivery(core, DIALECT), tasks.spawn, many, one).add([u.id for u in updates])
     assert got == []  # still held by the driver
     go.set()
     await tasks.join()
@@ -72,7 +72,7 @@ async def test_the_call_returns_before_the_batch_is_delivered(core: HubCore) -> 
 
 async def test_a_batch_that_raises_goes_one_by_one(core: HubCore) -> None:
     updates = await _updates(core, 3)
-    delivery, tasks = Delivery(core, DIALECT), Tasks()
+    tasks = Tasks()
     one_by_one: list[int] = []
 
     async def many(claimed: list[Claimed]) -> dict[int, Exception]:
@@ -83,7 +83,7 @@ async def test_a_batch_that_raises_goes_one_by_one(core: HubCore) -> None:
         if claimed.update.device == "c2":
             raise ValueError("bad request for c2")
 
-    delivery.run_new_behind(tasks.spawn, [u.id for u in updates], many, one)
+    SentBehind(Delivery(core, DIALECT), tasks.spawn, many, one).add([u.id for u in updates])
     await tasks.join()
     assert one_by_one == [u.id for u in updates]
     last = await core.updates.get(updates[2].id)
@@ -96,7 +96,7 @@ async def test_batches_behind_their_calls_go_one_at_a_time_and_waiting_ones_toge
     core: HubCore,
 ) -> None:
     updates = await _updates(core, 7)
-    delivery, tasks = Delivery(core, DIALECT), Tasks()
+    tasks = Tasks()
     log: list[str] = []
     begun = asyncio.Event()
 
@@ -111,8 +111,10 @@ async def test_batches_behind_their_calls_go_one_at_a_time_and_waiting_ones_toge
     async def one(claimed: Claimed) -> None:
         raise AssertionError("the batch path did not raise")
 
+    behind = SentBehind(Delivery(core, DIALECT), tasks.spawn, many, one)
+
     def start(*part: UpdateView) -> None:
-        delivery.run_new_behind(tasks.spawn, [u.id for u in part], many, one)
+        behind.add([u.id for u in part])
 
     start(*updates[:2])
     await begun.wait()  # the first batch is under way

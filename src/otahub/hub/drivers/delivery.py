@@ -16,7 +16,8 @@ carries a claim in the database (``UpdateService.claim``):
 Every path (dispatch of a new update, adoption on connect, recovery at start)
 goes through :meth:`Delivery.run`, one update at a time within this hub; new
 updates of a batch through :meth:`Delivery.run_new`, which claims and records
-them a batch at a time under the same rules.
+them a batch at a time under the same rules (:class:`SentBehind` runs it behind
+the start call).
 """
 
 from __future__ import annotations
@@ -58,13 +59,6 @@ class Delivery:
         self.core = core
         self.dialect = dialect
         self._turns = DeviceOrder()  # one run at a time per update
-        # New updates waiting to be sent behind their start calls, and whether a task
-        # sends them. One batch at a time, and what came meanwhile goes out as one:
-        # concurrent batches' claim and record transactions contend for the database
-        # (SQLite: "database is locked"), and a batch sent after another waits for
-        # the device traffic the one before started.
-        self._waiting: list[int] = []
-        self._sending = False
 
     @property
     def owner(self) -> str:
@@ -98,64 +92,6 @@ class Delivery:
             claimed = await self.core.updates.claim_new(update_ids, self.owner)
             return await deliver([c for c in claimed if c.update.dialect == self.dialect])
 
-    def run_new_behind(
-        self,
-        spawn: Callable[[Awaitable[Any]], None],
-        update_ids: Sequence[int],
-        deliver_many: Callable[[list[Claimed]], Awaitable[dict[int, Exception]]],
-        deliver: Deliver,
-    ) -> None:
-        """``run_new`` in a task of its own (``spawn``), so that a start call returns
-        once the driver holds the updates: sending 10,000 commands takes seconds.
-
-        There the updates ``deliver_many`` returns an error for fail; if it raises
-        (nothing recorded), each goes through ``run`` with ``deliver``. An update
-        whose task dies with the hub is taken up by recovery at the next start.
-        """
-        self._waiting.extend(update_ids)
-        if not self._sending:
-            self._sending = True
-            spawn(self._send_waiting(deliver_many, deliver))
-
-    async def _send_waiting(
-        self,
-        deliver_many: Callable[[list[Claimed]], Awaitable[dict[int, Exception]]],
-        deliver: Deliver,
-    ) -> None:
-        try:
-            while self._waiting:
-                update_ids = self._waiting[:MAX_SENT_TOGETHER]
-                del self._waiting[:MAX_SENT_TOGETHER]
-                await self._run_new_now(update_ids, deliver_many, deliver)
-        finally:
-            self._sending = False  # what is left waits for recovery at the next start
-
-    async def _run_new_now(
-        self,
-        update_ids: list[int],
-        deliver_many: Callable[[list[Claimed]], Awaitable[dict[int, Exception]]],
-        deliver: Deliver,
-    ) -> None:
-        try:
-            errors = await self.run_new(update_ids, deliver_many)
-        except Exception:
-            log.exception(
-                "the %s driver could not start %d updates at once; one by one",
-                self.dialect,
-                len(update_ids),
-            )
-            errors = {}
-            for update_id in update_ids:
-                try:
-                    await self.run(update_id, deliver)
-                except Exception as exc:
-                    errors[update_id] = exc
-        for update_id, error in errors.items():
-            log.error("the %s driver could not start update %d: %s", self.dialect, update_id, error)
-            await self.core.updates.fail_start(
-                update_id, f"{type(error).__name__}: {error}", dialect=self.dialect
-            )
-
     async def adopt(
         self, device: str, deliver: Deliver, kinds: Iterable[str] = ("firmware",)
     ) -> None:
@@ -188,3 +124,75 @@ class Delivery:
     def fresh(self, claimed: Claimed) -> bool:
         """Whether this hub did not deliver the update so far (another hub did, or none)."""
         return claimed.fresh_to(self.owner)
+
+
+DeliverMany = Callable[[list[Claimed]], Awaitable[dict[int, Exception]]]
+
+
+class SentBehind:
+    """New updates a driver sends behind their start calls, so that a call returns
+    once the driver holds them: sending 10,000 commands takes seconds.
+
+    A task (``spawn``) sends one batch at a time through ``Delivery.run_new`` and
+    ``deliver_many``, and what came meanwhile goes out as the next batch:
+    concurrent batches' claim and record transactions contend for the database
+    (SQLite: "database is locked"), and a batch sent after another waits for the
+    device traffic the one before started. The updates ``deliver_many`` returns
+    an error for fail (``start_failed``); if it raises (nothing recorded), each
+    goes through ``Delivery.run`` with ``deliver``. What the hub still held when
+    it stopped is taken up by recovery at its next start.
+    """
+
+    def __init__(
+        self,
+        delivery: Delivery,
+        spawn: Callable[[Awaitable[Any]], None],
+        deliver_many: DeliverMany,
+        deliver: Deliver,
+    ) -> None:
+        self.delivery = delivery
+        self._spawn = spawn
+        self._deliver_many = deliver_many
+        self._deliver = deliver
+        self._waiting: list[int] = []
+        self._sending = False
+
+    def add(self, update_ids: Sequence[int]) -> None:
+        """Send ``update_ids`` (new, this driver's) behind the caller."""
+        self._waiting.extend(update_ids)
+        if not self._sending:
+            self._sending = True
+            self._spawn(self._send_waiting())
+
+    async def _send_waiting(self) -> None:
+        try:
+            while self._waiting:
+                update_ids = self._waiting[:MAX_SENT_TOGETHER]
+                del self._waiting[:MAX_SENT_TOGETHER]
+                await self._send(update_ids)
+        finally:
+            self._sending = False
+
+    async def _send(self, update_ids: list[int]) -> None:
+        delivery = self.delivery
+        try:
+            errors = await delivery.run_new(update_ids, self._deliver_many)
+        except Exception:
+            log.exception(
+                "the %s driver could not start %d updates at once; one by one",
+                delivery.dialect,
+                len(update_ids),
+            )
+            errors = {}
+            for update_id in update_ids:
+                try:
+                    await delivery.run(update_id, self._deliver)
+                except Exception as exc:
+                    errors[update_id] = exc
+        for update_id, error in errors.items():
+            log.error(
+                "the %s driver could not start update %d: %s", delivery.dialect, update_id, error
+            )
+            await delivery.core.updates.fail_start(
+                update_id, f"{type(error).__name__}: {error}", dialect=delivery.dialect
+            )

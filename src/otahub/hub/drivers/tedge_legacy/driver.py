@@ -64,7 +64,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from otahub.hub.drivers.base import Driver, DriverContext
-from otahub.hub.drivers.delivery import Delivery, may_act_for
+from otahub.hub.drivers.delivery import Delivery, SentBehind, may_act_for
 from otahub.hub.drivers.file_transfer.offer import OfferFailed, file_root, offer_firmware
 from otahub.hub.drivers.file_transfer.routes import mount_file_transfer
 from otahub.hub.drivers.presence import Presence
@@ -118,6 +118,9 @@ class TedgeLegacyDriver(Driver):
         # updates in flight when the hub (re)started: asked again when their child is back
         self._reask: set[int] = set()
         self.delivery = Delivery(ctx.core, DIALECT)
+        self._behind = SentBehind(
+            self.delivery, ctx.mqtt.spawn, self._dispatch_many, self._dispatch
+        )
 
     def mount(self, app: FastAPI) -> None:
         mount_file_transfer(app, self.ctx)
@@ -302,9 +305,7 @@ class TedgeLegacyDriver(Driver):
     async def start_updates(self, updates: Sequence[UpdateView]) -> dict[int, Exception]:
         """``start_update`` for many, behind the call: claimed, recorded and moved to
         ``sent`` a batch at a time; an update whose start raised fails there."""
-        self.delivery.run_new_behind(
-            self.ctx.mqtt.spawn, [u.id for u in updates], self._dispatch_many, self._dispatch
-        )
+        self._behind.add([u.id for u in updates])
         return {}
 
     async def _dispatch_many(self, claimed: list[Claimed]) -> dict[int, Exception]:

@@ -63,7 +63,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from otahub.hub.drivers.base import Driver, DriverContext
-from otahub.hub.drivers.delivery import Delivery, may_act_for
+from otahub.hub.drivers.delivery import Delivery, SentBehind, may_act_for
 from otahub.hub.drivers.device_order import DeviceOrder
 from otahub.hub.drivers.download_links import active_update
 from otahub.hub.drivers.file_transfer.offer import (
@@ -119,6 +119,9 @@ class ThinEdgeDriver(Driver):
         self.presence: Presence[Hashable] = Presence(ctx.core.devices, DIALECT)
         self._order = DeviceOrder()  # its topics are written by several clients
         self.delivery = Delivery(ctx.core, DIALECT)
+        self._behind = SentBehind(
+            self.delivery, ctx.mqtt.spawn, self._dispatch_many, self._dispatch
+        )
 
     def mount(self, app: FastAPI) -> None:
         mount_file_transfer(app, self.ctx)
@@ -152,9 +155,7 @@ class ThinEdgeDriver(Driver):
     async def start_updates(self, updates: Sequence[UpdateView]) -> dict[int, Exception]:
         """``start_update`` for many, behind the call: claimed, recorded and moved to
         ``sent`` a batch at a time; an update whose start raised fails there."""
-        self.delivery.run_new_behind(
-            self.ctx.mqtt.spawn, [u.id for u in updates], self._dispatch_many, self._dispatch
-        )
+        self._behind.add([u.id for u in updates])
         return {}
 
     async def _dispatch_many(self, claimed: list[Claimed]) -> dict[int, Exception]:
