@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
 from otahub.mqtt.codec import encode_publish_head
@@ -69,6 +70,22 @@ def _ignore_verdict(verdict: int | None) -> None:
     """A QoS 0 PUBLISH is never acknowledged, whatever its handler decides."""
 
 
+class _LateAck:
+    """The acknowledgement of a QoS 1/2 PUBLISH whose handler decides later.
+
+    MQTT sends acknowledgements in the order the PUBLISHes came: until this
+    one's verdict arrives, those of the client's later PUBLISHes wait behind it.
+    """
+
+    __slots__ = ("pid", "qos", "ready", "verdict")
+
+    def __init__(self, qos: int, pid: int | None) -> None:
+        self.qos = qos
+        self.pid = pid
+        self.ready = False
+        self.verdict = 0
+
+
 def _publish_head(
     topic: str, size: int, qos: int, retain: bool, dup: bool, pid: int | None, v5: bool
 ) -> bytes | None:
@@ -108,6 +125,9 @@ class Connection(asyncio.Protocol):
         # output produced while a driver handles a claimed PUBLISH, held back so
         # that the PUBLISH's acknowledgement goes out first (as brokers do)
         self._held: list[bytes] | None = None
+        # acknowledgements waiting for a handler's late verdict, oldest first;
+        # every later one queues behind them (see _LateAck)
+        self._late: deque[_LateAck] = deque()
         self._timer: asyncio.TimerHandle | None = None
 
     @property
@@ -143,6 +163,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.proto.close()
+        self._late.clear()  # unacknowledged: the client sends them again
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -487,12 +508,13 @@ class Connection(asyncio.Protocol):
 
             verdicts: list[int | None] = []
             handling = True
+            late: _LateAck | None = None
 
             def acknowledge(verdict: int | None) -> None:
                 if handling:
                     verdicts.append(verdict)  # a plain handler: acknowledged below
-                elif qos and verdict != NO_ACK and self.proto.phase == CONNECTED:
-                    self._ack_publish(qos, pid, verdict or 0)
+                elif late is not None:
+                    self._settle_late(late, verdict)
 
             self._held = []
             try:
@@ -500,7 +522,11 @@ class Connection(asyncio.Protocol):
             finally:
                 handling = False
                 held = self._take_held()
-            if verdicts and qos and verdicts[0] != NO_ACK and self.proto.phase == CONNECTED:
+            if not verdicts:
+                # a coroutine, or a verdict the driver gives later (see mqtt.hooks)
+                late = _LateAck(qos, pid)
+                self._late.append(late)
+            elif verdicts[0] != NO_ACK and self.proto.phase == CONNECTED:
                 self._ack_publish(qos, pid, verdicts[0] or 0)
             if held and self.transport is not None and self.proto.phase != CLOSED:
                 self.transport.writelines(held)
@@ -527,9 +553,28 @@ class Connection(asyncio.Protocol):
             self._ack_publish(qos, pid, reason)
 
     def _ack_publish(self, qos: int, pid: int | None, reason: int) -> None:
+        if self._late:
+            ack = _LateAck(qos, pid)
+            ack.ready = True
+            ack.verdict = reason
+            self._late.append(ack)
+            return
+        self._send_ack(qos, pid, reason)
+
+    def _send_ack(self, qos: int, pid: int | None, reason: int) -> None:
         data = self.proto.ack_publish(qos, pid, reason)
         if data:
             self.write(data)
+
+    def _settle_late(self, late: _LateAck, verdict: int | None) -> None:
+        """A late verdict came: send every acknowledgement now due, in order."""
+        late.ready = True
+        late.verdict = NO_ACK if verdict == NO_ACK else verdict or 0
+        queue = self._late
+        while queue and queue[0].ready:
+            ack = queue.popleft()
+            if ack.verdict != NO_ACK and self.proto.phase == CONNECTED:
+                self._send_ack(ack.qos, ack.pid, ack.verdict)
 
     def _on_subscribe(self, session: Session, packet: Subscribe) -> None:
         v5 = self.version >= MQTT_5

@@ -113,6 +113,11 @@ AnonymousPolicy = Callable[[ConnectInfo, bool], "Acl | None"]
 # acknowledgements carry none), NO_ACK = no acknowledgement at all. What a
 # plain handler sends meanwhile goes out after the acknowledgement; a
 # coroutine's sends go out as they happen, its acknowledgement last.
+# A handler may also return an ``asyncio.Future`` of its verdict: it is done
+# with the message, only the acknowledgement waits (for a write to disk, say),
+# so the session's next messages are handled meanwhile. A cancelled future
+# means NO_ACK, a failed one IMPLEMENTATION_SPECIFIC_ERROR. Whatever the
+# handler, a client's acknowledgements go out in the order of its PUBLISHes.
 InterceptHandler = Callable[["Client", "Publish"], "Awaitable[int | None] | int | None"]
 NO_ACK: Final = -1
 

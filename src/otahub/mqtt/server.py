@@ -22,6 +22,7 @@ from otahub.mqtt.anonymous import LOOPBACK, IPNetwork, parse_networks, peer_in
 from otahub.mqtt.connection import Connection
 from otahub.mqtt.handler_queue import HandlerQueue
 from otahub.mqtt.hooks import (
+    NO_ACK,
     AnonymousPolicy,
     Authenticator,
     CertificateCheck,
@@ -858,6 +859,11 @@ class MQTTServer:
         if result is None or isinstance(result, int):
             acknowledge(result)
             return None
+        if isinstance(result, asyncio.Future):
+            # the handler is done, only its verdict comes later: the session's
+            # next PUBLISHes need not wait for it (their acknowledgements do)
+            result.add_done_callback(partial(_late_verdict, handler, acknowledge))
+            return None
         return self._finish_interceptor(handler, result, acknowledge)
 
     @staticmethod
@@ -892,3 +898,20 @@ class MQTTServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _late_verdict(
+    handler: InterceptHandler,
+    acknowledge: Callable[[int | None], None],
+    future: asyncio.Future[int | None],
+) -> None:
+    """The verdict of a handler that returned a future; none when it was cancelled."""
+    if future.cancelled():
+        acknowledge(NO_ACK)
+        return
+    exc = future.exception()
+    if exc is not None:
+        log.error("interception handler %r failed: %s", handler, exc)
+        acknowledge(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+        return
+    acknowledge(future.result())
