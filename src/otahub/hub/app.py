@@ -180,6 +180,8 @@ async def _serve(
         for driver in drivers:
             await driver.start()
             started.append(driver)
+        # what devices reported before the last stop and were told was stored
+        await core.ingest.replay()
         await mqtt_server.listen(settings.host, settings.mqtt_port)
         if settings.mqtt_tls_port is not None:
             await mqtt_server.listen(

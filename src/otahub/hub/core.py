@@ -12,6 +12,7 @@ from pathlib import Path
 
 from otahub.hub.drivers.download_links import link_signer, shared_key
 from otahub.hub.health import Health
+from otahub.hub.ingest import IngestJournal
 from otahub.hub.metrics import HubMetrics
 from otahub.hub.rollouts.engine import RolloutEngine
 from otahub.hub.rollouts.service import RolloutService
@@ -39,6 +40,7 @@ class CoreConfig:
 
 
 HUB_ID_FILE = "hub-id"
+INGEST_DIR = "ingest"
 
 
 def hub_id(data_dir: Path) -> str:
@@ -70,6 +72,8 @@ class HubCore:
         self.links = link_signer(config.data_dir)
         self.blobs = blobs or FileBlobStore(config.data_dir / "blobs")
         self.bus = EventBus()
+        # device reports acknowledged once on disk, applied behind (drivers record them)
+        self.ingest = IngestJournal(config.data_dir / INGEST_DIR)
         self.firmware = FirmwareService(self.db, self.blobs, self.bus)
         self.updates = UpdateService(self.db, self.bus, default_timeout_s=config.update_timeout_s)
         self.devices = DeviceService(self.db, self.bus, self.updates)
@@ -87,6 +91,7 @@ class HubCore:
         self.metrics.watch_blobs(self.blobs)
         self.metrics.watch_updates(self.updates.count_by_state)
         self.metrics.watch_rollouts(self.rollouts.active_counts)
+        self.metrics.watch_ingest(self.ingest)
         self._sweeper: asyncio.Task[None] | None = None
         self._engine: asyncio.Task[None] | None = None
 
@@ -110,6 +115,10 @@ class HubCore:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        try:
+            await self.ingest.close()
+        except Exception:
+            log.exception("applying the ingest journal at shutdown failed")
         try:
             await self.devices.close()
         except Exception:

@@ -78,6 +78,8 @@ class Shutdown:
             )
             await self._wait(cancelled, "cancelled device tasks", self.timeout_s * _CANCEL_SHARE)
 
+        # the reports devices were told are stored, applied while the drivers still run
+        await self._bounded("applying the ingest journal", core.ingest.close())
         for driver in reversed(drivers):
             await self._bounded(f"stopping the {driver.dialect} driver", driver.stop())
         await self._bounded("closing the message transport", transport.close())

@@ -15,6 +15,7 @@ from otahub.hub.metrics.rollouts import RolloutProgress
 from otahub.protocols.states import UpdateState
 
 if TYPE_CHECKING:
+    from otahub.hub.ingest import IngestJournal
     from otahub.hub.store.blobs import BlobStore
     from otahub.hub.store.database import Database
     from otahub.mqtt import MQTTServer
@@ -57,6 +58,7 @@ class HubMetrics:
             registry=self.registry,
         )
         self.mqtt: MQTTServer | None = None
+        self.ingest: IngestJournal | None = None
         self._count_updates: UpdateCounter | None = None
         self._count_rollouts: RolloutCounter | None = None
         self.update_counts: Mapping[str, int] = {}
@@ -87,6 +89,9 @@ class HubMetrics:
     def watch_mqtt(self, server: MQTTServer) -> None:
         self.mqtt = server
 
+    def watch_ingest(self, journal: IngestJournal) -> None:
+        self.ingest = journal
+
     def observe_loop_lag(self, seconds: float) -> None:
         self.loop_lag_seconds.observe(seconds)
 
@@ -109,8 +114,29 @@ class _LiveCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._mqtt()
+        yield from self._ingest()
         yield from self._downloads()
         yield from self._updates()
+
+    def _ingest(self) -> Iterator[Metric]:
+        journal = self._metrics.ingest
+        if journal is None:
+            return
+        yield GaugeMetricFamily(
+            "otahub_ingest_backlog",
+            "Device reports acknowledged (or being written) and not yet applied",
+            value=journal.backlog,
+        )
+        yield CounterMetricFamily(
+            "otahub_ingest_recorded",
+            "Device reports recorded in the ingest journal",
+            value=journal.recorded,
+        )
+        yield CounterMetricFamily(
+            "otahub_ingest_applied",
+            "Device reports applied from the ingest journal",
+            value=journal.applied,
+        )
 
     def _mqtt(self) -> Iterator[Metric]:
         server = self._metrics.mqtt

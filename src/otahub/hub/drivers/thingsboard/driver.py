@@ -96,7 +96,9 @@ from otahub.hub.drivers.thingsboard.progress import (
     DownloadProgress,
     DriverStates,
 )
+from otahub.hub.drivers.thingsboard.telemetry import JOURNAL_KIND as TELEMETRY_KIND
 from otahub.hub.drivers.thingsboard.telemetry import Telemetry
+from otahub.hub.drivers.thingsboard.telemetry import decode_recorded as decode_recorded_telemetry
 from otahub.hub.services.errors import Conflict, NotFound
 from otahub.hub.services.events import (
     DeviceCreated,
@@ -209,6 +211,9 @@ class ThingsBoardDriver(Driver):
             self.basic.put(device.name, parse_stored_basic(device.dialect_state.get(MQTT_BASIC)))
             self.tokens.put(device.name, device.tb_token)
         mqtt.add_authenticator(Authenticator(self.tokens, self.basic))
+        self.core.ingest.register(
+            TELEMETRY_KIND, decode_recorded_telemetry, self.telemetry.apply_recorded
+        )
         for pattern in _INTERCEPTED:
             self._undo.append(mqtt.intercept(pattern, self._on_publish))
         mqtt.on_session_connected(self._on_connected)

@@ -46,15 +46,19 @@ class Fetches:
         for key in [k for k in self._last if k[0] == device]:
             del self._last[key]
 
-    def other_than(
-        self, device: str, package: PackageType, update: UpdateView, state: UpdateState
-    ) -> Fetch | None:
-        """The fetch a report of ``state`` is about, when that is not ``update``'s package."""
-        if state not in AFTER_FETCH:
-            return None
-        fetch = self._last.get((device, package))
-        if fetch is None or fetch.update_id == update.id:
-            return None
-        if fetch.update_id is None and fetch.package_id == update.package_id:
-            return None  # the same bytes: the report may well be this update's
-        return fetch
+    def last(self, device: str, package: PackageType) -> Fetch | None:
+        """What ``device`` fetched last of ``package``'s kind (telemetry records it
+        when it arrives: the device may have fetched another by the time it is applied)."""
+        return self._last.get((device, package))
+
+
+def other_than(fetch: Fetch | None, update: UpdateView, state: UpdateState) -> Fetch | None:
+    """The fetch a report of ``state`` is about (``fetch``: the device's last when the
+    report came), when that is not ``update``'s package."""
+    if state not in AFTER_FETCH:
+        return None
+    if fetch is None or fetch.update_id == update.id:
+        return None
+    if fetch.update_id is None and fetch.package_id == update.package_id:
+        return None  # the same bytes: the report may well be this update's
+    return fetch
