@@ -27,6 +27,10 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# one decoder for every payload: json.loads with an argument builds a new one per call
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def as_text(payload: Payload, error: ErrorFactory, what: str) -> str:
     """Decode ``payload`` as strict UTF-8, raising ``error`` on failure."""
     if isinstance(payload, str):
@@ -45,7 +49,7 @@ def decode(payload: Payload, error: ErrorFactory, what: str = "payload") -> JSON
     """
     text = as_text(payload, error, what)
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise error(f"{what} is nested too deeply") from None
     except ValueError as exc:

@@ -63,9 +63,9 @@ async def test_reports_are_acknowledged_once_written_then_applied_in_order(tmp_p
     assert len(collector.batches) == 1
     assert not any(entry.replayed for entry in collector.batches[0])
     assert (journal.recorded, journal.applied) == (100, 100)
+    await journal.close()
     # everything applied: the file starts afresh
     assert (tmp_path / JOURNAL_FILE).stat().st_size == 0
-    await journal.close()
 
 
 async def test_the_acknowledgement_does_not_wait_for_the_applier(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.exc import DBAPIError
 
@@ -54,13 +54,15 @@ _MARK = struct.Struct("<Q")
 MAX_BACKLOG = 100_000
 #: Reports handed to the appliers at once.
 MAX_APPLY = 20_000
+#: Shortest time between two batches handed to the appliers: what a device repeats
+#: meanwhile (a downloading device's DOWNLOADING) is applied once, not per message.
+APPLY_INTERVAL_S = 0.1
 #: Longest wait between attempts to apply reports the database refused.
 MAX_RETRY_S = 30.0
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One report, as its kind's applier gets it."""
+class Entry(NamedTuple):
+    """One report, as its kind's applier gets it (a tuple: one is made per message)."""
 
     value: Any  # what the driver recorded (after a restart: what its decoder made of the bytes)
     received: float  # Unix time it reached this hub
@@ -80,9 +82,16 @@ class _Kind:
 
 
 class IngestJournal:
-    def __init__(self, directory: Path, *, max_backlog: int = MAX_BACKLOG) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_backlog: int = MAX_BACKLOG,
+        apply_interval_s: float = APPLY_INTERVAL_S,
+    ) -> None:
         self.directory = directory
         self.max_backlog = max_backlog
+        self.apply_interval_s = apply_interval_s
         self._kinds: dict[str, _Kind] = {}
         self._fd = -1
         self._io = ThreadPoolExecutor(1, thread_name_prefix="otahub-ingest")
@@ -220,23 +229,32 @@ class IngestJournal:
     async def _apply_all(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            while self._unapplied:
-                count = min(len(self._unapplied), MAX_APPLY)
-                batch = [self._unapplied.popleft() for _ in range(count)]
-                self._applying = count
-                try:
-                    await self._apply([(kind, entry) for kind, entry, _ in batch])
-                finally:
-                    self._applying = 0
-                self.applied += count
-                if len(self._unapplied) <= self.max_backlog // 2:
-                    self._room.set()
-                if self._unapplied or self._writer is not None:
-                    await loop.run_in_executor(self._io, self._mark, batch[-1][2])
-                else:
-                    # everything written is applied: start the file afresh
-                    self._size = 0
-                    await loop.run_in_executor(self._io, self._reset)
+            while True:
+                while self._unapplied:
+                    began = loop.time()
+                    count = min(len(self._unapplied), MAX_APPLY)
+                    batch = [self._unapplied.popleft() for _ in range(count)]
+                    self._applying = count
+                    try:
+                        await self._apply([(kind, entry) for kind, entry, _ in batch])
+                    finally:
+                        self._applying = 0
+                    self.applied += count
+                    if len(self._unapplied) <= self.max_backlog // 2:
+                        self._room.set()
+                    if self._unapplied or self._writer is not None:
+                        await loop.run_in_executor(self._io, self._mark, batch[-1][2])
+                        pause = began + self.apply_interval_s - loop.time()
+                        if pause > 0 and not self._closed:
+                            await asyncio.sleep(pause)
+                if self._writer is not None:
+                    return  # its write starts the applier again
+                # everything written is applied, and no write is under way: start
+                # the file afresh (a write recorded meanwhile goes after the reset)
+                self._size = 0
+                await loop.run_in_executor(self._io, self._reset)
+                if not self._unapplied:
+                    return
         finally:
             self._applier = None
 

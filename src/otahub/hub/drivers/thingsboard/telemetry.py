@@ -43,6 +43,7 @@ JOURNAL_KIND = "thingsboard.telemetry"
 # device name and topic family lengths, then per package what the device had
 # fetched last when the message came: package id and update id (-1: none)
 _HEAD = struct.Struct("<HB" + "qq" * len(PackageType))
+_PACKAGES = tuple(PackageType)  # iterating the enum itself costs more, per message
 
 # one telemetry message: its device, and each OTA report with the device's last
 # fetch of that package when the message came
@@ -56,7 +57,7 @@ def encode_recorded(
     name = device.encode()
     tag = family.value.encode()
     ids: list[int] = []
-    for package in PackageType:
+    for package in _PACKAGES:
         fetch = fetched.get(package)
         ids += (-1, -1) if fetch is None else (fetch.package_id, _or_minus(fetch.update_id))
     return _HEAD.pack(len(name), len(tag), *ids) + name + tag + payload
@@ -69,7 +70,7 @@ def decode_recorded(data: bytes) -> Recorded:
     device = data[start : start + name_len].decode()
     family = TopicFamily(data[start + name_len : start + name_len + tag_len].decode())
     fetched: dict[PackageType, Fetch | None] = {}
-    for i, package in enumerate(PackageType):
+    for i, package in enumerate(_PACKAGES):
         package_id, update_id = ids[2 * i], ids[2 * i + 1]
         fetched[package] = (
             None if package_id < 0 else Fetch(package_id, None if update_id < 0 else update_id)
@@ -86,7 +87,7 @@ def ota_reports(entries: Any) -> list[OtaReport]:
     """The OTA reports (firmware, software) among parsed telemetry entries."""
     return [
         report
-        for package in PackageType
+        for package in _PACKAGES
         if (report := extract_ota_report(entries, package)) is not None
     ]
 
