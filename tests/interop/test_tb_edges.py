@@ -302,7 +302,11 @@ def test_telemetry_shapes_and_client_attributes(tb: TbHub) -> None:
     answer = dev.expect()
     assert json.loads(answer.payload) == {"client": {"model": "X1", "serial": 42}}
     dev.disconnect()
-    assert tb.device(name)["firmware"] == {"title": "T", "version": "b"}
+    # stored before the PUBACKs (the ingest journal), applied just behind them
+    deadline = time.monotonic() + 10
+    while tb.device(name)["firmware"] != {"title": "T", "version": "b"}:
+        assert time.monotonic() < deadline, tb.device(name)["firmware"]
+        time.sleep(0.05)
 
 
 # -- section 1: connection ---------------------------------------------------------

@@ -72,8 +72,11 @@ class HubCore:
         self.links = link_signer(config.data_dir)
         self.blobs = blobs or FileBlobStore(config.data_dir / "blobs")
         self.bus = EventBus()
-        # device reports acknowledged once on disk, applied behind (drivers record them)
-        self.ingest = IngestJournal(config.data_dir / INGEST_DIR)
+        # device reports acknowledged once on disk, applied behind (drivers record
+        # them). Only with SQLite: hubs sharing a PostgreSQL database take over each
+        # other's devices, and what one hub's disk holds is lost to the others for
+        # good if it never comes back, so there reports are committed before PUBACK.
+        self.ingest = IngestJournal(config.data_dir / INGEST_DIR, enabled=self.db.is_sqlite)
         self.firmware = FirmwareService(self.db, self.blobs, self.bus)
         self.updates = UpdateService(self.db, self.bus, default_timeout_s=config.update_timeout_s)
         self.devices = DeviceService(self.db, self.bus, self.updates)

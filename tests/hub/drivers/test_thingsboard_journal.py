@@ -28,6 +28,7 @@ from otahub.protocols.thingsboard import TopicFamily
 from tests.hubproc import HubProcess
 from tests.interop.tbhub import TbHub
 from tests.mqtt.rawclient import RawClient
+from tests.pgserver import PostgresServer
 
 TELEMETRY = "v1/devices/me/telemetry"
 
@@ -126,3 +127,25 @@ def test_what_a_stopped_hub_had_not_applied_is_applied_before_devices_connect(
     finally:
         tb.close()
     assert journal.stat().st_size == 0
+
+
+def test_on_postgresql_telemetry_is_committed_before_the_puback(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    # hubs sharing the database take over each other's devices: no local journal
+    hub = HubProcess(
+        data_dir=tmp_path / "data",
+        extra_args=["--no-auth", "--database-url", postgres.create_database()],
+    ).start()
+    tb = TbHub(hub)
+    try:
+        update_id = _device_with_update(tb, "journal-pg")
+        state = json.dumps({"fw_state": "DOWNLOADING"}).encode()
+        asyncio.run(_connect_and_publish(hub.mqtt_port, "journal-pg", [state]))
+        # no waiting: the PUBACK came after the commit
+        assert tb.update(update_id)["state"] == "downloading"
+        assert _metric(hub, "otahub_ingest_recorded_total") == 0
+    finally:
+        tb.close()
+        hub.stop()
+    assert not (hub.data_dir / INGEST_DIR / JOURNAL_FILE).exists()

@@ -88,8 +88,12 @@ class IngestJournal:
         *,
         max_backlog: int = MAX_BACKLOG,
         apply_interval_s: float = APPLY_INTERVAL_S,
+        enabled: bool = True,
     ) -> None:
         self.directory = directory
+        #: False: drivers apply their reports before the acknowledgement instead
+        #: (the journal still replays what an earlier run left, and records nothing)
+        self.enabled = enabled
         self.max_backlog = max_backlog
         self.apply_interval_s = apply_interval_s
         self._kinds: dict[str, _Kind] = {}

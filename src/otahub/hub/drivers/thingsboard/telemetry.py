@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError
@@ -109,9 +110,10 @@ class Telemetry:
 
     def handle(
         self, session: Client, device: str, payload: bytes, family: TopicFamily
-    ) -> asyncio.Future[int | None] | int | None:
+    ) -> Awaitable[int | None] | int | None:
         """Returns the PUBACK verdict: None, the payload error code, or (for OTA
-        reports) the journal's future, done once the message is on disk."""
+        reports) the journal's future, done once the message is on disk (without
+        the journal: the reports applied)."""
         try:
             entries = parse_telemetry(payload, family)
         except ThingsBoardError as exc:
@@ -122,9 +124,18 @@ class Telemetry:
         fetches = self.driver.fetches
         fetched = {report.package: fetches.last(device, report.package) for report in reports}
         value: Recorded = (device, [(report, fetched[report.package]) for report in reports])
-        return self.driver.core.ingest.record(
+        journal = self.driver.core.ingest
+        if not journal.enabled:
+            return self._apply_now(value)
+        return journal.record(
             JOURNAL_KIND, encode_recorded(device, family, payload, fetched), value
         )
+
+    async def _apply_now(self, recorded: Recorded) -> None:
+        """Without the journal: applied (committed) before the PUBACK."""
+        device, reports = recorded
+        for report, fetch in reports:
+            await self.apply(device, report, fetch)
 
     async def apply_recorded(self, entries: list[Entry]) -> None:
         """Apply journalled telemetry: each device's reports in order, devices together
