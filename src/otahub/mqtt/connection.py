@@ -126,8 +126,9 @@ class Connection(asyncio.Protocol):
         # that the PUBLISH's acknowledgement goes out first (as brokers do)
         self._held: list[bytes] | None = None
         # acknowledgements waiting for a handler's late verdict, oldest first;
-        # every later one queues behind them (see _LateAck)
-        self._late: deque[_LateAck] = deque()
+        # every later one queues behind them (see _LateAck). Made when first
+        # needed: most connections never have one, and an empty deque is 600 bytes
+        self._late: deque[_LateAck] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     @property
@@ -163,7 +164,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.proto.close()
-        self._late.clear()  # unacknowledged: the client sends them again
+        self._late = None  # unacknowledged: the client sends them again
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -525,6 +526,8 @@ class Connection(asyncio.Protocol):
             if not verdicts:
                 # a coroutine, or a verdict the driver gives later (see mqtt.hooks)
                 late = _LateAck(qos, pid)
+                if self._late is None:
+                    self._late = deque()
                 self._late.append(late)
             elif verdicts[0] != NO_ACK and self.proto.phase == CONNECTED:
                 self._ack_publish(qos, pid, verdicts[0] or 0)
@@ -553,11 +556,12 @@ class Connection(asyncio.Protocol):
             self._ack_publish(qos, pid, reason)
 
     def _ack_publish(self, qos: int, pid: int | None, reason: int) -> None:
-        if self._late:
+        late = self._late
+        if late:
             ack = _LateAck(qos, pid)
             ack.ready = True
             ack.verdict = reason
-            self._late.append(ack)
+            late.append(ack)
             return
         self._send_ack(qos, pid, reason)
 
@@ -571,6 +575,8 @@ class Connection(asyncio.Protocol):
         late.ready = True
         late.verdict = NO_ACK if verdict == NO_ACK else verdict or 0
         queue = self._late
+        if queue is None:
+            return
         while queue and queue[0].ready:
             ack = queue.popleft()
             if ack.verdict != NO_ACK and self.proto.phase == CONNECTED:
