@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from otahub.hub.ingest import Entry, IngestJournal
-from otahub.hub.ingest.journal import JOURNAL_FILE
+from otahub.hub.ingest.journal import _MARK, JOURNAL_FILE, MARK_FILE
 from otahub.mqtt import NO_ACK
 
 KIND = "test.report"
@@ -224,3 +224,25 @@ async def test_a_report_no_applier_can_read_is_dropped_with_an_error(
     assert await journal_with(tmp_path, collector).replay() == 1
     assert collector.values == ["good"]
     assert "dropped" in caplog.text
+
+
+async def test_records_after_a_start_that_found_only_applied_ones_are_replayed(
+    tmp_path: Path,
+) -> None:
+    first = Collector()
+    first.gate.clear()
+    journal = journal_with(tmp_path, first)
+    await journal.replay()
+    await asyncio.gather(*(journal.record(KIND, b"old", None) for _ in range(3)))
+    # as if the run had applied all three and died before emptying the file
+    size = (tmp_path / JOURNAL_FILE).stat().st_size
+    (tmp_path / MARK_FILE).write_bytes(_MARK.pack(size))
+    second = Collector()
+    second.gate.clear()
+    restarted = journal_with(tmp_path, second)
+    assert await restarted.replay() == 0
+    await restarted.record(KIND, b"new", None)
+    # the next run must find the new record, not look past it from the old mark
+    third = Collector()
+    assert await journal_with(tmp_path, third).replay() == 1
+    assert third.values == ["new"]

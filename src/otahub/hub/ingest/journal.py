@@ -315,8 +315,8 @@ class IngestJournal:
         loop = asyncio.get_running_loop()
         records = await loop.run_in_executor(self._io, self._read_unapplied)
         self._replayed = True
-        if not records:
-            return 0
+        if records is None:
+            return 0  # no file: nothing was ever recorded here
         batch: list[tuple[str, Entry]] = []
         for kind, received, data in records:
             handler = self._kinds.get(kind)
@@ -335,19 +335,23 @@ class IngestJournal:
                 )
                 continue
             batch.append((kind, Entry(value, received, True)))
-        log.info("ingest journal: applying %d report(s) the last run did not", len(batch))
+        if batch:
+            log.info("ingest journal: applying %d report(s) the last run did not", len(batch))
         for start in range(0, len(batch), MAX_APPLY):
             await self._apply(batch[start : start + MAX_APPLY])
         self.applied += len(batch)
+        # always: new records start at the beginning, and the old mark must not
+        # point past them at the next replay
         await loop.run_in_executor(self._io, self._reset)
         return len(batch)
 
-    def _read_unapplied(self) -> list[tuple[str, float, bytes]]:
-        """In the I/O thread: the records after the mark, up to the first torn one."""
+    def _read_unapplied(self) -> list[tuple[str, float, bytes]] | None:
+        """In the I/O thread: the records after the mark, up to the first torn one
+        (None: there is no journal file)."""
         try:
             data = (self.directory / JOURNAL_FILE).read_bytes()
         except FileNotFoundError:
-            return []
+            return None
         offset = 0
         with contextlib.suppress(FileNotFoundError, struct.error):
             (offset,) = _MARK.unpack((self.directory / MARK_FILE).read_bytes())
