@@ -1181,3 +1181,29 @@ def test_classify_publish_fuzz(topic: str) -> None:
 def test_basic_credentials_fuzz(payload: bytes) -> None:
     with contextlib.suppress(ThingsBoardError):
         tb.parse_basic_credentials(payload)
+
+
+class TestOtaReports:
+    def test_both_packages_from_one_message_and_none_without_keys(self) -> None:
+        entries = tb.parse_telemetry(
+            b'{"fw_state":"DOWNLOADING","current_sw_version":"3","temperature":21}'
+        )
+        reports = tb.extract_ota_reports(entries)
+        assert [(r.package, r.state, r.current_version) for r in reports] == [
+            (FW, "DOWNLOADING", None),
+            (SW, None, "3"),
+        ]
+        assert tb.extract_ota_reports(tb.parse_telemetry(b'{"temperature":21}')) == []
+
+    def test_a_repeat_is_the_same_whatever_its_timestamp(self) -> None:
+        first = tb.extract_ota_reports(
+            tb.parse_telemetry(b'{"ts":1,"values":{"fw_state":"DOWNLOADING"}}')
+        )[0]
+        again = tb.extract_ota_reports(
+            tb.parse_telemetry(b'{"ts":2,"values":{"fw_state":"DOWNLOADING"}}')
+        )[0]
+        moved = tb.extract_ota_reports(tb.parse_telemetry(b'{"fw_state":"DOWNLOADED"}'))[0]
+        software = tb.extract_ota_reports(tb.parse_telemetry(b'{"sw_state":"DOWNLOADING"}'))[0]
+        assert first.ts != again.ts and first.same_as(again)
+        assert not first.same_as(moved)
+        assert not first.same_as(software)

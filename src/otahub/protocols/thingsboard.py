@@ -120,6 +120,10 @@ class PackageType(Enum):
         return self.value
 
 
+#: Both kinds, as a tuple: iterating the enum itself costs more, per telemetry message.
+PACKAGES: Final = tuple(PackageType)
+
+
 class TopicFamily(Enum):
     """Which topic family a request came in on; the reply uses the same one."""
 
@@ -924,6 +928,17 @@ class OtaReport:
     def canonical_state(self) -> UpdateState | None:
         return None if self.state is None else fw_state_to_state(self.state)
 
+    def same_as(self, other: OtaReport) -> bool:
+        """Whether ``other`` says the same (its timestamp aside): a device repeating
+        ``DOWNLOADING`` while it downloads."""
+        return (
+            self.package is other.package
+            and self.state == other.state
+            and self.current_title == other.current_title
+            and self.current_version == other.current_version
+            and self.error == other.error
+        )
+
 
 # (telemetry key, OtaReport field) per package, built once: telemetry is the busiest path
 _OTA_KEYS = {
@@ -965,6 +980,16 @@ def extract_ota_report(
         error=found.get("error"),
         ts=ts,
     )
+
+
+def extract_ota_reports(entries: Iterable[TelemetryEntry]) -> list[OtaReport]:
+    """The firmware and the software report among telemetry entries, those present."""
+    entries = tuple(entries)
+    return [
+        report
+        for package in PACKAGES
+        if (report := extract_ota_report(entries, package)) is not None
+    ]
 
 
 class UpdatedCheck(Enum):
