@@ -246,3 +246,18 @@ async def test_records_after_a_start_that_found_only_applied_ones_are_replayed(
     third = Collector()
     assert await journal_with(tmp_path, third).replay() == 1
     assert third.values == ["new"]
+
+
+async def test_a_disabled_journal_applies_each_report_before_its_acknowledgement(
+    tmp_path: Path,
+) -> None:
+    collector = Collector()
+    journal = IngestJournal(tmp_path, enabled=False)
+    journal.register(KIND, bytes.decode, collector.apply)
+    await journal.replay()
+    pending = journal.record(KIND, b"a", "a")
+    assert not isinstance(pending, asyncio.Future)  # the session's next message waits
+    assert collector.values == []
+    assert await pending is None
+    assert collector.values == ["a"]
+    assert journal.recorded == 0 and not (tmp_path / JOURNAL_FILE).exists()

@@ -79,6 +79,7 @@ Apply = Callable[[list[Entry]], Awaitable[None]]
 class _Kind:
     decode: Decode
     apply: Apply
+    prefix: bytes  # the kind and its NUL, ahead of each record's bytes
 
 
 class IngestJournal:
@@ -91,8 +92,8 @@ class IngestJournal:
         enabled: bool = True,
     ) -> None:
         self.directory = directory
-        #: False: drivers apply their reports before the acknowledgement instead
-        #: (the journal still replays what an earlier run left, and records nothing)
+        #: False: ``record`` applies each report before its acknowledgement instead
+        #: (the journal still replays what an earlier run left, and writes nothing)
         self.enabled = enabled
         self.max_backlog = max_backlog
         self.apply_interval_s = apply_interval_s
@@ -119,7 +120,7 @@ class IngestJournal:
 
     def register(self, kind: str, decode: Decode, apply: Apply) -> None:
         """How reports of ``kind`` are read back after a restart and applied."""
-        self._kinds[kind] = _Kind(decode, apply)
+        self._kinds[kind] = _Kind(decode, apply, kind.encode("ascii") + b"\0")
 
     @property
     def backlog(self) -> int:
@@ -128,16 +129,20 @@ class IngestJournal:
 
     # -- recording ---------------------------------------------------------------
 
-    def record(self, kind: str, data: bytes, value: Any) -> asyncio.Future[int | None]:
-        """Append a report; the future gives its PUBACK verdict once it is on disk
-        (None), or NO_ACK when it could not be written."""
+    def record(self, kind: str, data: bytes, value: Any) -> Awaitable[int | None]:
+        """Append a report: the future gives its PUBACK verdict once it is on disk
+        (None), or NO_ACK when it could not be written. With the journal disabled,
+        a coroutine that applies the report first (its errors fail the PUBACK)."""
+        handler = self._kinds.get(kind)
+        if not self.enabled and handler is not None:
+            return self._apply_at_once(handler, value)
         done: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        if self._closed or kind not in self._kinds:
+        if self._closed or handler is None:
             why = "the journal is closed" if self._closed else "no applier for it"
             log.error("ingest journal: a %s report was not recorded: %s", kind, why)
             done.set_result(NO_ACK)
             return done
-        body = kind.encode("ascii") + b"\0" + data
+        body = handler.prefix + data
         now = time.time()
         self._buffer.append(_HEAD.pack(len(body), zlib.crc32(body), now) + body)
         self._waiting.append(done)
@@ -146,6 +151,11 @@ class IngestJournal:
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_all())
         return done
+
+    @staticmethod
+    async def _apply_at_once(handler: _Kind, value: Any) -> None:
+        # a coroutine, not a future: the device's later messages wait for it
+        await handler.apply([Entry(value, time.time(), False)])
 
     async def _write_all(self) -> None:
         loop = asyncio.get_running_loop()

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import struct
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError
 
@@ -24,13 +24,14 @@ from otahub.hub.ingest import Entry
 from otahub.mqtt import Client
 from otahub.protocols.states import UpdateState
 from otahub.protocols.thingsboard import (
+    PACKAGES,
     OtaReport,
     PackageType,
     ThingsBoardError,
     TopicFamily,
     UpdatedCheck,
     check_updated,
-    extract_ota_report,
+    extract_ota_reports,
     parse_telemetry,
 )
 
@@ -44,7 +45,6 @@ JOURNAL_KIND = "thingsboard.telemetry"
 # device name and topic family lengths, then per package what the device had
 # fetched last when the message came: package id and update id (-1: none)
 _HEAD = struct.Struct("<HB" + "qq" * len(PackageType))
-_PACKAGES = tuple(PackageType)  # iterating the enum itself costs more, per message
 
 # one telemetry message: its device, and each OTA report with the device's last
 # fetch of that package when the message came
@@ -58,7 +58,7 @@ def encode_recorded(
     name = device.encode()
     tag = family.value.encode()
     ids: list[int] = []
-    for package in _PACKAGES:
+    for package in PACKAGES:
         fetch = fetched.get(package)
         ids += (-1, -1) if fetch is None else (fetch.package_id, _or_minus(fetch.update_id))
     return _HEAD.pack(len(name), len(tag), *ids) + name + tag + payload
@@ -71,37 +71,17 @@ def decode_recorded(data: bytes) -> Recorded:
     device = data[start : start + name_len].decode()
     family = TopicFamily(data[start + name_len : start + name_len + tag_len].decode())
     fetched: dict[PackageType, Fetch | None] = {}
-    for i, package in enumerate(_PACKAGES):
+    for i, package in enumerate(PACKAGES):
         package_id, update_id = ids[2 * i], ids[2 * i + 1]
         fetched[package] = (
             None if package_id < 0 else Fetch(package_id, None if update_id < 0 else update_id)
         )
-    reports = ota_reports(parse_telemetry(data[start + name_len + tag_len :], family))
+    reports = extract_ota_reports(parse_telemetry(data[start + name_len + tag_len :], family))
     return device, [(report, fetched[report.package]) for report in reports]
 
 
 def _or_minus(value: int | None) -> int:
     return -1 if value is None else value
-
-
-def ota_reports(entries: Any) -> list[OtaReport]:
-    """The OTA reports (firmware, software) among parsed telemetry entries."""
-    return [
-        report
-        for package in _PACKAGES
-        if (report := extract_ota_report(entries, package)) is not None
-    ]
-
-
-def _same(a: OtaReport, b: OtaReport) -> bool:
-    """Whether two reports say the same (their timestamps aside)."""
-    return (a.package, a.state, a.current_title, a.current_version, a.error) == (
-        b.package,
-        b.state,
-        b.current_title,
-        b.current_version,
-        b.error,
-    )
 
 
 class Telemetry:
@@ -112,30 +92,21 @@ class Telemetry:
         self, session: Client, device: str, payload: bytes, family: TopicFamily
     ) -> Awaitable[int | None] | int | None:
         """Returns the PUBACK verdict: None, the payload error code, or (for OTA
-        reports) the journal's future, done once the message is on disk (without
-        the journal: the reports applied)."""
+        reports) what the ingest journal gives: done once the message is on disk
+        (or, without the journal, applied)."""
         try:
             entries = parse_telemetry(payload, family)
         except ThingsBoardError as exc:
             return self.driver.payload_error(session, "telemetry", exc)
-        reports = ota_reports(entries)
+        reports = extract_ota_reports(entries)
         if not reports:
             return None
         fetches = self.driver.fetches
         fetched = {report.package: fetches.last(device, report.package) for report in reports}
         value: Recorded = (device, [(report, fetched[report.package]) for report in reports])
-        journal = self.driver.core.ingest
-        if not journal.enabled:
-            return self._apply_now(value)
-        return journal.record(
+        return self.driver.core.ingest.record(
             JOURNAL_KIND, encode_recorded(device, family, payload, fetched), value
         )
-
-    async def _apply_now(self, recorded: Recorded) -> None:
-        """Without the journal: applied (committed) before the PUBACK."""
-        device, reports = recorded
-        for report, fetch in reports:
-            await self.apply(device, report, fetch)
 
     async def apply_recorded(self, entries: list[Entry]) -> None:
         """Apply journalled telemetry: each device's reports in order, devices together
@@ -146,7 +117,7 @@ class Telemetry:
             device, reports = recorded
             queue = by_device.setdefault(device, [])
             for report, fetch in reports:
-                if queue and _same(queue[-1][0], report) and queue[-1][1] == fetch:
+                if queue and queue[-1][0].same_as(report) and queue[-1][1] == fetch:
                     queue[-1] = (report, fetch, entry)
                 else:
                     queue.append((report, fetch, entry))
