@@ -248,7 +248,10 @@ class Connection(asyncio.Protocol):
     def _on_close(self, event: Close) -> None:
         kind = event.kind
         connect = self.proto.connect
-        client = connect.client_id if connect is not None else None
+        if connect is not None:
+            client: str | None = connect.client_id
+        else:  # past the CONNACK, the session knows it
+            client = None if self.session is None else self.session.client_id
         if kind == "disconnect":
             session = self.session
             if session is not None and event.session_expiry is not None:

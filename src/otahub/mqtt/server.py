@@ -659,7 +659,7 @@ class MQTTServer:
         session.subscriptions.clear()
         self._unpersist(session)
         session.inflight.clear()
-        session.queue.clear()
+        session.queue = None
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
 
@@ -693,7 +693,7 @@ class MQTTServer:
             if out.qos > 0:
                 self.store_message(session, out, bounded=False)
                 self.store.message_sent(session.client_id, out.key, pid, out.state)
-        for out in session.queue:
+        for out in session.queue or ():
             if out.qos > 0:
                 self.store_message(session, out, bounded=False)
 
@@ -704,7 +704,7 @@ class MQTTServer:
         self.store.session_dropped(session.client_id)
         for out in session.inflight.values():
             self._unkey(out)
-        for out in session.queue:
+        for out in session.queue or ():
             self._unkey(out)
 
     def _unkey(self, out: Outgoing) -> None:
@@ -806,7 +806,7 @@ class MQTTServer:
                 out.state = kept.state
                 session.inflight[pid] = out
             else:
-                session.queue.append(out)
+                session.queued().append(out)
         if stored.disconnected_at is None:
             self._save_session(session, ended)
 

@@ -89,7 +89,9 @@ class Session:
         self.expiry_interval = expiry_interval
         self.subscriptions: dict[str, SubscriptionOptions] = {}
         self.inflight: dict[int, Outgoing] = {}
-        self.queue: deque[Outgoing] = deque()
+        # made when a message first has to wait (see _enqueue), dropped once drained:
+        # an empty deque is some 600 bytes per idle connection
+        self.queue: deque[Outgoing] | None = None
         self.incoming_qos2: set[int] = set()
         self.connection: Connection | None = None
         self.will: Will | None = None
@@ -100,7 +102,7 @@ class Session:
         self.will_timer: asyncio.TimerHandle | None = None
         self.dropped_messages = 0
         # the limits (otahub.mqtt.limits) this client has hit, each logged once
-        self.limits_hit: set[str] = set()
+        self.limits_hit: set[str] | None = None
         # whether the server's store holds this session (it has a session expiry)
         self.persisted = False
         # driver code for this session's messages, run in their order
@@ -163,9 +165,12 @@ class Session:
     def warn_once(self, limit: str, message: str) -> None:
         """Log that this client hit ``limit``, the first time only: a client
         stuck against a limit must not flood the log."""
-        if limit in self.limits_hit:
+        hit = self.limits_hit
+        if hit is None:
+            hit = self.limits_hit = set()
+        elif limit in hit:
             return
-        self.limits_hit.add(limit)
+        hit.add(limit)
         log.warning(
             "client %r (%s) %s; refused (logged once per client)",
             self.client_id,
@@ -194,9 +199,10 @@ class Session:
         if self.persisted and out.qos and out.key == 0 and not self.server.store_message(self, out):
             self.dropped_messages += 1
             return
+        queue = self.queued()
         limit = self.server.config.max_queued_messages
-        if len(self.queue) >= limit:
-            self._forget(self.queue.popleft())
+        if len(queue) >= limit:
+            self._forget(queue.popleft())
             self.dropped_messages += 1
             if self.dropped_messages in (1, 10, 100) or self.dropped_messages % 1000 == 0:
                 log.warning(
@@ -205,7 +211,14 @@ class Session:
                     limit,
                     self.dropped_messages,
                 )
-        self.queue.append(out)
+        queue.append(out)
+
+    def queued(self) -> deque[Outgoing]:
+        """The queue of messages waiting to be sent, made if there is none."""
+        queue = self.queue
+        if queue is None:
+            queue = self.queue = deque()
+        return queue
 
     def _allocate_packet_id(self) -> int:
         pid = self._next_pid
@@ -239,9 +252,12 @@ class Session:
         conn = self.connection
         if conn is None:
             return
+        queue = self.queue
+        if queue is None:
+            return
         now = time.monotonic()
-        while self.queue and len(self.inflight) < self.receive_maximum and not conn.paused:
-            out = self.queue.popleft()
+        while queue and len(self.inflight) < self.receive_maximum and not conn.paused:
+            out = queue.popleft()
             if out.message.expired(now):
                 self._forget(out)
                 continue
@@ -249,6 +265,8 @@ class Session:
                 conn.send_message(out, None, dup=False)
             else:
                 self._send_inflight(conn, out)
+        if not queue and self.queue is queue:
+            self.queue = None
 
     def resend_inflight(self) -> None:
         """After a session is resumed: everything unacknowledged goes again."""

@@ -51,11 +51,33 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
 
 
 class _Node(Generic[V]):
+    # Both maps are made when first needed: an inner node holds no values and a
+    # leaf no children, and each empty dict is 64 bytes for every topic level
+    # of every subscription and retained message.
     __slots__ = ("children", "values")
 
     def __init__(self) -> None:
-        self.children: dict[str, _Node[V]] = {}
-        self.values: dict[object, V] = {}
+        self.children: dict[str, _Node[V]] | None = None
+        self.values: dict[object, V] | None = None
+
+    def child(self, level: str) -> _Node[V]:
+        """The child for ``level``, made if there is none."""
+        children = self.children
+        if children is None:
+            children = self.children = {}
+        node = children.get(level)
+        if node is None:
+            node = children[level] = _Node()
+        return node
+
+    def put(self, key: object, value: V) -> bool:
+        """Store ``value`` under ``key``; True if the key was new."""
+        values = self.values
+        if values is None:
+            values = self.values = {}
+        is_new = key not in values
+        values[key] = value
+        return is_new
 
 
 def _remove_value(root: _Node[V], key_path: str, key: object) -> bool:
@@ -63,19 +85,28 @@ def _remove_value(root: _Node[V], key_path: str, key: object) -> bool:
     path: list[tuple[_Node[V], str]] = []
     node = root
     for level in key_path.split("/"):
-        child = node.children.get(level)
+        children = node.children
+        child = None if children is None else children.get(level)
         if child is None:
             return False
         path.append((node, level))
         node = child
-    if key not in node.values:
+    values = node.values
+    if values is None or key not in values:
         return False
-    del node.values[key]
+    del values[key]
+    if not values:
+        node.values = None
     # prune empty branches so long-lived servers do not accumulate dead nodes
     for parent, level in reversed(path):
-        if parent.children[level].values or parent.children[level].children:
+        children = parent.children
+        assert children is not None
+        child = children[level]
+        if child.values or child.children:
             break
-        del parent.children[level]
+        del children[level]
+        if not children:
+            parent.children = None
     return True
 
 
@@ -100,12 +131,8 @@ class FilterTree(Generic[V]):
         """Store ``value`` for ``owner`` under ``topic_filter``; True if it was new."""
         node = self._root
         for level in topic_filter.split("/"):
-            child = node.children.get(level)
-            if child is None:
-                child = node.children[level] = _Node()
-            node = child
-        is_new = owner not in node.values
-        node.values[owner] = value
+            node = node.child(level)
+        is_new = node.put(owner, value)
         if is_new:
             self._size += 1
         return is_new
@@ -124,15 +151,22 @@ class FilterTree(Generic[V]):
         self, node: _Node[V], levels: list[str], i: int, dollar: bool
     ) -> Iterator[tuple[object, V]]:
         children = node.children
+        if i == len(levels):
+            if children is not None and not (dollar and i == 0):
+                hash_node = children.get("#")
+                if hash_node is not None and hash_node.values:
+                    yield from hash_node.values.items()
+            if node.values:
+                yield from node.values.items()
+            return
+        if children is None:
+            return
         # "$" topics are not matched by a wildcard in the first level
         wild = not (dollar and i == 0)
         if wild:
             hash_node = children.get("#")
-            if hash_node is not None:
+            if hash_node is not None and hash_node.values:
                 yield from hash_node.values.items()
-        if i == len(levels):
-            yield from node.values.items()
-            return
         exact = children.get(levels[i])
         if exact is not None:
             yield from self._match(exact, levels, i + 1, dollar)
@@ -157,22 +191,20 @@ class TopicStore(Generic[V]):
     def set(self, topic: str, value: V) -> None:
         node = self._root
         for level in topic.split("/"):
-            child = node.children.get(level)
-            if child is None:
-                child = node.children[level] = _Node()
-            node = child
-        if None not in node.values:
+            node = node.child(level)
+        if node.put(None, value):
             self._size += 1
-        node.values[None] = value
 
     def get(self, topic: str) -> V | None:
         node = self._root
         for level in topic.split("/"):
-            child = node.children.get(level)
+            children = node.children
+            child = None if children is None else children.get(level)
             if child is None:
                 return None
             node = child
-        return node.values.get(None)
+        values = node.values
+        return None if values is None else values.get(None)
 
     def delete(self, topic: str) -> bool:
         if not _remove_value(self._root, topic, None):
@@ -187,32 +219,40 @@ class TopicStore(Generic[V]):
     def _walk(
         self, node: _Node[V], levels: list[str], i: int, prefix: list[str]
     ) -> Iterator[tuple[str, V]]:
+        values = node.values
         if i == len(levels):
-            if None in node.values:
-                yield "/".join(prefix), node.values[None]
+            if values is not None and None in values:
+                yield "/".join(prefix), values[None]
             return
         level = levels[i]
         if level == "#":
             # "#" also matches the parent level itself ("a/#" matches "a")
-            if i > 0 and None in node.values:
-                yield "/".join(prefix), node.values[None]
+            if i > 0 and values is not None and None in values:
+                yield "/".join(prefix), values[None]
             yield from self._all(node, prefix, skip_dollar=(i == 0))
             return
+        children = node.children
+        if children is None:
+            return
         if level == "+":
-            for name, child in node.children.items():
+            for name, child in children.items():
                 if i == 0 and name.startswith("$"):
                     continue
                 yield from self._walk(child, levels, i + 1, [*prefix, name])
             return
-        exact = node.children.get(level)
+        exact = children.get(level)
         if exact is not None:
             yield from self._walk(exact, levels, i + 1, [*prefix, level])
 
     def _all(self, node: _Node[V], prefix: list[str], skip_dollar: bool) -> Iterator[tuple[str, V]]:
-        for name, child in node.children.items():
+        children = node.children
+        if children is None:
+            return
+        for name, child in children.items():
             if skip_dollar and name.startswith("$"):
                 continue
             path = [*prefix, name]
-            if None in child.values:
-                yield "/".join(path), child.values[None]
+            values = child.values
+            if values is not None and None in values:
+                yield "/".join(path), values[None]
             yield from self._all(child, path, skip_dollar=False)
