@@ -44,3 +44,34 @@ async def test_a_sign_for_an_unknown_device_is_kept_but_written_nowhere(core: Hu
     await core.devices.create(DeviceSpec("not-yet", "thin-edge"))
     await presence.write("not-yet")
     assert (await core.devices.get("not-yet")).online is True
+
+
+async def test_a_sign_for_several_devices_ends_for_all_and_nothing_is_left_behind(
+    core: HubCore,
+) -> None:
+    for name in ("gw", "child-a", "child-b"):
+        await core.devices.create(DeviceSpec(name, "thin-edge"))
+    presence = Presence(core.devices, "thin-edge")
+    session, other = object(), object()
+    await asyncio.gather(
+        presence.add_for("gw", session),
+        presence.add_for("child-a", session),
+        presence.add_for("child-a", session),  # again: still one
+        presence.add_for("child-b", session),
+        presence.add_for("child-b", other),
+    )
+    assert presence.signs("child-b") == [session, other]
+    assert all([(await core.devices.get(n)).online for n in ("gw", "child-a", "child-b")])
+    # an idle device keeps its signs only: no lock outlives the writes
+    assert presence._locks == {}
+    ended = presence.ended(session)
+    assert ended is not None
+    await ended
+    assert presence.ended(session) is None
+    assert [(await core.devices.get(n)).online for n in ("gw", "child-a", "child-b")] == [
+        False,
+        False,
+        True,  # its other sign lives on
+    ]
+    assert presence.signs("child-b") == [other]
+    assert presence._locks == {}

@@ -30,12 +30,15 @@ class Presence(Generic[Sign]):
     def __init__(self, devices: DeviceService, dialect: str) -> None:
         self.devices = devices
         self.dialect = dialect
-        # device -> live signs, in the order they appeared (dicts keep it)
-        self._signs: dict[str, dict[Sign, None]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        # a sign that stands for several devices (a session waiting for the
-        # commands of a gateway's children) -> those devices
-        self._devices_of: dict[Sign, set[str]] = {}
+        # Kept small: there is an entry per connected device. Device -> its live
+        # signs in the order they appeared (nearly always one: a tuple, not a dict)
+        self._signs: dict[str, tuple[Sign, ...]] = {}
+        # device -> the lock its writes take and how many writes hold or wait for
+        # it; dropped when none does, so an idle device has none
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        # a sign that stands for devices (a session waiting for its own commands,
+        # or a gateway's children's) -> those devices
+        self._devices_of: dict[Sign, str | set[str]] = {}
 
     def signs(self, device: str) -> list[Sign]:
         """The device's live signs, oldest first."""
@@ -51,24 +54,33 @@ class Presence(Generic[Sign]):
                 await self.write(device.name)
 
     async def add(self, device: str, sign: Sign) -> None:
-        signs = self._signs.setdefault(device, {})
+        signs = self._signs.get(device, ())
         if sign in signs:
             return
-        signs[sign] = None
+        self._signs[device] = (*signs, sign)
         await self.write(device)
 
     async def remove(self, device: str, sign: Sign) -> None:
         signs = self._signs.get(device)
         if signs is None or sign not in signs:
             return
-        del signs[sign]
-        if not signs:
+        left = tuple(s for s in signs if s != sign)
+        if left:
+            self._signs[device] = left
+        else:
             del self._signs[device]
         await self.write(device)
 
     async def add_for(self, device: str, sign: Sign) -> None:
         """Like :meth:`add`, remembering the device under ``sign`` for :meth:`ended`."""
-        self._devices_of.setdefault(sign, set()).add(device)
+        known = self._devices_of.get(sign)
+        if known is None:
+            self._devices_of[sign] = device
+        elif isinstance(known, str):
+            if known != device:
+                self._devices_of[sign] = {known, device}
+        else:
+            known.add(device)
         await self.add(device, sign)
 
     def ended(self, sign: Sign) -> Awaitable[None] | None:
@@ -76,7 +88,7 @@ class Presence(Generic[Sign]):
         devices = self._devices_of.pop(sign, None)
         if not devices:
             return None
-        return self._remove_from(devices, sign)
+        return self._remove_from({devices} if isinstance(devices, str) else devices, sign)
 
     async def _remove_from(self, devices: set[str], sign: Sign) -> None:
         for device in devices:
@@ -89,7 +101,16 @@ class Presence(Generic[Sign]):
 
     async def write(self, device: str) -> None:
         """Write the device's state now (e.g. once it is registered)."""
-        lock = self._locks.setdefault(device, asyncio.Lock())
-        async with lock:
-            with contextlib.suppress(NotFound):  # not (or no longer) registered
-                await self.devices.report(device, online=self.is_online(device))
+        entry = self._locks.get(device)
+        if entry is None:
+            entry = self._locks[device] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                with contextlib.suppress(NotFound):  # not (or no longer) registered
+                    await self.devices.report(device, online=self.is_online(device))
+        finally:
+            users[0] -= 1
+            if not users[0] and self._locks.get(device) is entry:
+                del self._locks[device]
