@@ -394,8 +394,11 @@ class LogStore:
         self._fd = -1
         self._size = 0  # bytes in the log file
         self._live_size = 0  # bytes of the records below
-        # the live records, by what they describe
-        self._retained: dict[str, bytes] = {}
+        # the live records, by what they describe; a retained message as the message
+        # itself (which the server keeps anyway), its owner and its record's length,
+        # encoded again only when the log is compacted: a second copy of every
+        # retained payload would be memory per device for nothing
+        self._retained: dict[str, tuple[Message, str, int]] = {}
         self._sessions: dict[str, bytes] = {}
         self._subscriptions: dict[str, dict[str, bytes]] = {}
         self._messages: dict[str, dict[int, bytes]] = {}
@@ -455,9 +458,8 @@ class LogStore:
         self._messages.clear()
         self._sent.clear()
         for retained in state.retained.values():
-            self._retained[retained.message.topic] = self._retain_record(
-                retained.message, retained.owner
-            )
+            record = self._retain_record(retained.message, retained.owner)
+            self._retained[retained.message.topic] = (retained.message, retained.owner, len(record))
         for session in state.sessions.values():
             cid = session.client_id
             self._sessions[cid] = _record(_SESSION, _session_fields(session))
@@ -497,7 +499,7 @@ class LogStore:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 
     def _live_records(self) -> list[bytes]:
-        records: list[bytes] = list(self._retained.values())
+        records = [self._retain_record(m, owner) for m, owner, _ in self._retained.values()]
         for cid, session in self._sessions.items():
             records.append(session)
             records.extend(self._subscriptions.get(cid, {}).values())
@@ -578,12 +580,15 @@ class LogStore:
         )
 
     def retained(self, message: Message, owner: str) -> None:
-        self._replace(self._retained, message.topic, self._retain_record(message, owner))
+        record = self._retain_record(message, owner)
+        old = self._retained.get(message.topic)
+        self._retained[message.topic] = (message, owner, len(record))
+        self._append(record, len(record) - (0 if old is None else old[2]))
 
     def retained_cleared(self, topic: str) -> None:
         old = self._retained.pop(topic, None)
         if old is not None:
-            self._append(_record(_RETAIN_CLEAR, _text(topic)), -len(old))
+            self._append(_record(_RETAIN_CLEAR, _text(topic)), -old[2])
 
     def session_saved(self, session: StoredSession) -> None:
         self._replace(
