@@ -151,22 +151,18 @@ class FilterTree(Generic[V]):
         self, node: _Node[V], levels: list[str], i: int, dollar: bool
     ) -> Iterator[tuple[object, V]]:
         children = node.children
+        # "$" topics are not matched by a wildcard in the first level
+        wild = not (dollar and i == 0)
+        if wild and children is not None:
+            hash_node = children.get("#")
+            if hash_node is not None and hash_node.values:
+                yield from hash_node.values.items()
         if i == len(levels):
-            if children is not None and not (dollar and i == 0):
-                hash_node = children.get("#")
-                if hash_node is not None and hash_node.values:
-                    yield from hash_node.values.items()
             if node.values:
                 yield from node.values.items()
             return
         if children is None:
             return
-        # "$" topics are not matched by a wildcard in the first level
-        wild = not (dollar and i == 0)
-        if wild:
-            hash_node = children.get("#")
-            if hash_node is not None and hash_node.values:
-                yield from hash_node.values.items()
         exact = children.get(levels[i])
         if exact is not None:
             yield from self._match(exact, levels, i + 1, dollar)
