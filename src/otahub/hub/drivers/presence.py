@@ -26,6 +26,16 @@ log = logging.getLogger("otahub.hub.drivers")
 Sign = TypeVar("Sign", bound=Hashable)
 
 
+class _Writes:
+    """A device's write lock and how many writes hold or wait for it."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 class Presence(Generic[Sign]):
     def __init__(self, devices: DeviceService, dialect: str) -> None:
         self.devices = devices
@@ -33,9 +43,9 @@ class Presence(Generic[Sign]):
         # Kept small: there is an entry per connected device. Device -> its live
         # signs in the order they appeared (nearly always one: a tuple, not a dict)
         self._signs: dict[str, tuple[Sign, ...]] = {}
-        # device -> the lock its writes take and how many writes hold or wait for
-        # it; dropped when none does, so an idle device has none
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        # device -> its writes' lock, dropped when no write holds or waits for it,
+        # so an idle device has none
+        self._locks: dict[str, _Writes] = {}
         # a sign that stands for devices (a session waiting for its own commands,
         # or a gateway's children's) -> those devices
         self._devices_of: dict[Sign, str | set[str]] = {}
@@ -101,16 +111,15 @@ class Presence(Generic[Sign]):
 
     async def write(self, device: str) -> None:
         """Write the device's state now (e.g. once it is registered)."""
-        entry = self._locks.get(device)
-        if entry is None:
-            entry = self._locks[device] = (asyncio.Lock(), [0])
-        lock, users = entry
-        users[0] += 1
+        writes = self._locks.get(device)
+        if writes is None:
+            writes = self._locks[device] = _Writes()
+        writes.users += 1
         try:
-            async with lock:
+            async with writes.lock:
                 with contextlib.suppress(NotFound):  # not (or no longer) registered
                     await self.devices.report(device, online=self.is_online(device))
         finally:
-            users[0] -= 1
-            if not users[0] and self._locks.get(device) is entry:
+            writes.users -= 1
+            if not writes.users and self._locks.get(device) is writes:
                 del self._locks[device]
