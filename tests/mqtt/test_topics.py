@@ -114,7 +114,7 @@ def test_filter_tree_remove_prunes_and_counts() -> None:
     assert [v for _, v in tree.match("a/b/c")] == [3]
     assert tree.remove("a/+/c", "s2")
     assert len(tree) == 0
-    assert not tree._root.children  # every branch pruned
+    assert not tree._root.has_children()  # every branch pruned
 
 
 def test_topic_store_replace_and_delete() -> None:
@@ -126,3 +126,58 @@ def test_topic_store_replace_and_delete() -> None:
     assert store.delete("a/b")
     assert store.get("a/b") is None
     assert len(store) == 0
+
+
+# An operation on a tree: add (or replace) or remove a filter for an owner.
+steps = st.lists(
+    st.tuples(st.booleans(), filters, st.sampled_from(["s1", "s2", "s3"])), max_size=30
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps, topics)
+def test_filter_tree_agrees_with_a_plain_model_through_adds_and_removes(
+    ops: list[tuple[bool, str, str]], topic: str
+) -> None:
+    # Nodes keep a lone child and a lone value in slots and move to dicts for
+    # the second; every add and remove here crosses those shapes both ways.
+    tree: FilterTree[str] = FilterTree()
+    model: dict[tuple[str, str], str] = {}
+    for n, (adding, f, owner) in enumerate(ops):
+        if adding:
+            assert tree.add(f, owner, f"{f}@{n}") == ((f, owner) not in model)
+            model[(f, owner)] = f"{f}@{n}"
+        else:
+            assert tree.remove(f, owner) == ((f, owner) in model)
+            model.pop((f, owner), None)
+        assert len(tree) == len(model)
+    got = sorted((str(owner), value) for owner, value in tree.match(topic))
+    assert got == sorted((o, v) for (f, o), v in model.items() if topic_matches(f, topic))
+    for f, owner in list(model):
+        assert tree.remove(f, owner)
+    assert len(tree) == 0
+    assert not tree._root.has_children()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), topics), max_size=30), filters)
+def test_topic_store_agrees_with_a_plain_model_through_sets_and_deletes(
+    ops: list[tuple[bool, str]], topic_filter: str
+) -> None:
+    store: TopicStore[str] = TopicStore()
+    model: dict[str, str] = {}
+    for n, (setting, t) in enumerate(ops):
+        if setting:
+            store.set(t, f"{t}@{n}")
+            model[t] = f"{t}@{n}"
+        else:
+            assert store.delete(t) == (t in model)
+            model.pop(t, None)
+        assert len(store) == len(model)
+    assert sorted(store.match(topic_filter)) == sorted(
+        (t, v) for t, v in model.items() if topic_matches(topic_filter, t)
+    )
+    for t, v in model.items():
+        assert store.get(t) == v
+        assert store.delete(t)
+    assert not store._root.has_children()

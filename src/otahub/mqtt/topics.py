@@ -6,8 +6,8 @@ walk per level rather than one comparison per subscription.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Final, Generic, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import Final, Generic, TypeVar, cast
 
 V = TypeVar("V")
 
@@ -50,63 +50,147 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
     return len(f_levels) == len(t_levels)
 
 
+# marks a node's lone-value slot as empty (None is a key: TopicStore uses it)
+_ABSENT: Final = object()
+
+
 class _Node(Generic[V]):
-    # Both maps are made when first needed: an inner node holds no values and a
-    # leaf no children, and each empty dict is 64 bytes for every topic level
-    # of every subscription and retained message.
-    __slots__ = ("children", "values")
+    """One topic level: its children and the values stored at it.
+
+    Most levels below the first few belong to a single device's topics, so a
+    node usually has one child and one value. Those are kept in slots; a dict is
+    made only for the second (a dict with one entry is about 230 bytes, and a
+    fleet has several such levels for every device).
+    """
+
+    __slots__ = ("_level", "_more", "_only", "_owner", "_value", "_values")
 
     def __init__(self) -> None:
-        self.children: dict[str, _Node[V]] | None = None
-        self.values: dict[object, V] | None = None
+        # the lone child and its level, or every child in ``_more`` (never both)
+        self._level = ""
+        self._only: _Node[V] | None = None
+        self._more: dict[str, _Node[V]] | None = None
+        # the lone value and its key, or every value in ``_values`` (never both)
+        self._owner: object = _ABSENT
+        self._value: V | None = None
+        self._values: dict[object, V] | None = None
+
+    def get(self, level: str) -> _Node[V] | None:
+        only = self._only
+        if only is not None:
+            return only if self._level == level else None
+        more = self._more
+        return None if more is None else more.get(level)
 
     def child(self, level: str) -> _Node[V]:
         """The child for ``level``, made if there is none."""
-        children = self.children
-        if children is None:
-            children = self.children = {}
-        node = children.get(level)
-        if node is None:
-            node = children[level] = _Node()
+        node = self.get(level)
+        if node is not None:
+            return node
+        node = _Node()
+        only = self._only
+        if only is not None:
+            self._more = {self._level: only, level: node}
+            self._only = None
+            self._level = ""
+        elif self._more is not None:
+            self._more[level] = node
+        else:
+            self._level = level
+            self._only = node
         return node
+
+    def drop(self, level: str) -> None:
+        """Forget the child for ``level`` (there is one)."""
+        if self._only is not None:
+            self._only = None
+            self._level = ""
+            return
+        more = self._more
+        assert more is not None
+        del more[level]
+        if len(more) == 1:
+            ((self._level, self._only),) = more.items()
+            self._more = None
+
+    def has_children(self) -> bool:
+        return self._only is not None or self._more is not None
+
+    def children(self) -> list[tuple[str, _Node[V]]]:
+        if self._only is not None:
+            return [(self._level, self._only)]
+        return [] if self._more is None else list(self._more.items())
 
     def put(self, key: object, value: V) -> bool:
         """Store ``value`` under ``key``; True if the key was new."""
-        values = self.values
+        values = self._values
+        if values is not None:
+            is_new = key not in values
+            values[key] = value
+            return is_new
+        owner = self._owner
+        if owner is _ABSENT or owner == key:
+            self._owner = key
+            self._value = value
+            return owner is _ABSENT
+        self._values = {owner: cast(V, self._value), key: value}
+        self._owner = _ABSENT
+        self._value = None
+        return True
+
+    def take(self, key: object) -> bool:
+        """Remove the value under ``key``; False if there was none."""
+        values = self._values
         if values is None:
-            values = self.values = {}
-        is_new = key not in values
-        values[key] = value
-        return is_new
+            if self._owner is _ABSENT or self._owner != key:
+                return False
+            self._owner = _ABSENT
+            self._value = None
+            return True
+        if key not in values:
+            return False
+        del values[key]
+        if len(values) == 1:
+            ((self._owner, self._value),) = values.items()
+            self._values = None
+        return True
+
+    def has_values(self) -> bool:
+        return self._owner is not _ABSENT or self._values is not None
+
+    def value_of(self, key: object) -> V | None:
+        values = self._values
+        if values is not None:
+            return values.get(key)
+        return self._value if self._owner is not _ABSENT and self._owner == key else None
+
+    def pairs(self) -> Iterable[tuple[object, V]]:
+        """Every ``(key, value)`` stored here."""
+        values = self._values
+        if values is not None:
+            return values.items()
+        if self._owner is _ABSENT:
+            return ()
+        return ((self._owner, cast(V, self._value)),)
 
 
 def _remove_value(root: _Node[V], key_path: str, key: object) -> bool:
     """Remove ``key`` from the node at ``key_path``; prune branches left empty."""
-    path: list[tuple[_Node[V], str]] = []
+    path: list[tuple[_Node[V], str, _Node[V]]] = []
     node = root
     for level in key_path.split("/"):
-        children = node.children
-        child = None if children is None else children.get(level)
+        child = node.get(level)
         if child is None:
             return False
-        path.append((node, level))
+        path.append((node, level, child))
         node = child
-    values = node.values
-    if values is None or key not in values:
+    if not node.take(key):
         return False
-    del values[key]
-    if not values:
-        node.values = None
     # prune empty branches so long-lived servers do not accumulate dead nodes
-    for parent, level in reversed(path):
-        children = parent.children
-        assert children is not None
-        child = children[level]
-        if child.values or child.children:
+    for parent, level, child in reversed(path):
+        if child.has_values() or child.has_children():
             break
-        del children[level]
-        if not children:
-            parent.children = None
+        parent.drop(level)
     return True
 
 
@@ -150,30 +234,29 @@ class FilterTree(Generic[V]):
     def _match(
         self, node: _Node[V], levels: list[str], i: int, dollar: bool
     ) -> Iterator[tuple[object, V]]:
-        children = node.children
         # "$" topics are not matched by a wildcard in the first level
         wild = not (dollar and i == 0)
-        if wild and children is not None:
-            hash_node = children.get("#")
-            if hash_node is not None and hash_node.values:
-                yield from hash_node.values.items()
+        if wild:
+            hash_node = node.get("#")
+            if hash_node is not None:
+                yield from hash_node.pairs()
         if i == len(levels):
-            if node.values:
-                yield from node.values.items()
+            yield from node.pairs()
             return
-        if children is None:
-            return
-        exact = children.get(levels[i])
+        exact = node.get(levels[i])
         if exact is not None:
             yield from self._match(exact, levels, i + 1, dollar)
         if wild:
-            plus = children.get("+")
+            plus = node.get("+")
             if plus is not None:
                 yield from self._match(plus, levels, i + 1, dollar)
 
 
 class TopicStore(Generic[V]):
-    """Values kept per concrete topic (retained messages), found by filter."""
+    """Values kept per concrete topic (retained messages), found by filter.
+
+    A value is never None: None is what ``get`` says for a topic with none.
+    """
 
     __slots__ = ("_root", "_size")
 
@@ -194,13 +277,11 @@ class TopicStore(Generic[V]):
     def get(self, topic: str) -> V | None:
         node = self._root
         for level in topic.split("/"):
-            children = node.children
-            child = None if children is None else children.get(level)
+            child = node.get(level)
             if child is None:
                 return None
             node = child
-        values = node.values
-        return None if values is None else values.get(None)
+        return node.value_of(None)
 
     def delete(self, topic: str) -> bool:
         if not _remove_value(self._root, topic, None):
@@ -215,40 +296,35 @@ class TopicStore(Generic[V]):
     def _walk(
         self, node: _Node[V], levels: list[str], i: int, prefix: list[str]
     ) -> Iterator[tuple[str, V]]:
-        values = node.values
         if i == len(levels):
-            if values is not None and None in values:
-                yield "/".join(prefix), values[None]
+            value = node.value_of(None)
+            if value is not None:
+                yield "/".join(prefix), value
             return
         level = levels[i]
         if level == "#":
             # "#" also matches the parent level itself ("a/#" matches "a")
-            if i > 0 and values is not None and None in values:
-                yield "/".join(prefix), values[None]
+            value = node.value_of(None) if i > 0 else None
+            if value is not None:
+                yield "/".join(prefix), value
             yield from self._all(node, prefix, skip_dollar=(i == 0))
             return
-        children = node.children
-        if children is None:
-            return
         if level == "+":
-            for name, child in children.items():
+            for name, child in node.children():
                 if i == 0 and name.startswith("$"):
                     continue
                 yield from self._walk(child, levels, i + 1, [*prefix, name])
             return
-        exact = children.get(level)
+        exact = node.get(level)
         if exact is not None:
             yield from self._walk(exact, levels, i + 1, [*prefix, level])
 
     def _all(self, node: _Node[V], prefix: list[str], skip_dollar: bool) -> Iterator[tuple[str, V]]:
-        children = node.children
-        if children is None:
-            return
-        for name, child in children.items():
+        for name, child in node.children():
             if skip_dollar and name.startswith("$"):
                 continue
             path = [*prefix, name]
-            values = child.values
-            if values is not None and None in values:
-                yield "/".join(path), values[None]
+            value = child.value_of(None)
+            if value is not None:
+                yield "/".join(path), value
             yield from self._all(child, path, skip_dollar=False)
