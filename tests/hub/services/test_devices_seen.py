@@ -11,7 +11,7 @@ from otahub.hub.core import HubCore
 from otahub.hub.services.devices import DeviceSpec
 from otahub.hub.services.errors import NotFound
 from otahub.hub.services.events import DeviceReported, Event
-from otahub.hub.services.views import DeviceView
+from otahub.hub.services.views import ReportedState
 
 
 async def test_a_report_that_only_moves_last_seen_is_batched_and_not_announced(
@@ -49,8 +49,14 @@ async def test_what_another_path_wrote_is_not_hidden_by_the_report_cache(core: H
     await core.devices.create(DeviceSpec(name="d", dialect="thingsboard", token="t"))
     await core.devices.report("d", version="1.0", online=True)
     await core.devices.set_labels("d", {"site": "a"})
-    view = await core.devices.report("d", version="1.0")
-    assert view.labels == {"site": "a"}
+    await core.devices.set_dialect_state("d", {"seen": 1})
+    state = await core.devices.report("d", version="1.0")
+    assert state.current_fw_version == "1.0"
+    await core.devices.flush_seen()
+    stored = await core.devices.get("d")
+    assert stored.labels == {"site": "a"} and stored.dialect_state == {"seen": 1}
+    # the driver's own state does not stand in the way of the report cache
+    assert "d" in core.devices._known
     await core.devices.delete("d")
     await core.devices.create(DeviceSpec(name="d", dialect="thingsboard", token="t"))
     view = await core.devices.report("d", version="1.0", online=True)
@@ -71,7 +77,7 @@ async def test_concurrent_reports_are_written_together_and_each_gets_its_view(
     assert isinstance(results[20], NotFound)
     for i in range(20):
         view = results[i]
-        assert isinstance(view, DeviceView) and view.current_fw_version == f"1.{i}"
+        assert isinstance(view, ReportedState) and view.current_fw_version == f"1.{i}"
         stored = await core.devices.get(f"d{i}")
         assert stored.online and stored.current_fw_version == f"1.{i}"
         assert stored.last_seen_at == view.last_seen_at

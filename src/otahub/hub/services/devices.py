@@ -41,7 +41,7 @@ from otahub.hub.services.events import (
 from otahub.hub.services.labels import MAX_LABELS, check_labels
 from otahub.hub.services.read_batch import ReadBatch
 from otahub.hub.services.updates import UpdateService
-from otahub.hub.services.views import DeviceView, UpdateView
+from otahub.hub.services.views import DeviceView, ReportedState, UpdateView
 from otahub.hub.store.batching import Debounced, GroupCommit
 from otahub.hub.store.database import Database
 from otahub.hub.store.models import TERMINAL_STATES, Device, Update, utcnow
@@ -199,7 +199,7 @@ class DeviceService:
         self.bus = bus
         self.updates = updates
         # device -> what its last report wrote, and when (monotonic)
-        self._known: dict[str, tuple[DeviceView, float]] = {}
+        self._known: dict[str, tuple[ReportedState, float]] = {}
         # an update that succeeded wrote the device's version behind this cache
         updates.on_installed(lambda name: self._known.pop(name, None))
         # device -> last seen, not stored yet
@@ -580,7 +580,6 @@ class DeviceService:
         thin-edge registration): the writes that come while one transaction
         runs share the next (group commit), applied in the order they came.
         """
-        self._known.pop(name, None)
         return await self._states.submit((name, dict(state)))
 
     async def _write_state_batch(
@@ -619,8 +618,6 @@ class DeviceService:
     async def set_dialect_states(self, states: Mapping[str, dict[str, Any]]) -> None:
         """``set_dialect_state`` for many devices, in one transaction (devices gone
         meanwhile are skipped)."""
-        for name in states:
-            self._known.pop(name, None)
         params = [{"row_name": name, "v_state": dict(state)} for name, state in states.items()]
         async with self.db.session() as s, s.begin():
             for start in range(0, len(params), _IN_CHUNK):
@@ -648,10 +645,6 @@ class DeviceService:
                     old = state.get(section)
                     state[section] = {**(old if isinstance(old, dict) else {}), **values[name]}
                     params.append({"row_id": row_id, "v_state": state})
-                    known = self._known.get(name)
-                    if known is not None:
-                        view = dataclasses.replace(known[0], dialect_state=dict(state))
-                        self._known[name] = (view, known[1])
                 if params:
                     await s.execute(_SET_STATE, params)
 
@@ -664,7 +657,7 @@ class DeviceService:
         version: str | None = None,
         online: bool | None = None,
         seen_at: datetime | None = None,
-    ) -> DeviceView:
+    ) -> ReportedState:
         """Record what a device said about itself (drivers call this).
 
         A report that changes nothing this hub wrote for the device shortly
@@ -674,24 +667,25 @@ class DeviceService:
         seen = seen_at or utcnow()
         known = self._known.get(name)
         if known is not None and time.monotonic() - known[1] < KNOWN_TTL_S:
-            view = known[0]
-            if _unchanged(view, kind, title, version, online):
-                # the view's time moves in whole seconds: a new view per message
-                # of a chatty device is measurable work for nothing
-                if view.last_seen_at is None or seen - view.last_seen_at >= _SEEN_STEP:
-                    view = dataclasses.replace(view, last_seen_at=seen)
-                    self._known[name] = (view, known[1])
+            state = known[0]
+            if _unchanged(state, kind, title, version, online):
+                # the time moves in whole seconds: a new state per message of a
+                # chatty device is measurable work for nothing
+                if state.last_seen_at is None or seen - state.last_seen_at >= _SEEN_STEP:
+                    state = dataclasses.replace(state, last_seen_at=seen)
+                    self._known[name] = (state, known[1])
                 self._seen[name] = seen
                 self._seen_later.touch()
-                return view
+                return state
         # shielded: a caller that gives up does not fail the others of its batch
         view = await asyncio.shield(
             self._reports.submit(_Report(name, kind, title, version, online, seen))
         )
-        self._known[name] = (view, time.monotonic())
+        state = ReportedState.of(view)
+        self._known[name] = (state, time.monotonic())
         self._seen.pop(name, None)  # stored with the rest
         await self.bus.publish(DeviceReported(view))
-        return view
+        return state
 
     async def _write_report_batch(
         self, batch: builtins.list[_Report]
@@ -791,17 +785,17 @@ def _apply_report(row: Device, report: _Report) -> None:
 
 
 def _unchanged(
-    view: DeviceView, kind: str, title: str | None, version: str | None, online: bool | None
+    state: ReportedState, kind: str, title: str | None, version: str | None, online: bool | None
 ) -> bool:
-    """Whether a report says nothing ``view`` does not say already (but the time)."""
+    """Whether a report says nothing ``state`` does not say already (but the time)."""
     if kind == "software":
-        runs = (view.current_sw_title, view.current_sw_version)
+        runs = (state.current_sw_title, state.current_sw_version)
     else:
-        runs = (view.current_fw_title, view.current_fw_version)
+        runs = (state.current_fw_title, state.current_fw_version)
     return (
         (title is None or title == runs[0])
         and (version is None or version == runs[1])
-        and (online is None or online == view.online)
+        and (online is None or online == state.online)
     )
 
 

@@ -130,6 +130,36 @@ class DeviceView:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportedState:
+    """What a device's reports set (its versions, online, last seen): the answer
+    to a report.
+
+    The hub remembers this, not the device's whole view, for every device that
+    reported lately, so it stays a few fields: a fleet keeps one per device.
+    """
+
+    name: str
+    current_fw_title: str | None
+    current_fw_version: str | None
+    current_sw_title: str | None
+    current_sw_version: str | None
+    online: bool
+    last_seen_at: datetime | None
+
+    @classmethod
+    def of(cls, view: DeviceView) -> ReportedState:
+        return cls(
+            name=view.name,
+            current_fw_title=view.current_fw_title,
+            current_fw_version=view.current_fw_version,
+            current_sw_title=view.current_sw_title,
+            current_sw_version=view.current_sw_version,
+            online=view.online,
+            last_seen_at=view.last_seen_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class GroupView:
     id: int
     name: str
