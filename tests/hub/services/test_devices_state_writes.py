@@ -33,20 +33,17 @@ async def test_states_written_together_share_one_commit_in_the_order_they_came(
     writes.append(core.devices.set_dialect_state("nobody", {"n": 0}))
     results = await asyncio.gather(*writes, return_exceptions=True)
     assert commits[0] == 1
-    assert [getattr(r, "dialect_state", None) for r in results[:11]] == [
-        *({"n": n} for n in range(10)),
-        {"n": "last"},
-    ]
+    assert results[:11] == [None] * 11
     assert isinstance(results[11], NotFound)
     assert (await core.devices.get("dev3")).dialect_state == {"n": "last"}
-    assert (await core.devices.get("dev7")).dialect_state == {"n": 7}
+    for n in (0, 1, 2, 4, 5, 6, 7, 8, 9):
+        assert (await core.devices.get(f"dev{n}")).dialect_state == {"n": n}
 
 
 async def test_a_state_written_after_a_commit_is_the_one_kept(core: HubCore) -> None:
     await core.devices.create(DeviceSpec(name="dev", dialect="thin-edge"))
     first = asyncio.ensure_future(core.devices.set_dialect_state("dev", {"v": 1}))
     await asyncio.sleep(0)
-    second = await core.devices.set_dialect_state("dev", {"v": 2})
-    assert (await first).dialect_state == {"v": 1}
-    assert second.dialect_state == {"v": 2}
+    await core.devices.set_dialect_state("dev", {"v": 2})
+    await first
     assert (await core.devices.get("dev")).dialect_state == {"v": 2}

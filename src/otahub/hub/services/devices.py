@@ -213,7 +213,7 @@ class DeviceService:
         self._reads: ReadBatch[str, DeviceView] = ReadBatch(self._read)
         self._enos_reads: ReadBatch[tuple[str, str], DeviceView] = ReadBatch(self._read_enos)
         # dialect states waiting for the next group write, and the task writing them
-        self._states: GroupCommit[tuple[str, dict[str, Any]], DeviceView] = GroupCommit(
+        self._states: GroupCommit[tuple[str, dict[str, Any]], None] = GroupCommit(
             self._write_state_batch, "dialect states", log, max_batch=_STATE_BATCH
         )
 
@@ -573,33 +573,38 @@ class DeviceService:
             row.owner = owner
             return DeviceView.of(row)
 
-    async def set_dialect_state(self, name: str, state: dict[str, Any]) -> DeviceView:
+    async def set_dialect_state(self, name: str, state: dict[str, Any]) -> None:
         """Replace what the device's driver remembers about it; returns once committed.
 
         Drivers write it on every connect (an EnOS login's timestamp, a
         thin-edge registration): the writes that come while one transaction
         runs share the next (group commit), applied in the order they came.
         """
-        return await self._states.submit((name, dict(state)))
+        await self._states.submit((name, dict(state)))
 
     async def _write_state_batch(
         self, batch: builtins.list[tuple[str, dict[str, Any]]]
-    ) -> builtins.list[DeviceView | Exception]:
-        views: builtins.list[DeviceView | Exception] = []
+    ) -> builtins.list[Exception | None]:
+        # plain statements: a connect wave's batch loads no ORM objects
+        names = sorted({name for name, _ in batch})
+        found: set[str] = set()
         async with self.db.session() as s, s.begin():
-            names = {name for name, _ in batch}
-            rows = {
-                row.name: row
-                for row in await s.scalars(select(Device).where(Device.name.in_(names)))
-            }
-            for name, state in batch:
-                row = rows.get(name)
-                if row is None:
-                    views.append(NotFound(f"device {name!r} does not exist"))
-                    continue
-                row.dialect_state = state
-                views.append(DeviceView.of(row))
-        return views
+            for start in range(0, len(names), _IN_CHUNK):
+                found.update(
+                    await s.scalars(
+                        select(_DEVICES.c.name).where(
+                            _DEVICES.c.name.in_(names[start : start + _IN_CHUNK])
+                        )
+                    )
+                )
+            # in the order they came: a later write for the same device wins
+            params = [{"row_name": n, "v_state": state} for n, state in batch if n in found]
+            if params:
+                await s.execute(_SET_STATE_BY_NAME, params)
+        return [
+            None if name in found else NotFound(f"device {name!r} does not exist")
+            for name, _ in batch
+        ]
 
     async def dialect_states(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
         """What the driver remembers about each of ``names`` (devices gone are left out)."""
