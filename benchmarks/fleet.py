@@ -27,7 +27,9 @@ the benchmark's own event loop (``otahub simulate --processes``), the
 fleet's ``--connect-concurrency`` shared among them; with 1 it runs in the
 benchmark's own loop. One asyncio process cannot open connections as fast
 as the hub accepts them, and would measure itself. The CPU the hub and the
-simulator spent during the connect wave is printed with the rates.
+simulator spent during the connect wave is printed with the rates, and
+what the rest of the machine took meanwhile (other processes' CPU, this
+benchmark's own included, and the hypervisor's steal).
 ``--connect-only`` stops after the idle RSS. ``--profile-start FILE``
 samples the hub with py-spy (raw, collapsed stacks) while the updates are
 started, from just before the first request to its answer.
@@ -277,6 +279,26 @@ class Forked:
         return self.workers.final()
 
 
+@dataclass(frozen=True)
+class MachineShare:
+    """What else the machine did during a stretch: a run slower than its
+    neighbours with the same work is told apart from one that shared the CPUs."""
+
+    others_s: float  # CPU seconds of every other process
+    steal: float  # share of the machine's time the hypervisor gave elsewhere
+
+    @classmethod
+    def between(cls, before: Any, after: Any, ours_s: float) -> MachineShare:
+        spent = {field: getattr(after, field) - getattr(before, field) for field in after._fields}
+        total = sum(spent.values())
+        busy = total - spent["idle"] - spent.get("iowait", 0.0) - spent.get("steal", 0.0)
+        steal = spent.get("steal", 0.0) / total if total else 0.0
+        return cls(max(busy - ours_s, 0.0), steal)
+
+    def __str__(self) -> str:
+        return f"other processes {self.others_s:.2f} s of CPU, steal {self.steal:.1%}"
+
+
 def cpu_of(pids: list[int]) -> float:
     return sum(hub_cpu(psutil.Process(pid)) for pid in pids)
 
@@ -364,6 +386,7 @@ async def bench(
             )
             await asyncio.sleep(1.0)
         hub_cpu0, sim_cpu0 = hub_cpu(hub), cpu_of(sim.pids())
+        machine0 = psutil.cpu_times()
         t_connect = time.monotonic()
         sim.go()
 
@@ -373,6 +396,7 @@ async def bench(
         connected_at = await wait(lambda: sim.counts().get("connected", 0) >= n, 600, "connections")
         connect_s = connected_at - t_connect
         connect_cpu = (hub_cpu(hub) - hub_cpu0, cpu_of(sim.pids()) - sim_cpu0)
+        machine = MachineShare.between(machine0, psutil.cpu_times(), sum(connect_cpu))
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             await spy.wait()
@@ -399,7 +423,7 @@ async def bench(
         print(
             f"connect wave {connect_s:.2f} s: hub CPU {connect_cpu[0]:.2f} s "
             f"({connect_cpu[0] / connect_s:.0%} of a core), simulator CPU {connect_cpu[1]:.2f} s "
-            f"({connect_cpu[1] / connect_s:.0%} of a core)"
+            f"({connect_cpu[1] / connect_s:.0%} of a core); {machine}"
         )
         print(
             f"hub RSS before connect {rss_before / 2**20:.1f} MiB, idle {rss_idle / 2**20:.1f} MiB"
