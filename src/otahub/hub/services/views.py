@@ -6,7 +6,7 @@ lets subscribers keep an event as long as they like.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -148,15 +148,8 @@ class ReportedState:
 
     @classmethod
     def of(cls, view: DeviceView) -> ReportedState:
-        return cls(
-            name=view.name,
-            current_fw_title=view.current_fw_title,
-            current_fw_version=view.current_fw_version,
-            current_sw_title=view.current_sw_title,
-            current_sw_version=view.current_sw_version,
-            online=view.online,
-            last_seen_at=view.last_seen_at,
-        )
+        # every field is the view's field of the same name
+        return cls(**{f.name: getattr(view, f.name) for f in fields(cls)})
 
 
 @dataclass(frozen=True, slots=True)
