@@ -66,6 +66,19 @@ def _reason_name(code: int) -> str:
         return f"0x{code:02x}"
 
 
+def _gate_verdict(done: asyncio.Future[Any], reason: int) -> int:
+    """The acknowledgement's verdict from its gates: none if one was not handled
+    (cancelled), an error if one failed, else ``reason``."""
+    if done.cancelled():
+        return NO_ACK
+    result = done.result()
+    verdicts = result if isinstance(result, list) else [result]
+    if any(isinstance(v, BaseException) or v == NO_ACK for v in verdicts):
+        return NO_ACK
+    failed = [v for v in verdicts if v]
+    return failed[0] if failed else reason
+
+
 def _ignore_verdict(verdict: int | None) -> None:
     """A QoS 0 PUBLISH is never acknowledged, whatever its handler decides."""
 
@@ -551,12 +564,31 @@ class Connection(asyncio.Protocol):
                 session.warn_once("retained", refusal)
                 self._ack_publish(qos, pid, ReasonCode.QUOTA_EXCEEDED)
                 return
-        matched = server.route(message, sender=session)
+        # in-process subscriptions that acknowledge: the ack waits for them
+        gates: list[asyncio.Future[int | None]] | None = (
+            [] if qos and server.acknowledging_subscriptions else None
+        )
+        matched = server.route(message, sender=session, gates=gates)
         reason = 0
         if self.version >= MQTT_5 and not matched:
             reason = ReasonCode.NO_MATCHING_SUBSCRIBERS
-        if qos:
+        if gates:
+            self._ack_after(gates, qos, pid, reason)
+        elif qos:
             self._ack_publish(qos, pid, reason)
+
+    def _ack_after(
+        self, gates: list[asyncio.Future[int | None]], qos: int, pid: int | None, reason: int
+    ) -> None:
+        """Acknowledge once every gate has its verdict, in order with the others."""
+        late = _LateAck(qos, pid)
+        if self._late is None:
+            self._late = deque()
+        self._late.append(late)
+        waiting: asyncio.Future[Any] = (
+            gates[0] if len(gates) == 1 else asyncio.gather(*gates, return_exceptions=True)
+        )
+        waiting.add_done_callback(lambda done: self._settle_late(late, _gate_verdict(done, reason)))
 
     def _ack_publish(self, qos: int, pid: int | None, reason: int) -> None:
         late = self._late

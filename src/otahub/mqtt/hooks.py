@@ -219,10 +219,11 @@ class Endpoint(Protocol):
         ...
 
     async def subscribe_replayed(
-        self, topic_filter: str, callback: MessageCallback
+        self, topic_filter: str, callback: MessageCallback, *, acknowledges: bool = False
     ) -> Callable[[], None]:
         """An in-process subscription, returning once the retained messages it matched
-        are handled; returns a function that ends it."""
+        are handled; returns a function that ends it. ``acknowledges``: a client's
+        QoS 1/2 PUBLISH it gets is acknowledged once ``callback`` is done with it."""
         ...
 
     def clients(self) -> Iterable[Client]:

@@ -93,11 +93,13 @@ def _describe(identity: Identity) -> str:
 class _InternalSubscriber:
     """An in-process subscriber (a driver on the hub's own endpoint)."""
 
-    __slots__ = ("callback", "topic_filter")
+    __slots__ = ("acknowledges", "callback", "topic_filter")
 
-    def __init__(self, topic_filter: str, callback: MessageCallback) -> None:
+    def __init__(self, topic_filter: str, callback: MessageCallback, acknowledges: bool) -> None:
         self.topic_filter = topic_filter
         self.callback = callback
+        # the sender's QoS 1/2 acknowledgement waits until the callback is done
+        self.acknowledges = acknowledges
 
 
 class MQTTServer:
@@ -117,6 +119,8 @@ class MQTTServer:
         self.retained_quota = RetainedQuota(self.config.limits)
         self._subscriptions: FilterTree[SubscriptionOptions] = FilterTree()
         self._internal: FilterTree[_InternalSubscriber] = FilterTree()
+        # how many of them hold back the sender's acknowledgement (see subscribe)
+        self.acknowledging_subscriptions = 0
         self._intercepts: FilterTree[InterceptHandler] = FilterTree()
         # Walking a tree per PUBLISH is the costliest part of handling one, and the
         # same topics come again and again: both answers are cached per topic and
@@ -354,36 +358,56 @@ class MQTTServer:
         return self.route(Message.from_publish(topic, payload, qos, retain, properties), None)
 
     def subscribe(
-        self, topic_filter: str, callback: MessageCallback, *, retained: bool = True
+        self,
+        topic_filter: str,
+        callback: MessageCallback,
+        *,
+        retained: bool = True,
+        acknowledges: bool = False,
     ) -> Callable[[], None]:
         """An in-process subscription; returns a function that ends it. The retained
-        messages it matches are handed over in the background."""
-        return self._subscribe(topic_filter, callback, HandlerQueue(self, None), retained)
+        messages it matches are handed over in the background.
+
+        ``acknowledges``: a client's QoS 1/2 PUBLISH this subscription gets is
+        acknowledged only once ``callback`` is done with it, so a message the hub
+        acknowledged is one its driver has handled (a hub that stops before that
+        leaves the client to send it again)."""
+        return self._subscribe(
+            topic_filter, callback, HandlerQueue(self, None), retained, acknowledges
+        )
 
     async def subscribe_replayed(
-        self, topic_filter: str, callback: MessageCallback
+        self, topic_filter: str, callback: MessageCallback, *, acknowledges: bool = False
     ) -> Callable[[], None]:
         """``subscribe``, returning once the retained messages it matched are handled:
         a replay still under way when devices send newer news would overwrite it."""
         replay = HandlerQueue(self, None)
-        unsubscribe = self._subscribe(topic_filter, callback, replay, True)
+        unsubscribe = self._subscribe(topic_filter, callback, replay, True, acknowledges)
         await replay.idle()
         return unsubscribe
 
     def _subscribe(
-        self, topic_filter: str, callback: MessageCallback, replay: HandlerQueue, retained: bool
+        self,
+        topic_filter: str,
+        callback: MessageCallback,
+        replay: HandlerQueue,
+        retained: bool,
+        acknowledges: bool,
     ) -> Callable[[], None]:
         if not is_valid_topic_filter(topic_filter):
             raise ValueError(f"invalid topic filter {topic_filter!r}")
-        sub = _InternalSubscriber(topic_filter, callback)
+        sub = _InternalSubscriber(topic_filter, callback, acknowledges)
         self._internal.add(topic_filter, sub, sub)
+        if acknowledges:
+            self.acknowledging_subscriptions += 1
         if retained:
             # in the order they are stored
             for topic, message in list(self.retained.match(topic_filter)):
                 replay.run(partial(callback, self._as_publish(message, topic)))
 
         def unsubscribe() -> None:
-            self._internal.remove(topic_filter, sub)
+            if self._internal.remove(topic_filter, sub) and acknowledges:
+                self.acknowledging_subscriptions -= 1
 
         return unsubscribe
 
@@ -396,12 +420,18 @@ class MQTTServer:
         return self.retained_quota.refusal(message.topic, owner, len(message.payload))
 
     def route(
-        self, message: Message, sender: Session | None, retained_by: str | None = None
+        self,
+        message: Message,
+        sender: Session | None,
+        retained_by: str | None = None,
+        gates: list[asyncio.Future[int | None]] | None = None,
     ) -> int:
         """Deliver to every matching subscriber; returns how many got it.
 
         A retained message is kept for ``retained_by`` (default: the sender's client
-        id, or the hub's own); the caller has checked ``retained_refusal``.
+        id, or the hub's own); the caller has checked ``retained_refusal``. With
+        ``gates``, each in-process subscription that ``acknowledges`` adds a future
+        there: the verdict for the sender's acknowledgement once it is done.
         """
         if message.retain:
             if message.payload:
@@ -451,7 +481,12 @@ class MQTTServer:
                 publish = publish or self._as_publish(message, topic)
                 # after what drivers still do with the sender's earlier messages
                 queue = self._own_handlers if sender is None else sender.handlers
-                queue.run(partial(owner.callback, publish))
+                if gates is not None and owner.acknowledges:
+                    done: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+                    gates.append(done)
+                    queue.run(partial(_gated, owner.callback, publish, done))
+                else:
+                    queue.run(partial(owner.callback, publish))
                 count += 1
         return count
 
@@ -898,6 +933,39 @@ class MQTTServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _gated(
+    callback: MessageCallback, publish: Publish, done: asyncio.Future[int | None]
+) -> Awaitable[None] | None:
+    """``callback`` for a subscription that acknowledges: ``done`` gets the verdict
+    for the sender's acknowledgement once the callback is done."""
+    try:
+        result = callback(publish)
+    except Exception:
+        _give(done, ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+        raise  # the handler queue logs it
+    if result is None:
+        _give(done, None)
+        return None
+    return _finish_gated(result, done)
+
+
+async def _finish_gated(pending: Awaitable[None], done: asyncio.Future[int | None]) -> None:
+    try:
+        await pending
+    except asyncio.CancelledError:
+        done.cancel()  # not handled (the hub stops): unacknowledged, the client resends
+        raise
+    except Exception:
+        _give(done, ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+        raise  # the handler queue logs it
+    _give(done, None)
+
+
+def _give(done: asyncio.Future[int | None], verdict: int | None) -> None:
+    if not done.done():
+        done.set_result(verdict)
 
 
 def _late_verdict(
