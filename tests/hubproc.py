@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -9,9 +11,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 from otahub.hub.settings import HubSettings
 
@@ -109,3 +113,39 @@ def in_process_settings(data_dir: Path) -> HubSettings:
         no_auth=True,
         shutdown_timeout=5,
     )
+
+
+class InProcessHub:
+    """A hub run with ``run_hub`` in the test's own event loop (drivers can be
+    patched), and an HTTP client on its API."""
+
+    def __init__(self, settings: HubSettings, http: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.http = http
+
+    async def device(self, name: str) -> dict[str, object] | None:
+        response = await self.http.get(f"/api/v1/devices/{name}")
+        return response.json() if response.status_code == 200 else None
+
+
+@contextlib.asynccontextmanager
+async def in_process_hub(data_dir: Path) -> AsyncIterator[InProcessHub]:
+    from otahub.hub.app import run_hub
+
+    settings = in_process_settings(data_dir)
+    task = asyncio.create_task(run_hub(settings))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.http_port}") as http:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if (await http.get("/healthz")).is_success:
+                    break
+            except httpx.TransportError:
+                pass
+            assert not task.done(), task
+            assert time.monotonic() < deadline, "the hub did not start"
+            await asyncio.sleep(0.05)
+        yield InProcessHub(settings, http)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -7,52 +7,24 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from otahub.hub.app import run_hub
 from otahub.hub.drivers.thin_edge.driver import ThinEdgeDriver
-from otahub.hub.settings import HubSettings
 from otahub.protocols import thin_edge as te
-from tests.hubproc import in_process_settings
+from tests.hubproc import InProcessHub, in_process_hub
 from tests.mqtt.rawclient import RawClient
 
 SLOW = "slow-child"
 
 
-class Hub:
-    def __init__(self, settings: HubSettings, http: httpx.AsyncClient) -> None:
-        self.settings = settings
-        self.http = http
-
-    async def device(self, name: str) -> dict[str, object] | None:
-        response = await self.http.get(f"/api/v1/devices/{name}")
-        return response.json() if response.status_code == 200 else None
-
-
 @pytest.fixture
-async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
-    settings = in_process_settings(tmp_path / "data")
-    task = asyncio.create_task(run_hub(settings))
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.http_port}") as http:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if (await http.get("/healthz")).is_success:
-                    break
-            except httpx.TransportError:
-                pass
-            assert not task.done(), task
-            assert time.monotonic() < deadline, "the hub did not start"
-            await asyncio.sleep(0.05)
-        yield Hub(settings, http)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+async def hub(tmp_path: Path) -> AsyncIterator[InProcessHub]:
+    async with in_process_hub(tmp_path / "data") as running:
+        yield running
 
 
 async def test_a_slow_database_write_for_one_child_does_not_hold_back_another_child(
-    hub: Hub, monkeypatch: pytest.MonkeyPatch
+    hub: InProcessHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     release = asyncio.Event()
     slow_started = asyncio.Event()
@@ -93,7 +65,7 @@ async def test_a_slow_database_write_for_one_child_does_not_hold_back_another_ch
 
 
 async def test_one_child_s_messages_from_different_clients_are_handled_in_arrival_order(
-    hub: Hub, monkeypatch: pytest.MonkeyPatch
+    hub: InProcessHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     release = asyncio.Event()
     events: list[str] = []
