@@ -101,7 +101,11 @@ class BrokerTransport:
             raise ConnectionError(f"not connected to the broker {self.address}")
         await client.publish(topic, payload, qos=qos, retain=retain)
 
-    async def subscribe(self, topic_filter: str, handler: MessageHandler) -> None:
+    async def subscribe(
+        self, topic_filter: str, handler: MessageHandler, *, acknowledges: bool = False
+    ) -> None:
+        # the broker acknowledged the device's message on receipt: ``acknowledges``
+        # has nothing to hold back here
         self._handlers.append((topic_filter, handler))
         client = self._client
         if client is not None and self._connected.is_set():

@@ -21,8 +21,14 @@ class MessageTransport(Protocol):
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
     ) -> None: ...
 
-    async def subscribe(self, topic_filter: str, handler: MessageHandler) -> None:
-        """Receive every message on ``topic_filter``, retained ones first."""
+    async def subscribe(
+        self, topic_filter: str, handler: MessageHandler, *, acknowledges: bool = False
+    ) -> None:
+        """Receive every message on ``topic_filter``, retained ones first.
+
+        ``acknowledges``: on the hub's own endpoint, a device's QoS 1/2 message is
+        acknowledged once ``handler`` is done with it (through an external broker,
+        the broker acknowledges on receipt and keeps the hub's session instead)."""
         ...
 
     async def close(self) -> None: ...
@@ -38,11 +44,15 @@ class LocalTransport:
     async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         self.server.publish(topic, payload, qos, retain)
 
-    async def subscribe(self, topic_filter: str, handler: MessageHandler) -> None:
+    async def subscribe(
+        self, topic_filter: str, handler: MessageHandler, *, acknowledges: bool = False
+    ) -> None:
         def deliver(packet: Publish) -> Awaitable[None] | None:
             return handler(packet.topic, packet.payload, packet.retain)
 
-        self._unsubscribes.append(await self.server.subscribe_replayed(topic_filter, deliver))
+        self._unsubscribes.append(
+            await self.server.subscribe_replayed(topic_filter, deliver, acknowledges=acknowledges)
+        )
 
     async def close(self) -> None:
         for unsubscribe in self._unsubscribes:

@@ -132,7 +132,11 @@ class TedgeLegacyDriver(Driver):
         core.updates.set_starter(DIALECT, self.start_update)
         core.updates.set_batch_starter(DIALECT, self.start_updates)
         self._unsubscribe.append(core.bus.subscribe(self._on_event, UpdateTransitioned))
-        await self.ctx.transport.subscribe(legacy.RESPONSE_FILTER, self._on_message)
+        # A child sends each response once, not retained: acknowledged before its
+        # transition is stored, it would be lost to a hub that stops in between.
+        await self.ctx.transport.subscribe(
+            legacy.RESPONSE_FILTER, self._on_message, acknowledges=True
+        )
         waiting: list[int] = []
 
         async def track(claimed: Claimed) -> None:
