@@ -35,14 +35,20 @@ class Holding:
         raise AssertionError(f"{count} messages never reached the subscriber: {self.got}")
 
 
-@pytest.mark.parametrize("version", VERSIONS)
-async def test_the_acknowledgement_waits_until_the_subscriber_is_done(
-    running: RunningServer, version: int
-) -> None:
+async def _holding_child(running: RunningServer, version: int = 4) -> tuple[Holding, RawClient]:
+    """A subscription on ``res/+`` that acknowledges, and a client connected."""
     holding = Holding()
     running.server.subscribe("res/+", holding, acknowledges=True)
     device = await RawClient.open(running.port, version)
     await device.connect("child")
+    return holding, device
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_the_acknowledgement_waits_until_the_subscriber_is_done(
+    running: RunningServer, version: int
+) -> None:
+    holding, device = await _holding_child(running, version)
     await device.publish("res/a", b"first", qos=1)
     await device.publish("res/a", b"second", qos=1)
     await holding.until(1)
@@ -61,10 +67,7 @@ async def test_the_acknowledgement_waits_until_the_subscriber_is_done(
 async def test_a_later_message_to_others_is_acknowledged_after_the_waiting_one(
     running: RunningServer,
 ) -> None:
-    holding = Holding()
-    running.server.subscribe("res/+", holding, acknowledges=True)
-    device = await RawClient.open(running.port, 4)
-    await device.connect("child")
+    holding, device = await _holding_child(running)
     await device.publish("res/a", b"waits", qos=1)
     await device.publish("plain/topic", b"routed", qos=1)
     await holding.until(1)
@@ -77,10 +80,7 @@ async def test_a_later_message_to_others_is_acknowledged_after_the_waiting_one(
 async def test_a_qos2_message_is_received_once_the_subscriber_is_done(
     running: RunningServer,
 ) -> None:
-    holding = Holding()
-    running.server.subscribe("res/+", holding, acknowledges=True)
-    device = await RawClient.open(running.port, 4)
-    await device.connect("child")
+    holding, device = await _holding_child(running)
     await device.publish("res/a", b"exactly once", qos=2)
     await holding.until(1)
     await device.expect_nothing()

@@ -9,24 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from otahub.hub.drivers.tedge_legacy.driver import TedgeLegacyDriver
 from otahub.mqtt.packets import Puback, Publish
 from otahub.protocols import tedge_legacy as legacy
-from tests.hubproc import InProcessHub, in_process_hub
+from tests.hubproc import InProcessHub
 from tests.mqtt.rawclient import RawClient
 
 CHILD = "legacy-ack"
-
-
-@pytest.fixture
-async def hub(tmp_path: Path) -> AsyncIterator[InProcessHub]:
-    async with in_process_hub(tmp_path / "data") as running:
-        yield running
 
 
 async def _started(hub: InProcessHub, child: RawClient) -> tuple[int, str]:
@@ -51,7 +43,7 @@ async def _started(hub: InProcessHub, child: RawClient) -> tuple[int, str]:
 
 
 async def test_the_response_is_acknowledged_after_its_transition_is_stored(
-    hub: InProcessHub, monkeypatch: pytest.MonkeyPatch
+    inproc_hub: InProcessHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     release = asyncio.Event()
     applying = asyncio.Event()
@@ -65,9 +57,9 @@ async def test_the_response_is_acknowledged_after_its_transition_is_stored(
         await original(self, child, update_id, response)
 
     monkeypatch.setattr(TedgeLegacyDriver, "_apply", held)
-    child = await RawClient.open(hub.settings.mqtt_port, 4)
+    child = await RawClient.open(inproc_hub.settings.mqtt_port, 4)
     await child.connect(CHILD)
-    update_id, operation = await _started(hub, child)
+    update_id, operation = await _started(inproc_hub, child)
 
     executing = legacy.build_response(operation, legacy.LegacyStatus.EXECUTING)
     await child.publish(legacy.response_topic(CHILD), executing, qos=1)
@@ -77,15 +69,17 @@ async def test_the_response_is_acknowledged_after_its_transition_is_stored(
     ack = await child.recv()
     assert isinstance(ack, Puback)
     # acknowledged: the transition is already there
-    update = (await hub.http.get(f"/api/v1/updates/{update_id}")).json()
+    update = (await inproc_hub.http.get(f"/api/v1/updates/{update_id}")).json()
     assert update["state"] == "downloading"
     child.close()
 
 
-async def test_a_response_that_changes_nothing_is_still_acknowledged(hub: InProcessHub) -> None:
-    child = await RawClient.open(hub.settings.mqtt_port, 4)
+async def test_a_response_that_changes_nothing_is_still_acknowledged(
+    inproc_hub: InProcessHub,
+) -> None:
+    child = await RawClient.open(inproc_hub.settings.mqtt_port, 4)
     await child.connect(CHILD)
-    await _started(hub, child)
+    await _started(inproc_hub, child)
     stranger = legacy.build_response("not-an-operation", legacy.LegacyStatus.EXECUTING)
     started = time.monotonic()
     await child.publish(legacy.response_topic(CHILD), stranger, qos=1)

@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from otahub.hub.drivers.thin_edge.driver import ThinEdgeDriver
 from otahub.protocols import thin_edge as te
-from tests.hubproc import InProcessHub, in_process_hub
+from tests.hubproc import InProcessHub
 from tests.mqtt.rawclient import RawClient
 
 SLOW = "slow-child"
 
 
-@pytest.fixture
-async def hub(tmp_path: Path) -> AsyncIterator[InProcessHub]:
-    async with in_process_hub(tmp_path / "data") as running:
-        yield running
-
-
 async def test_a_slow_database_write_for_one_child_does_not_hold_back_another_child(
-    hub: InProcessHub, monkeypatch: pytest.MonkeyPatch
+    inproc_hub: InProcessHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     release = asyncio.Event()
     slow_started = asyncio.Event()
@@ -37,7 +29,7 @@ async def test_a_slow_database_write_for_one_child_does_not_hold_back_another_ch
         await original(self, entity, payload)
 
     monkeypatch.setattr(ThinEdgeDriver, "_on_registration", registration)
-    port = hub.settings.mqtt_port
+    port = inproc_hub.settings.mqtt_port
     slow = await RawClient.open(port, 4)
     await slow.connect(SLOW)
     await slow.publish(f"te/device/{SLOW}//", b'{"@type":"child-device"}', qos=1, retain=True)
@@ -48,16 +40,16 @@ async def test_a_slow_database_write_for_one_child_does_not_hold_back_another_ch
     started = time.monotonic()
     await quick.publish("te/device/quick-child//", b'{"@type":"child-device"}', qos=1, retain=True)
     deadline = time.monotonic() + 15
-    while await hub.device("quick-child") is None:
+    while await inproc_hub.device("quick-child") is None:
         assert time.monotonic() < deadline, "the quick child waited behind the slow one"
         await asyncio.sleep(0.05)
     took = time.monotonic() - started
-    assert await hub.device(SLOW) is None, f"registered after {took:.3f}s"
+    assert await inproc_hub.device(SLOW) is None, f"registered after {took:.3f}s"
     assert not release.is_set()
 
     release.set()
     deadline = time.monotonic() + 15
-    while await hub.device(SLOW) is None:
+    while await inproc_hub.device(SLOW) is None:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
     slow.close()
@@ -65,7 +57,7 @@ async def test_a_slow_database_write_for_one_child_does_not_hold_back_another_ch
 
 
 async def test_one_child_s_messages_from_different_clients_are_handled_in_arrival_order(
-    hub: InProcessHub, monkeypatch: pytest.MonkeyPatch
+    inproc_hub: InProcessHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     release = asyncio.Event()
     events: list[str] = []
@@ -84,7 +76,7 @@ async def test_one_child_s_messages_from_different_clients_are_handled_in_arriva
 
     monkeypatch.setattr(ThinEdgeDriver, "_on_registration", registration)
     monkeypatch.setattr(ThinEdgeDriver, "_on_capability", capability)
-    port = hub.settings.mqtt_port
+    port = inproc_hub.settings.mqtt_port
     # as seed 000 does it: one mosquitto_pub (one client) per message
     mapper = await RawClient.open(port, 4)
     await mapper.connect("mapper")
